@@ -1,0 +1,212 @@
+//! Extractors that reject with `ApiError`, so malformed bodies, paths and
+//! query strings get the same problem+json as every other error.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{header, request::Parts};
+use serde::de::DeserializeOwned;
+
+use crate::domain::{PromptName, VersionRef};
+use crate::error::{ApiError, FieldError};
+use crate::store::{cursor, PageRequest};
+
+/// A JSON body. Syntax errors are 400 `malformed_json`; wrong types, missing
+/// or unknown fields are 422 `validation_failed` naming the field's path.
+pub struct Json<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        // No Content-Type is taken as JSON (curl users forget it); another type is refused.
+        if let Some(content_type) = req.headers().get(header::CONTENT_TYPE) {
+            let is_json = content_type.to_str().is_ok_and(|ct| {
+                let essence = ct.split(';').next().unwrap_or_default().trim();
+                essence.eq_ignore_ascii_case("application/json") || essence.ends_with("+json")
+            });
+            if !is_json {
+                return Err(ApiError::UnsupportedMediaType);
+            }
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+fn body_error(rejection: BytesRejection) -> ApiError {
+    use axum::extract::rejection::FailedToBufferBody;
+    match rejection {
+        BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
+            ApiError::PayloadTooLarge
+        }
+        other => ApiError::MalformedJson(other.body_text()),
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                ApiError::Validation(vec![data_error(&path, &inner.to_string())])
+            }
+            _ => ApiError::MalformedJson(inner.to_string()),
+        }
+    })?;
+    deserializer
+        .end()
+        .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    Ok(value)
+}
+
+/// serde reports missing and unknown fields at their parent's path; name the field itself.
+fn data_error(path: &str, message: &str) -> FieldError {
+    let message = message.split(" at line ").next().unwrap_or(message);
+    let named = ["missing field `", "unknown field `"]
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix))
+        .and_then(|rest| rest.split('`').next());
+    let field = match (named, path) {
+        (Some(name), "." | "") => name.to_owned(),
+        (Some(name), parent) => format!("{parent}.{name}"),
+        (None, ".") => "body".to_owned(),
+        (None, path) => path.to_owned(),
+    };
+    FieldError::new(field, message)
+}
+
+/// Query parameters; a bad value is 422 naming the parameter.
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|rejection: QueryRejection| {
+                let text = rejection.body_text();
+                let detail = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text);
+                let field = detail
+                    .split(':')
+                    .next()
+                    .filter(|f| !f.contains(' '))
+                    .unwrap_or("query");
+                ApiError::validation(field, detail)
+            })
+    }
+}
+
+/// Path parameters, percent-decoded (`support%2Fgreeting` is `support/greeting`).
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Path(p.0))
+            .map_err(|rejection: PathRejection| ApiError::validation("path", rejection.body_text()))
+    }
+}
+
+pub fn prompt_name(raw: &str) -> Result<PromptName, ApiError> {
+    PromptName::parse(raw).map_err(|e| ApiError::invalid_name("name", e))
+}
+
+pub fn version_ref(field: &str, raw: &str) -> Result<VersionRef, ApiError> {
+    VersionRef::parse(raw).map_err(|e| ApiError::validation(field, e.0))
+}
+
+pub fn semver(field: &str, raw: &str) -> Result<semver::Version, ApiError> {
+    semver::Version::parse(raw)
+        .map_err(|e| ApiError::validation(field, format!("{raw:?} is not a valid semver: {e}")))
+}
+
+/// `limit` and `cursor` of every list.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// Items per page, 1 to 100.
+    #[param(default = 20, minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+pub const MAX_PAGE: u32 = 100;
+const DEFAULT_PAGE: u32 = 20;
+
+impl PageParams {
+    pub fn to_request(&self) -> Result<PageRequest, ApiError> {
+        page_request(self.limit, self.cursor.as_deref())
+    }
+}
+
+pub fn page_request(limit: Option<u32>, cursor: Option<&str>) -> Result<PageRequest, ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::validation(
+            "limit",
+            format!("must be from 1 to {MAX_PAGE}"),
+        ));
+    }
+    let after = match cursor {
+        None => None,
+        Some(c) => Some(
+            cursor::decode(c)
+                .ok_or_else(|| ApiError::validation("cursor", "not a cursor this server issued"))?,
+        ),
+    };
+    Ok(PageRequest { limit, after })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        tags: Option<Vec<String>>,
+    }
+
+    fn field_of(raw: &str) -> (u16, String) {
+        let err = parse_json::<Body>(raw.as_bytes()).expect_err(raw);
+        let problem = err.problem();
+        (
+            problem.status,
+            problem
+                .errors
+                .first()
+                .map(|e| e.field.clone())
+                .unwrap_or_default(),
+        )
+    }
+
+    #[test]
+    fn json_errors_name_status_and_field() {
+        let cases = [
+            ("{", 400, ""),
+            ("", 400, ""),
+            ("{\"name\": \"a\"} trailing", 400, ""),
+            ("[]", 422, "body"),
+            ("{}", 422, "name"),
+            ("{\"name\": 3}", 422, "name"),
+            ("{\"name\": \"a\", \"tags\": [\"x\", 1]}", 422, "tags[1]"),
+            ("{\"name\": \"a\", \"colour\": 1}", 422, "colour"),
+        ];
+        for (raw, status, field) in cases {
+            assert_eq!(field_of(raw), (status, field.to_owned()), "{raw}");
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! Labels: named pointers to versions (`production`, `staging`, …), every move
+//! kept in history, and rollback to the previous target.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::extract::{prompt_name, semver, Json, PageParams, Path, Query};
+use super::AppState;
+use crate::domain::{Label, LabelMove, LabelName, PromptName};
+use crate::error::{ApiError, Problem};
+
+#[derive(Serialize, ToSchema)]
+pub struct LabelResponse {
+    #[schema(example = "production")]
+    name: String,
+    #[schema(example = "1.0.1")]
+    version: String,
+    updated_at: DateTime<Utc>,
+    updated_by: Option<String>,
+}
+
+impl From<Label> for LabelResponse {
+    fn from(l: Label) -> Self {
+        Self {
+            name: l.name,
+            version: l.version.to_string(),
+            updated_at: l.updated_at,
+            updated_by: l.updated_by,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LabelList {
+    items: Vec<LabelResponse>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetLabelRequest {
+    /// The semver to point the label at.
+    #[schema(example = "1.0.1")]
+    version: String,
+}
+
+/// One move of a label; `from` is `null` for the first assignment, `to` is
+/// `null` when the label was deleted.
+#[derive(Serialize, ToSchema)]
+pub struct LabelMoveResponse {
+    #[schema(example = "1.0.0")]
+    from: Option<String>,
+    #[schema(example = "1.0.1")]
+    to: Option<String>,
+    at: DateTime<Utc>,
+    by: Option<String>,
+    /// Whether this move was a rollback.
+    rollback: bool,
+}
+
+impl From<LabelMove> for LabelMoveResponse {
+    fn from(m: LabelMove) -> Self {
+        Self {
+            from: m.from.map(|v| v.to_string()),
+            to: m.to.map(|v| v.to_string()),
+            at: m.at,
+            by: m.by,
+            rollback: m.rollback,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LabelMovePage {
+    items: Vec<LabelMoveResponse>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    next_cursor: Option<String>,
+}
+
+fn names(name: &str, label: &str) -> Result<(PromptName, LabelName), ApiError> {
+    Ok((
+        prompt_name(name)?,
+        LabelName::parse_settable(label).map_err(|e| ApiError::invalid_label("label", e))?,
+    ))
+}
+
+/// List a prompt's labels (the implicit `latest` is not listed).
+#[utoipa::path(get, path = "/v1/prompts/{name}/labels", tag = "labels",
+    params(("name" = String, Path, description = "Prompt name; folder slashes as %2F")),
+    responses(
+        (status = 200, description = "The labels, by name", body = LabelList),
+        (status = 404, description = "`prompt_not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_labels(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<LabelList>, ApiError> {
+    let name = prompt_name(&name)?;
+    let labels = state
+        .registry
+        .list_labels(state.project, &name)
+        .await
+        .map_err(|e| ApiError::from_store(e, name.as_str()))?;
+    Ok(axum::Json(LabelList {
+        items: labels.into_iter().map(LabelResponse::from).collect(),
+    }))
+}
+
+/// Point a label at a version (creating the label if needed).
+#[utoipa::path(put, path = "/v1/prompts/{name}/labels/{label}", tag = "labels",
+    params(
+        ("name" = String, Path, description = "Prompt name; folder slashes as %2F"),
+        ("label" = String, Path, description = "`[a-z][a-z0-9_-]{0,63}`, not `latest`", example = "production"),
+    ),
+    request_body = SetLabelRequest,
+    responses(
+        (status = 200, description = "The label", body = LabelResponse),
+        (status = 404, description = "`prompt_not_found` or `version_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_label`, `reserved_label` or `validation_failed`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn set_label(
+    State(state): State<AppState>,
+    Path((name, label)): Path<(String, String)>,
+    Json(body): Json<SetLabelRequest>,
+) -> Result<axum::Json<LabelResponse>, ApiError> {
+    let (name, label) = names(&name, &label)?;
+    let version = semver("version", &body.version)?;
+    let moved = state
+        .registry
+        .set_label(state.project, &name, &label, &version, None)
+        .await
+        .map_err(|e| ApiError::from_store(e, name.as_str()))?;
+    Ok(axum::Json(moved.into()))
+}
+
+/// Delete a label. The deletion is recorded in its history.
+#[utoipa::path(delete, path = "/v1/prompts/{name}/labels/{label}", tag = "labels",
+    params(
+        ("name" = String, Path, description = "Prompt name; folder slashes as %2F"),
+        ("label" = String, Path, description = "The label"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "`prompt_not_found` or `label_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_label` or `reserved_label`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete_label(
+    State(state): State<AppState>,
+    Path((name, label)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let (name, label) = names(&name, &label)?;
+    state
+        .registry
+        .delete_label(state.project, &name, &label, None)
+        .await
+        .map_err(|e| ApiError::from_store(e, name.as_str()))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Every move of a label, newest first, the first assignment included.
+#[utoipa::path(get, path = "/v1/prompts/{name}/labels/{label}/history", tag = "labels",
+    params(
+        ("name" = String, Path, description = "Prompt name; folder slashes as %2F"),
+        ("label" = String, Path, description = "The label"),
+        PageParams,
+    ),
+    responses(
+        (status = 200, description = "A page of moves", body = LabelMovePage),
+        (status = 404, description = "`prompt_not_found` or `label_not_found` (never set)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn label_history(
+    State(state): State<AppState>,
+    Path((name, label)): Path<(String, String)>,
+    Query(page): Query<PageParams>,
+) -> Result<axum::Json<LabelMovePage>, ApiError> {
+    let (name, label) = names(&name, &label)?;
+    let page = state
+        .registry
+        .list_label_moves(state.project, &name, &label, page.to_request()?)
+        .await
+        .map_err(|e| ApiError::from_store(e, name.as_str()))?;
+    Ok(axum::Json(LabelMovePage {
+        items: page
+            .items
+            .into_iter()
+            .map(LabelMoveResponse::from)
+            .collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Move a label back to its previous target. Repeated rollbacks walk further
+/// back through history; a rollback is itself a recorded move.
+#[utoipa::path(post, path = "/v1/prompts/{name}/labels/{label}/rollback", tag = "labels",
+    params(
+        ("name" = String, Path, description = "Prompt name; folder slashes as %2F"),
+        ("label" = String, Path, description = "The label"),
+    ),
+    responses(
+        (status = 200, description = "The label at its previous target", body = LabelResponse),
+        (status = 404, description = "`prompt_not_found` or `label_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`no_previous_target`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn rollback_label(
+    State(state): State<AppState>,
+    Path((name, label)): Path<(String, String)>,
+) -> Result<axum::Json<LabelResponse>, ApiError> {
+    let (name, label) = names(&name, &label)?;
+    let moved = state
+        .registry
+        .rollback_label(state.project, &name, &label, None)
+        .await
+        .map_err(|e| ApiError::from_store(e, name.as_str()))?;
+    Ok(axum::Json(moved.into()))
+}

@@ -1,0 +1,279 @@
+//! Prompts: the mutable, named entities that versions belong to.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::extract::{page_request, prompt_name, Json, Path, Query};
+use super::{prompt_path, AppState};
+use crate::domain::{PromptName, PromptSummary};
+use crate::error::{ApiError, Problem};
+use crate::store::{NewPrompt, PromptFilter, PromptPatch};
+
+const MAX_TAGS: usize = 32;
+const MAX_TAG_LEN: usize = 64;
+const MAX_DESCRIPTION_LEN: usize = 4096;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePromptRequest {
+    /// `[a-z0-9][a-z0-9._/-]{0,127}`; `/` makes folders.
+    #[schema(example = "support/greeting")]
+    name: String,
+    #[schema(example = "Greets a customer by name")]
+    description: Option<String>,
+    #[schema(example = json!(["support", "email"]))]
+    tags: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdatePromptRequest {
+    #[schema(example = "Greets a customer by name and place")]
+    description: Option<String>,
+    /// Replaces the tags.
+    #[schema(example = json!(["support"]))]
+    tags: Option<Vec<String>>,
+    /// `false` restores an archived prompt.
+    archived: Option<bool>,
+}
+
+/// A prompt, with where its labels point and its newest version.
+#[derive(Serialize, ToSchema)]
+pub struct PromptResponse {
+    #[schema(example = "support/greeting")]
+    name: String,
+    #[schema(example = "Greets a customer by name")]
+    description: String,
+    #[schema(example = json!(["support"]))]
+    tags: Vec<String>,
+    archived: bool,
+    /// Label → the semver it points at.
+    #[schema(example = json!({"production": "1.0.1"}))]
+    labels: BTreeMap<String, String>,
+    #[schema(example = "1.0.2")]
+    latest_version: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<PromptSummary> for PromptResponse {
+    fn from(s: PromptSummary) -> Self {
+        Self {
+            name: s.prompt.name,
+            description: s.prompt.description,
+            tags: s.prompt.tags,
+            archived: s.prompt.archived,
+            labels: s
+                .labels
+                .into_iter()
+                .map(|(k, v)| (k, v.to_string()))
+                .collect(),
+            latest_version: s.latest_version.map(|v| v.to_string()),
+            created_at: s.prompt.created_at,
+            updated_at: s.prompt.updated_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PromptPage {
+    items: Vec<PromptResponse>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    next_cursor: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PromptListParams {
+    /// Only prompts carrying this tag.
+    tag: Option<String>,
+    /// Case-insensitive substring of the name or description.
+    q: Option<String>,
+    /// Items per page, 1 to 100.
+    #[param(default = 20, minimum = 1, maximum = 100)]
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+fn tags(field: &str, raw: Option<Vec<String>>) -> Result<Option<Vec<String>>, ApiError> {
+    let Some(raw) = raw else { return Ok(None) };
+    if raw.len() > MAX_TAGS {
+        return Err(ApiError::validation(
+            field,
+            format!("at most {MAX_TAGS} tags are allowed"),
+        ));
+    }
+    let mut tags: Vec<String> = Vec::with_capacity(raw.len());
+    for (i, tag) in raw.into_iter().enumerate() {
+        let ok = !tag.is_empty()
+            && tag.chars().count() <= MAX_TAG_LEN
+            && !tag.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !ok {
+            return Err(ApiError::validation(
+                format!("{field}[{i}]"),
+                format!("a tag is 1 to {MAX_TAG_LEN} characters without white space"),
+            ));
+        }
+        if !tags.contains(&tag) {
+            tags.push(tag);
+        }
+    }
+    Ok(Some(tags))
+}
+
+fn description(raw: Option<String>) -> Result<Option<String>, ApiError> {
+    match raw {
+        Some(d) if d.chars().count() > MAX_DESCRIPTION_LEN => Err(ApiError::validation(
+            "description",
+            format!("at most {MAX_DESCRIPTION_LEN} characters"),
+        )),
+        other => Ok(other),
+    }
+}
+
+/// Create a prompt.
+#[utoipa::path(post, path = "/v1/prompts", tag = "prompts",
+    request_body = CreatePromptRequest,
+    responses(
+        (status = 201, description = "Created", body = PromptResponse,
+            headers(("location" = String, description = "URL of the prompt"))),
+        (status = 409, description = "`prompt_exists`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_name` or `validation_failed`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create_prompt(
+    State(state): State<AppState>,
+    Json(body): Json<CreatePromptRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let name = prompt_name(&body.name)?;
+    let new = NewPrompt {
+        name: name.clone(),
+        description: description(body.description)?.unwrap_or_default(),
+        tags: tags("tags", body.tags)?.unwrap_or_default(),
+    };
+    let created = state
+        .registry
+        .create_prompt(state.project, new)
+        .await
+        .map_err(|e| ApiError::from_store(e, name.as_str()))?;
+    let location = prompt_path(name.as_str());
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        axum::Json(PromptResponse::from(created)),
+    ))
+}
+
+/// List prompts, newest first. Archived prompts are hidden.
+#[utoipa::path(get, path = "/v1/prompts", tag = "prompts",
+    params(PromptListParams),
+    responses(
+        (status = 200, description = "A page of prompts", body = PromptPage),
+        (status = 422, description = "`validation_failed` (limit, cursor)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_prompts(
+    State(state): State<AppState>,
+    Query(params): Query<PromptListParams>,
+) -> Result<axum::Json<PromptPage>, ApiError> {
+    let filter = PromptFilter {
+        name: None,
+        tag: params.tag.filter(|t| !t.is_empty()),
+        query: params.q.filter(|q| !q.is_empty()),
+        include_archived: false,
+    };
+    let page = state
+        .registry
+        .list_prompts(
+            state.project,
+            &filter,
+            page_request(params.limit, params.cursor.as_deref())?,
+        )
+        .await
+        .map_err(|e| ApiError::from_store(e, ""))?;
+    Ok(axum::Json(PromptPage {
+        items: page.items.into_iter().map(PromptResponse::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Get a prompt (archived ones too).
+#[utoipa::path(get, path = "/v1/prompts/{name}", tag = "prompts",
+    params(("name" = String, Path, description = "Prompt name; folder slashes as %2F", example = "support%2Fgreeting")),
+    responses(
+        (status = 200, description = "The prompt", body = PromptResponse),
+        (status = 404, description = "`prompt_not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_prompt(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<PromptResponse>, ApiError> {
+    let name = prompt_name(&name)?;
+    let prompt = state
+        .registry
+        .get_prompt(state.project, &name)
+        .await
+        .map_err(|e| ApiError::from_store(e, name.as_str()))?;
+    Ok(axum::Json(prompt.into()))
+}
+
+/// Change a prompt's description, tags or archived state.
+#[utoipa::path(patch, path = "/v1/prompts/{name}", tag = "prompts",
+    params(("name" = String, Path, description = "Prompt name; folder slashes as %2F")),
+    request_body = UpdatePromptRequest,
+    responses(
+        (status = 200, description = "The updated prompt", body = PromptResponse),
+        (status = 404, description = "`prompt_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update_prompt(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Json(body): Json<UpdatePromptRequest>,
+) -> Result<axum::Json<PromptResponse>, ApiError> {
+    let name = prompt_name(&name)?;
+    let patch = PromptPatch {
+        description: description(body.description)?,
+        tags: tags("tags", body.tags)?,
+        archived: body.archived,
+    };
+    update(&state, &name, patch).await.map(axum::Json)
+}
+
+/// Archive a prompt: hidden from lists, still resolvable, refuses new versions.
+#[utoipa::path(delete, path = "/v1/prompts/{name}", tag = "prompts",
+    params(("name" = String, Path, description = "Prompt name; folder slashes as %2F")),
+    responses(
+        (status = 204, description = "Archived"),
+        (status = 404, description = "`prompt_not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn archive_prompt(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let name = prompt_name(&name)?;
+    let patch = PromptPatch {
+        archived: Some(true),
+        ..PromptPatch::default()
+    };
+    update(&state, &name, patch).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn update(
+    state: &AppState,
+    name: &PromptName,
+    patch: PromptPatch,
+) -> Result<PromptResponse, ApiError> {
+    state
+        .registry
+        .update_prompt(state.project, name, patch)
+        .await
+        .map(PromptResponse::from)
+        .map_err(|e| ApiError::from_store(e, name.as_str()))
+}

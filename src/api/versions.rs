@@ -1,0 +1,527 @@
+//! Versions: immutable, numbered snapshots of a prompt's content, fetched by
+//! semver or label with ETags, and diffed.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+
+use super::extract::{prompt_name, semver, version_ref, Json, PageParams, Path, Query};
+use super::{prompt_path, AppState};
+use crate::domain::content::PromptBody;
+use crate::domain::{
+    Bump, ChatMessage, Engine, LabelName, PromptContent, PromptType, Version, VersionRef,
+};
+use crate::error::{ApiError, FieldError, Problem};
+use crate::store::NewVersion;
+
+const MAX_MESSAGE_LEN: usize = 4096;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "type": "text",
+    "template": "Hello {{name}}, welcome to {{place}}!",
+    "model_config": {"model": "gpt-4o-mini", "temperature": 0.2},
+    "message": "Warmer greeting",
+    "labels": ["staging"]
+}))]
+pub struct CreateVersionRequest {
+    /// `text` needs `template`; `chat` needs `messages`. Inferred when omitted.
+    #[serde(rename = "type")]
+    prompt_type: Option<PromptType>,
+    template: Option<String>,
+    messages: Option<Vec<ChatMessage>>,
+    /// Defaults to `handlebars`.
+    engine: Option<Engine>,
+    /// Model settings: model, temperature, … (a JSON object).
+    model_config: Option<Map<String, Value>>,
+    /// JSON Schema of the variables.
+    input_schema: Option<Value>,
+    /// JSON Schema of the model's answer.
+    output_schema: Option<Value>,
+    /// Changelog entry.
+    message: Option<String>,
+    /// Free-form: git sha, author, …
+    metadata: Option<Map<String, Value>>,
+    /// An explicit version, greater than the latest. Excludes `bump`.
+    #[schema(example = "2.0.0")]
+    version: Option<String>,
+    /// Which part of the latest version to bump (default `patch`).
+    bump: Option<Bump>,
+    /// The version this one derives from (default: the latest).
+    parent: Option<String>,
+    /// Refuse with 409 unless the latest version is this one (`null`: no version yet).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, example = "1.0.1")]
+    expected_latest: Option<Option<String>>,
+    /// Labels to point at the new (or identical latest) version, in the same transaction.
+    labels: Option<Vec<String>>,
+}
+
+/// Tells an explicit `null` (`Some(None)`) from an absent field (`None`).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// An immutable version of a prompt.
+#[derive(Serialize, ToSchema)]
+pub struct VersionResponse {
+    id: uuid::Uuid,
+    #[schema(example = "support/greeting")]
+    prompt: String,
+    #[schema(example = "1.0.1")]
+    version: String,
+    /// 1, 2, 3… per prompt.
+    #[schema(example = 2)]
+    seq: i64,
+    #[serde(rename = "type")]
+    prompt_type: PromptType,
+    engine: Engine,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "Hello {{name}}, welcome to {{place}}!")]
+    template: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    messages: Option<Vec<ChatMessage>>,
+    model_config: Map<String, Value>,
+    input_schema: Option<Value>,
+    output_schema: Option<Value>,
+    message: Option<String>,
+    metadata: Map<String, Value>,
+    #[schema(example = "1.0.0")]
+    parent: Option<String>,
+    /// sha256 of the canonical content; also the ETag.
+    content_hash: String,
+    created_at: DateTime<Utc>,
+    created_by: Option<String>,
+}
+
+impl From<&Version> for VersionResponse {
+    fn from(v: &Version) -> Self {
+        Self {
+            id: v.id,
+            prompt: v.prompt_name.clone(),
+            version: v.version.to_string(),
+            seq: v.seq,
+            prompt_type: v.content.prompt_type(),
+            engine: v.content.engine,
+            template: v.content.template().map(str::to_owned),
+            messages: v.content.messages().map(<[ChatMessage]>::to_vec),
+            model_config: v.content.model_config.clone(),
+            input_schema: v.content.input_schema.clone(),
+            output_schema: v.content.output_schema.clone(),
+            message: v.message.clone(),
+            metadata: v.metadata.clone(),
+            parent: v.parent.as_ref().map(ToString::to_string),
+            content_hash: v.content_hash.clone(),
+            created_at: v.created_at,
+            created_by: v.created_by.clone(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VersionPage {
+    items: Vec<VersionResponse>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    next_cursor: Option<String>,
+}
+
+/// Checks a request field by field, collecting every error before answering.
+fn parse_new_version(body: CreateVersionRequest) -> Result<NewVersion, ApiError> {
+    let mut errors: Vec<FieldError> = Vec::new();
+    let mut fail = |field: &str, message: String| errors.push(FieldError::new(field, message));
+
+    let prompt_type = match (body.prompt_type, &body.template, &body.messages) {
+        (Some(t), ..) => Some(t),
+        (None, Some(_), None) => Some(PromptType::Text),
+        (None, None, Some(_)) => Some(PromptType::Chat),
+        (None, None, None) => {
+            fail(
+                "type",
+                "give `type` with `template` (text) or `messages` (chat)".into(),
+            );
+            None
+        }
+        (None, Some(_), Some(_)) => {
+            fail("template", "give `template` or `messages`, not both".into());
+            None
+        }
+    };
+    let body_content = match (prompt_type, body.template, body.messages) {
+        (Some(PromptType::Text), Some(t), None) => Some(PromptBody::Text(t)),
+        (Some(PromptType::Chat), None, Some(m)) if m.is_empty() => {
+            fail(
+                "messages",
+                "a chat prompt needs at least one message".into(),
+            );
+            None
+        }
+        (Some(PromptType::Chat), None, Some(m)) => Some(PromptBody::Chat(m)),
+        (Some(PromptType::Text), _, Some(_)) => {
+            fail(
+                "messages",
+                "a text prompt has `template`, not `messages`".into(),
+            );
+            None
+        }
+        (Some(PromptType::Text), None, None) => {
+            fail("template", "a text prompt needs `template`".into());
+            None
+        }
+        (Some(PromptType::Chat), Some(_), _) => {
+            fail(
+                "template",
+                "a chat prompt has `messages`, not `template`".into(),
+            );
+            None
+        }
+        (Some(PromptType::Chat), None, None) => {
+            fail("messages", "a chat prompt needs `messages`".into());
+            None
+        }
+        (None, ..) => None,
+    };
+    for (field, schema) in [
+        ("input_schema", &body.input_schema),
+        ("output_schema", &body.output_schema),
+    ] {
+        if let Some(s) = schema {
+            if !(s.is_object() || s.is_boolean()) {
+                fail(field, "a JSON Schema is an object or a boolean".into());
+            }
+        }
+    }
+    if body
+        .message
+        .as_ref()
+        .is_some_and(|m| m.chars().count() > MAX_MESSAGE_LEN)
+    {
+        fail("message", format!("at most {MAX_MESSAGE_LEN} characters"));
+    }
+    if body.version.is_some() && body.bump.is_some() {
+        fail("version", "give `version` or `bump`, not both".into());
+    }
+    let mut semver_field = |field: &str, raw: Option<&str>| {
+        raw.and_then(|r| {
+            semver(field, r)
+                .map_err(|e| errors.extend(field_errors(e)))
+                .ok()
+        })
+    };
+    let version = semver_field("version", body.version.as_deref());
+    let parent = semver_field("parent", body.parent.as_deref());
+    let expected_latest = match body.expected_latest {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(raw)) => semver_field("expected_latest", Some(&raw)).map(Some),
+    };
+
+    let mut labels = Vec::new();
+    for (i, raw) in body.labels.unwrap_or_default().iter().enumerate() {
+        match LabelName::parse_settable(raw) {
+            Ok(label) => labels.push(label),
+            // Name and label errors keep their own codes.
+            Err(e) => return Err(ApiError::invalid_label(&format!("labels[{i}]"), e)),
+        }
+    }
+    match body_content {
+        Some(content) if errors.is_empty() => Ok(NewVersion {
+            content: PromptContent {
+                body: content,
+                engine: body.engine.unwrap_or_default(),
+                model_config: body.model_config.unwrap_or_default(),
+                input_schema: body.input_schema,
+                output_schema: body.output_schema,
+            },
+            message: body.message,
+            metadata: body.metadata.unwrap_or_default(),
+            version,
+            bump: body.bump,
+            parent,
+            expected_latest,
+            labels,
+            created_by: None,
+        }),
+        _ => Err(ApiError::Validation(errors)),
+    }
+}
+
+fn field_errors(err: ApiError) -> Vec<FieldError> {
+    err.problem().errors
+}
+
+/// Post a new version. The server numbers it; content identical to the latest
+/// version answers 200 with that version and creates nothing.
+#[utoipa::path(post, path = "/v1/prompts/{name}/versions", tag = "versions",
+    params(("name" = String, Path, description = "Prompt name; folder slashes as %2F")),
+    request_body = CreateVersionRequest,
+    responses(
+        (status = 201, description = "Created", body = VersionResponse,
+            headers(("location" = String, description = "URL of the version"))),
+        (status = 200, description = "Identical to the latest version: that version, nothing created", body = VersionResponse),
+        (status = 404, description = "`prompt_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`version_conflict` or `prompt_archived`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`, `invalid_label` or `reserved_label`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create_version(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Json(body): Json<CreateVersionRequest>,
+) -> Result<Response, ApiError> {
+    let name = prompt_name(&name)?;
+    let new = parse_new_version(body)?;
+    let result = state
+        .registry
+        .create_version(state.project, &name, new)
+        .await
+        .map_err(|e| ApiError::from_store(e, name.as_str()))?;
+    let body = axum::Json(VersionResponse::from(&result.version));
+    if !result.created {
+        return Ok((StatusCode::OK, body).into_response());
+    }
+    let location = format!(
+        "{}/versions/{}",
+        prompt_path(name.as_str()),
+        result.version.version
+    );
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], body).into_response())
+}
+
+/// List a prompt's versions, newest first.
+#[utoipa::path(get, path = "/v1/prompts/{name}/versions", tag = "versions",
+    params(("name" = String, Path, description = "Prompt name; folder slashes as %2F"), PageParams),
+    responses(
+        (status = 200, description = "A page of versions", body = VersionPage),
+        (status = 404, description = "`prompt_not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_versions(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(page): Query<PageParams>,
+) -> Result<axum::Json<VersionPage>, ApiError> {
+    let name = prompt_name(&name)?;
+    let page = state
+        .registry
+        .list_versions(state.project, &name, page.to_request()?)
+        .await
+        .map_err(|e| ApiError::from_store(e, name.as_str()))?;
+    Ok(axum::Json(VersionPage {
+        items: page.items.iter().map(VersionResponse::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Get a version by semver (`1.2.0`) or label (`production`, `latest`).
+/// Answers `If-None-Match` with 304.
+#[utoipa::path(get, path = "/v1/prompts/{name}/versions/{ref}", tag = "versions",
+    params(
+        ("name" = String, Path, description = "Prompt name; folder slashes as %2F"),
+        ("ref" = String, Path, description = "A semver or a label", example = "production"),
+        ("if-none-match" = Option<String>, Header, description = "An ETag from an earlier answer"),
+    ),
+    responses(
+        (status = 200, description = "The version", body = VersionResponse,
+            headers(("etag" = String, description = "\"<content_hash>\""))),
+        (status = 304, description = "Not modified"),
+        (status = 404, description = "`prompt_not_found`, `version_not_found` or `label_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: the ref is neither semver nor label", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_version(
+    State(state): State<AppState>,
+    Path((name, reference)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let name = prompt_name(&name)?;
+    let reference = version_ref("ref", &reference)?;
+    let version = resolve(&state, &name, &reference).await?;
+    let etag = format!("\"{}\"", version.content_hash);
+    // Exact versions never change; labels move, so those answers must be revalidated.
+    let cache_control = match reference {
+        VersionRef::Exact(_) => "private, max-age=31536000, immutable",
+        VersionRef::Label(_) => "private, no-cache",
+    };
+    let caching = [
+        (
+            header::ETAG,
+            HeaderValue::from_str(&etag).map_err(|e| ApiError::Internal(e.into()))?,
+        ),
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(cache_control),
+        ),
+    ];
+    if if_none_match(&headers, &etag) {
+        return Ok((StatusCode::NOT_MODIFIED, caching).into_response());
+    }
+    Ok((caching, axum::Json(VersionResponse::from(version.as_ref()))).into_response())
+}
+
+async fn resolve(
+    state: &AppState,
+    name: &crate::domain::PromptName,
+    reference: &VersionRef,
+) -> Result<Arc<Version>, ApiError> {
+    state
+        .registry
+        .get_version(state.project, name, reference)
+        .await
+        .map_err(|e| ApiError::from_store(e, name.as_str()))
+}
+
+/// RFC 9110 weak comparison against every tag of `If-None-Match` (or `*`).
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers.get_all(header::IF_NONE_MATCH).iter().any(|value| {
+        value.to_str().is_ok_and(|list| {
+            list.split(',')
+                .map(str::trim)
+                .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
+        })
+    })
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DiffParams {
+    /// A semver or label.
+    #[param(example = "1.0.0")]
+    from: String,
+    /// A semver or label.
+    #[param(example = "production")]
+    to: String,
+}
+
+/// One field that differs between two versions.
+#[derive(Serialize, ToSchema)]
+pub struct FieldChange {
+    #[schema(example = "model_config")]
+    field: String,
+    from: Value,
+    to: Value,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DiffResponse {
+    #[schema(example = "support/greeting")]
+    prompt: String,
+    #[schema(example = "1.0.0")]
+    from: String,
+    #[schema(example = "1.0.1")]
+    to: String,
+    /// Every content field that differs, with both values.
+    changes: Vec<FieldChange>,
+    /// A unified diff of the template (text) or the messages (chat); empty when equal.
+    #[schema(
+        example = "--- support/greeting@1.0.0\n+++ support/greeting@1.0.1\n@@ -1 +1 @@\n-Hello {{name}}!\n+Hello {{name}}, welcome to {{place}}!\n"
+    )]
+    diff: String,
+}
+
+/// Compare two versions field by field, with a unified diff of the template or messages.
+#[utoipa::path(get, path = "/v1/prompts/{name}/diff", tag = "versions",
+    params(("name" = String, Path, description = "Prompt name; folder slashes as %2F"), DiffParams),
+    responses(
+        (status = 200, description = "The differences", body = DiffResponse),
+        (status = 404, description = "`prompt_not_found`, `version_not_found` or `label_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn diff_versions(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(params): Query<DiffParams>,
+) -> Result<axum::Json<DiffResponse>, ApiError> {
+    let name = prompt_name(&name)?;
+    let from_ref = version_ref("from", &params.from)?;
+    let to_ref = version_ref("to", &params.to)?;
+    let from = resolve(&state, &name, &from_ref).await?;
+    let to = resolve(&state, &name, &to_ref).await?;
+    let (old, new) = (
+        from.content.to_canonical_value(),
+        to.content.to_canonical_value(),
+    );
+    let mut fields: Vec<&String> = old
+        .as_object()
+        .into_iter()
+        .chain(new.as_object())
+        .flat_map(|o| o.keys())
+        .collect();
+    fields.sort();
+    fields.dedup();
+    let changes = fields
+        .into_iter()
+        .filter(|f| old.get(f.as_str()) != new.get(f.as_str()))
+        .map(|f| FieldChange {
+            field: f.clone(),
+            from: old.get(f.as_str()).cloned().unwrap_or(Value::Null),
+            to: new.get(f.as_str()).cloned().unwrap_or(Value::Null),
+        })
+        .collect();
+    let label = |v: &Version| format!("{}@{}", v.prompt_name, v.version);
+    let (old_text, new_text) = (diffable_text(&from.content), diffable_text(&to.content));
+    let diff = if old_text == new_text {
+        String::new()
+    } else {
+        similar::TextDiff::from_lines(&old_text, &new_text)
+            .unified_diff()
+            .header(&label(&from), &label(&to))
+            .to_string()
+    };
+    Ok(axum::Json(DiffResponse {
+        prompt: name.to_string(),
+        from: from.version.to_string(),
+        to: to.version.to_string(),
+        changes,
+        diff,
+    }))
+}
+
+/// The template, or the messages as `[role]` blocks, so line diffs read naturally.
+fn diffable_text(content: &PromptContent) -> String {
+    let mut text = match &content.body {
+        PromptBody::Text(t) => t.clone(),
+        PromptBody::Chat(messages) => messages
+            .iter()
+            .map(|m| match m {
+                ChatMessage::System { content }
+                | ChatMessage::User { content }
+                | ChatMessage::Assistant { content } => format!("[{}]\n{content}", m.role()),
+                ChatMessage::Placeholder { name } => format!("[placeholder: {name}]"),
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+    };
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_none_match_is_a_weak_comparison_over_a_list() {
+        let etag = "\"abc\"";
+        for (header_value, want) in [
+            ("\"abc\"", true),
+            ("W/\"abc\"", true),
+            ("\"x\", \"abc\"", true),
+            ("*", true),
+            ("\"abcd\"", false),
+            ("abc", false),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::IF_NONE_MATCH,
+                HeaderValue::from_static(header_value),
+            );
+            assert_eq!(if_none_match(&headers, etag), want, "{header_value}");
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! What a version holds: its template (text) or messages (chat), the engine
+//! that renders it, model settings and schemas, and the hash that identifies
+//! that content.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PromptType {
+    Text,
+    Chat,
+}
+
+impl PromptType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Chat => "chat",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    #[default]
+    Handlebars,
+    Jinja,
+}
+
+impl Engine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Handlebars => "handlebars",
+            Self::Jinja => "jinja",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "handlebars" => Some(Self::Handlebars),
+            "jinja" => Some(Self::Jinja),
+            _ => None,
+        }
+    }
+}
+
+/// One entry of a chat prompt: a message whose `content` is a template, or a
+/// placeholder that a caller's array of messages expands at render time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "role", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ChatMessage {
+    #[schema(title = "system")]
+    System { content: String },
+    #[schema(title = "user")]
+    User { content: String },
+    #[schema(title = "assistant")]
+    Assistant { content: String },
+    /// Expands the array variable `name` (of `{role, content}` messages) here.
+    #[schema(title = "placeholder")]
+    Placeholder { name: String },
+}
+
+impl ChatMessage {
+    pub fn role(&self) -> &'static str {
+        match self {
+            Self::System { .. } => "system",
+            Self::User { .. } => "user",
+            Self::Assistant { .. } => "assistant",
+            Self::Placeholder { .. } => "placeholder",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromptBody {
+    Text(String),
+    Chat(Vec<ChatMessage>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromptContent {
+    pub body: PromptBody,
+    pub engine: Engine,
+    pub model_config: Map<String, Value>,
+    pub input_schema: Option<Value>,
+    pub output_schema: Option<Value>,
+}
+
+impl PromptContent {
+    pub fn prompt_type(&self) -> PromptType {
+        match self.body {
+            PromptBody::Text(_) => PromptType::Text,
+            PromptBody::Chat(_) => PromptType::Chat,
+        }
+    }
+
+    pub fn template(&self) -> Option<&str> {
+        match &self.body {
+            PromptBody::Text(t) => Some(t),
+            PromptBody::Chat(_) => None,
+        }
+    }
+
+    pub fn messages(&self) -> Option<&[ChatMessage]> {
+        match &self.body {
+            PromptBody::Text(_) => None,
+            PromptBody::Chat(m) => Some(m),
+        }
+    }
+
+    /// The content as one JSON object, the form that is hashed and diffed.
+    pub fn to_canonical_value(&self) -> Value {
+        let mut obj = Map::new();
+        obj.insert("type".into(), self.prompt_type().as_str().into());
+        obj.insert("engine".into(), self.engine.as_str().into());
+        match &self.body {
+            PromptBody::Text(t) => obj.insert("template".into(), t.clone().into()),
+            PromptBody::Chat(m) => obj.insert("messages".into(), json_of(m)),
+        };
+        obj.insert(
+            "model_config".into(),
+            Value::Object(self.model_config.clone()),
+        );
+        obj.insert(
+            "input_schema".into(),
+            self.input_schema.clone().unwrap_or(Value::Null),
+        );
+        obj.insert(
+            "output_schema".into(),
+            self.output_schema.clone().unwrap_or(Value::Null),
+        );
+        Value::Object(obj)
+    }
+
+    /// sha256 (hex) of the canonical JSON: object keys sorted at every depth,
+    /// no insignificant white space. Equal content, equal hash.
+    pub fn content_hash(&self) -> String {
+        let mut canonical = String::new();
+        write_canonical(&self.to_canonical_value(), &mut canonical);
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    }
+}
+
+fn json_of(messages: &[ChatMessage]) -> Value {
+    // Serializing a plain enum of strings into a Value cannot fail.
+    serde_json::to_value(messages).unwrap_or(Value::Null)
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_canonical(&map[key], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn text(template: &str, config: Value) -> PromptContent {
+        PromptContent {
+            body: PromptBody::Text(template.into()),
+            engine: Engine::Handlebars,
+            model_config: config.as_object().cloned().unwrap_or_default(),
+            input_schema: None,
+            output_schema: None,
+        }
+    }
+
+    #[test]
+    fn hash_ignores_key_order_at_every_depth() {
+        let a = text(
+            "Hi {{name}}",
+            json!({"model": "m", "params": {"a": 1, "b": [1, {"y": 2, "x": 1}]}}),
+        );
+        let b = text(
+            "Hi {{name}}",
+            json!({"params": {"b": [1, {"x": 1, "y": 2}], "a": 1}, "model": "m"}),
+        );
+        assert_eq!(a.content_hash(), b.content_hash());
+    }
+
+    #[test]
+    fn hash_changes_with_any_content_field() {
+        let base = text("Hi {{name}}", json!({}));
+        let mut jinja = base.clone();
+        jinja.engine = Engine::Jinja;
+        let mut schema = base.clone();
+        schema.input_schema = Some(json!({"type": "object"}));
+        let hashes = [
+            base.content_hash(),
+            text("Hi {{ name }}", json!({})).content_hash(),
+            text("Hi {{name}}", json!({"temperature": 0})).content_hash(),
+            jinja.content_hash(),
+            schema.content_hash(),
+        ];
+        let unique: std::collections::HashSet<_> = hashes.iter().collect();
+        assert_eq!(unique.len(), hashes.len());
+        assert_eq!(hashes[0].len(), 64);
+    }
+
+    #[test]
+    fn chat_messages_use_role_as_tag() {
+        let parsed: Vec<ChatMessage> = serde_json::from_value(json!([
+            {"role": "system", "content": "Be brief."},
+            {"role": "placeholder", "name": "history"},
+        ]))
+        .expect("valid messages");
+        assert_eq!(
+            parsed[1],
+            ChatMessage::Placeholder {
+                name: "history".into()
+            }
+        );
+        let bad: Result<Vec<ChatMessage>, _> =
+            serde_json::from_value(json!([{"role": "robot", "content": "x"}]));
+        assert!(bad.is_err());
+    }
+}

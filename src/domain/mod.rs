@@ -1,0 +1,87 @@
+//! Plain types and rules of the registry: names, version numbers, prompt content
+//! and its hash. Nothing here does I/O; everything is unit-tested in place.
+
+pub mod content;
+pub mod names;
+pub mod versioning;
+
+pub use content::{ChatMessage, Engine, PromptContent, PromptType};
+pub use names::{LabelName, NameError, PromptName, VersionRef};
+pub use versioning::{next_version, Bump, VersionRuleError};
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// A tenant. Every other row belongs to one.
+pub type ProjectId = Uuid;
+
+/// The project every install starts with.
+pub const DEFAULT_PROJECT: &str = "default";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prompt {
+    pub id: Uuid,
+    pub project_id: ProjectId,
+    pub name: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub archived: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A prompt as lists show it: with where its labels point and its newest version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromptSummary {
+    pub prompt: Prompt,
+    pub labels: std::collections::BTreeMap<String, semver::Version>,
+    pub latest_version: Option<semver::Version>,
+}
+
+/// An immutable, numbered snapshot of a prompt's content.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Version {
+    pub id: Uuid,
+    pub prompt_id: Uuid,
+    pub prompt_name: String,
+    pub version: semver::Version,
+    pub seq: i64,
+    pub content: PromptContent,
+    pub message: Option<String>,
+    pub metadata: Map<String, Value>,
+    pub parent: Option<semver::Version>,
+    pub content_hash: String,
+    pub created_at: DateTime<Utc>,
+    pub created_by: Option<String>,
+}
+
+/// Where a label points now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Label {
+    pub prompt_id: Uuid,
+    pub name: String,
+    pub version: semver::Version,
+    pub version_id: Uuid,
+    pub updated_at: DateTime<Utc>,
+    pub updated_by: Option<String>,
+}
+
+/// One recorded move of a label. `to` is `None` when the label was deleted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelMove {
+    pub id: i64,
+    pub label: String,
+    pub from: Option<semver::Version>,
+    pub to: Option<semver::Version>,
+    pub rollback: bool,
+    pub at: DateTime<Utc>,
+    pub by: Option<String>,
+}
+
+/// A page of a list, newest first, and the cursor of the next page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}

@@ -1,0 +1,14 @@
+//! promptreg: a self-hosted prompt registry. Prompts are stored as immutable,
+//! semver-versioned templates with labels, history, diff and rollback, and
+//! served over HTTP from SQLite (default) or Postgres.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod registry;
+pub mod store;
+pub mod telemetry;
+
+pub use app::build_app;

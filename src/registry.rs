@@ -1,0 +1,239 @@
+//! The registry service: every prompt, version and label operation the API
+//! offers, with read-through caches in front of the store for the hot path
+//! (fetching a version by label or semver).
+//!
+//! Versions are immutable, so a version found by exact semver is cached for
+//! good. Label and `latest` resolutions are cached per prompt and dropped
+//! whenever that prompt's labels or versions change: after a write here, or
+//! when another process announces one (`Store::subscribe_invalidations`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use moka::sync::Cache;
+use uuid::Uuid;
+
+use crate::config::CacheConfig;
+use crate::domain::{
+    Label, LabelMove, LabelName, Page, ProjectId, PromptName, PromptSummary, Version, VersionRef,
+};
+use crate::store::{
+    CreatedVersion, Invalidation, NewPrompt, NewVersion, PageRequest, PromptFilter, PromptPatch,
+    Store, StoreError, StoreResult,
+};
+
+/// A prompt's label (and `latest`) resolutions. Removed from the cache as a
+/// whole on invalidation; a reader that raced the removal fills a detached
+/// copy, so a stale answer can never land in the live cache.
+type Resolutions = Arc<RwLock<HashMap<LabelName, Arc<Version>>>>;
+
+pub struct Registry {
+    store: Arc<dyn Store>,
+    /// (project, name) → prompt id. Names are never reused for another prompt.
+    prompt_ids: Cache<(ProjectId, PromptName), Uuid>,
+    exact: Cache<(Uuid, semver::Version), Arc<Version>>,
+    resolutions: Cache<Uuid, Resolutions>,
+}
+
+impl Registry {
+    pub fn new(store: Arc<dyn Store>, limits: &CacheConfig) -> Self {
+        Self {
+            store,
+            prompt_ids: Cache::new(limits.max_prompts),
+            exact: Cache::new(limits.max_versions),
+            resolutions: Cache::new(limits.max_prompts),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Applies invalidations announced by other processes until the store's
+    /// channel closes.
+    pub async fn follow_invalidations(self: Arc<Self>) -> StoreResult<()> {
+        let Some(mut changes) = self.store.subscribe_invalidations().await? else {
+            return Ok(());
+        };
+        tokio::spawn(async move {
+            while let Some(change) = changes.recv().await {
+                match change {
+                    Invalidation::Prompt(id) => self.resolutions.invalidate(&id),
+                    Invalidation::All => self.resolutions.invalidate_all(),
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn invalidate(&self, prompt_id: Uuid) {
+        self.resolutions.invalidate(&prompt_id);
+    }
+
+    pub async fn create_prompt(
+        &self,
+        project: ProjectId,
+        new: NewPrompt,
+    ) -> StoreResult<PromptSummary> {
+        let name = new.name.clone();
+        self.store.insert_prompt(project, new).await?;
+        self.store.get_prompt(project, &name).await
+    }
+
+    pub async fn get_prompt(
+        &self,
+        project: ProjectId,
+        name: &PromptName,
+    ) -> StoreResult<PromptSummary> {
+        self.store.get_prompt(project, name).await
+    }
+
+    pub async fn list_prompts(
+        &self,
+        project: ProjectId,
+        filter: &PromptFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<PromptSummary>> {
+        self.store.list_prompts(project, filter, page).await
+    }
+
+    pub async fn update_prompt(
+        &self,
+        project: ProjectId,
+        name: &PromptName,
+        patch: PromptPatch,
+    ) -> StoreResult<PromptSummary> {
+        self.store.update_prompt(project, name, patch).await
+    }
+
+    pub async fn create_version(
+        &self,
+        project: ProjectId,
+        name: &PromptName,
+        new: NewVersion,
+    ) -> StoreResult<CreatedVersion> {
+        let created = self.store.create_version(project, name, new).await?;
+        self.invalidate(created.version.prompt_id);
+        Ok(created)
+    }
+
+    pub async fn list_versions(
+        &self,
+        project: ProjectId,
+        name: &PromptName,
+        page: PageRequest,
+    ) -> StoreResult<Page<Version>> {
+        self.store.list_versions(project, name, page).await
+    }
+
+    /// The hot path: a version by semver or label, from memory when possible.
+    pub async fn get_version(
+        &self,
+        project: ProjectId,
+        name: &PromptName,
+        reference: &VersionRef,
+    ) -> StoreResult<Arc<Version>> {
+        let prompt_id = self.prompt_ids.get(&(project, name.clone()));
+        match (reference, prompt_id) {
+            (VersionRef::Exact(semver), Some(id)) => {
+                if let Some(hit) = self.exact.get(&(id, semver.clone())) {
+                    return Ok(hit);
+                }
+            }
+            (VersionRef::Label(label), Some(id)) => {
+                let entry = self.resolutions.get_with(id, Resolutions::default);
+                if let Some(hit) = read(&entry).get(label).cloned() {
+                    return Ok(hit);
+                }
+                // Fetch with the entry in hand: if a write invalidates it
+                // meanwhile, what we fetched goes into the detached entry.
+                let version = Arc::new(self.store.get_version(project, name, reference).await?);
+                write(&entry).insert(label.clone(), version.clone());
+                return Ok(version);
+            }
+            (_, None) => {}
+        }
+        let version = Arc::new(self.store.get_version(project, name, reference).await?);
+        self.prompt_ids
+            .insert((project, name.clone()), version.prompt_id);
+        if let VersionRef::Exact(semver) = reference {
+            self.exact
+                .insert((version.prompt_id, semver.clone()), version.clone());
+        }
+        Ok(version)
+    }
+
+    pub async fn list_labels(
+        &self,
+        project: ProjectId,
+        name: &PromptName,
+    ) -> StoreResult<Vec<Label>> {
+        self.store.list_labels(project, name).await
+    }
+
+    pub async fn set_label(
+        &self,
+        project: ProjectId,
+        name: &PromptName,
+        label: &LabelName,
+        version: &semver::Version,
+        by: Option<&str>,
+    ) -> StoreResult<Label> {
+        let moved = self
+            .store
+            .set_label(project, name, label, version, by)
+            .await?;
+        self.invalidate(moved.prompt_id);
+        Ok(moved)
+    }
+
+    pub async fn delete_label(
+        &self,
+        project: ProjectId,
+        name: &PromptName,
+        label: &LabelName,
+        by: Option<&str>,
+    ) -> StoreResult<Label> {
+        let removed = self.store.delete_label(project, name, label, by).await?;
+        self.invalidate(removed.prompt_id);
+        Ok(removed)
+    }
+
+    pub async fn rollback_label(
+        &self,
+        project: ProjectId,
+        name: &PromptName,
+        label: &LabelName,
+        by: Option<&str>,
+    ) -> StoreResult<Label> {
+        let moved = self.store.rollback_label(project, name, label, by).await?;
+        self.invalidate(moved.prompt_id);
+        Ok(moved)
+    }
+
+    pub async fn list_label_moves(
+        &self,
+        project: ProjectId,
+        name: &PromptName,
+        label: &LabelName,
+        page: PageRequest,
+    ) -> StoreResult<Page<LabelMove>> {
+        self.store
+            .list_label_moves(project, name, label, page)
+            .await
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.store.ping().await
+    }
+}
+
+// A poisoned lock only means a panic elsewhere mid-insert into a plain map;
+// the map is still valid, so keep serving.
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,262 @@
+//! Persistence. The `Store` trait names the use-cases; each multi-statement
+//! write is one transaction inside one method. This is the only module with SQL
+//! and it never sees HTTP types.
+//!
+//! Both backends accept `$N` placeholders and the portable subset of SQL, so the
+//! use-cases are written once (`sql.rs`) and each backend adds only what truly
+//! differs: pools, row locking and change notification.
+
+mod postgres;
+mod rows;
+mod sql;
+mod sqlite;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::domain::{
+    Bump, Label, LabelMove, LabelName, Page, ProjectId, Prompt, PromptContent, PromptName,
+    PromptSummary, Version, VersionRef,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("prompt not found")]
+    PromptNotFound,
+    #[error("version {0} not found")]
+    VersionNotFound(String),
+    #[error("label {0} is not set")]
+    LabelNotFound(String),
+    #[error("a prompt with this name already exists")]
+    PromptExists,
+    #[error("the prompt is archived and takes no new versions")]
+    PromptArchived,
+    #[error("{0}")]
+    VersionConflict(String),
+    #[error("label {0} has no previous target to roll back to")]
+    NoPreviousTarget(String),
+    #[error("parent version {0} does not exist")]
+    ParentNotFound(String),
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone)]
+pub struct NewPrompt {
+    pub name: PromptName,
+    pub description: String,
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PromptPatch {
+    pub description: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub archived: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PromptFilter {
+    /// Exactly this name (archived or not, when `include_archived`).
+    pub name: Option<PromptName>,
+    pub tag: Option<String>,
+    pub query: Option<String>,
+    pub include_archived: bool,
+}
+
+/// What a caller asks for when posting content. Numbering, parent and
+/// idempotency are decided inside the store's transaction.
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    pub content: PromptContent,
+    pub message: Option<String>,
+    pub metadata: Map<String, Value>,
+    pub version: Option<semver::Version>,
+    pub bump: Option<Bump>,
+    pub parent: Option<semver::Version>,
+    /// `Some(None)`: the caller expects the prompt to have no version yet.
+    pub expected_latest: Option<Option<semver::Version>>,
+    pub labels: Vec<LabelName>,
+    pub created_by: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CreatedVersion {
+    pub version: Version,
+    /// False when the content equalled the latest version's and nothing was created.
+    pub created: bool,
+}
+
+/// Where a list page starts: after this key (exclusive), newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageKey {
+    Id(Uuid),
+    /// An integer key: a version's `seq`, a label move's id.
+    Int(i64),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct PageRequest {
+    pub limit: u32,
+    pub after: Option<PageKey>,
+}
+
+/// A change that may make cached label resolutions stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalidation {
+    Prompt(Uuid),
+    /// Notifications may have been missed (a lost connection): drop everything.
+    All,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend this is, for logs.
+    fn backend(&self) -> &'static str;
+    async fn ping(&self) -> StoreResult<()>;
+    /// The id of project `name`, created if missing.
+    async fn ensure_project(&self, name: &str) -> StoreResult<ProjectId>;
+
+    async fn insert_prompt(&self, project: ProjectId, new: NewPrompt) -> StoreResult<Prompt>;
+    async fn get_prompt(&self, project: ProjectId, name: &PromptName)
+        -> StoreResult<PromptSummary>;
+    async fn list_prompts(
+        &self,
+        project: ProjectId,
+        filter: &PromptFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<PromptSummary>>;
+    async fn update_prompt(
+        &self,
+        project: ProjectId,
+        name: &PromptName,
+        patch: PromptPatch,
+    ) -> StoreResult<PromptSummary>;
+
+    async fn create_version(
+        &self,
+        project: ProjectId,
+        name: &PromptName,
+        new: NewVersion,
+    ) -> StoreResult<CreatedVersion>;
+    async fn get_version(
+        &self,
+        project: ProjectId,
+        name: &PromptName,
+        reference: &VersionRef,
+    ) -> StoreResult<Version>;
+    async fn list_versions(
+        &self,
+        project: ProjectId,
+        name: &PromptName,
+        page: PageRequest,
+    ) -> StoreResult<Page<Version>>;
+
+    async fn list_labels(&self, project: ProjectId, name: &PromptName) -> StoreResult<Vec<Label>>;
+    async fn set_label(
+        &self,
+        project: ProjectId,
+        name: &PromptName,
+        label: &LabelName,
+        version: &semver::Version,
+        by: Option<&str>,
+    ) -> StoreResult<Label>;
+    async fn delete_label(
+        &self,
+        project: ProjectId,
+        name: &PromptName,
+        label: &LabelName,
+        by: Option<&str>,
+    ) -> StoreResult<Label>;
+    async fn rollback_label(
+        &self,
+        project: ProjectId,
+        name: &PromptName,
+        label: &LabelName,
+        by: Option<&str>,
+    ) -> StoreResult<Label>;
+    async fn list_label_moves(
+        &self,
+        project: ProjectId,
+        name: &PromptName,
+        label: &LabelName,
+        page: PageRequest,
+    ) -> StoreResult<Page<LabelMove>>;
+
+    /// Label changes made by other processes sharing this database, where the
+    /// backend can tell (Postgres `LISTEN`); `None` when this process is the
+    /// only writer that matters (SQLite).
+    async fn subscribe_invalidations(
+        &self,
+    ) -> StoreResult<Option<tokio::sync::mpsc::Receiver<Invalidation>>>;
+}
+
+/// Opens the store `url` names (`sqlite://…` or `postgres://…`) and applies
+/// pending migrations.
+pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url, max_connections).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(
+            PostgresStore::connect(url, max_connections).await?,
+        ))
+    } else {
+        anyhow::bail!("DATABASE_URL must start with sqlite:// or postgres://")
+    }
+}
+
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.kind() == sqlx::error::ErrorKind::UniqueViolation)
+}
+
+/// Opaque cursors: base64url of `kind:value`, so clients cannot mistake them
+/// for ids and the encoding can change without breaking the API.
+pub mod cursor {
+    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
+    use uuid::Uuid;
+
+    use super::PageKey;
+
+    pub fn encode(key: PageKey) -> String {
+        let raw = match key {
+            PageKey::Id(id) => format!("i:{id}"),
+            PageKey::Int(seq) => format!("s:{seq}"),
+        };
+        URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    pub fn decode(cursor: &str) -> Option<PageKey> {
+        let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(cursor).ok()?).ok()?;
+        let (kind, value) = raw.split_once(':')?;
+        match kind {
+            "i" => Uuid::parse_str(value).ok().map(PageKey::Id),
+            "s" => value.parse().ok().map(PageKey::Int),
+            _ => None,
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn cursors_round_trip_and_reject_garbage() {
+            for key in [PageKey::Int(42), PageKey::Id(Uuid::now_v7())] {
+                assert_eq!(decode(&encode(key)), Some(key));
+            }
+            for bad in ["", "!!", "eDo0Mg", "czp4"] {
+                assert_eq!(decode(bad), None, "{bad}");
+            }
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Row shapes shared by both backends and their conversion into domain types.
+//! Column types decode on SQLite and Postgres alike (uuid, text timestamps or
+//! timestamptz, json text or jsonb).
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use sqlx::types::Json;
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use super::StoreError;
+use crate::domain::{
+    content::PromptBody, ChatMessage, Engine, Label, LabelMove, Prompt, PromptContent, Version,
+};
+
+/// Columns of `prompt` as `PROMPT_COLUMNS` selects them.
+pub const PROMPT_COLUMNS: &str =
+    "p.id, p.project_id, p.name, p.description, p.tags, p.archived_at, p.created_at, p.updated_at";
+
+#[derive(FromRow)]
+pub struct PromptRow {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub tags: Json<Vec<String>>,
+    pub archived_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<PromptRow> for Prompt {
+    fn from(row: PromptRow) -> Self {
+        Prompt {
+            id: row.id,
+            project_id: row.project_id,
+            name: row.name,
+            description: row.description,
+            tags: row.tags.0,
+            archived: row.archived_at.is_some(),
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+/// Selects a version with its prompt's name and its parent's semver.
+pub const VERSION_SELECT: &str = "select v.id, v.prompt_id, p.name as prompt_name, v.version, \
+     v.seq, v.prompt_type, v.engine, v.template, v.messages, v.model_config, v.input_schema, \
+     v.output_schema, v.message, v.metadata, pv.version as parent, v.content_hash, \
+     v.created_at, v.created_by \
+     from prompt_version v \
+     join prompt p on p.id = v.prompt_id \
+     left join prompt_version pv on pv.id = v.parent_id";
+
+#[derive(FromRow)]
+pub struct VersionRow {
+    pub id: Uuid,
+    pub prompt_id: Uuid,
+    pub prompt_name: String,
+    pub version: String,
+    pub seq: i64,
+    pub prompt_type: String,
+    pub engine: String,
+    pub template: Option<String>,
+    pub messages: Option<Json<Vec<ChatMessage>>>,
+    pub model_config: Json<Map<String, Value>>,
+    pub input_schema: Option<Json<Value>>,
+    pub output_schema: Option<Json<Value>>,
+    pub message: Option<String>,
+    pub metadata: Json<Map<String, Value>>,
+    pub parent: Option<String>,
+    pub content_hash: String,
+    pub created_at: DateTime<Utc>,
+    pub created_by: Option<String>,
+}
+
+pub fn parse_semver(raw: &str) -> Result<semver::Version, StoreError> {
+    semver::Version::parse(raw).map_err(|e| StoreError::Corrupt(format!("version {raw:?}: {e}")))
+}
+
+impl TryFrom<VersionRow> for Version {
+    type Error = StoreError;
+
+    fn try_from(row: VersionRow) -> Result<Self, StoreError> {
+        let body = match (row.prompt_type.as_str(), row.template, row.messages) {
+            ("text", Some(template), _) => PromptBody::Text(template),
+            ("chat", _, Some(messages)) => PromptBody::Chat(messages.0),
+            (other, ..) => {
+                return Err(StoreError::Corrupt(format!(
+                    "version {} has type {other:?} without its content",
+                    row.id
+                )))
+            }
+        };
+        let engine = Engine::parse(&row.engine)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown engine {:?}", row.engine)))?;
+        Ok(Version {
+            id: row.id,
+            prompt_id: row.prompt_id,
+            prompt_name: row.prompt_name,
+            version: parse_semver(&row.version)?,
+            seq: row.seq,
+            content: PromptContent {
+                body,
+                engine,
+                model_config: row.model_config.0,
+                input_schema: row.input_schema.map(|j| j.0),
+                output_schema: row.output_schema.map(|j| j.0),
+            },
+            message: row.message,
+            metadata: row.metadata.0,
+            parent: row.parent.as_deref().map(parse_semver).transpose()?,
+            content_hash: row.content_hash,
+            created_at: row.created_at,
+            created_by: row.created_by,
+        })
+    }
+}
+
+pub const LABEL_SELECT: &str = "select l.prompt_id, l.name, v.version, l.version_id, \
+     l.updated_at, l.updated_by from label l join prompt_version v on v.id = l.version_id";
+
+#[derive(FromRow)]
+pub struct LabelRow {
+    pub prompt_id: Uuid,
+    pub name: String,
+    pub version: String,
+    pub version_id: Uuid,
+    pub updated_at: DateTime<Utc>,
+    pub updated_by: Option<String>,
+}
+
+impl TryFrom<LabelRow> for Label {
+    type Error = StoreError;
+
+    fn try_from(row: LabelRow) -> Result<Self, StoreError> {
+        Ok(Label {
+            prompt_id: row.prompt_id,
+            name: row.name,
+            version: parse_semver(&row.version)?,
+            version_id: row.version_id,
+            updated_at: row.updated_at,
+            updated_by: row.updated_by,
+        })
+    }
+}
+
+pub const LABEL_MOVE_SELECT: &str = "select m.id, m.label, fv.version as from_version, \
+     tv.version as to_version, m.undoes_move_id, m.at, m.by \
+     from label_move m \
+     left join prompt_version fv on fv.id = m.from_version_id \
+     left join prompt_version tv on tv.id = m.to_version_id";
+
+#[derive(FromRow)]
+pub struct LabelMoveRow {
+    pub id: i64,
+    pub label: String,
+    pub from_version: Option<String>,
+    pub to_version: Option<String>,
+    pub undoes_move_id: Option<i64>,
+    pub at: DateTime<Utc>,
+    pub by: Option<String>,
+}
+
+impl TryFrom<LabelMoveRow> for LabelMove {
+    type Error = StoreError;
+
+    fn try_from(row: LabelMoveRow) -> Result<Self, StoreError> {
+        Ok(LabelMove {
+            id: row.id,
+            label: row.label,
+            from: row.from_version.as_deref().map(parse_semver).transpose()?,
+            to: row.to_version.as_deref().map(parse_semver).transpose()?,
+            rollback: row.undoes_move_id.is_some(),
+            at: row.at,
+            by: row.by,
+        })
+    }
+}

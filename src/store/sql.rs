@@ -1,0 +1,656 @@
+//! The use-cases in portable SQL, written once and instantiated for each
+//! backend by `impl_store!`. A backend type provides:
+//! - `fn reader(&self) -> &Pool<DB>` and `fn writer(&self) -> &Pool<DB>`;
+//! - `const LOCK_ROW: &str`, appended to a select that must lock its row
+//!   until commit (`for update` on Postgres; empty on SQLite, whose single
+//!   writer connection already serializes writes);
+//! - `const TAG_MATCH: (&str, &str)`, the SQL around a bound tag that tests
+//!   whether `p.tags` (a JSON array) holds it;
+//! - `async fn notify_label_change(conn, prompt_id)`, run inside the writing
+//!   transaction so other processes hear of it on commit;
+//! - `async fn listen(&self)`, for `Store::subscribe_invalidations`.
+
+/// Escapes `%`, `_` and `\` so user text matches literally in `like … escape '\'`.
+pub fn like_pattern(query: &str) -> String {
+    let mut pattern = String::with_capacity(query.len() + 2);
+    pattern.push('%');
+    for c in query.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+macro_rules! impl_store {
+    ($store:ty, $db:ty, $backend:literal) => {
+        use std::collections::BTreeMap;
+
+        use async_trait::async_trait;
+        use chrono::Utc;
+        use sqlx::types::Json;
+        use uuid::Uuid;
+
+        use crate::domain::{
+            next_version, Label, LabelMove, LabelName, Page, Prompt, PromptName,
+            PromptSummary, ProjectId, Version, VersionRef,
+        };
+        use crate::domain::names::LATEST;
+        use crate::store::rows::{
+            parse_semver, LabelMoveRow, LabelRow, PromptRow, VersionRow, LABEL_MOVE_SELECT,
+            LABEL_SELECT, PROMPT_COLUMNS, VERSION_SELECT,
+        };
+        use crate::store::sql::like_pattern;
+        use crate::store::{
+            cursor, is_unique_violation, CreatedVersion, Invalidation, NewPrompt, NewVersion,
+            PageKey, PageRequest, PromptFilter, PromptPatch, Store, StoreError, StoreResult,
+        };
+
+        type Conn = <$db as sqlx::Database>::Connection;
+
+        #[derive(sqlx::FromRow)]
+        struct PromptListRow {
+            #[sqlx(flatten)]
+            prompt: PromptRow,
+            latest_version: Option<String>,
+        }
+
+        impl $store {
+            async fn prompt_row(
+                conn: &mut Conn,
+                project: ProjectId,
+                name: &PromptName,
+                lock: bool,
+            ) -> StoreResult<PromptRow> {
+                let sql = format!(
+                    "select {PROMPT_COLUMNS} from prompt p where p.project_id = $1 and p.name = $2{}",
+                    if lock { Self::LOCK_ROW } else { "" }
+                );
+                sqlx::query_as::<_, PromptRow>(&sql)
+                    .bind(project)
+                    .bind(name.as_str())
+                    .fetch_optional(&mut *conn)
+                    .await?
+                    .ok_or(StoreError::PromptNotFound)
+            }
+
+            async fn latest_version(
+                conn: &mut Conn,
+                prompt_id: Uuid,
+            ) -> StoreResult<Option<Version>> {
+                let sql = format!("{VERSION_SELECT} where v.prompt_id = $1 order by v.seq desc limit 1");
+                sqlx::query_as::<_, VersionRow>(&sql)
+                    .bind(prompt_id)
+                    .fetch_optional(&mut *conn)
+                    .await?
+                    .map(Version::try_from)
+                    .transpose()
+            }
+
+            async fn version_id_of(
+                conn: &mut Conn,
+                prompt_id: Uuid,
+                version: &semver::Version,
+            ) -> StoreResult<Option<Uuid>> {
+                Ok(sqlx::query_scalar::<_, Uuid>(
+                    "select id from prompt_version where prompt_id = $1 and version = $2",
+                )
+                .bind(prompt_id)
+                .bind(version.to_string())
+                .fetch_optional(&mut *conn)
+                .await?)
+            }
+
+            async fn current_label_target(
+                conn: &mut Conn,
+                prompt_id: Uuid,
+                label: &str,
+            ) -> StoreResult<Option<Uuid>> {
+                Ok(sqlx::query_scalar::<_, Uuid>(
+                    "select version_id from label where prompt_id = $1 and name = $2",
+                )
+                .bind(prompt_id)
+                .bind(label)
+                .fetch_optional(&mut *conn)
+                .await?)
+            }
+
+            /// Points `label` at `to` (or removes it when `to` is `None`) and
+            /// records the move. A move to where the label already points records nothing.
+            async fn move_label(
+                conn: &mut Conn,
+                prompt_id: Uuid,
+                label: &str,
+                to: Option<Uuid>,
+                undoes_move_id: Option<i64>,
+                by: Option<&str>,
+            ) -> StoreResult<()> {
+                let from = Self::current_label_target(conn, prompt_id, label).await?;
+                if from == to {
+                    return Ok(());
+                }
+                let now = Utc::now();
+                match to {
+                    Some(version_id) => {
+                        sqlx::query(
+                            "insert into label (prompt_id, name, version_id, updated_at, updated_by) \
+                             values ($1, $2, $3, $4, $5) \
+                             on conflict (prompt_id, name) do update set \
+                             version_id = excluded.version_id, updated_at = excluded.updated_at, \
+                             updated_by = excluded.updated_by",
+                        )
+                        .bind(prompt_id)
+                        .bind(label)
+                        .bind(version_id)
+                        .bind(now)
+                        .bind(by)
+                        .execute(&mut *conn)
+                        .await?;
+                    }
+                    None => {
+                        sqlx::query("delete from label where prompt_id = $1 and name = $2")
+                            .bind(prompt_id)
+                            .bind(label)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                }
+                sqlx::query(
+                    "insert into label_move \
+                     (prompt_id, label, from_version_id, to_version_id, undoes_move_id, at, by) \
+                     values ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(prompt_id)
+                .bind(label)
+                .bind(from)
+                .bind(to)
+                .bind(undoes_move_id)
+                .bind(now)
+                .bind(by)
+                .execute(&mut *conn)
+                .await?;
+                Self::notify_label_change(conn, prompt_id).await
+            }
+
+            async fn label(conn: &mut Conn, prompt_id: Uuid, label: &str) -> StoreResult<Label> {
+                let sql = format!("{LABEL_SELECT} where l.prompt_id = $1 and l.name = $2");
+                sqlx::query_as::<_, LabelRow>(&sql)
+                    .bind(prompt_id)
+                    .bind(label)
+                    .fetch_optional(&mut *conn)
+                    .await?
+                    .ok_or_else(|| StoreError::LabelNotFound(label.to_owned()))?
+                    .try_into()
+            }
+        }
+
+        #[async_trait]
+        impl Store for $store {
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+
+            async fn ping(&self) -> StoreResult<()> {
+                sqlx::query("select 1").execute(self.reader()).await?;
+                Ok(())
+            }
+
+            async fn ensure_project(&self, name: &str) -> StoreResult<ProjectId> {
+                sqlx::query(
+                    "insert into project (id, name, created_at) values ($1, $2, $3) \
+                     on conflict (name) do nothing",
+                )
+                .bind(Uuid::now_v7())
+                .bind(name)
+                .bind(Utc::now())
+                .execute(self.writer())
+                .await?;
+                Ok(sqlx::query_scalar::<_, Uuid>("select id from project where name = $1")
+                    .bind(name)
+                    .fetch_one(self.writer())
+                    .await?)
+            }
+
+            #[tracing::instrument(skip_all, fields(prompt = %new.name))]
+            async fn insert_prompt(&self, project: ProjectId, new: NewPrompt) -> StoreResult<Prompt> {
+                let now = Utc::now();
+                let prompt = Prompt {
+                    id: Uuid::now_v7(),
+                    project_id: project,
+                    name: new.name.as_str().to_owned(),
+                    description: new.description,
+                    tags: new.tags,
+                    archived: false,
+                    created_at: now,
+                    updated_at: now,
+                };
+                sqlx::query(
+                    "insert into prompt (id, project_id, name, description, tags, created_at, updated_at) \
+                     values ($1, $2, $3, $4, $5, $6, $6)",
+                )
+                .bind(prompt.id)
+                .bind(project)
+                .bind(&prompt.name)
+                .bind(&prompt.description)
+                .bind(Json(&prompt.tags))
+                .bind(now)
+                .execute(self.writer())
+                .await
+                .map_err(|e| if is_unique_violation(&e) { StoreError::PromptExists } else { e.into() })?;
+                Ok(prompt)
+            }
+
+            async fn get_prompt(&self, project: ProjectId, name: &PromptName) -> StoreResult<PromptSummary> {
+                let filter = PromptFilter { name: Some(name.clone()), include_archived: true, ..PromptFilter::default() };
+                let page = self.list_prompts(project, &filter, PageRequest { limit: 1, after: None }).await?;
+                page.items.into_iter().next().ok_or(StoreError::PromptNotFound)
+            }
+
+            async fn list_prompts(
+                &self,
+                project: ProjectId,
+                filter: &PromptFilter,
+                page: PageRequest,
+            ) -> StoreResult<Page<PromptSummary>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                    "select {PROMPT_COLUMNS}, (select v.version from prompt_version v \
+                     where v.prompt_id = p.id order by v.seq desc limit 1) as latest_version \
+                     from prompt p where p.project_id = "
+                ));
+                qb.push_bind(project);
+                if !filter.include_archived {
+                    qb.push(" and p.archived_at is null");
+                }
+                if let Some(name) = &filter.name {
+                    qb.push(" and p.name = ").push_bind(name.as_str().to_owned());
+                }
+                if let Some(tag) = &filter.tag {
+                    let (before, after) = Self::TAG_MATCH;
+                    qb.push(" and ").push(before).push_bind(tag.clone()).push(after);
+                }
+                if let Some(query) = &filter.query {
+                    let pattern = like_pattern(query);
+                    qb.push(" and (lower(p.name) like ")
+                        .push_bind(pattern.clone())
+                        .push(" escape '\\' or lower(p.description) like ")
+                        .push_bind(pattern)
+                        .push(" escape '\\')");
+                }
+                if let Some(PageKey::Id(after)) = page.after {
+                    qb.push(" and p.id < ").push_bind(after);
+                }
+                qb.push(" order by p.id desc limit ").push_bind(i64::from(page.limit) + 1);
+                let mut rows: Vec<PromptListRow> = qb.build_query_as().fetch_all(self.reader()).await?;
+
+                let next_cursor = (rows.len() > page.limit as usize).then(|| {
+                    rows.truncate(page.limit as usize);
+                    rows.last().map(|r| cursor::encode(PageKey::Id(r.prompt.id)))
+                }).flatten();
+
+                let mut labels: BTreeMap<Uuid, BTreeMap<String, semver::Version>> = BTreeMap::new();
+                if !rows.is_empty() {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                        "{LABEL_SELECT} where l.prompt_id in ("
+                    ));
+                    let mut ids = qb.separated(", ");
+                    for row in &rows {
+                        ids.push_bind(row.prompt.id);
+                    }
+                    qb.push(")");
+                    let label_rows: Vec<LabelRow> = qb.build_query_as().fetch_all(self.reader()).await?;
+                    for row in label_rows {
+                        labels.entry(row.prompt_id).or_default().insert(row.name, parse_semver(&row.version)?);
+                    }
+                }
+
+                let items = rows
+                    .into_iter()
+                    .map(|row| {
+                        Ok(PromptSummary {
+                            labels: labels.remove(&row.prompt.id).unwrap_or_default(),
+                            latest_version: row.latest_version.as_deref().map(parse_semver).transpose()?,
+                            prompt: row.prompt.into(),
+                        })
+                    })
+                    .collect::<StoreResult<Vec<_>>>()?;
+                Ok(Page { items, next_cursor })
+            }
+
+            #[tracing::instrument(skip_all, fields(prompt = %name))]
+            async fn update_prompt(
+                &self,
+                project: ProjectId,
+                name: &PromptName,
+                patch: PromptPatch,
+            ) -> StoreResult<PromptSummary> {
+                let mut tx = self.writer().begin().await?;
+                let row = Self::prompt_row(&mut tx, project, name, true).await?;
+                let now = Utc::now();
+                let archived_at = match patch.archived {
+                    Some(true) => row.archived_at.or(Some(now)),
+                    Some(false) => None,
+                    None => row.archived_at,
+                };
+                sqlx::query(
+                    "update prompt set description = $1, tags = $2, archived_at = $3, updated_at = $4 \
+                     where id = $5",
+                )
+                .bind(patch.description.unwrap_or(row.description))
+                .bind(Json(patch.tags.unwrap_or(row.tags.0)))
+                .bind(archived_at)
+                .bind(now)
+                .bind(row.id)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                self.get_prompt(project, name).await
+            }
+
+            #[tracing::instrument(skip_all, fields(prompt = %name))]
+            async fn create_version(
+                &self,
+                project: ProjectId,
+                name: &PromptName,
+                new: NewVersion,
+            ) -> StoreResult<CreatedVersion> {
+                let mut tx = self.writer().begin().await?;
+                // Locks the prompt row: concurrent posts to one prompt queue here.
+                let prompt = Self::prompt_row(&mut tx, project, name, true).await?;
+                if prompt.archived_at.is_some() {
+                    return Err(StoreError::PromptArchived);
+                }
+                let latest = Self::latest_version(&mut tx, prompt.id).await?;
+                let latest_semver = latest.as_ref().map(|v| v.version.clone());
+                if let Some(expected) = &new.expected_latest {
+                    if *expected != latest_semver {
+                        return Err(StoreError::VersionConflict(format!(
+                            "expected_latest is {}, but the latest version is {}",
+                            expected.as_ref().map_or("none".to_owned(), |v| v.to_string()),
+                            latest_semver.as_ref().map_or("none".to_owned(), |v| v.to_string()),
+                        )));
+                    }
+                }
+                let content_hash = new.content.content_hash();
+
+                let (version, created) = match latest {
+                    Some(latest) if latest.content_hash == content_hash => (latest, false),
+                    latest => {
+                        let number = next_version(latest_semver.as_ref(), new.bump, new.version.as_ref())
+                            .map_err(|e| StoreError::VersionConflict(e.to_string()))?;
+                        let parent = match &new.parent {
+                            Some(p) => Some((
+                                Self::version_id_of(&mut tx, prompt.id, p)
+                                    .await?
+                                    .ok_or_else(|| StoreError::ParentNotFound(p.to_string()))?,
+                                p.clone(),
+                            )),
+                            None => latest.as_ref().map(|l| (l.id, l.version.clone())),
+                        };
+                        let seq = latest.as_ref().map_or(1, |l| l.seq + 1);
+                        let version = Version {
+                            id: Uuid::now_v7(),
+                            prompt_id: prompt.id,
+                            prompt_name: prompt.name.clone(),
+                            version: number,
+                            seq,
+                            content: new.content,
+                            message: new.message,
+                            metadata: new.metadata,
+                            parent: parent.as_ref().map(|(_, v)| v.clone()),
+                            content_hash,
+                            created_at: Utc::now(),
+                            created_by: new.created_by.clone(),
+                        };
+                        let content = &version.content;
+                        sqlx::query(
+                            "insert into prompt_version (id, prompt_id, version, seq, prompt_type, \
+                             engine, template, messages, model_config, input_schema, output_schema, \
+                             message, metadata, parent_id, content_hash, created_at, created_by) \
+                             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+                        )
+                        .bind(version.id)
+                        .bind(version.prompt_id)
+                        .bind(version.version.to_string())
+                        .bind(version.seq)
+                        .bind(content.prompt_type().as_str())
+                        .bind(content.engine.as_str())
+                        .bind(content.template())
+                        .bind(content.messages().map(Json))
+                        .bind(Json(&content.model_config))
+                        .bind(content.input_schema.as_ref().map(Json))
+                        .bind(content.output_schema.as_ref().map(Json))
+                        .bind(&version.message)
+                        .bind(Json(&version.metadata))
+                        .bind(parent.map(|(id, _)| id))
+                        .bind(&version.content_hash)
+                        .bind(version.created_at)
+                        .bind(&version.created_by)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| {
+                            if is_unique_violation(&e) {
+                                StoreError::VersionConflict("another version took this number first; retry".into())
+                            } else {
+                                e.into()
+                            }
+                        })?;
+                        // `latest` moved: caches keyed by this prompt are stale.
+                        Self::notify_label_change(&mut tx, prompt.id).await?;
+                        (version, true)
+                    }
+                };
+                for label in &new.labels {
+                    Self::move_label(&mut tx, prompt.id, label.as_str(), Some(version.id), None, new.created_by.as_deref()).await?;
+                }
+                tx.commit().await?;
+                Ok(CreatedVersion { version, created })
+            }
+
+            async fn get_version(
+                &self,
+                project: ProjectId,
+                name: &PromptName,
+                reference: &VersionRef,
+            ) -> StoreResult<Version> {
+                let base = format!("{VERSION_SELECT} where p.project_id = $1 and p.name = $2");
+                let (sql, key) = match reference {
+                    VersionRef::Exact(v) => (format!("{base} and v.version = $3"), Some(v.to_string())),
+                    VersionRef::Label(l) if l.as_str() == LATEST => {
+                        (format!("{base} order by v.seq desc limit 1"), None)
+                    }
+                    VersionRef::Label(l) => (
+                        format!(
+                            "{base} and v.id = (select l.version_id from label l \
+                             where l.prompt_id = p.id and l.name = $3)"
+                        ),
+                        Some(l.as_str().to_owned()),
+                    ),
+                };
+                let mut conn = self.reader().acquire().await?;
+                let mut query = sqlx::query_as::<_, VersionRow>(&sql).bind(project).bind(name.as_str());
+                if let Some(key) = key {
+                    query = query.bind(key);
+                }
+                let found = query.fetch_optional(&mut *conn).await?;
+                match found {
+                    Some(row) => row.try_into(),
+                    None => {
+                        // Tell a missing prompt from a missing version or label.
+                        Self::prompt_row(&mut conn, project, name, false).await?;
+                        Err(match reference {
+                            VersionRef::Label(l) if l.as_str() != LATEST => {
+                                StoreError::LabelNotFound(l.to_string())
+                            }
+                            other => StoreError::VersionNotFound(other.to_string()),
+                        })
+                    }
+                }
+            }
+
+            async fn list_versions(
+                &self,
+                project: ProjectId,
+                name: &PromptName,
+                page: PageRequest,
+            ) -> StoreResult<Page<Version>> {
+                let mut conn = self.reader().acquire().await?;
+                let prompt = Self::prompt_row(&mut conn, project, name, false).await?;
+                let before = match page.after {
+                    Some(PageKey::Int(seq)) => seq,
+                    _ => i64::MAX,
+                };
+                let sql = format!(
+                    "{VERSION_SELECT} where v.prompt_id = $1 and v.seq < $2 order by v.seq desc limit $3"
+                );
+                let rows: Vec<VersionRow> = sqlx::query_as(&sql)
+                    .bind(prompt.id)
+                    .bind(before)
+                    .bind(i64::from(page.limit) + 1)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                let mut items = rows.into_iter().map(Version::try_from).collect::<StoreResult<Vec<_>>>()?;
+                let next_cursor = (items.len() > page.limit as usize).then(|| {
+                    items.truncate(page.limit as usize);
+                    items.last().map(|v| cursor::encode(PageKey::Int(v.seq)))
+                }).flatten();
+                Ok(Page { items, next_cursor })
+            }
+
+            async fn list_labels(&self, project: ProjectId, name: &PromptName) -> StoreResult<Vec<Label>> {
+                let mut conn = self.reader().acquire().await?;
+                let prompt = Self::prompt_row(&mut conn, project, name, false).await?;
+                let sql = format!("{LABEL_SELECT} where l.prompt_id = $1 order by l.name");
+                let rows: Vec<LabelRow> = sqlx::query_as(&sql).bind(prompt.id).fetch_all(&mut *conn).await?;
+                rows.into_iter().map(Label::try_from).collect()
+            }
+
+            #[tracing::instrument(skip_all, fields(prompt = %name, label = %label))]
+            async fn set_label(
+                &self,
+                project: ProjectId,
+                name: &PromptName,
+                label: &LabelName,
+                version: &semver::Version,
+                by: Option<&str>,
+            ) -> StoreResult<Label> {
+                let mut tx = self.writer().begin().await?;
+                let prompt = Self::prompt_row(&mut tx, project, name, true).await?;
+                let version_id = Self::version_id_of(&mut tx, prompt.id, version)
+                    .await?
+                    .ok_or_else(|| StoreError::VersionNotFound(version.to_string()))?;
+                Self::move_label(&mut tx, prompt.id, label.as_str(), Some(version_id), None, by).await?;
+                let result = Self::label(&mut tx, prompt.id, label.as_str()).await?;
+                tx.commit().await?;
+                Ok(result)
+            }
+
+            #[tracing::instrument(skip_all, fields(prompt = %name, label = %label))]
+            async fn delete_label(
+                &self,
+                project: ProjectId,
+                name: &PromptName,
+                label: &LabelName,
+                by: Option<&str>,
+            ) -> StoreResult<Label> {
+                let mut tx = self.writer().begin().await?;
+                let prompt = Self::prompt_row(&mut tx, project, name, true).await?;
+                let removed = Self::label(&mut tx, prompt.id, label.as_str()).await?;
+                Self::move_label(&mut tx, prompt.id, label.as_str(), None, None, by).await?;
+                tx.commit().await?;
+                Ok(removed)
+            }
+
+            #[tracing::instrument(skip_all, fields(prompt = %name, label = %label))]
+            async fn rollback_label(
+                &self,
+                project: ProjectId,
+                name: &PromptName,
+                label: &LabelName,
+                by: Option<&str>,
+            ) -> StoreResult<Label> {
+                let mut tx = self.writer().begin().await?;
+                let prompt = Self::prompt_row(&mut tx, project, name, true).await?;
+                // The newest move that is neither a rollback nor undone by one:
+                // repeated rollbacks walk back through history, like undo.
+                let undoable: Option<(i64, Option<Uuid>)> = sqlx::query_as(
+                    "select m.id, m.from_version_id from label_move m \
+                     where m.prompt_id = $1 and m.label = $2 and m.undoes_move_id is null \
+                     and not exists (select 1 from label_move r where r.undoes_move_id = m.id) \
+                     order by m.id desc limit 1",
+                )
+                .bind(prompt.id)
+                .bind(label.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+                match undoable {
+                    None if Self::current_label_target(&mut tx, prompt.id, label.as_str()).await?.is_none() => {
+                        Err(StoreError::LabelNotFound(label.to_string()))
+                    }
+                    None | Some((_, None)) => Err(StoreError::NoPreviousTarget(label.to_string())),
+                    Some((move_id, Some(previous))) => {
+                        Self::move_label(&mut tx, prompt.id, label.as_str(), Some(previous), Some(move_id), by).await?;
+                        let result = Self::label(&mut tx, prompt.id, label.as_str()).await?;
+                        tx.commit().await?;
+                        Ok(result)
+                    }
+                }
+            }
+
+            async fn list_label_moves(
+                &self,
+                project: ProjectId,
+                name: &PromptName,
+                label: &LabelName,
+                page: PageRequest,
+            ) -> StoreResult<Page<LabelMove>> {
+                let mut conn = self.reader().acquire().await?;
+                let prompt = Self::prompt_row(&mut conn, project, name, false).await?;
+                let before = match page.after {
+                    Some(PageKey::Int(id)) => id,
+                    _ => i64::MAX,
+                };
+                let sql = format!(
+                    "{LABEL_MOVE_SELECT} where m.prompt_id = $1 and m.label = $2 and m.id < $3 \
+                     order by m.id desc limit $4"
+                );
+                let rows: Vec<LabelMoveRow> = sqlx::query_as(&sql)
+                    .bind(prompt.id)
+                    .bind(label.as_str())
+                    .bind(before)
+                    .bind(i64::from(page.limit) + 1)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                if rows.is_empty() && page.after.is_none() {
+                    return Err(StoreError::LabelNotFound(label.to_string()));
+                }
+                let mut items = rows.into_iter().map(LabelMove::try_from).collect::<StoreResult<Vec<_>>>()?;
+                let next_cursor = (items.len() > page.limit as usize).then(|| {
+                    items.truncate(page.limit as usize);
+                    items.last().map(|m| cursor::encode(PageKey::Int(m.id)))
+                }).flatten();
+                Ok(Page { items, next_cursor })
+            }
+
+            async fn subscribe_invalidations(
+                &self,
+            ) -> StoreResult<Option<tokio::sync::mpsc::Receiver<Invalidation>>> {
+                self.listen().await
+            }
+        }
+    };
+}
+
+pub(crate) use impl_store;
+
+#[cfg(test)]
+mod tests {
+    use super::like_pattern;
+
+    #[test]
+    fn like_patterns_escape_wildcards_and_lower_case() {
+        assert_eq!(like_pattern("Greet"), "%greet%");
+        assert_eq!(like_pattern("50%_a\\b"), "%50\\%\\_a\\\\b%");
+    }
+}

@@ -1,0 +1,83 @@
+//! The embedded default: one SQLite file in WAL mode. Writes go through a
+//! single connection, so write transactions never meet `SQLITE_BUSY` from
+//! each other; reads use a pool of their own.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool};
+
+pub struct SqliteStore {
+    reader: SqlitePool,
+    writer: SqlitePool,
+}
+
+impl SqliteStore {
+    const LOCK_ROW: &'static str = "";
+    const TAG_MATCH: (&'static str, &'static str) = (
+        "exists (select 1 from json_each(p.tags) where json_each.value = ",
+        ")",
+    );
+
+    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .with_context(|| format!("invalid SQLite URL {url:?}"))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let in_memory = options.get_filename().as_os_str() == ":memory:";
+        if let Some(dir) = options
+            .get_filename()
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the folder {}", dir.display()))?;
+        }
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .with_context(|| format!("cannot open {url}"))?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&writer)
+            .await
+            .context("cannot apply SQLite migrations")?;
+        // An in-memory database exists once per connection: share the writer.
+        let reader = if in_memory {
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(max_connections.max(1))
+                .connect_with(options)
+                .await?
+        };
+        Ok(Self { reader, writer })
+    }
+
+    fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    async fn notify_label_change(
+        _conn: &mut sqlx::SqliteConnection,
+        _prompt_id: uuid::Uuid,
+    ) -> StoreResult<()> {
+        // One process owns the file; the registry's own cache invalidation suffices.
+        Ok(())
+    }
+
+    async fn listen(&self) -> StoreResult<Option<tokio::sync::mpsc::Receiver<Invalidation>>> {
+        Ok(None)
+    }
+}
+
+super::sql::impl_store!(SqliteStore, Sqlite, "sqlite");
