@@ -109,6 +109,7 @@ pub fn rust_log() -> Option<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's Jail closure returns figment::Error
 mod tests {
     use super::*;
 

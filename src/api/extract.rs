@@ -62,17 +62,16 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
-/// serde reports missing and unknown fields at their parent's path; name the field itself.
+/// serde reports a missing field at its parent's path; name the field itself.
 fn data_error(path: &str, message: &str) -> FieldError {
     let message = message.split(" at line ").next().unwrap_or(message);
-    let named = ["missing field `", "unknown field `"]
-        .iter()
-        .find_map(|prefix| message.strip_prefix(prefix))
+    let named = message
+        .strip_prefix("missing field `")
         .and_then(|rest| rest.split('`').next());
     let field = match (named, path) {
         (Some(name), "." | "") => name.to_owned(),
         (Some(name), parent) => format!("{parent}.{name}"),
-        (None, ".") => "body".to_owned(),
+        (None, "." | "") => "body".to_owned(),
         (None, path) => path.to_owned(),
     };
     FieldError::new(field, message)
@@ -93,12 +92,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
                 let detail = text
                     .strip_prefix("Failed to deserialize query string: ")
                     .unwrap_or(&text);
-                let field = detail
-                    .split(':')
-                    .next()
-                    .filter(|f| !f.contains(' '))
-                    .unwrap_or("query");
-                ApiError::validation(field, detail)
+                // `limit: invalid digit found in string`, or "missing field `to`".
+                match detail
+                    .split_once(": ")
+                    .filter(|(field, _)| !field.contains(' '))
+                {
+                    Some((field, message)) => ApiError::validation(field, message),
+                    None => ApiError::Validation(vec![data_error(".", detail)]),
+                }
             })
     }
 }

@@ -60,9 +60,17 @@ mod tests {
         semver::Version::parse(s).expect("test semver")
     }
 
+    /// latest, bump, explicit version, expected result.
+    type Case = (
+        Option<&'static str>,
+        Option<Bump>,
+        Option<&'static str>,
+        &'static str,
+    );
+
     #[test]
     fn numbering_follows_the_rules() {
-        let cases: [(Option<&str>, Option<Bump>, Option<&str>, &str); 8] = [
+        let cases: [Case; 8] = [
             (None, None, None, "1.0.0"),
             (None, Some(Bump::Major), None, "1.0.0"),
             (None, None, Some("0.3.0"), "0.3.0"),

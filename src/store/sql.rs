@@ -29,7 +29,7 @@ macro_rules! impl_store {
         use std::collections::BTreeMap;
 
         use async_trait::async_trait;
-        use chrono::Utc;
+        use crate::store::now;
         use sqlx::types::Json;
         use uuid::Uuid;
 
@@ -131,7 +131,7 @@ macro_rules! impl_store {
                 if from == to {
                     return Ok(());
                 }
-                let now = Utc::now();
+                let now = now();
                 match to {
                     Some(version_id) => {
                         sqlx::query(
@@ -204,7 +204,7 @@ macro_rules! impl_store {
                 )
                 .bind(Uuid::now_v7())
                 .bind(name)
-                .bind(Utc::now())
+                .bind(now())
                 .execute(self.writer())
                 .await?;
                 Ok(sqlx::query_scalar::<_, Uuid>("select id from project where name = $1")
@@ -215,7 +215,7 @@ macro_rules! impl_store {
 
             #[tracing::instrument(skip_all, fields(prompt = %new.name))]
             async fn insert_prompt(&self, project: ProjectId, new: NewPrompt) -> StoreResult<Prompt> {
-                let now = Utc::now();
+                let now = now();
                 let prompt = Prompt {
                     id: Uuid::now_v7(),
                     project_id: project,
@@ -327,7 +327,7 @@ macro_rules! impl_store {
             ) -> StoreResult<PromptSummary> {
                 let mut tx = self.writer().begin().await?;
                 let row = Self::prompt_row(&mut tx, project, name, true).await?;
-                let now = Utc::now();
+                let now = now();
                 let archived_at = match patch.archived {
                     Some(true) => row.archived_at.or(Some(now)),
                     Some(false) => None,
@@ -400,7 +400,7 @@ macro_rules! impl_store {
                             metadata: new.metadata,
                             parent: parent.as_ref().map(|(_, v)| v.clone()),
                             content_hash,
-                            created_at: Utc::now(),
+                            created_at: now(),
                             created_by: new.created_by.clone(),
                         };
                         let content = &version.content;

@@ -1,0 +1,171 @@
+//! Service routes, request ids, the OpenAPI document, and the real binary.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use serde_json::json;
+
+use crate::support::TestApp;
+
+crate::backend_tests!(
+    health_and_readiness_answer,
+    request_id_is_echoed_or_generated,
+    docs_and_spec_are_served
+);
+
+async fn health_and_readiness_answer(app: TestApp) {
+    let health = app.get("/healthz").await;
+    assert_eq!(
+        (health.status, health.body.clone()),
+        (StatusCode::OK, json!({"status": "ok"}))
+    );
+    let ready = app.get("/readyz").await;
+    assert_eq!(
+        (ready.status, ready.body.clone()),
+        (StatusCode::OK, json!({"status": "ok"}))
+    );
+}
+
+async fn request_id_is_echoed_or_generated(app: TestApp) {
+    let given = app
+        .send(
+            Request::builder()
+                .uri("/healthz")
+                .header("x-request-id", "abc-123")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(given.header("x-request-id"), Some("abc-123"));
+    let generated = app.get("/v1/prompts/nope").await;
+    let id = generated.header("x-request-id").expect("generated id");
+    assert_eq!(id.len(), 36, "a uuid: {id}");
+}
+
+async fn docs_and_spec_are_served(app: TestApp) {
+    let spec = app.get("/openapi.json").await;
+    assert_eq!(spec.status, StatusCode::OK);
+    assert_eq!(spec.body["openapi"], "3.1.0");
+    let docs = app.request(Method::GET, "/docs/", None).await;
+    assert_eq!(docs.status, StatusCode::OK);
+    assert!(
+        docs.body
+            .as_str()
+            .unwrap_or_default()
+            .contains("swagger-ui"),
+        "Swagger UI page"
+    );
+    let asset = app.get("/docs/swagger-ui-bundle.js").await;
+    assert_eq!(
+        asset.status,
+        StatusCode::OK,
+        "assets are vendored, not fetched from a CDN"
+    );
+}
+
+#[test]
+fn committed_openapi_matches_the_code() {
+    let generated = promptreg::api::openapi().to_pretty_json().expect("spec");
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json"))
+            .unwrap_or_default();
+    assert!(
+        committed.trim_end() == generated.trim_end(),
+        "openapi/openapi.json is out of date: run `cargo run -- openapi > openapi/openapi.json` and commit it"
+    );
+}
+
+#[test]
+fn every_operation_documents_its_errors_as_problems() {
+    let spec = serde_json::to_value(promptreg::api::openapi()).expect("spec");
+    let paths = spec["paths"].as_object().expect("paths");
+    assert!(paths.len() >= 10, "{}", paths.len());
+    for (path, item) in paths {
+        for (method, op) in item.as_object().expect("path item") {
+            let responses = op["responses"].as_object().expect("responses");
+            assert!(
+                responses.keys().any(|s| s.starts_with('2')),
+                "{method} {path} has no 2xx"
+            );
+            if path.starts_with("/v1/") {
+                assert!(
+                    responses.keys().any(|s| s.starts_with('4')),
+                    "{method} {path} documents no 4xx"
+                );
+            }
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The README's first command, in miniature: `promptreg serve` with no
+/// configuration creates `data/promptreg.db` in its working directory, serves,
+/// and stops cleanly on SIGTERM.
+#[tokio::test]
+async fn binary_serves_on_default_sqlite_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_promptreg"));
+    command
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("PROMPTREG_")) {
+        command.env_remove(key);
+    }
+    let mut child = command.spawn().expect("spawn promptreg");
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut ready = false;
+    for _ in 0..100 {
+        if client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "server did not become ready");
+    let created = client
+        .post(format!("{base}/v1/prompts"))
+        .json(&json!({"name": "smoke"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(created.status().as_u16(), 201);
+    assert!(dir.path().join("data/promptreg.db").exists());
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let mut exited = None;
+    for _ in 0..100 {
+        if let Some(code) = child.try_wait().expect("wait") {
+            exited = Some(code);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let code = exited.unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("server did not stop on SIGTERM")
+    });
+    assert!(code.success(), "exit status {code}");
+}

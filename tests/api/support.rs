@@ -1,0 +1,321 @@
+//! The test harness: a real router on a fresh database of either backend,
+//! called through `tower::ServiceExt::oneshot`, and fixture builders.
+//!
+//! Postgres: `TEST_DATABASE_URL`, else postgres://postgres@127.0.0.1:5432/postgres.
+//! Each test gets a database of its own, dropped afterwards (also when the
+//! test fails). Without a reachable server the Postgres tests are skipped
+//! with a loud warning, unless `CI` is set: then they fail.
+
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::Once;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use promptreg::config::Config;
+use serde_json::{json, Value};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection};
+use tower::ServiceExt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Expands each named behaviour `async fn(TestApp)` into one test per backend.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    $crate::support::run($crate::support::Backend::Sqlite, super::$name).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    $crate::support::run($crate::support::Backend::Postgres, super::$name).await;
+                }
+            )*
+        }
+    };
+}
+
+#[derive(Clone)]
+pub struct TestApp {
+    pub router: Router,
+}
+
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl TestResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts a problem+json answer with this status and code; returns the body.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16, code: &str) -> &Value {
+        assert_eq!(self.status.as_u16(), status, "status of {}", self.body);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "{}",
+            self.body
+        );
+        assert_eq!(self.body["code"], code, "code of {}", self.body);
+        assert_eq!(self.body["status"], status);
+        assert!(
+            self.body["title"].is_string() && self.body["detail"].is_string(),
+            "{}",
+            self.body
+        );
+        &self.body
+    }
+
+    /// The `field` of each entry of `errors`.
+    pub fn error_fields(&self) -> Vec<String> {
+        self.body["errors"]
+            .as_array()
+            .map(|errors| {
+                errors
+                    .iter()
+                    .filter_map(|e| e["field"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+pub fn enc(name: &str) -> String {
+    name.replace('/', "%2F")
+}
+
+impl TestApp {
+    pub async fn request(&self, method: Method, path: &str, body: Option<Value>) -> TestResponse {
+        let mut builder = Request::builder().method(method).uri(path);
+        let body = match body {
+            Some(json) => {
+                builder = builder.header(header::CONTENT_TYPE, "application/json");
+                Body::from(json.to_string())
+            }
+            None => Body::empty(),
+        };
+        self.send(builder.body(body).expect("request")).await
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> TestResponse {
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        TestResponse {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> TestResponse {
+        self.request(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> TestResponse {
+        self.request(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> TestResponse {
+        self.request(Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> TestResponse {
+        self.request(Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> TestResponse {
+        self.request(Method::DELETE, path, None).await
+    }
+
+    /// Creates prompt `name`; panics unless 201.
+    pub async fn seed_prompt(&self, name: &str) -> Value {
+        let response = self.post("/v1/prompts", json!({"name": name})).await;
+        assert_eq!(response.status, StatusCode::CREATED, "{}", response.body);
+        response.body
+    }
+
+    /// Posts a text version; panics unless 201.
+    pub async fn seed_version(&self, name: &str, template: &str) -> Value {
+        self.seed_version_with(name, json!({"type": "text", "template": template}))
+            .await
+    }
+
+    pub async fn seed_version_with(&self, name: &str, body: Value) -> Value {
+        let response = self
+            .post(&format!("/v1/prompts/{}/versions", enc(name)), body)
+            .await;
+        assert_eq!(response.status, StatusCode::CREATED, "{}", response.body);
+        response.body
+    }
+
+    pub async fn set_label(&self, name: &str, label: &str, version: &str) -> TestResponse {
+        self.put(
+            &format!("/v1/prompts/{}/labels/{label}", enc(name)),
+            json!({"version": version}),
+        )
+        .await
+    }
+}
+
+fn init_logs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            promptreg::telemetry::init(promptreg::config::LogFormat::Pretty, "debug");
+        }
+    });
+}
+
+pub fn test_config(database_url: &str) -> Config {
+    let mut config = Config::defaults().expect("default config");
+    config.database_url = database_url.to_owned();
+    config.database.max_connections = 4;
+    config
+}
+
+pub async fn app_with(config: Config) -> TestApp {
+    let state = promptreg::app::build_state(config)
+        .await
+        .expect("app state");
+    TestApp {
+        router: promptreg::build_app(state),
+    }
+}
+
+fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A fresh Postgres database: its URL and the options to drop it with.
+async fn create_pg_database() -> Option<(String, PgConnectOptions)> {
+    let admin =
+        PgConnectOptions::from_str(&admin_url()).expect("TEST_DATABASE_URL is not a Postgres URL");
+    let connect = tokio::time::timeout(Duration::from_secs(5), admin.connect()).await;
+    let mut conn = match connect {
+        Ok(Ok(conn)) => conn,
+        failure => {
+            let why = match failure {
+                Ok(Err(e)) => e.to_string(),
+                _ => "timed out".to_owned(),
+            };
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set and Postgres at {} is unreachable: {why}",
+                admin_url()
+            );
+            eprintln!("WARNING: Postgres unreachable ({why}); skipping this Postgres test. Set TEST_DATABASE_URL.");
+            return None;
+        }
+    };
+    let name = format!("promptreg_test_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("create database {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    conn.close().await.ok();
+    let url = admin.clone().database(&name).to_url_lossy().to_string();
+    Some((url, admin.database(&name)))
+}
+
+async fn drop_pg_database(db: PgConnectOptions) {
+    let Some(name) = db.get_database().map(str::to_owned) else {
+        return;
+    };
+    let admin = PgConnectOptions::from_str(&admin_url()).expect("admin url");
+    if let Ok(mut conn) = admin.connect().await {
+        let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
+            .execute(&mut conn)
+            .await;
+        conn.close().await.ok();
+    }
+}
+
+/// Runs `test` against a fresh app on `backend`, then removes its database.
+pub async fn run<F, Fut>(backend: Backend, test: F)
+where
+    F: FnOnce(TestApp) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    with_database(backend, move |url| async move {
+        test(app_with(test_config(&url)).await).await;
+    })
+    .await;
+}
+
+/// Runs `test` with the URL of a fresh database of `backend`, then removes
+/// the database, also when the test panics. For tests that build their own
+/// app (a second replica, a custom config, the binary).
+pub async fn with_database<F, Fut>(backend: Backend, test: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    init_logs();
+    let (url, cleanup) = match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            // A nested folder: the server must create it.
+            let url = format!(
+                "sqlite://{}/nested/folder/promptreg.db",
+                dir.path().display()
+            );
+            (url, Cleanup::Dir(dir))
+        }
+        Backend::Postgres => match create_pg_database().await {
+            Some((url, db)) => (url, Cleanup::Postgres(Box::new(db))),
+            None => return,
+        },
+    };
+    let outcome = tokio::spawn(test(url)).await;
+    match cleanup {
+        Cleanup::Dir(dir) => drop(dir),
+        Cleanup::Postgres(db) => drop_pg_database(*db).await,
+    }
+    if let Err(err) = outcome {
+        std::panic::resume_unwind(err.into_panic());
+    }
+}
+
+enum Cleanup {
+    Dir(tempfile::TempDir),
+    Postgres(Box<PgConnectOptions>),
+}
