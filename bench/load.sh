@@ -17,6 +17,8 @@ ROUNDS=2
 PG_DB=promptreg_bench
 BIN=target/release/promptreg
 LABEL_PATH="/v1/prompts/bench%2Fgreeting/versions/production"
+RENDER_PATH="/v1/prompts/bench%2Fgreeting/render"
+ENDPOINTS="healthz label render"
 
 if [ "$#" -gt 0 ]; then
     BACKENDS=("$@")
@@ -105,9 +107,11 @@ post() {
     [ "$status" = 201 ] || die "POST $1 returned $status: $(cat "$TMP/response")"
 }
 
-# run_wrk PATH OUTFILE: one wrk run; fails on any non-2xx/3xx response.
+# run_wrk PATH OUTFILE [LUA]: one wrk run; fails on any non-2xx/3xx response.
 run_wrk() {
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$BASE$1" >"$2"
+    local lua=()
+    [ -z "${3:-}" ] || lua=(-s "$3")
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${lua[@]}" "$BASE$1" >"$2"
     if grep -q 'Non-2xx or 3xx responses' "$2"; then
         cat "$2" >&2
         die "wrk saw error responses for $1"
@@ -179,15 +183,23 @@ bench_backend() {
     post /v1/prompts/bench%2Fgreeting/versions \
         '{"type":"text","template":"Hello {{name}}, welcome to {{place}}!","labels":["production"]}'
     curl -fsS -o /dev/null "$BASE$LABEL_PATH" || die "label read failed after seeding"
+    curl -fsS -o /dev/null -H 'content-type: application/json' \
+        -d '{"variables": {"name": "Ada", "place": "Paris"}}' "$BASE$RENDER_PATH" \
+        || die "render failed after seeding"
 
     # Alternate the endpoints so both see the same machine conditions.
     local round name path out rps p99
     for round in $(seq 1 "$ROUNDS"); do
-        for name in healthz label; do
-            if [ "$name" = healthz ]; then path=/healthz; else path="$LABEL_PATH"; fi
+        for name in $ENDPOINTS; do
+            local script=""
+            case "$name" in
+                healthz) path=/healthz ;;
+                label) path="$LABEL_PATH" ;;
+                render) path="$RENDER_PATH"; script=bench/render.lua ;;
+            esac
             out="$TMP/$backend-$name-$round.txt"
             log "[$backend] round $round: $path for $DURATION"
-            run_wrk "$path" "$out"
+            run_wrk "$path" "$out" "$script"
             rps="$(wrk_rps "$out")"
             p99="$(wrk_p99_ms "$out")" || die "cannot parse the 99% latency in $out"
             if [ -z "$rps" ] || [ -z "$p99" ]; then
@@ -212,14 +224,16 @@ git_rev() {
 # Best round per endpoint = the round with the highest req/s (with its own p99).
 report_backend() {
     local backend="$1"
-    awk -v backend="$backend" -v label_path="$LABEL_PATH" '
+    awk -v backend="$backend" -v label_path="$LABEL_PATH" -v render_path="$RENDER_PATH" -v endpoints="$ENDPOINTS" '
         $2 > rps[$1] { rps[$1] = $2; p99[$1] = $3 }
         END {
-            n = split("healthz label", names, " ")
+            n = split(endpoints, names, " ")
             for (i = 1; i <= n; i++) {
                 e = names[i]
-                endpoint = (e == "healthz") ? "/healthz" : label_path
-                printf "| %s | `GET %s` | %.0f | %.2f ms | %.2f | %.2f |\n", backend, endpoint,
+                if (e == "healthz") endpoint = "GET /healthz"
+                else if (e == "label") endpoint = "GET " label_path
+                else endpoint = "POST " render_path
+                printf "| %s | `%s` | %.0f | %.2f ms | %.2f | %.2f |\n", backend, endpoint,
                     rps[e], p99[e], rps[e] / rps["healthz"], p99[e] / p99["healthz"]
             }
         }' "$TMP/$backend-results.txt"

@@ -7,45 +7,81 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::HeaderName;
+use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::Router;
 use tower::ServiceBuilder;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tower_http::LatencyUnit;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::api::{self, AppState};
+use crate::auth::Authenticator;
 use crate::config::Config;
-use crate::domain::DEFAULT_PROJECT;
+use crate::domain::auth::KeySecret;
+use crate::domain::LabelName;
 use crate::error::ApiError;
 use crate::registry::Registry;
+use crate::render::Renderer;
 use crate::store::{self, Store};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Connects to the database (applying migrations) and prepares the caches.
-pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+/// Connects to the database (applying migrations), prepares the caches and
+/// makes sure an admin key exists. Returns the state and, when it had to
+/// create the first key, that key's secret (to be shown once).
+pub async fn build_state(config: Config) -> anyhow::Result<(AppState, Option<KeySecret>)> {
     let store = store::connect(&config.database_url, config.database.max_connections).await?;
     state_with_store(config, store).await
 }
 
-pub async fn state_with_store(config: Config, store: Arc<dyn Store>) -> anyhow::Result<AppState> {
-    let project = store
-        .ensure_project(DEFAULT_PROJECT)
+pub async fn state_with_store(
+    config: Config,
+    store: Arc<dyn Store>,
+) -> anyhow::Result<(AppState, Option<KeySecret>)> {
+    let default_label = LabelName::parse_settable(&config.default_ref)
+        .map_err(|e| anyhow::anyhow!("default_ref: {e}"))?;
+    let init_key = match config.init_admin_key.0.as_str() {
+        "" => None,
+        raw => Some(KeySecret::parse(raw).ok_or_else(|| {
+            anyhow::anyhow!(
+                "init_admin_key must be `pr_` followed by at least 32 letters and digits"
+            )
+        })?),
+    };
+    let registry = Arc::new(Registry::new(store.clone(), &config.cache));
+    let auth = Arc::new(Authenticator::new(store.clone(), &config.rate_limit)?);
+    let generated = auth
+        .bootstrap(init_key.as_ref())
         .await
-        .context("cannot create the default project")?;
-    let registry = Arc::new(Registry::new(store, &config.cache));
-    registry
-        .clone()
-        .follow_invalidations()
+        .context("cannot bootstrap the admin key")?;
+    if let Some(mut changes) = store
+        .subscribe_invalidations()
         .await
-        .context("cannot listen for cache invalidations")?;
-    Ok(AppState {
+        .context("cannot listen for cache invalidations")?
+    {
+        let (registry, auth) = (registry.clone(), auth.clone());
+        tokio::spawn(async move {
+            while let Some(change) = changes.recv().await {
+                registry.apply(change);
+                auth.apply(change);
+            }
+        });
+    }
+    let renderer = Arc::new(Renderer::new(
+        registry.clone(),
+        default_label,
+        config.cache.max_compiled,
+    ));
+    let state = AppState {
         registry,
+        renderer,
+        auth,
         config: Arc::new(config),
-        project,
-    })
+    };
+    Ok((state, generated))
 }
 
 /// The whole HTTP application: API routes, `/openapi.json`, `/docs` and the layers.
@@ -74,9 +110,61 @@ pub fn build_app(state: AppState) -> Router {
                     ApiError::Timeout
                 }))
                 .timeout(timeout)
-                .layer(DefaultBodyLimit::max(http.body_limit_bytes)),
+                .layer(DefaultBodyLimit::max(http.body_limit_bytes))
+                .option_layer(cors(&http.cors_allowed_origins))
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                ))
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::X_FRAME_OPTIONS,
+                    HeaderValue::from_static("DENY"),
+                ))
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::REFERRER_POLICY,
+                    HeaderValue::from_static("no-referrer"),
+                ))
+                // Answers may carry secrets (a new key); only versions say otherwise.
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-store"),
+                )),
         )
         .with_state(state)
+}
+
+/// CORS for the configured origins; none configured, no CORS headers at all.
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::IF_NONE_MATCH,
+            ])
+            .expose_headers([
+                header::ETAG,
+                header::LOCATION,
+                header::RETRY_AFTER,
+                REQUEST_ID,
+            ])
+            .max_age(Duration::from_secs(3600)),
+    )
 }
 
 /// One span per request, named by the matched route (low cardinality) and
@@ -97,7 +185,15 @@ fn request_span(request: &Request) -> tracing::Span {
 /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let bind = config.bind;
-    let state = build_state(config).await?;
+    let (state, generated) = build_state(config).await?;
+    if let Some(secret) = generated {
+        // Shown once: it is stored only as a hash.
+        eprintln!(
+            "\nNo API key existed, so an admin key was created for project \"default\".\n\
+             It is shown only this once; keep it somewhere safe:\n\n    {}\n",
+            secret.expose()
+        );
+    }
     let backend = state.registry.store().backend();
     let listener = tokio::net::TcpListener::bind(bind)
         .await

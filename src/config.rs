@@ -3,12 +3,16 @@
 //! `PROMPTREG_*` environment variables < command-line flags. The only module
 //! that reads the environment.
 
+use std::collections::HashMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
+
+use crate::domain::auth::Scope;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
 
@@ -22,9 +26,43 @@ pub struct Config {
     pub log_format: LogFormat,
     /// An `EnvFilter` directive; `RUST_LOG` overrides it.
     pub log_level: String,
+    /// `pr_` and at least 32 letters and digits: `serve` makes sure an admin
+    /// key with exactly this secret exists. Empty: none.
+    pub init_admin_key: Redacted,
     pub http: HttpConfig,
     pub database: DatabaseConfig,
     pub cache: CacheConfig,
+    /// Token buckets per key, one per scope a route requires.
+    pub rate_limit: HashMap<Scope, RateLimit>,
+}
+
+/// A secret that never shows in `Debug` output.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct Redacted(pub String);
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Tokens added per second (may be fractional: 0.5 is one every 2 s).
+    pub per_second: f64,
+    /// Bucket size: how many requests may come at once.
+    pub burst: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self {
+            per_second: 100.0,
+            burst: 200,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -32,6 +70,8 @@ pub struct Config {
 pub struct HttpConfig {
     pub body_limit_bytes: usize,
     pub request_timeout_secs: u64,
+    /// Origins browsers may call the API from (CORS); empty: none.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -47,6 +87,8 @@ pub struct CacheConfig {
     pub max_versions: u64,
     /// Prompts whose label resolutions are kept in memory.
     pub max_prompts: u64,
+    /// Compiled templates kept in memory, by version and partials.
+    pub max_compiled: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
@@ -120,6 +162,45 @@ mod tests {
         assert_eq!(config.bind.to_string(), "127.0.0.1:8080");
         assert_eq!(config.http.body_limit_bytes, 1024 * 1024);
         assert_eq!(config.default_ref, "production");
+        assert_eq!(config.init_admin_key, Redacted::default());
+        assert_eq!(
+            config.rate_limit.len(),
+            Scope::ALL.len(),
+            "every scope has a limit"
+        );
+        assert!(format!("{:?}", Redacted("pr_secret".into())).contains("***"));
+    }
+
+    #[test]
+    fn rate_limits_merge_per_scope() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "limits.toml",
+                "[rate_limit.read]\nburst = 3\nper_second = 1\n",
+            )?;
+            jail.set_env(
+                "PROMPTREG_INIT_ADMIN_KEY",
+                "pr_0123456789abcdef0123456789abcdef",
+            );
+            let config =
+                Config::load(Some(Path::new("limits.toml")), &Overrides::default()).expect("load");
+            assert_eq!(
+                config.rate_limit[&Scope::Read],
+                RateLimit {
+                    per_second: 1.0,
+                    burst: 3
+                }
+            );
+            assert_eq!(
+                config.rate_limit[&Scope::Write],
+                Config::defaults().expect("defaults").rate_limit[&Scope::Write]
+            );
+            assert_eq!(
+                config.init_admin_key.0,
+                "pr_0123456789abcdef0123456789abcdef"
+            );
+            Ok(())
+        });
     }
 
     #[test]

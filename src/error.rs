@@ -7,17 +7,78 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use std::time::Duration;
+
+use crate::auth::AuthError;
+use crate::domain::auth::Scope;
 use crate::domain::names::LabelError;
 use crate::domain::NameError;
+use crate::render::RenderError;
 use crate::store::StoreError;
+use crate::template::TemplateError;
 
-/// A field at fault: a JSON path into the request body, or a parameter name.
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            e @ (AuthError::Missing | AuthError::Invalid) => Self::Unauthorized(e.to_string()),
+            AuthError::InsufficientScope(scope) => Self::InsufficientScope(scope),
+            AuthError::RateLimited(wait) => Self::RateLimited(wait),
+            AuthError::Store(e) => Self::from_store(e, ""),
+        }
+    }
+}
+
+impl From<TemplateError> for ApiError {
+    fn from(err: TemplateError) -> Self {
+        match err {
+            TemplateError::Syntax {
+                message_index,
+                line,
+                column,
+                message,
+            } => {
+                let field = match message_index {
+                    Some(i) => format!("messages[{i}].content"),
+                    None => "template".to_owned(),
+                };
+                Self::TemplateSyntax(FieldError {
+                    field,
+                    message,
+                    line,
+                    column,
+                })
+            }
+            TemplateError::MissingVariables(names) => Self::MissingVariables(names),
+            TemplateError::InvalidPlaceholder { field, message } => {
+                Self::InvalidVariables(vec![FieldError::new(format!("/{field}"), message)])
+            }
+            TemplateError::OutputTooLarge { limit } => Self::OutputTooLarge(limit),
+            TemplateError::Render {
+                message_index: Some(i),
+                message,
+            } => Self::RenderFailed(format!("messages[{i}]: {message}")),
+            TemplateError::Render {
+                message_index: None,
+                message,
+            } => Self::RenderFailed(message),
+        }
+    }
+}
+
+/// A field at fault.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct FieldError {
+    /// A JSON path into the body (`labels[0]`), a parameter, a variable name
+    /// or a JSON pointer into the variables (`/customer/age`).
     #[schema(example = "labels[0]")]
     pub field: String,
     #[schema(example = "label \"Prod\" must match [a-z][a-z0-9_-]{0,63}")]
     pub message: String,
+    /// For template syntax errors: 1-based line and column in that template.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
 }
 
 impl FieldError {
@@ -25,7 +86,21 @@ impl FieldError {
         Self {
             field: field.into(),
             message: message.into(),
+            line: None,
+            column: None,
         }
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.field)?;
+        if let (Some(line), Some(column)) = (self.line, self.column) {
+            write!(f, " (line {line}, column {column})")?;
+        } else if let Some(line) = self.line {
+            write!(f, " (line {line})")?;
+        }
+        write!(f, ": {}", self.message)
     }
 }
 
@@ -74,6 +149,24 @@ pub enum ApiError {
     NoPreviousTarget(String),
     #[error("the request is not valid")]
     Validation(Vec<FieldError>),
+    #[error("{0}")]
+    TemplateSyntax(FieldError),
+    #[error("missing variables: {}", .0.join(", "))]
+    MissingVariables(Vec<String>),
+    #[error("the variables do not match the input schema")]
+    InvalidVariables(Vec<FieldError>),
+    #[error("{0}")]
+    IncludeCycle(String),
+    #[error("{0}")]
+    IncludeDepth(String),
+    #[error("{0}")]
+    IncludeNotFound(String),
+    #[error("{0}")]
+    IncludeInvalid(String),
+    #[error("the rendered output is larger than {0} bytes")]
+    OutputTooLarge(usize),
+    #[error("{0}")]
+    RenderFailed(String),
     #[error("the body is not valid JSON: {0}")]
     MalformedJson(String),
     #[error("the body is larger than this server's limit (http.body_limit_bytes)")]
@@ -86,6 +179,18 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("the request took longer than this server's limit (http.request_timeout_secs)")]
     Timeout,
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("this key lacks the `{0}` scope")]
+    InsufficientScope(Scope),
+    #[error("too many requests for this key; retry in {} s", .0.as_secs().max(1))]
+    RateLimited(Duration),
+    #[error("no project named {0:?}")]
+    ProjectNotFound(String),
+    #[error("a project named {0:?} already exists")]
+    ProjectExists(String),
+    #[error("no key with this id in your project")]
+    KeyNotFound,
     #[error("the database is not reachable")]
     Unavailable,
     #[error("internal error")]
@@ -158,7 +263,52 @@ impl ApiError {
                 "method_not_allowed",
                 "Method not allowed",
             ),
+            Self::TemplateSyntax(_) => (
+                S::UNPROCESSABLE_ENTITY,
+                "template_syntax",
+                "Template syntax error",
+            ),
+            Self::MissingVariables(_) => (
+                S::UNPROCESSABLE_ENTITY,
+                "missing_variables",
+                "Missing variables",
+            ),
+            Self::InvalidVariables(_) => (
+                S::UNPROCESSABLE_ENTITY,
+                "invalid_variables",
+                "Invalid variables",
+            ),
+            Self::IncludeCycle(_) => (S::UNPROCESSABLE_ENTITY, "include_cycle", "Include cycle"),
+            Self::IncludeDepth(_) => (
+                S::UNPROCESSABLE_ENTITY,
+                "include_depth",
+                "Includes nested too deep",
+            ),
+            Self::IncludeNotFound(_) => (
+                S::UNPROCESSABLE_ENTITY,
+                "include_not_found",
+                "Included prompt not found",
+            ),
+            Self::IncludeInvalid(_) => (
+                S::UNPROCESSABLE_ENTITY,
+                "include_invalid",
+                "Included prompt unusable",
+            ),
+            Self::OutputTooLarge(_) => (
+                S::UNPROCESSABLE_ENTITY,
+                "output_too_large",
+                "Output too large",
+            ),
+            Self::RenderFailed(_) => (S::UNPROCESSABLE_ENTITY, "render_failed", "Render failed"),
             Self::Timeout => (S::REQUEST_TIMEOUT, "request_timeout", "Request timeout"),
+            Self::Unauthorized(_) => (S::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            Self::InsufficientScope(_) => {
+                (S::FORBIDDEN, "insufficient_scope", "Insufficient scope")
+            }
+            Self::RateLimited(_) => (S::TOO_MANY_REQUESTS, "rate_limited", "Too many requests"),
+            Self::ProjectNotFound(_) => (S::NOT_FOUND, "project_not_found", "Project not found"),
+            Self::ProjectExists(_) => (S::CONFLICT, "project_exists", "Project exists"),
+            Self::KeyNotFound => (S::NOT_FOUND, "key_not_found", "Key not found"),
             Self::Unavailable => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
             Self::Internal(_) => (
                 S::INTERNAL_SERVER_ERROR,
@@ -170,7 +320,12 @@ impl ApiError {
 
     fn field_errors(&self) -> Vec<FieldError> {
         match self {
-            Self::Validation(errors) => errors.clone(),
+            Self::Validation(errors) | Self::InvalidVariables(errors) => errors.clone(),
+            Self::TemplateSyntax(error) => vec![error.clone()],
+            Self::MissingVariables(names) => names
+                .iter()
+                .map(|n| FieldError::new(n, "required by the template but not given"))
+                .collect(),
             Self::InvalidName { field, message }
             | Self::InvalidLabel { field, message }
             | Self::ReservedLabel { field, message } => vec![FieldError::new(field, message)],
@@ -208,17 +363,62 @@ impl IntoResponse for ApiError {
         let status =
             StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&problem).unwrap_or_default();
-        (
+        let mut response = (
             status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             body,
         )
-            .into_response()
+            .into_response();
+        // RFC 6750 challenges, and when to come back after a 429.
+        let extra = match &self {
+            Self::Unauthorized(_) => Some((
+                header::WWW_AUTHENTICATE,
+                "Bearer realm=\"promptreg\"".to_owned(),
+            )),
+            Self::InsufficientScope(scope) => Some((
+                header::WWW_AUTHENTICATE,
+                format!(
+                    "Bearer realm=\"promptreg\", error=\"insufficient_scope\", scope=\"{scope}\""
+                ),
+            )),
+            Self::RateLimited(wait) => {
+                Some((header::RETRY_AFTER, wait.as_secs().max(1).to_string()))
+            }
+            _ => None,
+        };
+        if let Some((name, value)) = extra {
+            if let Ok(value) = header::HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+        response
     }
 }
 
-/// Store errors carry no prompt name; handlers add it with [`ApiError::from_store`].
+/// Store and render errors carry no prompt name; handlers add it.
 impl ApiError {
+    pub fn from_render(err: RenderError, prompt: &str) -> Self {
+        match err {
+            RenderError::Template(t) => Self::from(t),
+            RenderError::InvalidSchema { field, message } => Self::validation(field, message),
+            RenderError::InvalidVariables(errors) => Self::InvalidVariables(
+                errors
+                    .into_iter()
+                    .map(|(pointer, message)| FieldError::new(pointer, message))
+                    .collect(),
+            ),
+            e @ RenderError::IncludeCycle(_) => Self::IncludeCycle(e.to_string()),
+            e @ RenderError::IncludeDepth(_) => Self::IncludeDepth(e.to_string()),
+            e @ RenderError::IncludeInvalid { .. } => Self::IncludeInvalid(e.to_string()),
+            RenderError::IncludeNotFound {
+                source: StoreError::Database(db),
+                ..
+            } => Self::from_store(StoreError::Database(db), prompt),
+            e @ RenderError::IncludeNotFound { .. } => Self::IncludeNotFound(e.to_string()),
+            RenderError::Store(e) => Self::from_store(e, prompt),
+        }
+    }
+
     pub fn from_store(err: StoreError, prompt: &str) -> Self {
         match err {
             StoreError::PromptNotFound => Self::PromptNotFound(prompt.into()),
@@ -238,6 +438,9 @@ impl ApiError {
                 "parent",
                 format!("prompt {prompt:?} has no version {parent}"),
             ),
+            StoreError::ProjectNotFound => Self::ProjectNotFound(prompt.into()),
+            StoreError::ProjectExists => Self::ProjectExists(prompt.into()),
+            StoreError::KeyNotFound => Self::KeyNotFound,
             StoreError::Corrupt(message) => Self::Internal(anyhow::anyhow!(message)),
             StoreError::Database(err) => match err {
                 sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {

@@ -4,11 +4,15 @@
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod providers;
 pub mod registry;
+pub mod render;
 pub mod store;
 pub mod telemetry;
+pub mod template;
 
 pub use app::build_app;

@@ -43,6 +43,40 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Manage API keys directly in the database (for operators).
+    Keys {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key and print its secret (shown only this once).
+    Create {
+        /// The project the key acts in; created if missing.
+        #[arg(long, default_value = "default")]
+        project: String,
+        /// Comma-separated: read, write, promote, evaluate, admin.
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+        /// What the key is for.
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+    /// List the keys of a project.
+    List {
+        #[arg(long, default_value = "default")]
+        project: String,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        id: uuid::Uuid,
+        #[arg(long, default_value = "default")]
+        project: String,
+    },
 }
 
 fn load(args: ConfigArgs, bind: Option<std::net::SocketAddr>) -> anyhow::Result<Config> {
@@ -65,6 +99,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(backend = store.backend(), "migrations applied");
             Ok(())
         }
+        Command::Keys { config, command } => keys(load(config, None)?, command).await,
         Command::Openapi => {
             println!("{}", promptreg::api::openapi().to_pretty_json()?);
             Ok(())
@@ -81,4 +116,66 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn keys(config: Config, command: KeysCommand) -> anyhow::Result<()> {
+    use promptreg::auth::Authenticator;
+    use promptreg::domain::auth::{Actor, Scope};
+    use promptreg::domain::names::parse_project_name;
+
+    let store = promptreg::store::connect(&config.database_url, 1).await?;
+    let auth = Authenticator::new(store.clone(), &config.rate_limit)?;
+    let system = Actor::system();
+    let project_id = |name: &str| {
+        let store = store.clone();
+        let name = parse_project_name(name).map(|_| name.to_owned());
+        async move { Ok::<_, anyhow::Error>(store.ensure_project(&name?).await?) }
+    };
+    match command {
+        KeysCommand::Create {
+            project,
+            scopes,
+            name,
+        } => {
+            let scopes = scopes
+                .iter()
+                .map(|s| {
+                    Scope::parse(s.trim()).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "unknown scope {s:?}; use read, write, promote, evaluate or admin"
+                        )
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let (key, secret) = auth
+                .create_key(project_id(&project).await?, &name, scopes, &system)
+                .await?;
+            eprintln!(
+                "created key {} ({}) in project {}; the secret is shown only now:",
+                key.id, key.name, key.project
+            );
+            println!("{}", secret.expose());
+        }
+        KeysCommand::List { project } => {
+            for key in store.list_keys(project_id(&project).await?).await? {
+                let scopes: Vec<&str> = key.scopes.iter().map(|s| s.as_str()).collect();
+                let state = if key.revoked { "revoked" } else { "active" };
+                println!(
+                    "{}  {}  {:<8} {}  [{}]",
+                    key.id,
+                    key.prefix,
+                    state,
+                    key.name,
+                    scopes.join(",")
+                );
+            }
+        }
+        KeysCommand::Revoke { id, project } => {
+            let key = auth
+                .revoke_key(project_id(&project).await?, id, &system)
+                .await?;
+            eprintln!("revoked key {} ({})", key.id, key.name);
+        }
+    }
+    Ok(())
 }

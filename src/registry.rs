@@ -5,7 +5,7 @@
 //! Versions are immutable, so a version found by exact semver is cached for
 //! good. Label and `latest` resolutions are cached per prompt and dropped
 //! whenever that prompt's labels or versions change: after a write here, or
-//! when another process announces one (`Store::subscribe_invalidations`).
+//! when another process announces one ([`Registry::apply`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -14,6 +14,7 @@ use moka::sync::Cache;
 use uuid::Uuid;
 
 use crate::config::CacheConfig;
+use crate::domain::auth::Actor;
 use crate::domain::{
     Label, LabelMove, LabelName, Page, ProjectId, PromptName, PromptSummary, Version, VersionRef,
 };
@@ -49,21 +50,13 @@ impl Registry {
         &self.store
     }
 
-    /// Applies invalidations announced by other processes until the store's
-    /// channel closes.
-    pub async fn follow_invalidations(self: Arc<Self>) -> StoreResult<()> {
-        let Some(mut changes) = self.store.subscribe_invalidations().await? else {
-            return Ok(());
-        };
-        tokio::spawn(async move {
-            while let Some(change) = changes.recv().await {
-                match change {
-                    Invalidation::Prompt(id) => self.resolutions.invalidate(&id),
-                    Invalidation::All => self.resolutions.invalidate_all(),
-                }
-            }
-        });
-        Ok(())
+    /// Drops cached resolutions another process announced as stale.
+    pub fn apply(&self, change: Invalidation) {
+        match change {
+            Invalidation::Prompt(id) => self.resolutions.invalidate(&id),
+            Invalidation::All => self.resolutions.invalidate_all(),
+            Invalidation::Key(_) => {}
+        }
     }
 
     fn invalidate(&self, prompt_id: Uuid) {
@@ -74,9 +67,10 @@ impl Registry {
         &self,
         project: ProjectId,
         new: NewPrompt,
+        actor: &Actor,
     ) -> StoreResult<PromptSummary> {
         let name = new.name.clone();
-        self.store.insert_prompt(project, new).await?;
+        self.store.insert_prompt(project, new, actor).await?;
         self.store.get_prompt(project, &name).await
     }
 
@@ -102,8 +96,9 @@ impl Registry {
         project: ProjectId,
         name: &PromptName,
         patch: PromptPatch,
+        actor: &Actor,
     ) -> StoreResult<PromptSummary> {
-        self.store.update_prompt(project, name, patch).await
+        self.store.update_prompt(project, name, patch, actor).await
     }
 
     pub async fn create_version(
@@ -111,8 +106,9 @@ impl Registry {
         project: ProjectId,
         name: &PromptName,
         new: NewVersion,
+        actor: &Actor,
     ) -> StoreResult<CreatedVersion> {
-        let created = self.store.create_version(project, name, new).await?;
+        let created = self.store.create_version(project, name, new, actor).await?;
         self.invalidate(created.version.prompt_id);
         Ok(created)
     }
@@ -177,11 +173,11 @@ impl Registry {
         name: &PromptName,
         label: &LabelName,
         version: &semver::Version,
-        by: Option<&str>,
+        actor: &Actor,
     ) -> StoreResult<Label> {
         let moved = self
             .store
-            .set_label(project, name, label, version, by)
+            .set_label(project, name, label, version, actor)
             .await?;
         self.invalidate(moved.prompt_id);
         Ok(moved)
@@ -192,9 +188,9 @@ impl Registry {
         project: ProjectId,
         name: &PromptName,
         label: &LabelName,
-        by: Option<&str>,
+        actor: &Actor,
     ) -> StoreResult<Label> {
-        let removed = self.store.delete_label(project, name, label, by).await?;
+        let removed = self.store.delete_label(project, name, label, actor).await?;
         self.invalidate(removed.prompt_id);
         Ok(removed)
     }
@@ -204,9 +200,12 @@ impl Registry {
         project: ProjectId,
         name: &PromptName,
         label: &LabelName,
-        by: Option<&str>,
+        actor: &Actor,
     ) -> StoreResult<Label> {
-        let moved = self.store.rollback_label(project, name, label, by).await?;
+        let moved = self
+            .store
+            .rollback_label(project, name, label, actor)
+            .await?;
         self.invalidate(moved.prompt_id);
         Ok(moved)
     }

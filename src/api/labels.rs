@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::auth::{scope, Auth};
 use super::extract::{prompt_name, semver, Json, PageParams, Path, Query};
 use super::AppState;
 use crate::domain::{Label, LabelMove, LabelName, PromptName};
@@ -88,6 +89,7 @@ fn names(name: &str, label: &str) -> Result<(PromptName, LabelName), ApiError> {
 
 /// List a prompt's labels (the implicit `latest` is not listed).
 #[utoipa::path(get, path = "/v1/prompts/{name}/labels", tag = "labels",
+    security(("bearer" = ["read"])),
     params(("name" = String, Path, description = "Prompt name; folder slashes as %2F")),
     responses(
         (status = 200, description = "The labels, by name", body = LabelList),
@@ -95,12 +97,13 @@ fn names(name: &str, label: &str) -> Result<(PromptName, LabelName), ApiError> {
     ))]
 pub async fn list_labels(
     State(state): State<AppState>,
+    auth: Auth<scope::Read>,
     Path(name): Path<String>,
 ) -> Result<axum::Json<LabelList>, ApiError> {
     let name = prompt_name(&name)?;
     let labels = state
         .registry
-        .list_labels(state.project, &name)
+        .list_labels(auth.project, &name)
         .await
         .map_err(|e| ApiError::from_store(e, name.as_str()))?;
     Ok(axum::Json(LabelList {
@@ -110,6 +113,7 @@ pub async fn list_labels(
 
 /// Point a label at a version (creating the label if needed).
 #[utoipa::path(put, path = "/v1/prompts/{name}/labels/{label}", tag = "labels",
+    security(("bearer" = ["promote"])),
     params(
         ("name" = String, Path, description = "Prompt name; folder slashes as %2F"),
         ("label" = String, Path, description = "`[a-z][a-z0-9_-]{0,63}`, not `latest`", example = "production"),
@@ -122,6 +126,7 @@ pub async fn list_labels(
     ))]
 pub async fn set_label(
     State(state): State<AppState>,
+    auth: Auth<scope::Promote>,
     Path((name, label)): Path<(String, String)>,
     Json(body): Json<SetLabelRequest>,
 ) -> Result<axum::Json<LabelResponse>, ApiError> {
@@ -129,7 +134,7 @@ pub async fn set_label(
     let version = semver("version", &body.version)?;
     let moved = state
         .registry
-        .set_label(state.project, &name, &label, &version, None)
+        .set_label(auth.project, &name, &label, &version, &auth.actor())
         .await
         .map_err(|e| ApiError::from_store(e, name.as_str()))?;
     Ok(axum::Json(moved.into()))
@@ -137,6 +142,7 @@ pub async fn set_label(
 
 /// Delete a label. The deletion is recorded in its history.
 #[utoipa::path(delete, path = "/v1/prompts/{name}/labels/{label}", tag = "labels",
+    security(("bearer" = ["promote"])),
     params(
         ("name" = String, Path, description = "Prompt name; folder slashes as %2F"),
         ("label" = String, Path, description = "The label"),
@@ -148,12 +154,13 @@ pub async fn set_label(
     ))]
 pub async fn delete_label(
     State(state): State<AppState>,
+    auth: Auth<scope::Promote>,
     Path((name, label)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let (name, label) = names(&name, &label)?;
     state
         .registry
-        .delete_label(state.project, &name, &label, None)
+        .delete_label(auth.project, &name, &label, &auth.actor())
         .await
         .map_err(|e| ApiError::from_store(e, name.as_str()))?;
     Ok(StatusCode::NO_CONTENT)
@@ -161,6 +168,7 @@ pub async fn delete_label(
 
 /// Every move of a label, newest first, the first assignment included.
 #[utoipa::path(get, path = "/v1/prompts/{name}/labels/{label}/history", tag = "labels",
+    security(("bearer" = ["read"])),
     params(
         ("name" = String, Path, description = "Prompt name; folder slashes as %2F"),
         ("label" = String, Path, description = "The label"),
@@ -172,13 +180,14 @@ pub async fn delete_label(
     ))]
 pub async fn label_history(
     State(state): State<AppState>,
+    auth: Auth<scope::Read>,
     Path((name, label)): Path<(String, String)>,
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<LabelMovePage>, ApiError> {
     let (name, label) = names(&name, &label)?;
     let page = state
         .registry
-        .list_label_moves(state.project, &name, &label, page.to_request()?)
+        .list_label_moves(auth.project, &name, &label, page.to_request()?)
         .await
         .map_err(|e| ApiError::from_store(e, name.as_str()))?;
     Ok(axum::Json(LabelMovePage {
@@ -194,6 +203,7 @@ pub async fn label_history(
 /// Move a label back to its previous target. Repeated rollbacks walk further
 /// back through history; a rollback is itself a recorded move.
 #[utoipa::path(post, path = "/v1/prompts/{name}/labels/{label}/rollback", tag = "labels",
+    security(("bearer" = ["promote"])),
     params(
         ("name" = String, Path, description = "Prompt name; folder slashes as %2F"),
         ("label" = String, Path, description = "The label"),
@@ -205,12 +215,13 @@ pub async fn label_history(
     ))]
 pub async fn rollback_label(
     State(state): State<AppState>,
+    auth: Auth<scope::Promote>,
     Path((name, label)): Path<(String, String)>,
 ) -> Result<axum::Json<LabelResponse>, ApiError> {
     let (name, label) = names(&name, &label)?;
     let moved = state
         .registry
-        .rollback_label(state.project, &name, &label, None)
+        .rollback_label(auth.project, &name, &label, &auth.actor())
         .await
         .map_err(|e| ApiError::from_store(e, name.as_str()))?;
     Ok(axum::Json(moved.into()))

@@ -2,10 +2,13 @@
 //! request/response types. Routing and the OpenAPI document come from one
 //! list (`utoipa-axum`), so no route can go undocumented.
 
+mod admin;
+pub mod auth;
 pub mod extract;
 mod health;
 mod labels;
 mod prompts;
+mod render;
 mod versions;
 
 use std::sync::Arc;
@@ -15,17 +18,22 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Ref, RefOr, Response};
+use utoipa::Modify;
+
+use crate::auth::Authenticator;
 use crate::config::Config;
-use crate::domain::ProjectId;
 use crate::error::{ApiError, FieldError, Problem};
 use crate::registry::Registry;
+use crate::render::Renderer;
 
 #[derive(Clone)]
 pub struct AppState {
     pub registry: Arc<Registry>,
+    pub renderer: Arc<Renderer>,
+    pub auth: Arc<Authenticator>,
     pub config: Arc<Config>,
-    /// The project requests act in. (Per-key projects come with API keys.)
-    pub project: ProjectId,
 }
 
 #[derive(OpenApi)]
@@ -40,14 +48,78 @@ pub struct AppState {
         (name = "prompts", description = "Prompts: named, mutable entities"),
         (name = "versions", description = "Immutable, numbered versions of a prompt"),
         (name = "labels", description = "Named pointers to versions, with history and rollback"),
+        (name = "render", description = "Render prompts with variables, optionally as a provider's request body"),
+        (name = "admin", description = "API keys, projects and the audit log"),
         (name = "service", description = "Health and readiness")
     ),
-    components(schemas(Problem, FieldError))
+    components(schemas(Problem, FieldError)),
+    modifiers(&BearerAuth)
 )]
 struct ApiDoc;
 
+/// Declares the bearer scheme, and on every operation that requires a key
+/// the answers every such operation can give: 401, 403 and 429.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("pr_…")
+                    .description(Some("An API key; its scopes decide what it may do."))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Adds the 401, 403 and 429 answers to every operation that declares a scope.
+fn document_auth_answers(openapi: &mut utoipa::openapi::OpenApi) {
+    let problem = |description: &str| -> RefOr<Response> {
+        RefOr::T(
+            utoipa::openapi::ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/problem+json",
+                    utoipa::openapi::ContentBuilder::new()
+                        .schema(Some(RefOr::Ref(Ref::from_schema_name("Problem"))))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    for item in openapi.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for operation in operations.into_iter().flatten() {
+            if operation.security.as_ref().is_none_or(|s| s.is_empty()) {
+                continue;
+            }
+            let responses = &mut operation.responses.responses;
+            responses
+                .entry("401".into())
+                .or_insert_with(|| problem("`unauthorized`: no key, an unknown or a revoked key"));
+            responses.entry("403".into()).or_insert_with(|| {
+                problem("`insufficient_scope`: the key lacks the scope this operation requires")
+            });
+            responses.entry("429".into()).or_insert_with(|| {
+                problem("`rate_limited`: over the key's rate limit; see Retry-After")
+            });
+        }
+    }
+}
+
 /// The routes and the OpenAPI document they make, before state is attached.
-pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(prompts::list_prompts, prompts::create_prompt))
         .routes(routes!(
@@ -62,9 +134,22 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(labels::set_label, labels::delete_label))
         .routes(routes!(labels::label_history))
         .routes(routes!(labels::rollback_label))
+        .routes(routes!(render::render_prompt))
+        .routes(routes!(render::render_template))
+        .routes(routes!(admin::list_keys, admin::create_key))
+        .routes(routes!(admin::revoke_key))
+        .routes(routes!(admin::list_projects, admin::create_project))
+        .routes(routes!(admin::list_audit))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .split_for_parts()
+}
+
+/// The routes with the complete OpenAPI document.
+pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (routes, mut openapi) = routes();
+    document_auth_answers(&mut openapi);
+    (routes, openapi)
 }
 
 /// The OpenAPI document as `promptreg openapi` prints it and `/openapi.json` serves it.

@@ -9,8 +9,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::auth::{scope, Auth};
 use super::extract::{page_request, prompt_name, Json, Path, Query};
 use super::{prompt_path, AppState};
+use crate::auth::Caller;
 use crate::domain::{PromptName, PromptSummary};
 use crate::error::{ApiError, Problem};
 use crate::store::{NewPrompt, PromptFilter, PromptPatch};
@@ -140,6 +142,7 @@ fn description(raw: Option<String>) -> Result<Option<String>, ApiError> {
 
 /// Create a prompt.
 #[utoipa::path(post, path = "/v1/prompts", tag = "prompts",
+    security(("bearer" = ["write"])),
     request_body = CreatePromptRequest,
     responses(
         (status = 201, description = "Created", body = PromptResponse,
@@ -149,6 +152,7 @@ fn description(raw: Option<String>) -> Result<Option<String>, ApiError> {
     ))]
 pub async fn create_prompt(
     State(state): State<AppState>,
+    auth: Auth<scope::Write>,
     Json(body): Json<CreatePromptRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let name = prompt_name(&body.name)?;
@@ -159,7 +163,7 @@ pub async fn create_prompt(
     };
     let created = state
         .registry
-        .create_prompt(state.project, new)
+        .create_prompt(auth.project, new, &auth.actor())
         .await
         .map_err(|e| ApiError::from_store(e, name.as_str()))?;
     let location = prompt_path(name.as_str());
@@ -172,6 +176,7 @@ pub async fn create_prompt(
 
 /// List prompts, newest first. Archived prompts are hidden.
 #[utoipa::path(get, path = "/v1/prompts", tag = "prompts",
+    security(("bearer" = ["read"])),
     params(PromptListParams),
     responses(
         (status = 200, description = "A page of prompts", body = PromptPage),
@@ -179,6 +184,7 @@ pub async fn create_prompt(
     ))]
 pub async fn list_prompts(
     State(state): State<AppState>,
+    auth: Auth<scope::Read>,
     Query(params): Query<PromptListParams>,
 ) -> Result<axum::Json<PromptPage>, ApiError> {
     let filter = PromptFilter {
@@ -190,7 +196,7 @@ pub async fn list_prompts(
     let page = state
         .registry
         .list_prompts(
-            state.project,
+            auth.project,
             &filter,
             page_request(params.limit, params.cursor.as_deref())?,
         )
@@ -204,6 +210,7 @@ pub async fn list_prompts(
 
 /// Get a prompt (archived ones too).
 #[utoipa::path(get, path = "/v1/prompts/{name}", tag = "prompts",
+    security(("bearer" = ["read"])),
     params(("name" = String, Path, description = "Prompt name; folder slashes as %2F", example = "support%2Fgreeting")),
     responses(
         (status = 200, description = "The prompt", body = PromptResponse),
@@ -211,12 +218,13 @@ pub async fn list_prompts(
     ))]
 pub async fn get_prompt(
     State(state): State<AppState>,
+    auth: Auth<scope::Read>,
     Path(name): Path<String>,
 ) -> Result<axum::Json<PromptResponse>, ApiError> {
     let name = prompt_name(&name)?;
     let prompt = state
         .registry
-        .get_prompt(state.project, &name)
+        .get_prompt(auth.project, &name)
         .await
         .map_err(|e| ApiError::from_store(e, name.as_str()))?;
     Ok(axum::Json(prompt.into()))
@@ -224,6 +232,7 @@ pub async fn get_prompt(
 
 /// Change a prompt's description, tags or archived state.
 #[utoipa::path(patch, path = "/v1/prompts/{name}", tag = "prompts",
+    security(("bearer" = ["write"])),
     params(("name" = String, Path, description = "Prompt name; folder slashes as %2F")),
     request_body = UpdatePromptRequest,
     responses(
@@ -233,6 +242,7 @@ pub async fn get_prompt(
     ))]
 pub async fn update_prompt(
     State(state): State<AppState>,
+    auth: Auth<scope::Write>,
     Path(name): Path<String>,
     Json(body): Json<UpdatePromptRequest>,
 ) -> Result<axum::Json<PromptResponse>, ApiError> {
@@ -242,11 +252,12 @@ pub async fn update_prompt(
         tags: tags("tags", body.tags)?,
         archived: body.archived,
     };
-    update(&state, &name, patch).await.map(axum::Json)
+    update(&state, &auth, &name, patch).await.map(axum::Json)
 }
 
 /// Archive a prompt: hidden from lists, still resolvable, refuses new versions.
 #[utoipa::path(delete, path = "/v1/prompts/{name}", tag = "prompts",
+    security(("bearer" = ["write"])),
     params(("name" = String, Path, description = "Prompt name; folder slashes as %2F")),
     responses(
         (status = 204, description = "Archived"),
@@ -254,6 +265,7 @@ pub async fn update_prompt(
     ))]
 pub async fn archive_prompt(
     State(state): State<AppState>,
+    auth: Auth<scope::Write>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let name = prompt_name(&name)?;
@@ -261,18 +273,19 @@ pub async fn archive_prompt(
         archived: Some(true),
         ..PromptPatch::default()
     };
-    update(&state, &name, patch).await?;
+    update(&state, &auth, &name, patch).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn update(
     state: &AppState,
+    caller: &Caller,
     name: &PromptName,
     patch: PromptPatch,
 ) -> Result<PromptResponse, ApiError> {
     state
         .registry
-        .update_prompt(state.project, name, patch)
+        .update_prompt(caller.project, name, patch, &caller.actor())
         .await
         .map(PromptResponse::from)
         .map_err(|e| ApiError::from_store(e, name.as_str()))

@@ -11,9 +11,12 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
+use super::auth::{scope, Auth};
 use super::extract::{prompt_name, semver, version_ref, Json, PageParams, Path, Query};
 use super::{prompt_path, AppState};
+use crate::domain::auth::Scope;
 use crate::domain::content::PromptBody;
+use crate::domain::ProjectId;
 use crate::domain::{
     Bump, ChatMessage, Engine, LabelName, PromptContent, PromptType, Version, VersionRef,
 };
@@ -91,6 +94,9 @@ pub struct VersionResponse {
     model_config: Map<String, Value>,
     input_schema: Option<Value>,
     output_schema: Option<Value>,
+    /// What the template reads from the caller's input: names and dotted paths.
+    #[schema(example = json!(["name", "place"]))]
+    variables: Vec<String>,
     message: Option<String>,
     metadata: Map<String, Value>,
     #[schema(example = "1.0.0")]
@@ -115,6 +121,7 @@ impl From<&Version> for VersionResponse {
             model_config: v.content.model_config.clone(),
             input_schema: v.content.input_schema.clone(),
             output_schema: v.content.output_schema.clone(),
+            variables: v.variables.clone(),
             message: v.message.clone(),
             metadata: v.metadata.clone(),
             parent: v.parent.as_ref().map(ToString::to_string),
@@ -132,71 +139,100 @@ pub struct VersionPage {
     next_cursor: Option<String>,
 }
 
-/// Checks a request field by field, collecting every error before answering.
-fn parse_new_version(body: CreateVersionRequest) -> Result<NewVersion, ApiError> {
-    let mut errors: Vec<FieldError> = Vec::new();
-    let mut fail = |field: &str, message: String| errors.push(FieldError::new(field, message));
+/// The content fields that posting a version and rendering unsaved content share.
+pub(super) struct ContentFields {
+    pub prompt_type: Option<PromptType>,
+    pub template: Option<String>,
+    pub messages: Option<Vec<ChatMessage>>,
+    pub engine: Option<Engine>,
+    pub model_config: Option<Map<String, Value>>,
+    pub input_schema: Option<Value>,
+    pub output_schema: Option<Value>,
+}
 
-    let prompt_type = match (body.prompt_type, &body.template, &body.messages) {
+/// Checks the content's shape, adding every problem to `errors`.
+pub(super) fn parse_content(
+    fields: ContentFields,
+    errors: &mut Vec<FieldError>,
+) -> Option<PromptContent> {
+    let mut fail = |field: &str, message: &str| errors.push(FieldError::new(field, message));
+    let prompt_type = match (fields.prompt_type, &fields.template, &fields.messages) {
         (Some(t), ..) => Some(t),
         (None, Some(_), None) => Some(PromptType::Text),
         (None, None, Some(_)) => Some(PromptType::Chat),
         (None, None, None) => {
             fail(
                 "type",
-                "give `type` with `template` (text) or `messages` (chat)".into(),
+                "give `type` with `template` (text) or `messages` (chat)",
             );
             None
         }
         (None, Some(_), Some(_)) => {
-            fail("template", "give `template` or `messages`, not both".into());
+            fail("template", "give `template` or `messages`, not both");
             None
         }
     };
-    let body_content = match (prompt_type, body.template, body.messages) {
+    let body = match (prompt_type, fields.template, fields.messages) {
         (Some(PromptType::Text), Some(t), None) => Some(PromptBody::Text(t)),
         (Some(PromptType::Chat), None, Some(m)) if m.is_empty() => {
-            fail(
-                "messages",
-                "a chat prompt needs at least one message".into(),
-            );
+            fail("messages", "a chat prompt needs at least one message");
             None
         }
         (Some(PromptType::Chat), None, Some(m)) => Some(PromptBody::Chat(m)),
         (Some(PromptType::Text), _, Some(_)) => {
-            fail(
-                "messages",
-                "a text prompt has `template`, not `messages`".into(),
-            );
+            fail("messages", "a text prompt has `template`, not `messages`");
             None
         }
         (Some(PromptType::Text), None, None) => {
-            fail("template", "a text prompt needs `template`".into());
+            fail("template", "a text prompt needs `template`");
             None
         }
         (Some(PromptType::Chat), Some(_), _) => {
-            fail(
-                "template",
-                "a chat prompt has `messages`, not `template`".into(),
-            );
+            fail("template", "a chat prompt has `messages`, not `template`");
             None
         }
         (Some(PromptType::Chat), None, None) => {
-            fail("messages", "a chat prompt needs `messages`".into());
+            fail("messages", "a chat prompt needs `messages`");
             None
         }
         (None, ..) => None,
     };
     for (field, schema) in [
-        ("input_schema", &body.input_schema),
-        ("output_schema", &body.output_schema),
+        ("input_schema", &fields.input_schema),
+        ("output_schema", &fields.output_schema),
     ] {
-        if let Some(s) = schema {
-            if !(s.is_object() || s.is_boolean()) {
-                fail(field, "a JSON Schema is an object or a boolean".into());
-            }
+        if schema
+            .as_ref()
+            .is_some_and(|s| !(s.is_object() || s.is_boolean()))
+        {
+            fail(field, "a JSON Schema is an object or a boolean");
         }
     }
+    Some(PromptContent {
+        body: body?,
+        engine: fields.engine.unwrap_or_default(),
+        model_config: fields.model_config.unwrap_or_default(),
+        input_schema: fields.input_schema,
+        output_schema: fields.output_schema,
+    })
+}
+
+/// Checks a request field by field, collecting every error before answering.
+fn parse_new_version(body: CreateVersionRequest) -> Result<NewVersion, ApiError> {
+    let mut errors: Vec<FieldError> = Vec::new();
+    let content = parse_content(
+        ContentFields {
+            prompt_type: body.prompt_type,
+            template: body.template,
+            messages: body.messages,
+            engine: body.engine,
+            model_config: body.model_config,
+            input_schema: body.input_schema,
+            output_schema: body.output_schema,
+        },
+        &mut errors,
+    );
+    let mut fail = |field: &str, message: String| errors.push(FieldError::new(field, message));
     if body
         .message
         .as_ref()
@@ -230,15 +266,10 @@ fn parse_new_version(body: CreateVersionRequest) -> Result<NewVersion, ApiError>
             Err(e) => return Err(ApiError::invalid_label(&format!("labels[{i}]"), e)),
         }
     }
-    match body_content {
+    match content {
         Some(content) if errors.is_empty() => Ok(NewVersion {
-            content: PromptContent {
-                body: content,
-                engine: body.engine.unwrap_or_default(),
-                model_config: body.model_config.unwrap_or_default(),
-                input_schema: body.input_schema,
-                output_schema: body.output_schema,
-            },
+            content,
+            variables: Vec::new(),
             message: body.message,
             metadata: body.metadata.unwrap_or_default(),
             version,
@@ -246,7 +277,6 @@ fn parse_new_version(body: CreateVersionRequest) -> Result<NewVersion, ApiError>
             parent,
             expected_latest,
             labels,
-            created_by: None,
         }),
         _ => Err(ApiError::Validation(errors)),
     }
@@ -259,6 +289,7 @@ fn field_errors(err: ApiError) -> Vec<FieldError> {
 /// Post a new version. The server numbers it; content identical to the latest
 /// version answers 200 with that version and creates nothing.
 #[utoipa::path(post, path = "/v1/prompts/{name}/versions", tag = "versions",
+    security(("bearer" = ["write"])),
     params(("name" = String, Path, description = "Prompt name; folder slashes as %2F")),
     request_body = CreateVersionRequest,
     responses(
@@ -267,18 +298,27 @@ fn field_errors(err: ApiError) -> Vec<FieldError> {
         (status = 200, description = "Identical to the latest version: that version, nothing created", body = VersionResponse),
         (status = 404, description = "`prompt_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`version_conflict` or `prompt_archived`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`, `invalid_label` or `reserved_label`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`, `invalid_label`, `reserved_label`, `template_syntax` or `include_cycle`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_version(
     State(state): State<AppState>,
+    auth: Auth<scope::Write>,
     Path(name): Path<String>,
     Json(body): Json<CreateVersionRequest>,
 ) -> Result<Response, ApiError> {
     let name = prompt_name(&name)?;
-    let new = parse_new_version(body)?;
+    let mut new = parse_new_version(body)?;
+    if !new.labels.is_empty() {
+        auth.also_require(&state, Scope::Promote)?;
+    }
+    new.variables = state
+        .renderer
+        .check_new_content(auth.project, &name, &new.content)
+        .await
+        .map_err(|e| ApiError::from_render(e, name.as_str()))?;
     let result = state
         .registry
-        .create_version(state.project, &name, new)
+        .create_version(auth.project, &name, new, &auth.actor())
         .await
         .map_err(|e| ApiError::from_store(e, name.as_str()))?;
     let body = axum::Json(VersionResponse::from(&result.version));
@@ -295,6 +335,7 @@ pub async fn create_version(
 
 /// List a prompt's versions, newest first.
 #[utoipa::path(get, path = "/v1/prompts/{name}/versions", tag = "versions",
+    security(("bearer" = ["read"])),
     params(("name" = String, Path, description = "Prompt name; folder slashes as %2F"), PageParams),
     responses(
         (status = 200, description = "A page of versions", body = VersionPage),
@@ -302,13 +343,14 @@ pub async fn create_version(
     ))]
 pub async fn list_versions(
     State(state): State<AppState>,
+    auth: Auth<scope::Read>,
     Path(name): Path<String>,
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<VersionPage>, ApiError> {
     let name = prompt_name(&name)?;
     let page = state
         .registry
-        .list_versions(state.project, &name, page.to_request()?)
+        .list_versions(auth.project, &name, page.to_request()?)
         .await
         .map_err(|e| ApiError::from_store(e, name.as_str()))?;
     Ok(axum::Json(VersionPage {
@@ -320,6 +362,7 @@ pub async fn list_versions(
 /// Get a version by semver (`1.2.0`) or label (`production`, `latest`).
 /// Answers `If-None-Match` with 304.
 #[utoipa::path(get, path = "/v1/prompts/{name}/versions/{ref}", tag = "versions",
+    security(("bearer" = ["read"])),
     params(
         ("name" = String, Path, description = "Prompt name; folder slashes as %2F"),
         ("ref" = String, Path, description = "A semver or a label", example = "production"),
@@ -334,12 +377,13 @@ pub async fn list_versions(
     ))]
 pub async fn get_version(
     State(state): State<AppState>,
+    auth: Auth<scope::Read>,
     Path((name, reference)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let name = prompt_name(&name)?;
     let reference = version_ref("ref", &reference)?;
-    let version = resolve(&state, &name, &reference).await?;
+    let version = resolve(&state, auth.project, &name, &reference).await?;
     let etag = format!("\"{}\"", version.content_hash);
     // Exact versions never change; labels move, so those answers must be revalidated.
     let cache_control = match reference {
@@ -364,12 +408,13 @@ pub async fn get_version(
 
 async fn resolve(
     state: &AppState,
+    project: ProjectId,
     name: &crate::domain::PromptName,
     reference: &VersionRef,
 ) -> Result<Arc<Version>, ApiError> {
     state
         .registry
-        .get_version(state.project, name, reference)
+        .get_version(project, name, reference)
         .await
         .map_err(|e| ApiError::from_store(e, name.as_str()))
 }
@@ -424,6 +469,7 @@ pub struct DiffResponse {
 
 /// Compare two versions field by field, with a unified diff of the template or messages.
 #[utoipa::path(get, path = "/v1/prompts/{name}/diff", tag = "versions",
+    security(("bearer" = ["read"])),
     params(("name" = String, Path, description = "Prompt name; folder slashes as %2F"), DiffParams),
     responses(
         (status = 200, description = "The differences", body = DiffResponse),
@@ -432,14 +478,15 @@ pub struct DiffResponse {
     ))]
 pub async fn diff_versions(
     State(state): State<AppState>,
+    auth: Auth<scope::Read>,
     Path(name): Path<String>,
     Query(params): Query<DiffParams>,
 ) -> Result<axum::Json<DiffResponse>, ApiError> {
     let name = prompt_name(&name)?;
     let from_ref = version_ref("from", &params.from)?;
     let to_ref = version_ref("to", &params.to)?;
-    let from = resolve(&state, &name, &from_ref).await?;
-    let to = resolve(&state, &name, &to_ref).await?;
+    let from = resolve(&state, auth.project, &name, &from_ref).await?;
+    let to = resolve(&state, auth.project, &name, &to_ref).await?;
     let (old, new) = (
         from.content.to_canonical_value(),
         to.content.to_canonical_value(),

@@ -1,6 +1,7 @@
 //! Plain types and rules of the registry: names, version numbers, prompt content
 //! and its hash. Nothing here does I/O; everything is unit-tested in place.
 
+pub mod auth;
 pub mod content;
 pub mod names;
 pub mod versioning;
@@ -48,6 +49,8 @@ pub struct Version {
     pub version: semver::Version,
     pub seq: i64,
     pub content: PromptContent,
+    /// What the content reads from the caller's input (sorted names and dotted paths).
+    pub variables: Vec<String>,
     pub message: Option<String>,
     pub metadata: Map<String, Value>,
     pub parent: Option<semver::Version>,
@@ -84,4 +87,39 @@ pub struct LabelMove {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Project {
+    pub id: ProjectId,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An API key as lists show it: never its secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKey {
+    pub id: Uuid,
+    pub project_id: ProjectId,
+    pub project: String,
+    pub name: String,
+    pub scopes: Vec<auth::Scope>,
+    pub prefix: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked: bool,
+}
+
+/// One write, as the audit log keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub key_id: Option<Uuid>,
+    pub key_name: String,
+    /// A dotted name: `prompt.create`, `label.set`, `key.revoke`, …
+    pub action: String,
+    /// The resource, as its path below `/v1`: `prompts/greet/labels/production`.
+    pub target: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
 }

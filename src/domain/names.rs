@@ -147,6 +147,23 @@ impl fmt::Display for VersionRef {
     }
 }
 
+/// Project names: `[a-z0-9][a-z0-9_-]{0,63}`.
+pub fn parse_project_name(raw: &str) -> Result<String, NameError> {
+    let first_ok = raw
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let rest_ok = raw
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if !first_ok || !rest_ok || raw.len() > 64 {
+        return Err(NameError(format!(
+            "project name {raw:?} must match [a-z0-9][a-z0-9_-]{{0,63}}"
+        )));
+    }
+    Ok(raw.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

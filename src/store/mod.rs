@@ -20,9 +20,10 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::domain::auth::{Actor, Scope};
 use crate::domain::{
-    Bump, Label, LabelMove, LabelName, Page, ProjectId, Prompt, PromptContent, PromptName,
-    PromptSummary, Version, VersionRef,
+    ApiKey, AuditEntry, Bump, Label, LabelMove, LabelName, Page, Project, ProjectId, Prompt,
+    PromptContent, PromptName, PromptSummary, Version, VersionRef,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +44,12 @@ pub enum StoreError {
     NoPreviousTarget(String),
     #[error("parent version {0} does not exist")]
     ParentNotFound(String),
+    #[error("project not found")]
+    ProjectNotFound,
+    #[error("a project with this name already exists")]
+    ProjectExists,
+    #[error("key not found")]
+    KeyNotFound,
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
     #[error(transparent)]
@@ -79,6 +86,7 @@ pub struct PromptFilter {
 #[derive(Debug, Clone)]
 pub struct NewVersion {
     pub content: PromptContent,
+    pub variables: Vec<String>,
     pub message: Option<String>,
     pub metadata: Map<String, Value>,
     pub version: Option<semver::Version>,
@@ -87,7 +95,22 @@ pub struct NewVersion {
     /// `Some(None)`: the caller expects the prompt to have no version yet.
     pub expected_latest: Option<Option<semver::Version>>,
     pub labels: Vec<LabelName>,
-    pub created_by: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    /// The secret's display prefix and its hash; the secret itself is never stored.
+    pub prefix: String,
+    pub secret_hash: String,
+}
+
+/// A key with its hash, to check a presented secret against.
+#[derive(Debug, Clone)]
+pub struct StoredKey {
+    pub key: ApiKey,
+    pub secret_hash: String,
 }
 
 #[derive(Debug, Clone)]
@@ -115,6 +138,8 @@ pub struct PageRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Invalidation {
     Prompt(Uuid),
+    /// A key was revoked.
+    Key(Uuid),
     /// Notifications may have been missed (a lost connection): drop everything.
     All,
 }
@@ -127,7 +152,12 @@ pub trait Store: Send + Sync + 'static {
     /// The id of project `name`, created if missing.
     async fn ensure_project(&self, name: &str) -> StoreResult<ProjectId>;
 
-    async fn insert_prompt(&self, project: ProjectId, new: NewPrompt) -> StoreResult<Prompt>;
+    async fn insert_prompt(
+        &self,
+        project: ProjectId,
+        new: NewPrompt,
+        actor: &Actor,
+    ) -> StoreResult<Prompt>;
     async fn get_prompt(&self, project: ProjectId, name: &PromptName)
         -> StoreResult<PromptSummary>;
     async fn list_prompts(
@@ -141,6 +171,7 @@ pub trait Store: Send + Sync + 'static {
         project: ProjectId,
         name: &PromptName,
         patch: PromptPatch,
+        actor: &Actor,
     ) -> StoreResult<PromptSummary>;
 
     async fn create_version(
@@ -148,6 +179,7 @@ pub trait Store: Send + Sync + 'static {
         project: ProjectId,
         name: &PromptName,
         new: NewVersion,
+        actor: &Actor,
     ) -> StoreResult<CreatedVersion>;
     async fn get_version(
         &self,
@@ -169,21 +201,21 @@ pub trait Store: Send + Sync + 'static {
         name: &PromptName,
         label: &LabelName,
         version: &semver::Version,
-        by: Option<&str>,
+        actor: &Actor,
     ) -> StoreResult<Label>;
     async fn delete_label(
         &self,
         project: ProjectId,
         name: &PromptName,
         label: &LabelName,
-        by: Option<&str>,
+        actor: &Actor,
     ) -> StoreResult<Label>;
     async fn rollback_label(
         &self,
         project: ProjectId,
         name: &PromptName,
         label: &LabelName,
-        by: Option<&str>,
+        actor: &Actor,
     ) -> StoreResult<Label>;
     async fn list_label_moves(
         &self,
@@ -193,12 +225,53 @@ pub trait Store: Send + Sync + 'static {
         page: PageRequest,
     ) -> StoreResult<Page<LabelMove>>;
 
+    async fn insert_project(&self, name: &str, actor: &Actor) -> StoreResult<Project>;
+    async fn list_projects(&self) -> StoreResult<Vec<Project>>;
+    async fn get_project(&self, name: &str) -> StoreResult<Project>;
+
+    async fn insert_key(
+        &self,
+        project: ProjectId,
+        new: NewKey,
+        actor: &Actor,
+    ) -> StoreResult<ApiKey>;
+    /// Every key (any project, revoked too) whose secret starts with `prefix`.
+    async fn find_keys_by_prefix(&self, prefix: &str) -> StoreResult<Vec<StoredKey>>;
+    async fn list_keys(&self, project: ProjectId) -> StoreResult<Vec<ApiKey>>;
+    async fn revoke_key(&self, project: ProjectId, id: Uuid, actor: &Actor) -> StoreResult<ApiKey>;
+    async fn count_keys(&self) -> StoreResult<i64>;
+
+    async fn list_audit(
+        &self,
+        project: ProjectId,
+        page: PageRequest,
+    ) -> StoreResult<Page<AuditEntry>>;
+
     /// Label changes made by other processes sharing this database, where the
     /// backend can tell (Postgres `LISTEN`); `None` when this process is the
     /// only writer that matters (SQLite).
     async fn subscribe_invalidations(
         &self,
     ) -> StoreResult<Option<tokio::sync::mpsc::Receiver<Invalidation>>>;
+}
+
+impl Invalidation {
+    /// The form sent through `NOTIFY`.
+    pub fn to_payload(self) -> String {
+        match self {
+            Self::Prompt(id) => format!("prompt:{id}"),
+            Self::Key(id) => format!("key:{id}"),
+            Self::All => "all".to_owned(),
+        }
+    }
+
+    pub fn from_payload(payload: &str) -> Option<Self> {
+        match payload.split_once(':') {
+            Some(("prompt", id)) => Uuid::parse_str(id).ok().map(Self::Prompt),
+            Some(("key", id)) => Uuid::parse_str(id).ok().map(Self::Key),
+            _ => (payload == "all").then_some(Self::All),
+        }
+    }
 }
 
 /// Opens the store `url` names (`sqlite://…` or `postgres://…`) and applies

@@ -40,13 +40,10 @@ impl PostgresStore {
         &self.pool
     }
 
-    async fn notify_label_change(
-        conn: &mut sqlx::PgConnection,
-        prompt_id: uuid::Uuid,
-    ) -> StoreResult<()> {
+    async fn notify(conn: &mut sqlx::PgConnection, change: Invalidation) -> StoreResult<()> {
         sqlx::query("select pg_notify($1, $2)")
             .bind(INVALIDATION_CHANNEL)
-            .bind(prompt_id.to_string())
+            .bind(change.to_payload())
             .execute(conn)
             .await?;
         Ok(())
@@ -59,9 +56,9 @@ impl PostgresStore {
         tokio::spawn(async move {
             loop {
                 let event = match listener.try_recv().await {
-                    Ok(Some(n)) => match Uuid::parse_str(n.payload()) {
-                        Ok(id) => Invalidation::Prompt(id),
-                        Err(_) => continue,
+                    Ok(Some(n)) => match Invalidation::from_payload(n.payload()) {
+                        Some(change) => change,
+                        None => continue,
                     },
                     // The connection dropped and will be re-established;
                     // whatever was sent meanwhile is lost.

@@ -9,8 +9,10 @@ use sqlx::FromRow;
 use uuid::Uuid;
 
 use super::StoreError;
+use crate::domain::auth::Scope;
 use crate::domain::{
-    content::PromptBody, ChatMessage, Engine, Label, LabelMove, Prompt, PromptContent, Version,
+    content::PromptBody, ApiKey, AuditEntry, ChatMessage, Engine, Label, LabelMove, Project,
+    Prompt, PromptContent, Version,
 };
 
 /// Columns of `prompt` as `PROMPT_COLUMNS` selects them.
@@ -47,7 +49,7 @@ impl From<PromptRow> for Prompt {
 /// Selects a version with its prompt's name and its parent's semver.
 pub const VERSION_SELECT: &str = "select v.id, v.prompt_id, p.name as prompt_name, v.version, \
      v.seq, v.prompt_type, v.engine, v.template, v.messages, v.model_config, v.input_schema, \
-     v.output_schema, v.message, v.metadata, pv.version as parent, v.content_hash, \
+     v.output_schema, v.variables, v.message, v.metadata, pv.version as parent, v.content_hash, \
      v.created_at, v.created_by \
      from prompt_version v \
      join prompt p on p.id = v.prompt_id \
@@ -67,6 +69,7 @@ pub struct VersionRow {
     pub model_config: Json<Map<String, Value>>,
     pub input_schema: Option<Json<Value>>,
     pub output_schema: Option<Json<Value>>,
+    pub variables: Json<Vec<String>>,
     pub message: Option<String>,
     pub metadata: Json<Map<String, Value>>,
     pub parent: Option<String>,
@@ -108,6 +111,7 @@ impl TryFrom<VersionRow> for Version {
                 input_schema: row.input_schema.map(|j| j.0),
                 output_schema: row.output_schema.map(|j| j.0),
             },
+            variables: row.variables.0,
             message: row.message,
             metadata: row.metadata.0,
             parent: row.parent.as_deref().map(parse_semver).transpose()?,
@@ -176,5 +180,81 @@ impl TryFrom<LabelMoveRow> for LabelMove {
             at: row.at,
             by: row.by,
         })
+    }
+}
+
+#[derive(FromRow)]
+pub struct ProjectRow {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<ProjectRow> for Project {
+    fn from(row: ProjectRow) -> Self {
+        Project {
+            id: row.id,
+            name: row.name,
+            created_at: row.created_at,
+        }
+    }
+}
+
+pub const KEY_SELECT: &str = "select k.id, k.project_id, pr.name as project, k.name, k.scopes, \
+     k.prefix, k.secret_hash, k.created_at, k.revoked_at \
+     from api_key k join project pr on pr.id = k.project_id";
+
+#[derive(FromRow)]
+pub struct KeyRow {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub project: String,
+    pub name: String,
+    pub scopes: Json<Vec<Scope>>,
+    pub prefix: String,
+    pub secret_hash: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<KeyRow> for ApiKey {
+    fn from(row: KeyRow) -> Self {
+        ApiKey {
+            id: row.id,
+            project_id: row.project_id,
+            project: row.project,
+            name: row.name,
+            scopes: row.scopes.0,
+            prefix: row.prefix,
+            created_at: row.created_at,
+            revoked: row.revoked_at.is_some(),
+        }
+    }
+}
+
+#[derive(FromRow)]
+pub struct AuditRow {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub key_id: Option<Uuid>,
+    pub key_name: String,
+    pub action: String,
+    pub target: String,
+    pub before: Option<Json<Value>>,
+    pub after: Option<Json<Value>>,
+}
+
+impl From<AuditRow> for AuditEntry {
+    fn from(row: AuditRow) -> Self {
+        AuditEntry {
+            id: row.id,
+            at: row.at,
+            key_id: row.key_id,
+            key_name: row.key_name,
+            action: row.action,
+            target: row.target,
+            before: row.before.map(|j| j.0),
+            after: row.after.map(|j| j.0),
+        }
     }
 }

@@ -6,7 +6,7 @@
 //!   writer connection already serializes writes);
 //! - `const TAG_MATCH: (&str, &str)`, the SQL around a bound tag that tests
 //!   whether `p.tags` (a JSON array) holds it;
-//! - `async fn notify_label_change(conn, prompt_id)`, run inside the writing
+//! - `async fn notify(conn, invalidation)`, run inside the writing
 //!   transaction so other processes hear of it on commit;
 //! - `async fn listen(&self)`, for `Store::subscribe_invalidations`.
 
@@ -33,19 +33,24 @@ macro_rules! impl_store {
         use sqlx::types::Json;
         use uuid::Uuid;
 
+        use serde_json::{json, Value};
+
+        use crate::domain::auth::Actor;
         use crate::domain::{
-            next_version, Label, LabelMove, LabelName, Page, Prompt, PromptName,
-            PromptSummary, ProjectId, Version, VersionRef,
+            next_version, ApiKey, AuditEntry, Label, LabelMove, LabelName, Page, Project, Prompt,
+            PromptName, PromptSummary, ProjectId, Version, VersionRef,
         };
         use crate::domain::names::LATEST;
         use crate::store::rows::{
-            parse_semver, LabelMoveRow, LabelRow, PromptRow, VersionRow, LABEL_MOVE_SELECT,
-            LABEL_SELECT, PROMPT_COLUMNS, VERSION_SELECT,
+            parse_semver, AuditRow, KeyRow, LabelMoveRow, LabelRow, ProjectRow, PromptRow,
+            VersionRow, KEY_SELECT, LABEL_MOVE_SELECT, LABEL_SELECT, PROMPT_COLUMNS,
+            VERSION_SELECT,
         };
         use crate::store::sql::like_pattern;
         use crate::store::{
-            cursor, is_unique_violation, CreatedVersion, Invalidation, NewPrompt, NewVersion,
-            PageKey, PageRequest, PromptFilter, PromptPatch, Store, StoreError, StoreResult,
+            cursor, is_unique_violation, CreatedVersion, Invalidation, NewKey, NewPrompt,
+            NewVersion, PageKey, PageRequest, PromptFilter, PromptPatch, Store, StoreError,
+            StoredKey, StoreResult,
         };
 
         type Conn = <$db as sqlx::Database>::Connection;
@@ -117,16 +122,57 @@ macro_rules! impl_store {
                 .await?)
             }
 
-            /// Points `label` at `to` (or removes it when `to` is `None`) and
-            /// records the move. A move to where the label already points records nothing.
+            /// Records a write in the audit log, in the writing transaction.
+            async fn audit(
+                conn: &mut Conn,
+                project: ProjectId,
+                actor: &Actor,
+                action: &str,
+                target: &str,
+                before: Option<Value>,
+                after: Option<Value>,
+            ) -> StoreResult<()> {
+                sqlx::query(
+                    "insert into audit_log (project_id, at, key_id, key_name, action, target, before, after) \
+                     values ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(project)
+                .bind(now())
+                .bind(actor.key_id)
+                .bind(&actor.key_name)
+                .bind(action)
+                .bind(target)
+                .bind(before.map(Json))
+                .bind(after.map(Json))
+                .execute(&mut *conn)
+                .await?;
+                Ok(())
+            }
+
+            async fn semver_of(conn: &mut Conn, version_id: Option<Uuid>) -> StoreResult<Option<String>> {
+                let Some(id) = version_id else { return Ok(None) };
+                Ok(Some(
+                    sqlx::query_scalar::<_, String>("select version from prompt_version where id = $1")
+                        .bind(id)
+                        .fetch_one(&mut *conn)
+                        .await?,
+                ))
+            }
+
+            /// Points `label` at `to` (or removes it when `to` is `None`),
+            /// records the move and audits it as `action`. A move to where the
+            /// label already points records nothing.
+            #[allow(clippy::too_many_arguments)]
             async fn move_label(
                 conn: &mut Conn,
-                prompt_id: Uuid,
+                prompt: &PromptRow,
                 label: &str,
                 to: Option<Uuid>,
                 undoes_move_id: Option<i64>,
-                by: Option<&str>,
+                action: &str,
+                actor: &Actor,
             ) -> StoreResult<()> {
+                let prompt_id = prompt.id;
                 let from = Self::current_label_target(conn, prompt_id, label).await?;
                 if from == to {
                     return Ok(());
@@ -145,7 +191,7 @@ macro_rules! impl_store {
                         .bind(label)
                         .bind(version_id)
                         .bind(now)
-                        .bind(by)
+                        .bind(&actor.key_name)
                         .execute(&mut *conn)
                         .await?;
                     }
@@ -168,10 +214,14 @@ macro_rules! impl_store {
                 .bind(to)
                 .bind(undoes_move_id)
                 .bind(now)
-                .bind(by)
+                .bind(&actor.key_name)
                 .execute(&mut *conn)
                 .await?;
-                Self::notify_label_change(conn, prompt_id).await
+                let before = Self::semver_of(conn, from).await?.map(|v| json!({"version": v}));
+                let after = Self::semver_of(conn, to).await?.map(|v| json!({"version": v}));
+                let target = format!("prompts/{}/labels/{label}", prompt.name);
+                Self::audit(conn, prompt.project_id, actor, action, &target, before, after).await?;
+                Self::notify(conn, Invalidation::Prompt(prompt_id)).await
             }
 
             async fn label(conn: &mut Conn, prompt_id: Uuid, label: &str) -> StoreResult<Label> {
@@ -214,7 +264,7 @@ macro_rules! impl_store {
             }
 
             #[tracing::instrument(skip_all, fields(prompt = %new.name))]
-            async fn insert_prompt(&self, project: ProjectId, new: NewPrompt) -> StoreResult<Prompt> {
+            async fn insert_prompt(&self, project: ProjectId, new: NewPrompt, actor: &Actor) -> StoreResult<Prompt> {
                 let now = now();
                 let prompt = Prompt {
                     id: Uuid::now_v7(),
@@ -226,6 +276,7 @@ macro_rules! impl_store {
                     created_at: now,
                     updated_at: now,
                 };
+                let mut tx = self.writer().begin().await?;
                 sqlx::query(
                     "insert into prompt (id, project_id, name, description, tags, created_at, updated_at) \
                      values ($1, $2, $3, $4, $5, $6, $6)",
@@ -236,9 +287,12 @@ macro_rules! impl_store {
                 .bind(&prompt.description)
                 .bind(Json(&prompt.tags))
                 .bind(now)
-                .execute(self.writer())
+                .execute(&mut *tx)
                 .await
                 .map_err(|e| if is_unique_violation(&e) { StoreError::PromptExists } else { e.into() })?;
+                let after = json!({"name": prompt.name, "description": prompt.description, "tags": prompt.tags});
+                Self::audit(&mut tx, project, actor, "prompt.create", &format!("prompts/{}", prompt.name), None, Some(after)).await?;
+                tx.commit().await?;
                 Ok(prompt)
             }
 
@@ -324,6 +378,7 @@ macro_rules! impl_store {
                 project: ProjectId,
                 name: &PromptName,
                 patch: PromptPatch,
+                actor: &Actor,
             ) -> StoreResult<PromptSummary> {
                 let mut tx = self.writer().begin().await?;
                 let row = Self::prompt_row(&mut tx, project, name, true).await?;
@@ -333,17 +388,27 @@ macro_rules! impl_store {
                     Some(false) => None,
                     None => row.archived_at,
                 };
+                let before = json!({"description": row.description, "tags": row.tags.0, "archived": row.archived_at.is_some()});
+                let description = patch.description.unwrap_or(row.description);
+                let tags = patch.tags.unwrap_or(row.tags.0);
+                let after = json!({"description": description, "tags": tags, "archived": archived_at.is_some()});
                 sqlx::query(
                     "update prompt set description = $1, tags = $2, archived_at = $3, updated_at = $4 \
                      where id = $5",
                 )
-                .bind(patch.description.unwrap_or(row.description))
-                .bind(Json(patch.tags.unwrap_or(row.tags.0)))
+                .bind(&description)
+                .bind(Json(&tags))
                 .bind(archived_at)
                 .bind(now)
                 .bind(row.id)
                 .execute(&mut *tx)
                 .await?;
+                let action = match (patch.archived, row.archived_at.is_some()) {
+                    (Some(true), false) => "prompt.archive",
+                    (Some(false), true) => "prompt.restore",
+                    _ => "prompt.update",
+                };
+                Self::audit(&mut tx, project, actor, action, &format!("prompts/{}", row.name), Some(before), Some(after)).await?;
                 tx.commit().await?;
                 self.get_prompt(project, name).await
             }
@@ -354,6 +419,7 @@ macro_rules! impl_store {
                 project: ProjectId,
                 name: &PromptName,
                 new: NewVersion,
+                actor: &Actor,
             ) -> StoreResult<CreatedVersion> {
                 let mut tx = self.writer().begin().await?;
                 // Locks the prompt row: concurrent posts to one prompt queue here.
@@ -396,19 +462,20 @@ macro_rules! impl_store {
                             version: number,
                             seq,
                             content: new.content,
+                            variables: new.variables,
                             message: new.message,
                             metadata: new.metadata,
                             parent: parent.as_ref().map(|(_, v)| v.clone()),
                             content_hash,
                             created_at: now(),
-                            created_by: new.created_by.clone(),
+                            created_by: Some(actor.key_name.clone()),
                         };
                         let content = &version.content;
                         sqlx::query(
                             "insert into prompt_version (id, prompt_id, version, seq, prompt_type, \
                              engine, template, messages, model_config, input_schema, output_schema, \
-                             message, metadata, parent_id, content_hash, created_at, created_by) \
-                             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+                             variables, message, metadata, parent_id, content_hash, created_at, created_by) \
+                             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
                         )
                         .bind(version.id)
                         .bind(version.prompt_id)
@@ -421,6 +488,7 @@ macro_rules! impl_store {
                         .bind(Json(&content.model_config))
                         .bind(content.input_schema.as_ref().map(Json))
                         .bind(content.output_schema.as_ref().map(Json))
+                        .bind(Json(&version.variables))
                         .bind(&version.message)
                         .bind(Json(&version.metadata))
                         .bind(parent.map(|(id, _)| id))
@@ -436,13 +504,23 @@ macro_rules! impl_store {
                                 e.into()
                             }
                         })?;
+                        Self::audit(
+                            &mut tx,
+                            project,
+                            actor,
+                            "version.create",
+                            &format!("prompts/{}/versions/{}", prompt.name, version.version),
+                            None,
+                            Some(json!({"version": version.version.to_string(), "content_hash": version.content_hash})),
+                        )
+                        .await?;
                         // `latest` moved: caches keyed by this prompt are stale.
-                        Self::notify_label_change(&mut tx, prompt.id).await?;
+                        Self::notify(&mut tx, Invalidation::Prompt(prompt.id)).await?;
                         (version, true)
                     }
                 };
                 for label in &new.labels {
-                    Self::move_label(&mut tx, prompt.id, label.as_str(), Some(version.id), None, new.created_by.as_deref()).await?;
+                    Self::move_label(&mut tx, &prompt, label.as_str(), Some(version.id), None, "label.set", actor).await?;
                 }
                 tx.commit().await?;
                 Ok(CreatedVersion { version, created })
@@ -533,14 +611,14 @@ macro_rules! impl_store {
                 name: &PromptName,
                 label: &LabelName,
                 version: &semver::Version,
-                by: Option<&str>,
+                actor: &Actor,
             ) -> StoreResult<Label> {
                 let mut tx = self.writer().begin().await?;
                 let prompt = Self::prompt_row(&mut tx, project, name, true).await?;
                 let version_id = Self::version_id_of(&mut tx, prompt.id, version)
                     .await?
                     .ok_or_else(|| StoreError::VersionNotFound(version.to_string()))?;
-                Self::move_label(&mut tx, prompt.id, label.as_str(), Some(version_id), None, by).await?;
+                Self::move_label(&mut tx, &prompt, label.as_str(), Some(version_id), None, "label.set", actor).await?;
                 let result = Self::label(&mut tx, prompt.id, label.as_str()).await?;
                 tx.commit().await?;
                 Ok(result)
@@ -552,12 +630,12 @@ macro_rules! impl_store {
                 project: ProjectId,
                 name: &PromptName,
                 label: &LabelName,
-                by: Option<&str>,
+                actor: &Actor,
             ) -> StoreResult<Label> {
                 let mut tx = self.writer().begin().await?;
                 let prompt = Self::prompt_row(&mut tx, project, name, true).await?;
                 let removed = Self::label(&mut tx, prompt.id, label.as_str()).await?;
-                Self::move_label(&mut tx, prompt.id, label.as_str(), None, None, by).await?;
+                Self::move_label(&mut tx, &prompt, label.as_str(), None, None, "label.delete", actor).await?;
                 tx.commit().await?;
                 Ok(removed)
             }
@@ -568,7 +646,7 @@ macro_rules! impl_store {
                 project: ProjectId,
                 name: &PromptName,
                 label: &LabelName,
-                by: Option<&str>,
+                actor: &Actor,
             ) -> StoreResult<Label> {
                 let mut tx = self.writer().begin().await?;
                 let prompt = Self::prompt_row(&mut tx, project, name, true).await?;
@@ -590,7 +668,7 @@ macro_rules! impl_store {
                     }
                     None | Some((_, None)) => Err(StoreError::NoPreviousTarget(label.to_string())),
                     Some((move_id, Some(previous))) => {
-                        Self::move_label(&mut tx, prompt.id, label.as_str(), Some(previous), Some(move_id), by).await?;
+                        Self::move_label(&mut tx, &prompt, label.as_str(), Some(previous), Some(move_id), "label.rollback", actor).await?;
                         let result = Self::label(&mut tx, prompt.id, label.as_str()).await?;
                         tx.commit().await?;
                         Ok(result)
@@ -629,6 +707,137 @@ macro_rules! impl_store {
                 let next_cursor = (items.len() > page.limit as usize).then(|| {
                     items.truncate(page.limit as usize);
                     items.last().map(|m| cursor::encode(PageKey::Int(m.id)))
+                }).flatten();
+                Ok(Page { items, next_cursor })
+            }
+
+            async fn insert_project(&self, name: &str, actor: &Actor) -> StoreResult<Project> {
+                let project = Project { id: Uuid::now_v7(), name: name.to_owned(), created_at: now() };
+                let mut tx = self.writer().begin().await?;
+                sqlx::query("insert into project (id, name, created_at) values ($1, $2, $3)")
+                    .bind(project.id)
+                    .bind(&project.name)
+                    .bind(project.created_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| if is_unique_violation(&e) { StoreError::ProjectExists } else { e.into() })?;
+                Self::audit(&mut tx, project.id, actor, "project.create", &format!("projects/{name}"), None, Some(json!({"name": name}))).await?;
+                tx.commit().await?;
+                Ok(project)
+            }
+
+            async fn list_projects(&self) -> StoreResult<Vec<Project>> {
+                let rows: Vec<ProjectRow> = sqlx::query_as("select id, name, created_at from project order by name")
+                    .fetch_all(self.reader())
+                    .await?;
+                Ok(rows.into_iter().map(Project::from).collect())
+            }
+
+            async fn get_project(&self, name: &str) -> StoreResult<Project> {
+                sqlx::query_as::<_, ProjectRow>("select id, name, created_at from project where name = $1")
+                    .bind(name)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .map(Project::from)
+                    .ok_or(StoreError::ProjectNotFound)
+            }
+
+            async fn insert_key(&self, project: ProjectId, new: NewKey, actor: &Actor) -> StoreResult<ApiKey> {
+                let id = Uuid::now_v7();
+                let mut tx = self.writer().begin().await?;
+                sqlx::query(
+                    "insert into api_key (id, project_id, name, scopes, prefix, secret_hash, created_at) \
+                     values ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(id)
+                .bind(project)
+                .bind(&new.name)
+                .bind(Json(&new.scopes))
+                .bind(&new.prefix)
+                .bind(&new.secret_hash)
+                .bind(now())
+                .execute(&mut *tx)
+                .await?;
+                let key: ApiKey = sqlx::query_as::<_, KeyRow>(&format!("{KEY_SELECT} where k.id = $1"))
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .into();
+                let after = json!({"name": key.name, "scopes": key.scopes, "project": key.project, "prefix": key.prefix});
+                Self::audit(&mut tx, project, actor, "key.create", &format!("keys/{id}"), None, Some(after)).await?;
+                tx.commit().await?;
+                Ok(key)
+            }
+
+            async fn find_keys_by_prefix(&self, prefix: &str) -> StoreResult<Vec<StoredKey>> {
+                let rows: Vec<KeyRow> = sqlx::query_as(&format!("{KEY_SELECT} where k.prefix = $1"))
+                    .bind(prefix)
+                    .fetch_all(self.reader())
+                    .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|row| {
+                        let secret_hash = row.secret_hash.clone();
+                        StoredKey { key: row.into(), secret_hash }
+                    })
+                    .collect())
+            }
+
+            async fn list_keys(&self, project: ProjectId) -> StoreResult<Vec<ApiKey>> {
+                let rows: Vec<KeyRow> = sqlx::query_as(&format!("{KEY_SELECT} where k.project_id = $1 order by k.id desc"))
+                    .bind(project)
+                    .fetch_all(self.reader())
+                    .await?;
+                Ok(rows.into_iter().map(ApiKey::from).collect())
+            }
+
+            async fn revoke_key(&self, project: ProjectId, id: Uuid, actor: &Actor) -> StoreResult<ApiKey> {
+                let mut tx = self.writer().begin().await?;
+                let row: KeyRow = sqlx::query_as(&format!("{KEY_SELECT} where k.id = $1 and k.project_id = $2"))
+                    .bind(id)
+                    .bind(project)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or(StoreError::KeyNotFound)?;
+                if row.revoked_at.is_none() {
+                    sqlx::query("update api_key set revoked_at = $1 where id = $2")
+                        .bind(now())
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    let before = json!({"name": row.name, "revoked": false});
+                    let after = json!({"name": row.name, "revoked": true});
+                    Self::audit(&mut tx, project, actor, "key.revoke", &format!("keys/{id}"), Some(before), Some(after)).await?;
+                    Self::notify(&mut tx, Invalidation::Key(id)).await?;
+                }
+                tx.commit().await?;
+                let mut key = ApiKey::from(row);
+                key.revoked = true;
+                Ok(key)
+            }
+
+            async fn count_keys(&self) -> StoreResult<i64> {
+                Ok(sqlx::query_scalar::<_, i64>("select count(*) from api_key").fetch_one(self.reader()).await?)
+            }
+
+            async fn list_audit(&self, project: ProjectId, page: PageRequest) -> StoreResult<Page<AuditEntry>> {
+                let before = match page.after {
+                    Some(PageKey::Int(id)) => id,
+                    _ => i64::MAX,
+                };
+                let rows: Vec<AuditRow> = sqlx::query_as(
+                    "select id, at, key_id, key_name, action, target, before, after from audit_log \
+                     where project_id = $1 and id < $2 order by id desc limit $3",
+                )
+                .bind(project)
+                .bind(before)
+                .bind(i64::from(page.limit) + 1)
+                .fetch_all(self.reader())
+                .await?;
+                let mut items: Vec<AuditEntry> = rows.into_iter().map(AuditEntry::from).collect();
+                let next_cursor = (items.len() > page.limit as usize).then(|| {
+                    items.truncate(page.limit as usize);
+                    items.last().map(|e| cursor::encode(PageKey::Int(e.id)))
                 }).flatten();
                 Ok(Page { items, next_cursor })
             }

@@ -67,10 +67,7 @@ impl SqliteStore {
         &self.writer
     }
 
-    async fn notify_label_change(
-        _conn: &mut sqlx::SqliteConnection,
-        _prompt_id: uuid::Uuid,
-    ) -> StoreResult<()> {
+    async fn notify(_conn: &mut sqlx::SqliteConnection, _change: Invalidation) -> StoreResult<()> {
         // One process owns the file; the registry's own cache invalidation suffices.
         Ok(())
     }

@@ -2,8 +2,10 @@
 
 mod support;
 
+mod auth;
 mod errors;
 mod labels;
 mod prompts;
+mod render;
 mod service;
 mod versions;

@@ -106,17 +106,13 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// The README's first command, in miniature: `promptreg serve` with no
-/// configuration creates `data/promptreg.db` in its working directory, serves,
-/// and stops cleanly on SIGTERM.
-#[tokio::test]
-async fn binary_serves_on_default_sqlite_and_stops_on_sigterm() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let port = free_port();
+/// Starts the real binary in `dir` with no configuration; returns the child
+/// and what it printed on stderr before it became ready.
+async fn start_binary(dir: &std::path::Path, port: u16) -> (std::process::Child, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_promptreg"));
     command
         .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-        .current_dir(dir.path())
+        .current_dir(dir)
         .env_remove("DATABASE_URL")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -125,47 +121,96 @@ async fn binary_serves_on_default_sqlite_and_stops_on_sigterm() {
         command.env_remove(key);
     }
     let mut child = command.spawn().expect("spawn promptreg");
+    let stderr = child.stderr.take().expect("stderr");
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = printed.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Ok(mut text) = sink.lock() {
+                text.push_str(&line);
+                text.push('\n');
+            }
+        }
+    });
     let client = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut ready = false;
     for _ in 0..100 {
         if client
-            .get(format!("{base}/readyz"))
+            .get(format!("http://127.0.0.1:{port}/readyz"))
             .send()
             .await
             .is_ok_and(|r| r.status().is_success())
         {
-            ready = true;
-            break;
+            let text = printed.lock().map(|t| t.clone()).unwrap_or_default();
+            return (child, text);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(ready, "server did not become ready");
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("server did not become ready");
+}
+
+fn stop(mut child: std::process::Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    for _ in 0..100 {
+        if let Some(code) = child.try_wait().expect("wait") {
+            assert!(code.success(), "exit status {code}");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("server did not stop on SIGTERM");
+}
+
+/// The README's first command, in miniature: `promptreg serve` with no
+/// configuration creates `data/promptreg.db` in its working directory, prints
+/// a generated admin key once, serves, and stops cleanly on SIGTERM; the next
+/// start prints no key.
+#[tokio::test]
+async fn binary_serves_on_default_sqlite_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let (child, printed) = start_binary(dir.path(), port).await;
+    let key = printed
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("pr_"))
+        .unwrap_or_else(|| panic!("no key printed: {printed}"))
+        .to_owned();
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let anonymous = client
+        .post(format!("{base}/v1/prompts"))
+        .json(&json!({"name": "smoke"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(anonymous.status().as_u16(), 401);
     let created = client
         .post(format!("{base}/v1/prompts"))
+        .bearer_auth(&key)
         .json(&json!({"name": "smoke"}))
         .send()
         .await
         .expect("post");
     assert_eq!(created.status().as_u16(), 201);
     assert!(dir.path().join("data/promptreg.db").exists());
+    stop(child);
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let mut exited = None;
-    for _ in 0..100 {
-        if let Some(code) = child.try_wait().expect("wait") {
-            exited = Some(code);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let code = exited.unwrap_or_else(|| {
-        let _ = child.kill();
-        panic!("server did not stop on SIGTERM")
-    });
-    assert!(code.success(), "exit status {code}");
+    let (child, printed) = start_binary(dir.path(), free_port()).await;
+    assert!(
+        !printed.contains("pr_"),
+        "a key is printed only once: {printed}"
+    );
+    stop(child);
 }

@@ -50,6 +50,9 @@ macro_rules! backend_tests {
     };
 }
 
+/// The admin key every test app is bootstrapped with (`init_admin_key`).
+pub const ADMIN_KEY: &str = "pr_testadmin0000000000000000000000000000";
+
 #[derive(Clone)]
 pub struct TestApp {
     pub router: Router,
@@ -105,8 +108,25 @@ pub fn enc(name: &str) -> String {
 }
 
 impl TestApp {
+    /// A request as the admin key.
     pub async fn request(&self, method: Method, path: &str, body: Option<Value>) -> TestResponse {
+        self.request_as(Some(ADMIN_KEY), method, path, body).await
+    }
+
+    /// A request as `key`, or with no key at all.
+    pub async fn request_as(
+        &self,
+        key: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> TestResponse {
         let mut builder = Request::builder().method(method).uri(path);
+        builder = match key {
+            Some(key) => builder.header(header::AUTHORIZATION, format!("Bearer {key}")),
+            // An explicitly empty header: `send` adds the admin key only when absent.
+            None => builder.header("x-test-anonymous", "1"),
+        };
         let body = match body {
             Some(json) => {
                 builder = builder.header(header::CONTENT_TYPE, "application/json");
@@ -117,7 +137,17 @@ impl TestApp {
         self.send(builder.body(body).expect("request")).await
     }
 
-    pub async fn send(&self, request: Request<Body>) -> TestResponse {
+    /// Sends `request`, as the admin key unless it names a key (or asks for none).
+    pub async fn send(&self, mut request: Request<Body>) -> TestResponse {
+        let headers = request.headers_mut();
+        if headers.remove("x-test-anonymous").is_none()
+            && !headers.contains_key(header::AUTHORIZATION)
+        {
+            headers.insert(
+                header::AUTHORIZATION,
+                format!("Bearer {ADMIN_KEY}").parse().expect("header"),
+            );
+        }
         let response = self
             .router
             .clone()
@@ -186,6 +216,15 @@ impl TestApp {
         response.body
     }
 
+    /// Creates a key (as admin) and returns `(id, secret)`.
+    pub async fn create_key(&self, body: Value) -> (String, String) {
+        let response = self.post("/v1/keys", body).await;
+        assert_eq!(response.status, StatusCode::CREATED, "{}", response.body);
+        let id = response.body["id"].as_str().expect("id").to_owned();
+        let secret = response.body["key"].as_str().expect("secret").to_owned();
+        (id, secret)
+    }
+
     pub async fn set_label(&self, name: &str, label: &str, version: &str) -> TestResponse {
         self.put(
             &format!("/v1/prompts/{}/labels/{label}", enc(name)),
@@ -208,11 +247,12 @@ pub fn test_config(database_url: &str) -> Config {
     let mut config = Config::defaults().expect("default config");
     config.database_url = database_url.to_owned();
     config.database.max_connections = 4;
+    config.init_admin_key = promptreg::config::Redacted(ADMIN_KEY.to_owned());
     config
 }
 
 pub async fn app_with(config: Config) -> TestApp {
-    let state = promptreg::app::build_state(config)
+    let (state, _) = promptreg::app::build_state(config)
         .await
         .expect("app state");
     TestApp {

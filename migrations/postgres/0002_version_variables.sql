@@ -1,0 +1,2 @@
+-- The variables a version reads from the caller's input, extracted at creation.
+alter table prompt_version add column variables jsonb not null default '[]';

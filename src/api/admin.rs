@@ -1,0 +1,320 @@
+//! Administration: API keys, projects and the audit log. Admin scope only.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::auth::{scope, Auth};
+use super::extract::{Json, PageParams, Path, Query};
+use super::AppState;
+use crate::domain::auth::Scope;
+use crate::domain::names::parse_project_name;
+use crate::domain::{ApiKey, AuditEntry, Project};
+use crate::error::{ApiError, Problem};
+
+const MAX_KEY_NAME: usize = 64;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "ci", "scopes": ["read", "write", "promote"]}))]
+pub struct CreateKeyRequest {
+    /// What the key is for, 1 to 64 characters.
+    name: String,
+    scopes: Vec<Scope>,
+    /// Another project to create the key in (default: the caller's).
+    project: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyResponse {
+    id: Uuid,
+    #[schema(example = "ci")]
+    name: String,
+    scopes: Vec<Scope>,
+    #[schema(example = "default")]
+    project: String,
+    /// The start of the secret, to tell keys apart.
+    #[schema(example = "pr_AbCd1234")]
+    prefix: String,
+    created_at: DateTime<Utc>,
+    revoked: bool,
+}
+
+impl From<ApiKey> for KeyResponse {
+    fn from(k: ApiKey) -> Self {
+        Self {
+            id: k.id,
+            name: k.name,
+            scopes: k.scopes,
+            project: k.project,
+            prefix: k.prefix,
+            created_at: k.created_at,
+            revoked: k.revoked,
+        }
+    }
+}
+
+/// A new key with its secret: the only answer that ever shows it.
+#[derive(Serialize, ToSchema)]
+pub struct CreatedKeyResponse {
+    #[serde(flatten)]
+    key: KeyResponse,
+    /// The secret. Store it now: it is kept only as a hash.
+    #[serde(rename = "key")]
+    #[schema(example = "pr_…")]
+    secret: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyList {
+    items: Vec<KeyResponse>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProjectRequest {
+    /// `[a-z0-9][a-z0-9_-]{0,63}`
+    #[schema(example = "team-search")]
+    name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ProjectResponse {
+    id: Uuid,
+    #[schema(example = "team-search")]
+    name: String,
+    created_at: DateTime<Utc>,
+}
+
+impl From<Project> for ProjectResponse {
+    fn from(p: Project) -> Self {
+        Self {
+            id: p.id,
+            name: p.name,
+            created_at: p.created_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ProjectList {
+    items: Vec<ProjectResponse>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditEntryResponse {
+    at: DateTime<Utc>,
+    /// `null` for operators acting on the database (`promptreg keys`, bootstrap).
+    key_id: Option<Uuid>,
+    #[schema(example = "ci")]
+    key_name: String,
+    #[schema(example = "label.set")]
+    action: String,
+    #[schema(example = "prompts/support/greeting/labels/production")]
+    target: String,
+    #[schema(example = json!({"version": "1.0.0"}))]
+    before: Option<Value>,
+    #[schema(example = json!({"version": "1.0.1"}))]
+    after: Option<Value>,
+}
+
+impl From<AuditEntry> for AuditEntryResponse {
+    fn from(e: AuditEntry) -> Self {
+        Self {
+            at: e.at,
+            key_id: e.key_id,
+            key_name: e.key_name,
+            action: e.action,
+            target: e.target,
+            before: e.before,
+            after: e.after,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditPage {
+    items: Vec<AuditEntryResponse>,
+    next_cursor: Option<String>,
+}
+
+/// Create an API key (in the caller's project, or the one named).
+#[utoipa::path(post, path = "/v1/keys", tag = "admin",
+    security(("bearer" = ["admin"])),
+    request_body = CreateKeyRequest,
+    responses(
+        (status = 201, description = "Created; `key` (the secret) is shown this once", body = CreatedKeyResponse),
+        (status = 404, description = "`project_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create_key(
+    State(state): State<AppState>,
+    auth: Auth<scope::Admin>,
+    Json(body): Json<CreateKeyRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > MAX_KEY_NAME || name.chars().any(char::is_control)
+    {
+        return Err(ApiError::validation(
+            "name",
+            format!("1 to {MAX_KEY_NAME} printable characters"),
+        ));
+    }
+    if body.scopes.is_empty() {
+        return Err(ApiError::validation("scopes", "give at least one scope"));
+    }
+    let project = match &body.project {
+        None => auth.project,
+        Some(project) => {
+            let store = state.registry.store();
+            store
+                .get_project(project)
+                .await
+                .map_err(|e| ApiError::from_store(e, project))?
+                .id
+        }
+    };
+    let mut scopes = body.scopes;
+    scopes.sort();
+    scopes.dedup();
+    let (key, secret) = state
+        .auth
+        .create_key(project, name, scopes, &auth.actor())
+        .await
+        .map_err(|e| ApiError::from_store(e, ""))?;
+    let location = format!("/v1/keys/{}", key.id);
+    let body = CreatedKeyResponse {
+        key: key.into(),
+        secret: secret.expose().to_owned(),
+    };
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        axum::Json(body),
+    ))
+}
+
+/// List the keys of the caller's project (never their secrets).
+#[utoipa::path(get, path = "/v1/keys", tag = "admin",
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "The keys", body = KeyList),
+    ))]
+pub async fn list_keys(
+    State(state): State<AppState>,
+    auth: Auth<scope::Admin>,
+) -> Result<axum::Json<KeyList>, ApiError> {
+    let keys = state
+        .registry
+        .store()
+        .list_keys(auth.project)
+        .await
+        .map_err(|e| ApiError::from_store(e, ""))?;
+    Ok(axum::Json(KeyList {
+        items: keys.into_iter().map(KeyResponse::from).collect(),
+    }))
+}
+
+/// Revoke a key: the next request made with it answers 401.
+#[utoipa::path(delete, path = "/v1/keys/{id}", tag = "admin",
+    security(("bearer" = ["admin"])),
+    params(("id" = Uuid, Path, description = "The key's id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "`key_not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    auth: Auth<scope::Admin>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::KeyNotFound)?;
+    state
+        .auth
+        .revoke_key(auth.project, id, &auth.actor())
+        .await
+        .map_err(|e| ApiError::from_store(e, ""))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Create a project.
+#[utoipa::path(post, path = "/v1/projects", tag = "admin",
+    security(("bearer" = ["admin"])),
+    request_body = CreateProjectRequest,
+    responses(
+        (status = 201, description = "Created", body = ProjectResponse),
+        (status = 409, description = "`project_exists`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_name`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create_project(
+    State(state): State<AppState>,
+    auth: Auth<scope::Admin>,
+    Json(body): Json<CreateProjectRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let name = parse_project_name(&body.name).map_err(|e| ApiError::invalid_name("name", e))?;
+    let project = state
+        .registry
+        .store()
+        .insert_project(&name, &auth.actor())
+        .await
+        .map_err(|e| ApiError::from_store(e, &name))?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(ProjectResponse::from(project)),
+    ))
+}
+
+/// List every project.
+#[utoipa::path(get, path = "/v1/projects", tag = "admin",
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "The projects", body = ProjectList),
+    ))]
+pub async fn list_projects(
+    State(state): State<AppState>,
+    _auth: Auth<scope::Admin>,
+) -> Result<axum::Json<ProjectList>, ApiError> {
+    let projects = state
+        .registry
+        .store()
+        .list_projects()
+        .await
+        .map_err(|e| ApiError::from_store(e, ""))?;
+    Ok(axum::Json(ProjectList {
+        items: projects.into_iter().map(ProjectResponse::from).collect(),
+    }))
+}
+
+/// Every write in the caller's project, newest first.
+#[utoipa::path(get, path = "/v1/audit", tag = "admin",
+    security(("bearer" = ["admin"])),
+    params(PageParams),
+    responses(
+        (status = 200, description = "A page of audit entries", body = AuditPage),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_audit(
+    State(state): State<AppState>,
+    auth: Auth<scope::Admin>,
+    Query(page): Query<PageParams>,
+) -> Result<axum::Json<AuditPage>, ApiError> {
+    let page = state
+        .registry
+        .store()
+        .list_audit(auth.project, page.to_request()?)
+        .await
+        .map_err(|e| ApiError::from_store(e, ""))?;
+    Ok(axum::Json(AuditPage {
+        items: page
+            .items
+            .into_iter()
+            .map(AuditEntryResponse::from)
+            .collect(),
+        next_cursor: page.next_cursor,
+    }))
+}

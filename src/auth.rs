@@ -1,0 +1,240 @@
+//! Who is calling and what they may do: API keys checked against their stored
+//! hash (in constant time), cached briefly and dropped at once on revocation,
+//! per-key token buckets for each scope, and the bootstrap admin key.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+use moka::sync::Cache;
+use uuid::Uuid;
+
+use crate::config::RateLimit;
+use crate::domain::auth::{allows, Actor, KeySecret, Scope};
+use crate::domain::{ApiKey, ProjectId, DEFAULT_PROJECT};
+use crate::store::{Invalidation, NewKey, Store, StoreError};
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub key_id: Uuid,
+    pub key_name: String,
+    pub project: ProjectId,
+    pub project_name: String,
+    pub scopes: Vec<Scope>,
+}
+
+impl Caller {
+    pub fn actor(&self) -> Actor {
+        Actor {
+            key_id: Some(self.key_id),
+            key_name: self.key_name.clone(),
+        }
+    }
+
+    pub fn has(&self, scope: Scope) -> bool {
+        allows(&self.scopes, scope)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("no API key: send `Authorization: Bearer pr_…`")]
+    Missing,
+    #[error("the API key is not valid or has been revoked")]
+    Invalid,
+    #[error("this key lacks the `{0}` scope")]
+    InsufficientScope(Scope),
+    #[error("too many requests for this key; retry in {} s", .0.as_secs().max(1))]
+    RateLimited(Duration),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Keys stay cached this long at most, so a revocation this process did not
+/// hear of (a lost notification) still takes effect.
+const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
+
+pub struct Authenticator {
+    store: Arc<dyn Store>,
+    /// Secret hash → a valid (not revoked) key.
+    keys: Cache<String, Arc<ApiKey>>,
+    limiters: HashMap<Scope, DefaultKeyedRateLimiter<Uuid>>,
+}
+
+impl Authenticator {
+    pub fn new(store: Arc<dyn Store>, limits: &HashMap<Scope, RateLimit>) -> anyhow::Result<Self> {
+        let mut limiters = HashMap::new();
+        for scope in Scope::ALL {
+            let limit = limits.get(&scope).copied().unwrap_or_default();
+            limiters.insert(scope, DefaultKeyedRateLimiter::keyed(quota(scope, limit)?));
+        }
+        Ok(Self {
+            store,
+            keys: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(KEY_CACHE_TTL)
+                .support_invalidation_closures()
+                .build(),
+            limiters,
+        })
+    }
+
+    /// The caller a `Authorization` header value names.
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, AuthError> {
+        let token = authorization
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .ok_or(AuthError::Missing)?;
+        let secret = KeySecret::parse(token.trim()).ok_or(AuthError::Invalid)?;
+        let key = self.find_key(&secret).await?.ok_or(AuthError::Invalid)?;
+        Ok(Caller {
+            key_id: key.id,
+            key_name: key.name.clone(),
+            project: key.project_id,
+            project_name: key.project.clone(),
+            scopes: key.scopes.clone(),
+        })
+    }
+
+    async fn find_key(&self, secret: &KeySecret) -> Result<Option<Arc<ApiKey>>, StoreError> {
+        let hash = secret.hash();
+        if let Some(hit) = self.keys.get(&hash) {
+            return Ok(Some(hit));
+        }
+        let candidates = self
+            .store
+            .find_keys_by_prefix(secret.display_prefix())
+            .await?;
+        let found = candidates
+            .into_iter()
+            .find(|stored| secret.matches(&stored.secret_hash))
+            .filter(|stored| !stored.key.revoked)
+            .map(|stored| Arc::new(stored.key));
+        if let Some(key) = &found {
+            self.keys.insert(hash, key.clone());
+        }
+        Ok(found)
+    }
+
+    /// Checks `scope` and takes a token from the key's bucket for it.
+    pub fn authorize(&self, caller: &Caller, scope: Scope) -> Result<(), AuthError> {
+        if !caller.has(scope) {
+            return Err(AuthError::InsufficientScope(scope));
+        }
+        if let Some(limiter) = self.limiters.get(&scope) {
+            limiter.check_key(&caller.key_id).map_err(|not_until| {
+                AuthError::RateLimited(not_until.wait_time_from(DefaultClock::default().now()))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Applies a change another process announced.
+    pub fn apply(&self, change: Invalidation) {
+        match change {
+            Invalidation::Key(id) => self.invalidate_key(id),
+            Invalidation::All => self.keys.invalidate_all(),
+            Invalidation::Prompt(_) => {}
+        }
+    }
+
+    /// Forgets a revoked key at once.
+    pub fn invalidate_key(&self, id: Uuid) {
+        // Revocations are rare; a predicate over the cache is fine.
+        let _ = self.keys.invalidate_entries_if(move |_, key| key.id == id);
+    }
+
+    pub async fn create_key(
+        &self,
+        project: ProjectId,
+        name: &str,
+        scopes: Vec<Scope>,
+        actor: &Actor,
+    ) -> Result<(ApiKey, KeySecret), StoreError> {
+        let secret = KeySecret::generate();
+        let key = self.insert(project, name, scopes, &secret, actor).await?;
+        Ok((key, secret))
+    }
+
+    async fn insert(
+        &self,
+        project: ProjectId,
+        name: &str,
+        scopes: Vec<Scope>,
+        secret: &KeySecret,
+        actor: &Actor,
+    ) -> Result<ApiKey, StoreError> {
+        let new = NewKey {
+            name: name.to_owned(),
+            scopes,
+            prefix: secret.display_prefix().to_owned(),
+            secret_hash: secret.hash(),
+        };
+        self.store.insert_key(project, new, actor).await
+    }
+
+    pub async fn revoke_key(
+        &self,
+        project: ProjectId,
+        id: Uuid,
+        actor: &Actor,
+    ) -> Result<ApiKey, StoreError> {
+        let key = self.store.revoke_key(project, id, actor).await?;
+        self.invalidate_key(id);
+        Ok(key)
+    }
+
+    /// At start: with `init_key`, makes sure an admin key with exactly that
+    /// secret exists in project `default`; without one, and with no key at
+    /// all, creates an admin key and returns its secret (to be shown once).
+    pub async fn bootstrap(
+        &self,
+        init_key: Option<&KeySecret>,
+    ) -> anyhow::Result<Option<KeySecret>> {
+        let project = self.store.ensure_project(DEFAULT_PROJECT).await?;
+        let system = Actor::system();
+        if let Some(secret) = init_key {
+            let existing = self
+                .store
+                .find_keys_by_prefix(secret.display_prefix())
+                .await?;
+            if !existing
+                .iter()
+                .any(|k| secret.matches(&k.secret_hash) && !k.key.revoked)
+            {
+                self.insert(
+                    project,
+                    "bootstrap admin",
+                    vec![Scope::Admin],
+                    secret,
+                    &system,
+                )
+                .await?;
+            }
+            return Ok(None);
+        }
+        if self.store.count_keys().await? > 0 {
+            return Ok(None);
+        }
+        let (_, secret) = self
+            .create_key(project, "bootstrap admin", vec![Scope::Admin], &system)
+            .await?;
+        Ok(Some(secret))
+    }
+}
+
+fn quota(scope: Scope, limit: RateLimit) -> anyhow::Result<Quota> {
+    let period = (limit.per_second > 0.0)
+        .then(|| Duration::from_secs_f64(1.0 / limit.per_second))
+        .and_then(Quota::with_period)
+        .ok_or_else(|| anyhow::anyhow!("rate_limit.{scope}.per_second must be above 0"))?;
+    let burst = NonZeroU32::new(limit.burst)
+        .ok_or_else(|| anyhow::anyhow!("rate_limit.{scope}.burst must be at least 1"))?;
+    Ok(period.allow_burst(burst))
+}

@@ -1,0 +1,882 @@
+//! Template engines (handlebars, jinja): syntax checks, variable and include
+//! extraction, and rendering with registry partials supplied by the caller.
+//! Everything here is pure and synchronous: no I/O, no store, no HTTP. The
+//! caller resolves includes to partial sources (and guards cycles and depth);
+//! this module only renders what it is handed, strictly: every variable a
+//! body reads must be given, and the output and (for jinja) the work are
+//! bounded by [`Limits`].
+
+mod analysis;
+mod hbs;
+mod jinja;
+mod output;
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde_json::Value;
+
+use crate::domain::content::PromptBody;
+use crate::domain::{ChatMessage, Engine};
+use analysis::{is_given, Analysis, Problem};
+use output::Failure;
+
+/// A reference to another registry prompt used as a partial.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Include {
+    pub prompt: String,
+    /// A semver ("1.2.0") or a label; `None` means the caller's default label.
+    pub reference: Option<String>,
+}
+
+impl Include {
+    /// The key the partial is registered under in a render: exactly the text
+    /// the template wrote, e.g. "common/safety" or "common/safety@1.2.0".
+    pub fn key(&self) -> String {
+        match &self.reference {
+            Some(reference) => format!("{}@{reference}", self.prompt),
+            None => self.prompt.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TemplateError {
+    /// `message_index`: `Some(i)` for the i-th chat message (0-based); line
+    /// and column are 1-based when the engine reports them.
+    #[error("{}", syntax_text(.message_index, .line, .column, .message))]
+    Syntax {
+        message_index: Option<usize>,
+        line: Option<usize>,
+        column: Option<usize>,
+        message: String,
+    },
+    /// Every variable the body reads that the caller did not give (dotted
+    /// paths), sorted and deduplicated. Placeholders' variables included.
+    #[error("missing variables: {}", .0.join(", "))]
+    MissingVariables(Vec<String>),
+    /// A placeholder's variable is not an array of `{role, content}` objects;
+    /// `field` is the variable name.
+    #[error("placeholder {field:?}: {message}")]
+    InvalidPlaceholder { field: String, message: String },
+    #[error("the rendered output exceeds {limit} bytes")]
+    OutputTooLarge { limit: usize },
+    /// Any other render-time failure (wrong type for `#each`, a helper
+    /// error, fuel used up…): `message` says what and where.
+    #[error("{}{message}", in_message(.message_index))]
+    Render {
+        message_index: Option<usize>,
+        message: String,
+    },
+}
+
+fn in_message(index: &Option<usize>) -> String {
+    index.map_or_else(String::new, |i| format!("message {i}: "))
+}
+
+fn syntax_text(
+    index: &Option<usize>,
+    line: &Option<usize>,
+    column: &Option<usize>,
+    message: &str,
+) -> String {
+    let at = match (line, column) {
+        (Some(line), Some(column)) => format!(" at line {line}, column {column}"),
+        (Some(line), None) => format!(" at line {line}"),
+        _ => String::new(),
+    };
+    format!("{}syntax error{at}: {message}", in_message(index))
+}
+
+impl Problem {
+    fn in_message(self, message_index: Option<usize>) -> TemplateError {
+        TemplateError::Syntax {
+            message_index,
+            line: self.line,
+            column: self.column,
+            message: self.message,
+        }
+    }
+}
+
+/// Bounds on one render.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// The most bytes a render may produce (template output; placeholder
+    /// messages are the caller's own and not counted).
+    pub max_output_bytes: usize,
+    /// Jinja's budget of instructions and allocations per render.
+    pub fuel: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_output_bytes: 1024 * 1024,
+            fuel: 1_000_000,
+        }
+    }
+}
+
+/// One rendered chat message. Template messages have role system, user or
+/// assistant; expanded placeholder messages keep the caller's role and content.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RenderedMessage {
+    pub role: String,
+    pub content: String,
+}
+
+/// A rendered body: text, or chat messages with placeholders expanded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rendered {
+    Text(String),
+    Chat(Vec<RenderedMessage>),
+}
+
+/// Checks the syntax of every template in the body (each chat message's
+/// content), that includes are literal and well named, and that every helper
+/// (handlebars) or filter and test (jinja) exists. Errors name the message
+/// index, line and column.
+pub fn check(engine: Engine, body: &PromptBody) -> Result<(), TemplateError> {
+    for (index, analysis) in analyze_body(engine, body)? {
+        if let Some(problem) = analysis.unknown_names.into_iter().next() {
+            return Err(problem.in_message(index));
+        }
+    }
+    Ok(())
+}
+
+/// The variables the body reads from the caller's input: sorted, deduplicated
+/// top-level names and dotted paths (`customer.name`). Loop-local names
+/// (`this`, `@index`, block params, jinja loop targets, `set` and macro
+/// names) are not inputs; a loop's list is. Placeholder names are variables.
+/// Partials' own variables are not included.
+pub fn variables(engine: Engine, body: &PromptBody) -> Result<Vec<String>, TemplateError> {
+    let mut names = BTreeSet::new();
+    for (_, analysis) in analyze_body(engine, body)? {
+        names.extend(analysis.reads.iter().map(analysis::VarRead::dotted));
+    }
+    names.extend(placeholder_names(body).map(str::to_owned));
+    Ok(names.into_iter().collect())
+}
+
+/// The registry partials the body includes, sorted and deduplicated.
+/// Handlebars: `{{> common/safety}}`, `{{> common/safety@1.2.0}}`; jinja:
+/// `{% include "common/safety" %}`, `{% include "common/safety@1.2.0" %}`.
+/// A computed name is a `Syntax` error.
+pub fn includes(engine: Engine, body: &PromptBody) -> Result<Vec<Include>, TemplateError> {
+    let mut found = BTreeSet::new();
+    for (_, analysis) in analyze_body(engine, body)? {
+        found.extend(analysis.includes);
+    }
+    Ok(found.into_iter().collect())
+}
+
+/// Renders `body` with `variables` (a JSON object). `partials` maps
+/// [`Include::key`] to that partial's source, every transitive one included.
+/// Compiles and renders once; use [`CompiledBody`] to render many times.
+pub fn render(
+    engine: Engine,
+    body: &PromptBody,
+    variables: &Value,
+    partials: &HashMap<String, String>,
+    limits: &Limits,
+) -> Result<Rendered, TemplateError> {
+    CompiledBody::compile(engine, body, partials, limits.clone())?.render(variables)
+}
+
+/// The templates of a body, each with its chat message index.
+fn templates(body: &PromptBody) -> Vec<(Option<usize>, &str)> {
+    match body {
+        PromptBody::Text(text) => vec![(None, text.as_str())],
+        PromptBody::Chat(messages) => messages
+            .iter()
+            .enumerate()
+            .filter_map(|(i, message)| match message {
+                ChatMessage::System { content }
+                | ChatMessage::User { content }
+                | ChatMessage::Assistant { content } => Some((Some(i), content.as_str())),
+                ChatMessage::Placeholder { .. } => None,
+            })
+            .collect(),
+    }
+}
+
+fn placeholder_names(body: &PromptBody) -> impl Iterator<Item = &str> {
+    let messages = match body {
+        PromptBody::Chat(messages) => messages.as_slice(),
+        PromptBody::Text(_) => &[],
+    };
+    messages.iter().filter_map(|message| match message {
+        ChatMessage::Placeholder { name } => Some(name.as_str()),
+        _ => None,
+    })
+}
+
+fn analyze_body(
+    engine: Engine,
+    body: &PromptBody,
+) -> Result<Vec<(Option<usize>, Analysis)>, TemplateError> {
+    templates(body)
+        .into_iter()
+        .map(|(index, source)| {
+            let analysis = match engine {
+                Engine::Handlebars => hbs::parse(source).and_then(|t| hbs::analyze(&t)),
+                Engine::Jinja => jinja::analyze(source),
+            };
+            analysis
+                .map(|a| (index, a))
+                .map_err(|problem| problem.in_message(index))
+        })
+        .collect()
+}
+
+/// A body compiled once (templates parsed, partials registered) and rendered
+/// many times. `Send + Sync`, to be shared from a cache as `Arc<CompiledBody>`.
+pub struct CompiledBody {
+    parts: Vec<Part>,
+    is_chat: bool,
+    /// Input paths the body cannot do without, sorted by dotted name.
+    required: Vec<(String, Vec<String>)>,
+    renderer: Renderer,
+    limits: Limits,
+}
+
+/// One piece of output, in body order.
+enum Part {
+    Template {
+        index: Option<usize>,
+        role: &'static str,
+        name: String,
+    },
+    Placeholder {
+        variable: String,
+    },
+}
+
+enum Renderer {
+    Handlebars(hbs::Renderer),
+    Jinja(jinja::Renderer),
+}
+
+impl Renderer {
+    /// Compiles one body template into the engine and records the input
+    /// paths it cannot do without.
+    fn add(
+        &mut self,
+        index: Option<usize>,
+        role: &'static str,
+        source: &str,
+        required: &mut BTreeSet<(String, Vec<String>)>,
+    ) -> Result<Part, TemplateError> {
+        // Body template names cannot collide with partial keys (prompt names).
+        let name = index.map_or_else(|| "<body>".to_owned(), |i| format!("<message {i}>"));
+        let analysis = match self {
+            Renderer::Handlebars(r) => {
+                let template = hbs::parse(source).map_err(|p| p.in_message(index))?;
+                let analysis = hbs::analyze(&template).map_err(|p| p.in_message(index))?;
+                r.add(&name, template);
+                analysis
+            }
+            Renderer::Jinja(r) => {
+                let analysis = jinja::analyze(source).map_err(|p| p.in_message(index))?;
+                r.add(&name, source).map_err(|p| p.in_message(index))?;
+                analysis
+            }
+        };
+        required.extend(
+            analysis
+                .reads
+                .into_iter()
+                .filter(|read| read.required)
+                .map(|read| (read.dotted(), read.path)),
+        );
+        Ok(Part::Template { index, role, name })
+    }
+}
+
+// The server keeps compiled bodies in a cache shared across threads.
+const _: fn() = || {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<handlebars::Handlebars<'static>>();
+    assert_send_sync::<minijinja::Environment<'static>>();
+    assert_send_sync::<CompiledBody>();
+};
+
+impl CompiledBody {
+    pub fn compile(
+        engine: Engine,
+        body: &PromptBody,
+        partials: &HashMap<String, String>,
+        limits: Limits,
+    ) -> Result<Self, TemplateError> {
+        let mut renderer = match engine {
+            Engine::Handlebars => Renderer::Handlebars(hbs::Renderer::new(partials)?),
+            Engine::Jinja => Renderer::Jinja(jinja::Renderer::new(partials, limits.fuel)?),
+        };
+        let mut required = BTreeSet::new();
+        let mut parts = Vec::new();
+        match body {
+            PromptBody::Text(source) => {
+                parts.push(renderer.add(None, "", source, &mut required)?);
+            }
+            PromptBody::Chat(messages) => {
+                for (i, message) in messages.iter().enumerate() {
+                    let part = match message {
+                        ChatMessage::System { content }
+                        | ChatMessage::User { content }
+                        | ChatMessage::Assistant { content } => {
+                            renderer.add(Some(i), message.role(), content, &mut required)?
+                        }
+                        ChatMessage::Placeholder { name } => {
+                            required.insert((name.clone(), vec![name.clone()]));
+                            Part::Placeholder {
+                                variable: name.clone(),
+                            }
+                        }
+                    };
+                    parts.push(part);
+                }
+            }
+        }
+        Ok(Self {
+            parts,
+            is_chat: matches!(body, PromptBody::Chat(_)),
+            required: required.into_iter().collect(),
+            renderer,
+            limits,
+        })
+    }
+
+    pub fn render(&self, variables: &Value) -> Result<Rendered, TemplateError> {
+        let mut missing: Vec<String> = self
+            .required
+            .iter()
+            .filter(|(_, path)| !is_given(variables, path))
+            .map(|(dotted, _)| dotted.clone())
+            .collect();
+        // Two paths can share a dotted name (`a["b.c"]`, `a.b.c`); list it once.
+        missing.dedup();
+        if !missing.is_empty() {
+            return Err(TemplateError::MissingVariables(missing));
+        }
+        match &self.renderer {
+            Renderer::Handlebars(r) => {
+                let input = hbs::Renderer::prepare(variables);
+                self.assemble(variables, |name, budget| r.render(&input, name, budget))
+            }
+            Renderer::Jinja(r) => {
+                let input = jinja::Renderer::prepare(variables);
+                self.assemble(variables, |name, budget| r.render(&input, name, budget))
+            }
+        }
+    }
+
+    /// Renders each part in order, within one output budget for the whole body.
+    fn assemble(
+        &self,
+        variables: &Value,
+        mut render_one: impl FnMut(&str, usize) -> Result<String, Failure>,
+    ) -> Result<Rendered, TemplateError> {
+        let limit = self.limits.max_output_bytes;
+        let mut used = 0;
+        let mut messages = Vec::new();
+        for part in &self.parts {
+            match part {
+                Part::Template { index, role, name } => {
+                    let content =
+                        render_one(name, limit - used).map_err(|failure| match failure {
+                            Failure::TooLarge => TemplateError::OutputTooLarge { limit },
+                            Failure::Message(message) => TemplateError::Render {
+                                message_index: *index,
+                                message,
+                            },
+                        })?;
+                    used += content.len();
+                    if !self.is_chat {
+                        return Ok(Rendered::Text(content));
+                    }
+                    messages.push(RenderedMessage {
+                        role: (*role).to_owned(),
+                        content,
+                    });
+                }
+                Part::Placeholder { variable } => {
+                    messages.extend(expand_placeholder(variable, variables)?);
+                }
+            }
+        }
+        Ok(Rendered::Chat(messages))
+    }
+}
+
+/// The caller's messages for a placeholder, roles and contents kept as given.
+fn expand_placeholder(
+    variable: &str,
+    variables: &Value,
+) -> Result<Vec<RenderedMessage>, TemplateError> {
+    let invalid = |message: String| TemplateError::InvalidPlaceholder {
+        field: variable.to_owned(),
+        message,
+    };
+    let items = match variables.get(variable) {
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            return Err(invalid(format!(
+                "must be an array of {{role, content}} messages, not {}",
+                json_kind(other)
+            )))
+        }
+        None => return Err(invalid("is missing".to_owned())),
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let text = |field: &str| item.get(field).and_then(Value::as_str);
+            match (text("role"), text("content")) {
+                (Some(role), Some(content)) => Ok(RenderedMessage {
+                    role: role.to_owned(),
+                    content: content.to_owned(),
+                }),
+                _ => Err(invalid(format!(
+                    "item {i} must be an object with string `role` and `content`"
+                ))),
+            }
+        })
+        .collect()
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    const BOTH: [Engine; 2] = [Engine::Handlebars, Engine::Jinja];
+
+    fn text(source: &str) -> PromptBody {
+        PromptBody::Text(source.to_owned())
+    }
+
+    fn chat_body(engine: Engine) -> PromptBody {
+        let (sys, user) = match engine {
+            Engine::Handlebars => ("You help {{customer.name}}.", "{{question}}"),
+            Engine::Jinja => ("You help {{ customer.name }}.", "{{ question }}"),
+        };
+        PromptBody::Chat(vec![
+            ChatMessage::System {
+                content: sys.to_owned(),
+            },
+            ChatMessage::Placeholder {
+                name: "history".to_owned(),
+            },
+            ChatMessage::User {
+                content: user.to_owned(),
+            },
+        ])
+    }
+
+    fn no_partials() -> HashMap<String, String> {
+        HashMap::new()
+    }
+
+    fn render_default(
+        engine: Engine,
+        body: &PromptBody,
+        vars: Value,
+    ) -> Result<Rendered, TemplateError> {
+        render(engine, body, &vars, &no_partials(), &Limits::default())
+    }
+
+    fn message(role: &str, content: &str) -> RenderedMessage {
+        RenderedMessage {
+            role: role.to_owned(),
+            content: content.to_owned(),
+        }
+    }
+
+    #[test]
+    fn renders_text_in_both_engines() {
+        for (engine, source) in [
+            (Engine::Handlebars, "Hi {{name}}!"),
+            (Engine::Jinja, "Hi {{ name }}!"),
+        ] {
+            let out =
+                render_default(engine, &text(source), json!({"name": "Ada"})).expect("render");
+            assert_eq!(out, Rendered::Text("Hi Ada!".to_owned()), "{engine:?}");
+        }
+    }
+
+    #[test]
+    fn renders_chat_with_the_placeholder_spliced_at_its_position() {
+        let vars = json!({
+            "customer": {"name": "Ada"},
+            "question": "Why?",
+            "history": [
+                {"role": "user", "content": "Hi {{not templated}}"},
+                {"role": "tool", "content": "42", "extra": true}
+            ]
+        });
+        for engine in BOTH {
+            let out = render_default(engine, &chat_body(engine), vars.clone()).expect("render");
+            assert_eq!(
+                out,
+                Rendered::Chat(vec![
+                    message("system", "You help Ada."),
+                    message("user", "Hi {{not templated}}"),
+                    message("tool", "42"),
+                    message("user", "Why?"),
+                ]),
+                "{engine:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_history_expands_to_no_messages() {
+        let vars = json!({"customer": {"name": "Ada"}, "question": "Q", "history": []});
+        let out = render_default(Engine::Handlebars, &chat_body(Engine::Handlebars), vars)
+            .expect("render");
+        assert_eq!(
+            out,
+            Rendered::Chat(vec![
+                message("system", "You help Ada."),
+                message("user", "Q")
+            ])
+        );
+    }
+
+    #[test]
+    fn a_placeholder_that_is_not_a_list_of_messages_is_invalid() {
+        let cases = [
+            (json!("just text"), "not a string"),
+            (json!(null), "not null"),
+            (json!([{"role": "user"}]), "item 0"),
+            (json!([{"role": "user", "content": "ok"}, "hi"]), "item 1"),
+            (json!([{"role": 1, "content": "x"}]), "item 0"),
+        ];
+        for (history, why) in cases {
+            let vars = json!({"customer": {"name": "A"}, "question": "Q", "history": history});
+            let err =
+                render_default(Engine::Jinja, &chat_body(Engine::Jinja), vars).expect_err(why);
+            let TemplateError::InvalidPlaceholder { field, message } = &err else {
+                panic!("{why}: {err:?}")
+            };
+            assert_eq!(field, "history");
+            assert!(message.contains(why), "{message} lacks {why}");
+        }
+    }
+
+    #[test]
+    fn missing_variables_are_all_listed_sorted_with_dotted_paths() {
+        let bodies = [
+            (
+                Engine::Handlebars,
+                "{{a}} {{b.c}} {{#each d}}{{x}}{{/each}} {{a}}",
+            ),
+            (
+                Engine::Jinja,
+                "{{ a }} {{ b.c }} {% for x in d %}{{ x.y }}{% endfor %} {{ a }}",
+            ),
+        ];
+        for (engine, source) in bodies {
+            let err = render_default(engine, &text(source), json!({"a": 1})).expect_err("missing");
+            assert_eq!(
+                err,
+                TemplateError::MissingVariables(vec!["b.c".to_owned(), "d".to_owned()]),
+                "{engine:?}"
+            );
+            let err = render_default(engine, &text(source), json!({"a": 1, "b": {}, "d": []}))
+                .expect_err("b has no c");
+            assert_eq!(err, TemplateError::MissingVariables(vec!["b.c".to_owned()]));
+        }
+    }
+
+    #[test]
+    fn missing_variables_span_chat_messages_and_placeholders() {
+        for engine in BOTH {
+            let err = render_default(engine, &chat_body(engine), json!({"customer": {}}))
+                .expect_err("missing");
+            assert_eq!(
+                err,
+                TemplateError::MissingVariables(vec![
+                    "customer.name".to_owned(),
+                    "history".to_owned(),
+                    "question".to_owned()
+                ]),
+                "{engine:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn values_a_template_defaults_are_not_required() {
+        let bodies = [
+            (Engine::Handlebars, "{{default nick \"friend\"}}"),
+            (
+                Engine::Jinja,
+                "{{ nick | default('friend') }}{% if other is defined %}{{ other }}{% endif %}",
+            ),
+        ];
+        for (engine, source) in bodies {
+            let out = render_default(engine, &text(source), json!({})).expect("optional");
+            assert_eq!(out, Rendered::Text("friend".to_owned()), "{engine:?}");
+        }
+    }
+
+    #[test]
+    fn an_explicit_null_satisfies_the_paths_below_it() {
+        let source = "{{#if customer}}{{customer.name}}{{else}}stranger{{/if}}";
+        let out = render_default(Engine::Handlebars, &text(source), json!({"customer": null}))
+            .expect("null");
+        assert_eq!(out, Rendered::Text("stranger".to_owned()));
+    }
+
+    #[test]
+    fn extra_variables_are_allowed() {
+        for (engine, source) in [(Engine::Handlebars, "{{a}}"), (Engine::Jinja, "{{ a }}")] {
+            let out = render_default(engine, &text(source), json!({"a": "x", "unused": [1, 2]}))
+                .expect("render");
+            assert_eq!(out, Rendered::Text("x".to_owned()));
+        }
+    }
+
+    #[test]
+    fn syntax_errors_name_the_chat_message() {
+        for (engine, bad) in [
+            (Engine::Handlebars, "ok\n{{#if x}}"),
+            (Engine::Jinja, "ok\n{% if x %}"),
+        ] {
+            let body = PromptBody::Chat(vec![
+                ChatMessage::System {
+                    content: "fine".to_owned(),
+                },
+                ChatMessage::Placeholder {
+                    name: "h".to_owned(),
+                },
+                ChatMessage::User {
+                    content: bad.to_owned(),
+                },
+            ]);
+            for err in [
+                check(engine, &body).expect_err("check"),
+                variables(engine, &body).expect_err("variables"),
+                CompiledBody::compile(engine, &body, &no_partials(), Limits::default())
+                    .err()
+                    .expect("compile"),
+            ] {
+                assert!(
+                    matches!(
+                        err,
+                        TemplateError::Syntax {
+                            message_index: Some(2),
+                            line: Some(_),
+                            ..
+                        }
+                    ),
+                    "{engine:?}: {err:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn render_errors_name_the_chat_message() {
+        let body = PromptBody::Chat(vec![
+            ChatMessage::System {
+                content: "fine".to_owned(),
+            },
+            ChatMessage::User {
+                content: "{{#each n}}x{{/each}}".to_owned(),
+            },
+        ]);
+        let err = render_default(Engine::Handlebars, &body, json!({"n": 3}))
+            .expect_err("each over a number");
+        assert!(
+            matches!(
+                err,
+                TemplateError::Render {
+                    message_index: Some(1),
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn placeholder_names_are_variables_of_a_chat_body() {
+        for engine in BOTH {
+            assert_eq!(
+                variables(engine, &chat_body(engine)).expect("variables"),
+                ["customer.name", "history", "question"]
+            );
+        }
+    }
+
+    #[test]
+    fn check_accepts_valid_bodies_in_both_engines() {
+        for engine in BOTH {
+            check(engine, &chat_body(engine)).expect("valid");
+        }
+    }
+
+    #[test]
+    fn output_over_the_limit_is_refused_in_both_engines() {
+        let limits = Limits {
+            max_output_bytes: 10,
+            ..Limits::default()
+        };
+        for (engine, source) in [
+            (Engine::Handlebars, "{{a}}{{a}}"),
+            (Engine::Jinja, "{{ a }}{{ a }}"),
+        ] {
+            let vars = json!({"a": "123456"});
+            let err = render(engine, &text(source), &vars, &no_partials(), &limits)
+                .expect_err("too large");
+            assert_eq!(
+                err,
+                TemplateError::OutputTooLarge { limit: 10 },
+                "{engine:?}"
+            );
+            let ok = render(
+                engine,
+                &text(source),
+                &json!({"a": "12345"}),
+                &no_partials(),
+                &limits,
+            );
+            assert_eq!(
+                ok,
+                Ok(Rendered::Text("1234512345".to_owned())),
+                "{engine:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_output_limit_covers_all_chat_messages_together() {
+        let limits = Limits {
+            max_output_bytes: 10,
+            ..Limits::default()
+        };
+        let body = PromptBody::Chat(vec![
+            ChatMessage::System {
+                content: "123456".to_owned(),
+            },
+            ChatMessage::User {
+                content: "123456".to_owned(),
+            },
+        ]);
+        let err = render(Engine::Jinja, &body, &json!({}), &no_partials(), &limits)
+            .expect_err("too large");
+        assert_eq!(err, TemplateError::OutputTooLarge { limit: 10 });
+    }
+
+    #[test]
+    fn includes_are_deduplicated_across_chat_messages() {
+        let body = PromptBody::Chat(vec![
+            ChatMessage::System {
+                content: "{{> b}}{{> a@1.0.0}}".to_owned(),
+            },
+            ChatMessage::User {
+                content: "{{> a@1.0.0}}{{> a}}".to_owned(),
+            },
+        ]);
+        let keys: Vec<String> = includes(Engine::Handlebars, &body)
+            .expect("includes")
+            .iter()
+            .map(Include::key)
+            .collect();
+        assert_eq!(keys, ["a", "a@1.0.0", "b"]);
+    }
+
+    #[test]
+    fn a_compiled_body_renders_many_times_across_threads() {
+        for (engine, source) in [
+            (Engine::Handlebars, "Hi {{name}}"),
+            (Engine::Jinja, "Hi {{ name }}"),
+        ] {
+            let compiled = Arc::new(
+                CompiledBody::compile(engine, &text(source), &no_partials(), Limits::default())
+                    .expect("compile"),
+            );
+            let handles: Vec<_> = (0..4)
+                .map(|i| {
+                    let compiled = Arc::clone(&compiled);
+                    std::thread::spawn(move || compiled.render(&json!({"name": i})))
+                })
+                .collect();
+            for (i, handle) in handles.into_iter().enumerate() {
+                let out = handle.join().expect("thread");
+                assert_eq!(out, Ok(Rendered::Text(format!("Hi {i}"))));
+            }
+        }
+    }
+
+    #[test]
+    fn a_one_line_template_renders_in_microseconds_once_compiled() {
+        let runs = 2_000;
+        for (engine, source) in [
+            (Engine::Handlebars, "Hello {{name}}, you are {{age}}."),
+            (Engine::Jinja, "Hello {{ name }}, you are {{ age }}."),
+        ] {
+            let compiled =
+                CompiledBody::compile(engine, &text(source), &no_partials(), Limits::default())
+                    .expect("compile");
+            let vars = json!({"name": "Ada", "age": 36});
+            let start = Instant::now();
+            for _ in 0..runs {
+                compiled.render(&vars).expect("render");
+            }
+            let each = start.elapsed() / runs;
+            // Generous for an unoptimised test build on a busy machine.
+            assert!(
+                each < Duration::from_micros(200),
+                "{engine:?}: {each:?} per render"
+            );
+        }
+    }
+
+    #[test]
+    fn include_keys_are_the_text_the_template_wrote() {
+        let pinned = Include {
+            prompt: "common/safety".to_owned(),
+            reference: Some("1.2.0".to_owned()),
+        };
+        assert_eq!(pinned.key(), "common/safety@1.2.0");
+        let default = Include {
+            prompt: "common/safety".to_owned(),
+            reference: None,
+        };
+        assert_eq!(default.key(), "common/safety");
+    }
+
+    #[test]
+    fn errors_display_where_they_happened() {
+        let err = TemplateError::Syntax {
+            message_index: Some(1),
+            line: Some(2),
+            column: Some(3),
+            message: "oops".to_owned(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "message 1: syntax error at line 2, column 3: oops"
+        );
+        let err = TemplateError::MissingVariables(vec!["a".to_owned(), "b.c".to_owned()]);
+        assert_eq!(err.to_string(), "missing variables: a, b.c");
+    }
+}

@@ -1,0 +1,591 @@
+//! Keys, scopes, projects, audit and rate limits: nobody gets in where they
+//! don't belong. The route walk takes its route table from the generated
+//! OpenAPI, so a new route cannot escape it.
+
+use axum::http::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::support::{app_with, test_config, with_database, Backend, TestApp, ADMIN_KEY};
+
+crate::backend_tests!(
+    every_route_answers_each_kind_of_key_exactly,
+    missing_unknown_and_malformed_keys_are_401_with_a_challenge,
+    revocation_takes_effect_on_the_next_request,
+    key_secret_is_shown_once_and_never_listed,
+    another_projects_prompts_do_not_exist,
+    label_moves_and_rollbacks_are_audited,
+    version_post_that_moves_labels_needs_promote,
+    projects_are_created_once,
+);
+
+/// Every scoped operation in the OpenAPI document: (method, path template, scope).
+fn scoped_routes() -> Vec<(Method, String, String)> {
+    let spec = serde_json::to_value(promptreg::api::openapi()).expect("spec");
+    let mut routes = Vec::new();
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("item") {
+            let scopes: Vec<String> = op["security"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|req| req["bearer"].as_array())
+                .flatten()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect();
+            let method: Method = method.to_uppercase().parse().expect("method");
+            match scopes.as_slice() {
+                [scope] => routes.push((method, path.clone(), scope.clone())),
+                [] => assert!(
+                    !path.starts_with("/v1/"),
+                    "{method} {path} declares no scope"
+                ),
+                more => panic!("{method} {path} declares several scopes: {more:?}"),
+            }
+        }
+    }
+    assert!(routes.len() >= 20, "{} routes", routes.len());
+    routes
+}
+
+/// Makes the state `route` needs to succeed for an authorized caller, and
+/// returns the concrete path and body. `n` keeps names unique.
+async fn prepare(
+    app: &TestApp,
+    method: &Method,
+    template: &str,
+    n: usize,
+) -> (String, Option<Value>) {
+    let fresh = format!("walk{n}");
+    let seeded = |name: &str| format!("/v1/prompts/{name}");
+    let (path, body) = match (method.as_str(), template) {
+        ("POST", "/v1/prompts") => (template.to_owned(), Some(json!({"name": fresh}))),
+        ("PATCH", "/v1/prompts/{name}") => (
+            seeded("walk"),
+            Some(json!({"description": format!("d{n}")})),
+        ),
+        ("DELETE", "/v1/prompts/{name}") => {
+            app.seed_prompt(&fresh).await;
+            (seeded(&fresh), None)
+        }
+        ("POST", "/v1/prompts/{name}/versions") => (
+            format!("{}/versions", seeded("walk")),
+            Some(json!({"template": format!("t{n}")})),
+        ),
+        ("PUT", "/v1/prompts/{name}/labels/{label}") => (
+            format!("{}/labels/production", seeded("walk")),
+            Some(json!({"version": "1.0.1"})),
+        ),
+        ("DELETE", "/v1/prompts/{name}/labels/{label}") => {
+            app.set_label("walk", "doomed", "1.0.0").await;
+            (format!("{}/labels/doomed", seeded("walk")), None)
+        }
+        ("POST", "/v1/prompts/{name}/labels/{label}/rollback") => {
+            app.set_label("walk", "flip", "1.0.0").await;
+            app.set_label("walk", "flip", "1.0.1").await;
+            (format!("{}/labels/flip/rollback", seeded("walk")), None)
+        }
+        ("POST", "/v1/prompts/{name}/render") => (
+            format!("{}/render", seeded("walk")),
+            Some(json!({"variables": {}})),
+        ),
+        ("POST", "/v1/render") => (
+            template.to_owned(),
+            Some(json!({"template": "hi", "variables": {}})),
+        ),
+        ("POST", "/v1/keys") => (
+            template.to_owned(),
+            Some(json!({"name": fresh, "scopes": ["read"]})),
+        ),
+        ("DELETE", "/v1/keys/{id}") => {
+            let (id, _) = app
+                .create_key(json!({"name": fresh, "scopes": ["read"]}))
+                .await;
+            (format!("/v1/keys/{id}"), None)
+        }
+        ("POST", "/v1/projects") => (template.to_owned(), Some(json!({"name": fresh}))),
+        ("GET", _) => {
+            let path = template
+                .replace("{name}", "walk")
+                .replace("{ref}", "1.0.0")
+                .replace("{label}", "production");
+            let path = if path.ends_with("/diff") {
+                format!("{path}?from=1.0.0&to=1.0.1")
+            } else {
+                path
+            };
+            (path, None)
+        }
+        (method, template) => {
+            panic!("the route walk has no fixture for {method} {template}: add one")
+        }
+    };
+    (path, body)
+}
+
+async fn every_route_answers_each_kind_of_key_exactly(app: TestApp) {
+    app.seed_prompt("walk").await;
+    app.seed_version("walk", "one").await;
+    app.seed_version("walk", "two").await;
+    app.set_label("walk", "production", "1.0.0").await;
+
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for scope in ["read", "write", "promote", "evaluate", "admin"] {
+        let (_, secret) = app
+            .create_key(json!({"name": scope, "scopes": [scope]}))
+            .await;
+        keys.push((scope.to_owned(), secret));
+    }
+    let (revoked_id, revoked) = app
+        .create_key(json!({"name": "revoked", "scopes": ["admin"]}))
+        .await;
+    assert_eq!(
+        app.delete(&format!("/v1/keys/{revoked_id}")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    app.post("/v1/projects", json!({"name": "other"})).await;
+    let (_, other) = app
+        .create_key(json!({"name": "other-admin", "scopes": ["admin"], "project": "other"}))
+        .await;
+
+    let mut n = 0;
+    for (method, template, required) in scoped_routes() {
+        let label = format!("{method} {template}");
+        for key in [None, Some(revoked.as_str())] {
+            n += 1;
+            let (path, body) = prepare(&app, &method, &template, n).await;
+            let response = app.request_as(key, method.clone(), &path, body).await;
+            response.assert_problem(401, "unauthorized");
+            assert!(
+                response
+                    .header("www-authenticate")
+                    .is_some_and(|h| h.starts_with("Bearer")),
+                "{label}"
+            );
+        }
+        for (scope, secret) in &keys {
+            n += 1;
+            let (path, body) = prepare(&app, &method, &template, n).await;
+            let response = app
+                .request_as(Some(secret), method.clone(), &path, body)
+                .await;
+            if scope == &required || scope == "admin" {
+                assert!(
+                    response.status.is_success(),
+                    "{label} as {scope}: {} {}",
+                    response.status,
+                    response.body
+                );
+            } else {
+                let problem = response.assert_problem(403, "insufficient_scope");
+                assert!(
+                    problem["detail"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains(&required),
+                    "{label}: {problem}"
+                );
+            }
+        }
+        n += 1;
+        let (path, body) = prepare(&app, &method, &template, n).await;
+        let response = app
+            .request_as(Some(&other), method.clone(), &path, body)
+            .await;
+        if template.contains('{') {
+            assert_eq!(
+                response.status,
+                StatusCode::NOT_FOUND,
+                "{label} from another project: {}",
+                response.body
+            );
+        } else {
+            assert!(
+                response.status.is_success(),
+                "{label} from another project: {} {}",
+                response.status,
+                response.body
+            );
+        }
+    }
+}
+
+async fn missing_unknown_and_malformed_keys_are_401_with_a_challenge(app: TestApp) {
+    for header in [
+        None,
+        Some("pr_unknown00000000000000000000000000000000"),
+        Some("pr_short"),
+        Some("not-a-key"),
+    ] {
+        let response = app
+            .request_as(header, Method::GET, "/v1/prompts", None)
+            .await;
+        response.assert_problem(401, "unauthorized");
+        assert_eq!(
+            response.header("www-authenticate"),
+            Some("Bearer realm=\"promptreg\"")
+        );
+    }
+    // Public routes stay public.
+    for path in ["/healthz", "/readyz", "/openapi.json"] {
+        assert_eq!(
+            app.request_as(None, Method::GET, path, None).await.status,
+            StatusCode::OK,
+            "{path}"
+        );
+    }
+}
+
+async fn revocation_takes_effect_on_the_next_request(app: TestApp) {
+    let (id, secret) = app
+        .create_key(json!({"name": "ci", "scopes": ["read"]}))
+        .await;
+    for _ in 0..3 {
+        assert_eq!(
+            app.request_as(Some(&secret), Method::GET, "/v1/prompts", None)
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        app.delete(&format!("/v1/keys/{id}")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    app.request_as(Some(&secret), Method::GET, "/v1/prompts", None)
+        .await
+        .assert_problem(401, "unauthorized");
+    let listed = app.get("/v1/keys").await;
+    let revoked = listed.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|k| k["id"] == id.as_str())
+        .cloned();
+    assert_eq!(revoked.map(|k| k["revoked"].clone()), Some(json!(true)));
+    app.delete("/v1/keys/00000000-0000-0000-0000-000000000000")
+        .await
+        .assert_problem(404, "key_not_found");
+}
+
+async fn key_secret_is_shown_once_and_never_listed(app: TestApp) {
+    let created = app
+        .post(
+            "/v1/keys",
+            json!({"name": "ci", "scopes": ["write", "read", "write"]}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let secret = created.body["key"].as_str().expect("secret").to_owned();
+    assert!(secret.starts_with("pr_") && secret.len() >= 35);
+    assert_eq!(created.body["scopes"], json!(["read", "write"]));
+    assert_eq!(created.body["project"], "default");
+    assert!(secret.starts_with(created.body["prefix"].as_str().expect("prefix")));
+    assert_eq!(created.header("cache-control"), Some("no-store"));
+    for path in ["/v1/keys", "/v1/audit"] {
+        let text = app.get(path).await.body.to_string();
+        assert!(!text.contains(&secret[12..]), "{path} leaks the secret");
+        assert!(
+            !text.contains(&ADMIN_KEY[12..]),
+            "{path} leaks the admin secret"
+        );
+    }
+    let bad = app
+        .post("/v1/keys", json!({"name": "x", "scopes": ["root"]}))
+        .await;
+    bad.assert_problem(422, "validation_failed");
+    assert_eq!(bad.error_fields(), ["scopes[0]"]);
+    app.post("/v1/keys", json!({"name": "x", "scopes": []}))
+        .await
+        .assert_problem(422, "validation_failed");
+    app.post(
+        "/v1/keys",
+        json!({"name": "x", "scopes": ["read"], "project": "nope"}),
+    )
+    .await
+    .assert_problem(404, "project_not_found");
+}
+
+async fn another_projects_prompts_do_not_exist(app: TestApp) {
+    app.seed_prompt("secret-sauce").await;
+    app.seed_version("secret-sauce", "recipe").await;
+    app.post("/v1/projects", json!({"name": "rival"})).await;
+    let (_, rival) = app
+        .create_key(json!({"name": "rival", "scopes": ["admin"], "project": "rival"}))
+        .await;
+    let get = |path: &'static str| app.request_as(Some(&rival), Method::GET, path, None);
+    get("/v1/prompts/secret-sauce")
+        .await
+        .assert_problem(404, "prompt_not_found");
+    get("/v1/prompts/secret-sauce/versions/latest")
+        .await
+        .assert_problem(404, "prompt_not_found");
+    assert_eq!(get("/v1/prompts").await.body["items"], json!([]));
+    // The rival may use the same name in its own project.
+    let own = app
+        .request_as(
+            Some(&rival),
+            Method::POST,
+            "/v1/prompts",
+            Some(json!({"name": "secret-sauce"})),
+        )
+        .await;
+    assert_eq!(own.status, StatusCode::CREATED);
+    assert_eq!(
+        app.get("/v1/prompts/secret-sauce/versions/latest")
+            .await
+            .body["template"],
+        "recipe"
+    );
+}
+
+async fn label_moves_and_rollbacks_are_audited(app: TestApp) {
+    let (_, releaser) = app
+        .create_key(json!({"name": "release-bot", "scopes": ["write", "promote"]}))
+        .await;
+    let as_bot = |method: Method, path: &'static str, body: Option<Value>| {
+        app.request_as(Some(&releaser), method, path, body)
+    };
+    as_bot(Method::POST, "/v1/prompts", Some(json!({"name": "greet"}))).await;
+    as_bot(
+        Method::POST,
+        "/v1/prompts/greet/versions",
+        Some(json!({"template": "one"})),
+    )
+    .await;
+    as_bot(
+        Method::POST,
+        "/v1/prompts/greet/versions",
+        Some(json!({"template": "two"})),
+    )
+    .await;
+    as_bot(
+        Method::PUT,
+        "/v1/prompts/greet/labels/production",
+        Some(json!({"version": "1.0.0"})),
+    )
+    .await;
+    as_bot(
+        Method::PUT,
+        "/v1/prompts/greet/labels/production",
+        Some(json!({"version": "1.0.1"})),
+    )
+    .await;
+    let rolled = as_bot(
+        Method::POST,
+        "/v1/prompts/greet/labels/production/rollback",
+        None,
+    )
+    .await;
+    assert_eq!(rolled.body["updated_by"], "release-bot");
+
+    let audit = app.get("/v1/audit?limit=4").await;
+    assert_eq!(audit.status, StatusCode::OK);
+    let entries: Vec<(Value, Value, Value, Value)> = audit.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| {
+            (
+                e["action"].clone(),
+                e["target"].clone(),
+                e["before"].clone(),
+                e["after"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            (
+                json!("label.rollback"),
+                json!("prompts/greet/labels/production"),
+                json!({"version": "1.0.1"}),
+                json!({"version": "1.0.0"})
+            ),
+            (
+                json!("label.set"),
+                json!("prompts/greet/labels/production"),
+                json!({"version": "1.0.0"}),
+                json!({"version": "1.0.1"})
+            ),
+            (
+                json!("label.set"),
+                json!("prompts/greet/labels/production"),
+                json!(null),
+                json!({"version": "1.0.0"})
+            ),
+            (
+                json!("version.create"),
+                json!("prompts/greet/versions/1.0.1"),
+                json!(null),
+                audit.body["items"][3]["after"].clone()
+            ),
+        ]
+    );
+    assert_eq!(audit.body["items"][0]["key_name"], "release-bot");
+    assert!(audit.body["items"][0]["key_id"].is_string());
+    let cursor = audit.body["next_cursor"].as_str().expect("more");
+    let rest = app.get(&format!("/v1/audit?cursor={cursor}")).await;
+    let actions: Vec<_> = rest.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| e["action"].clone())
+        .collect();
+    assert_eq!(
+        actions[..2],
+        [json!("version.create"), json!("prompt.create")]
+    );
+    assert!(actions.contains(&json!("key.create")));
+}
+
+async fn version_post_that_moves_labels_needs_promote(app: TestApp) {
+    app.seed_prompt("greet").await;
+    let (_, writer) = app
+        .create_key(json!({"name": "writer", "scopes": ["write"]}))
+        .await;
+    let body = json!({"template": "x", "labels": ["production"]});
+    let refused = app
+        .request_as(
+            Some(&writer),
+            Method::POST,
+            "/v1/prompts/greet/versions",
+            Some(body),
+        )
+        .await;
+    refused.assert_problem(403, "insufficient_scope");
+    assert_eq!(
+        app.get("/v1/prompts/greet/versions").await.body["items"],
+        json!([])
+    );
+    let plain = app
+        .request_as(
+            Some(&writer),
+            Method::POST,
+            "/v1/prompts/greet/versions",
+            Some(json!({"template": "x"})),
+        )
+        .await;
+    assert_eq!(plain.status, StatusCode::CREATED);
+    assert_eq!(plain.body["created_by"], "writer");
+}
+
+async fn projects_are_created_once(app: TestApp) {
+    let created = app.post("/v1/projects", json!({"name": "team-a"})).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    app.post("/v1/projects", json!({"name": "team-a"}))
+        .await
+        .assert_problem(409, "project_exists");
+    app.post("/v1/projects", json!({"name": "Team A"}))
+        .await
+        .assert_problem(422, "invalid_name");
+    let names: Vec<_> = app.get("/v1/projects").await.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|p| p["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("default"), json!("team-a")]);
+}
+
+/// With no key anywhere and none configured, the first start creates an
+/// admin key and hands back its secret; the next start creates nothing.
+async fn bootstrap_generates_a_key_once(backend: Backend) {
+    with_database(backend, |url| async move {
+        let mut config = test_config(&url);
+        config.init_admin_key = promptreg::config::Redacted::default();
+        let (state, generated) = promptreg::app::build_state(config.clone())
+            .await
+            .expect("state");
+        let secret = generated.expect("a generated key").expose().to_owned();
+        let app = TestApp {
+            router: promptreg::build_app(state),
+        };
+        let keys = app
+            .request_as(Some(&secret), Method::GET, "/v1/keys", None)
+            .await;
+        assert_eq!(keys.status, StatusCode::OK);
+        assert_eq!(keys.body["items"][0]["scopes"], json!(["admin"]));
+        let (_, again) = promptreg::app::build_state(config).await.expect("state");
+        assert!(
+            again.is_none(),
+            "a key exists: nothing is generated or shown again"
+        );
+    })
+    .await;
+}
+
+/// `init_admin_key` makes sure exactly that key exists, once, however often
+/// the server starts; a malformed one refuses to start.
+async fn bootstrap_with_init_key_is_idempotent(backend: Backend) {
+    with_database(backend, |url| async move {
+        for _ in 0..2 {
+            let app = app_with(test_config(&url)).await;
+            let keys = app.get("/v1/keys").await;
+            assert_eq!(
+                keys.body["items"].as_array().map(Vec::len),
+                Some(1),
+                "{}",
+                keys.body
+            );
+        }
+        let mut config = test_config(&url);
+        config.init_admin_key = promptreg::config::Redacted("pr_tooshort".into());
+        let err = promptreg::app::build_state(config)
+            .await
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("init_admin_key"), "{err}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bootstrap_generates_a_key_once_sqlite() {
+    bootstrap_generates_a_key_once(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn bootstrap_generates_a_key_once_postgres() {
+    bootstrap_generates_a_key_once(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn bootstrap_with_init_key_is_idempotent_sqlite() {
+    bootstrap_with_init_key_is_idempotent(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn bootstrap_with_init_key_is_idempotent_postgres() {
+    bootstrap_with_init_key_is_idempotent(Backend::Postgres).await;
+}
+
+/// A tiny configured limit: the fourth quick read is refused with Retry-After.
+#[tokio::test]
+async fn rate_limit_answers_429_with_retry_after() {
+    with_database(Backend::Sqlite, |url| async move {
+        let mut config = test_config(&url);
+        config.rate_limit.insert(
+            promptreg::domain::auth::Scope::Read,
+            promptreg::config::RateLimit {
+                per_second: 1.0,
+                burst: 3,
+            },
+        );
+        let app = app_with(config).await;
+        for _ in 0..3 {
+            assert_eq!(app.get("/v1/prompts").await.status, StatusCode::OK);
+        }
+        let limited = app.get("/v1/prompts").await;
+        limited.assert_problem(429, "rate_limited");
+        assert_eq!(limited.header("retry-after"), Some("1"));
+        // Other scopes have buckets of their own.
+        assert_eq!(
+            app.post("/v1/prompts", json!({"name": "still-ok"}))
+                .await
+                .status,
+            StatusCode::CREATED
+        );
+    })
+    .await;
+}

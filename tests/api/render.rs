@@ -1,0 +1,724 @@
+//! Rendering: both engines and types, placeholders, partials from the
+//! registry, every error code, provider formats, and label moves seen at once.
+
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+
+use crate::support::TestApp;
+
+crate::backend_tests!(
+    renders_text_with_handlebars_at_production_by_default,
+    renders_jinja_text_and_chat,
+    placeholder_splices_history_at_its_position,
+    missing_variables_are_all_listed,
+    input_schema_violations_name_json_pointers,
+    syntax_errors_are_refused_at_creation_with_position,
+    invalid_schemas_are_refused_at_creation,
+    variables_are_extracted_and_stored,
+    partials_resolve_default_and_pinned_refs,
+    jinja_partials_resolve_default_and_pinned_refs,
+    include_cycles_and_depth_are_422,
+    partial_label_move_is_seen_by_the_next_render,
+    label_move_is_seen_by_the_very_next_render,
+    openai_format_matches_chat_completions,
+    anthropic_format_matches_messages_api,
+    gemini_format_matches_generate_content,
+    unsaved_content_renders_with_the_same_errors,
+    no_html_escaping_and_builtin_helpers,
+    output_limit_is_a_422,
+);
+
+async fn post_version(app: &TestApp, name: &str, body: Value) -> Value {
+    if app
+        .get(&format!("/v1/prompts/{}", name.replace('/', "%2F")))
+        .await
+        .status
+        == StatusCode::NOT_FOUND
+    {
+        app.seed_prompt(name).await;
+    }
+    app.seed_version_with(name, body).await
+}
+
+async fn render(app: &TestApp, name: &str, body: Value) -> crate::support::TestResponse {
+    app.post(
+        &format!("/v1/prompts/{}/render", name.replace('/', "%2F")),
+        body,
+    )
+    .await
+}
+
+async fn renders_text_with_handlebars_at_production_by_default(app: TestApp) {
+    post_version(&app, "greet", json!({"template": "Hello {{name}}, welcome to {{place}}!", "labels": ["production"], "model_config": {"model": "m"}})).await;
+    post_version(&app, "greet", json!({"template": "Newer {{name}}"})).await;
+    let rendered = render(
+        &app,
+        "greet",
+        json!({"variables": {"name": "Ada", "place": "Paris", "extra": 1}}),
+    )
+    .await;
+    assert_eq!(rendered.status, StatusCode::OK, "{}", rendered.body);
+    assert_eq!(
+        rendered.body,
+        json!({
+            "prompt": "greet", "version": "1.0.0", "type": "text",
+            "text": "Hello Ada, welcome to Paris!", "model_config": {"model": "m"},
+            "resolved": [{"prompt": "greet", "version": "1.0.0"}]
+        })
+    );
+    let latest = render(
+        &app,
+        "greet",
+        json!({"ref": "latest", "variables": {"name": "Bo"}}),
+    )
+    .await;
+    assert_eq!(latest.body["text"], "Newer Bo");
+    let exact = render(
+        &app,
+        "greet",
+        json!({"ref": "1.0.1", "variables": {"name": "Cy"}}),
+    )
+    .await;
+    assert_eq!(exact.body["text"], "Newer Cy");
+    render(&app, "greet", json!({"ref": "staging", "variables": {}}))
+        .await
+        .assert_problem(404, "label_not_found");
+    render(&app, "nope", json!({"variables": {}}))
+        .await
+        .assert_problem(404, "prompt_not_found");
+}
+
+async fn renders_jinja_text_and_chat(app: TestApp) {
+    post_version(&app, "j/text", json!({"engine": "jinja", "template": "{% for i in items %}{{ i.name | upper }};{% endfor %}{% if vip %} VIP{% endif %}", "labels": ["production"]})).await;
+    let text = render(
+        &app,
+        "j/text",
+        json!({"variables": {"items": [{"name": "a"}, {"name": "b"}], "vip": true}}),
+    )
+    .await;
+    assert_eq!(text.body["text"], "A;B; VIP", "{}", text.body);
+
+    post_version(
+        &app,
+        "j/chat",
+        json!({"engine": "jinja", "type": "chat", "labels": ["production"], "messages": [
+            {"role": "system", "content": "You work for {{ company }}."},
+            {"role": "user", "content": "{{ question }}"}
+        ]}),
+    )
+    .await;
+    let chat = render(
+        &app,
+        "j/chat",
+        json!({"variables": {"company": "Acme", "question": "Hours?"}}),
+    )
+    .await;
+    assert_eq!(chat.body["type"], "chat");
+    assert_eq!(
+        chat.body["messages"],
+        json!([{"role": "system", "content": "You work for Acme."}, {"role": "user", "content": "Hours?"}])
+    );
+}
+
+async fn placeholder_splices_history_at_its_position(app: TestApp) {
+    post_version(
+        &app,
+        "chat",
+        json!({"type": "chat", "labels": ["production"], "messages": [
+            {"role": "system", "content": "Be brief, {{name}}."},
+            {"role": "placeholder", "name": "history"},
+            {"role": "user", "content": "{{question}}"}
+        ]}),
+    )
+    .await;
+    let history = json!([{"role": "user", "content": "Hi {{not templated}}"}, {"role": "assistant", "content": "Hello!"}]);
+    let rendered = render(
+        &app,
+        "chat",
+        json!({"variables": {"name": "Bot", "question": "Why?", "history": history}}),
+    )
+    .await;
+    assert_eq!(
+        rendered.body["messages"],
+        json!([
+            {"role": "system", "content": "Be brief, Bot."},
+            {"role": "user", "content": "Hi {{not templated}}"},
+            {"role": "assistant", "content": "Hello!"},
+            {"role": "user", "content": "Why?"}
+        ])
+    );
+    let empty = render(
+        &app,
+        "chat",
+        json!({"variables": {"name": "Bot", "question": "Why?", "history": []}}),
+    )
+    .await;
+    assert_eq!(empty.body["messages"].as_array().map(Vec::len), Some(2));
+    let wrong = render(
+        &app,
+        "chat",
+        json!({"variables": {"name": "Bot", "question": "Why?", "history": "nope"}}),
+    )
+    .await;
+    wrong.assert_problem(422, "invalid_variables");
+    assert_eq!(wrong.error_fields(), ["/history"]);
+    let missing = render(
+        &app,
+        "chat",
+        json!({"variables": {"name": "Bot", "question": "Why?"}}),
+    )
+    .await;
+    missing.assert_problem(422, "missing_variables");
+    assert_eq!(missing.error_fields(), ["history"]);
+}
+
+async fn missing_variables_are_all_listed(app: TestApp) {
+    post_version(&app, "many", json!({"template": "{{a}} {{customer.name}} {{d}} {{#each rows}}{{this.n}}{{/each}}", "labels": ["production"]})).await;
+    let response = render(
+        &app,
+        "many",
+        json!({"variables": {"a": 1, "customer": {"id": 3}}}),
+    )
+    .await;
+    response.assert_problem(422, "missing_variables");
+    assert_eq!(response.error_fields(), ["customer.name", "d", "rows"]);
+    post_version(&app, "jmany", json!({"engine": "jinja", "template": "{{ a }} {{ b.c }} {{ d }}", "labels": ["production"]})).await;
+    let response = render(&app, "jmany", json!({"variables": {"a": 1}})).await;
+    response.assert_problem(422, "missing_variables");
+    assert_eq!(response.error_fields(), ["b.c", "d"]);
+}
+
+async fn input_schema_violations_name_json_pointers(app: TestApp) {
+    let schema = json!({"type": "object", "required": ["name", "age"], "properties": {"name": {"type": "string"}, "age": {"type": "integer", "minimum": 0}}});
+    post_version(&app, "typed", json!({"template": "{{name}} is {{age}}", "input_schema": schema, "labels": ["production"]})).await;
+    let ok = render(
+        &app,
+        "typed",
+        json!({"variables": {"name": "Ada", "age": 36}}),
+    )
+    .await;
+    assert_eq!(ok.body["text"], "Ada is 36");
+    let bad = render(&app, "typed", json!({"variables": {"name": 5, "age": -1}})).await;
+    bad.assert_problem(422, "invalid_variables");
+    let mut fields = bad.error_fields();
+    fields.sort();
+    assert_eq!(fields, ["/age", "/name"]);
+}
+
+async fn syntax_errors_are_refused_at_creation_with_position(app: TestApp) {
+    app.seed_prompt("broken").await;
+    let text = app
+        .post(
+            "/v1/prompts/broken/versions",
+            json!({"template": "line one\nHello {{#if x}}open"}),
+        )
+        .await;
+    text.assert_problem(422, "template_syntax");
+    assert_eq!(text.error_fields(), ["template"]);
+    assert!(text.body["errors"][0]["line"].is_u64(), "{}", text.body);
+
+    let chat = app
+        .post(
+            "/v1/prompts/broken/versions",
+            json!({"type": "chat", "messages": [
+        {"role": "system", "content": "fine {{a}}"},
+        {"role": "user", "content": "ok\n {{ b "}
+    ], "engine": "jinja"}),
+        )
+        .await;
+    chat.assert_problem(422, "template_syntax");
+    assert_eq!(chat.error_fields(), ["messages[1].content"]);
+    assert_eq!(chat.body["errors"][0]["line"], 2, "{}", chat.body);
+    assert!(chat.body["errors"][0]["column"].is_u64(), "{}", chat.body);
+    assert_eq!(
+        app.get("/v1/prompts/broken/versions").await.body["items"],
+        json!([])
+    );
+}
+
+async fn invalid_schemas_are_refused_at_creation(app: TestApp) {
+    app.seed_prompt("schema").await;
+    let response = app
+        .post(
+            "/v1/prompts/schema/versions",
+            json!({"template": "x", "input_schema": {"type": "nonsense"}}),
+        )
+        .await;
+    response.assert_problem(422, "validation_failed");
+    assert_eq!(response.error_fields(), ["input_schema"]);
+    let response = app
+        .post(
+            "/v1/prompts/schema/versions",
+            json!({"template": "x", "output_schema": {"required": "name"}}),
+        )
+        .await;
+    assert_eq!(response.error_fields(), ["output_schema"]);
+}
+
+async fn variables_are_extracted_and_stored(app: TestApp) {
+    let hb = post_version(&app, "vars", json!({"template": "{{customer.name}} {{#each items}}{{this.sku}} {{@index}}{{/each}} {{#if vip}}*{{/if}} {{upper city}}"})).await;
+    assert_eq!(
+        hb["variables"],
+        json!(["city", "customer.name", "items", "vip"])
+    );
+    let jinja = post_version(&app, "jvars", json!({"engine": "jinja", "template": "{% for i in items %}{{ i.sku }}{% endfor %}{% set local = 1 %}{{ local }} {{ user.name | lower }}"})).await;
+    assert_eq!(jinja["variables"], json!(["items", "user.name"]));
+    let chat = post_version(&app, "cvars", json!({"type": "chat", "messages": [{"role": "system", "content": "{{a}}"}, {"role": "placeholder", "name": "history"}]})).await;
+    assert_eq!(chat["variables"], json!(["a", "history"]));
+    assert_eq!(
+        app.get("/v1/prompts/cvars/versions/latest").await.body["variables"],
+        json!(["a", "history"])
+    );
+}
+
+async fn partials_resolve_default_and_pinned_refs(app: TestApp) {
+    post_version(
+        &app,
+        "common/safety",
+        json!({"template": "Be safe v1.", "labels": ["production"]}),
+    )
+    .await;
+    post_version(
+        &app,
+        "common/safety",
+        json!({"template": "Be safe v2, {{name}}."}),
+    )
+    .await;
+    post_version(
+        &app,
+        "outer",
+        json!({"template": "Hi {{name}}. {{> common/safety}}", "labels": ["production"]}),
+    )
+    .await;
+    let rendered = render(&app, "outer", json!({"variables": {"name": "Ada"}})).await;
+    assert_eq!(rendered.status, StatusCode::OK, "{}", rendered.body);
+    assert_eq!(rendered.body["text"], "Hi Ada. Be safe v1.");
+    assert_eq!(
+        rendered.body["resolved"],
+        json!([{"prompt": "outer", "version": "1.0.0"}, {"prompt": "common/safety", "version": "1.0.0"}])
+    );
+
+    post_version(
+        &app,
+        "pinned",
+        json!({"template": "{{> common/safety@1.0.1}}", "labels": ["production"]}),
+    )
+    .await;
+    let pinned = render(&app, "pinned", json!({"variables": {"name": "Bo"}})).await;
+    assert_eq!(pinned.body["text"], "Be safe v2, Bo.", "{}", pinned.body);
+    assert_eq!(
+        pinned.body["resolved"][1],
+        json!({"prompt": "common/safety", "version": "1.0.1"})
+    );
+
+    post_version(
+        &app,
+        "by-label",
+        json!({"template": "{{> common/safety@latest}}", "labels": ["production"]}),
+    )
+    .await;
+    assert_eq!(
+        render(&app, "by-label", json!({"variables": {"name": "Cy"}}))
+            .await
+            .body["text"],
+        "Be safe v2, Cy."
+    );
+
+    post_version(
+        &app,
+        "dangling",
+        json!({"template": "{{> common/missing}}", "labels": ["production"]}),
+    )
+    .await;
+    render(&app, "dangling", json!({"variables": {}}))
+        .await
+        .assert_problem(422, "include_not_found");
+}
+
+async fn jinja_partials_resolve_default_and_pinned_refs(app: TestApp) {
+    post_version(
+        &app,
+        "j/part",
+        json!({"engine": "jinja", "template": "[part {{ name }}]", "labels": ["production"]}),
+    )
+    .await;
+    post_version(
+        &app,
+        "j/part",
+        json!({"engine": "jinja", "template": "[part2 {{ name }}]"}),
+    )
+    .await;
+    post_version(&app, "j/outer", json!({"engine": "jinja", "template": "A {% include \"j/part\" %} B {% include \"j/part@1.0.1\" %}", "labels": ["production"]})).await;
+    let rendered = render(&app, "j/outer", json!({"variables": {"name": "x"}})).await;
+    assert_eq!(
+        rendered.body["text"], "A [part x] B [part2 x]",
+        "{}",
+        rendered.body
+    );
+    assert_eq!(rendered.body["resolved"].as_array().map(Vec::len), Some(3));
+    // A handlebars partial cannot be included from jinja: refused at creation.
+    post_version(
+        &app,
+        "hb/part",
+        json!({"template": "hb", "labels": ["production"]}),
+    )
+    .await;
+    app.seed_prompt("j/mixed").await;
+    app.post(
+        "/v1/prompts/j%2Fmixed/versions",
+        json!({"engine": "jinja", "template": "{% include \"hb/part\" %}"}),
+    )
+    .await
+    .assert_problem(422, "include_invalid");
+}
+
+async fn include_cycles_and_depth_are_422(app: TestApp) {
+    app.seed_prompt("self").await;
+    app.post(
+        "/v1/prompts/self/versions",
+        json!({"template": "{{> self}}"}),
+    )
+    .await
+    .assert_problem(422, "include_cycle");
+
+    post_version(
+        &app,
+        "a",
+        json!({"template": "A", "labels": ["production"]}),
+    )
+    .await;
+    post_version(
+        &app,
+        "b",
+        json!({"template": "B {{> a}}", "labels": ["production"]}),
+    )
+    .await;
+    // a -> b -> a: detectable at creation, since b exists and includes a.
+    let cycle = app
+        .post(
+            "/v1/prompts/a/versions",
+            json!({"template": "A {{> b}}", "labels": ["production"]}),
+        )
+        .await;
+    cycle.assert_problem(422, "include_cycle");
+    assert!(
+        cycle.body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("a -> b -> a"),
+        "{}",
+        cycle.body
+    );
+
+    // A cycle made later through a label move is caught at render time:
+    // c@1.0.1 includes d, which did not exist yet; d includes c@production,
+    // which was 1.0.0 then; moving production to 1.0.1 closes the loop.
+    post_version(
+        &app,
+        "c",
+        json!({"template": "C", "labels": ["production"]}),
+    )
+    .await;
+    post_version(&app, "c", json!({"template": "C {{> d}}"})).await;
+    post_version(
+        &app,
+        "d",
+        json!({"template": "D {{> c}}", "labels": ["production"]}),
+    )
+    .await;
+    assert_eq!(
+        render(&app, "d", json!({"variables": {}})).await.body["text"],
+        "D C"
+    );
+    app.set_label("c", "production", "1.0.1").await;
+    let cycle = render(&app, "d", json!({"variables": {}})).await;
+    cycle.assert_problem(422, "include_cycle");
+    assert!(
+        cycle.body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("d -> c -> d"),
+        "{}",
+        cycle.body
+    );
+
+    // Eight levels of nesting are fine; a ninth is refused at creation.
+    for i in 0..9 {
+        let template = if i == 0 {
+            "end".to_owned()
+        } else {
+            format!("{{{{> deep{}}}}}", i - 1)
+        };
+        post_version(
+            &app,
+            &format!("deep{i}"),
+            json!({"template": template, "labels": ["production"]}),
+        )
+        .await;
+    }
+    assert_eq!(
+        render(&app, "deep8", json!({"variables": {}})).await.body["text"],
+        "end"
+    );
+    app.seed_prompt("deep9").await;
+    let deep = app
+        .post(
+            "/v1/prompts/deep9/versions",
+            json!({"template": "{{> deep8}}"}),
+        )
+        .await;
+    deep.assert_problem(422, "include_depth");
+    assert!(
+        deep.body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("deep9 -> deep8"),
+        "{}",
+        deep.body
+    );
+}
+
+async fn partial_label_move_is_seen_by_the_next_render(app: TestApp) {
+    post_version(
+        &app,
+        "part",
+        json!({"template": "one", "labels": ["production"]}),
+    )
+    .await;
+    post_version(&app, "part", json!({"template": "two"})).await;
+    post_version(
+        &app,
+        "host",
+        json!({"template": "[{{> part}}]", "labels": ["production"]}),
+    )
+    .await;
+    assert_eq!(render(&app, "host", json!({})).await.body["text"], "[one]");
+    app.set_label("part", "production", "1.0.1").await;
+    assert_eq!(render(&app, "host", json!({})).await.body["text"], "[two]");
+}
+
+async fn label_move_is_seen_by_the_very_next_render(app: TestApp) {
+    post_version(
+        &app,
+        "moving",
+        json!({"template": "v1 {{x}}", "labels": ["production"]}),
+    )
+    .await;
+    post_version(&app, "moving", json!({"template": "v2 {{x}}"})).await;
+    for _ in 0..3 {
+        assert_eq!(
+            render(&app, "moving", json!({"variables": {"x": 1}}))
+                .await
+                .body["text"],
+            "v1 1"
+        );
+    }
+    app.set_label("moving", "production", "1.0.1").await;
+    assert_eq!(
+        render(&app, "moving", json!({"variables": {"x": 1}}))
+            .await
+            .body["text"],
+        "v2 1"
+    );
+    app.post("/v1/prompts/moving/labels/production/rollback", json!({}))
+        .await;
+    assert_eq!(
+        render(&app, "moving", json!({"variables": {"x": 1}}))
+            .await
+            .body["text"],
+        "v1 1"
+    );
+}
+
+async fn chat_for_formats(app: &TestApp) {
+    post_version(app, "fmt", json!({"type": "chat", "labels": ["production"],
+        "model_config": {"model": "gpt-4o-mini", "temperature": 0.3, "max_tokens": 200, "stop": ["###"]},
+        "output_schema": {"type": "object", "properties": {"answer": {"type": "string"}}},
+        "messages": [
+            {"role": "system", "content": "You are {{persona}}."},
+            {"role": "placeholder", "name": "history"},
+            {"role": "user", "content": "{{question}}"}
+        ]})).await;
+}
+
+fn format_variables(format: &str) -> Value {
+    json!({"format": format, "variables": {"persona": "terse", "question": "Why?", "history": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}})
+}
+
+async fn openai_format_matches_chat_completions(app: TestApp) {
+    chat_for_formats(&app).await;
+    let request = render(&app, "fmt", format_variables("openai")).await.body["request"].clone();
+    assert_eq!(request["model"], "gpt-4o-mini");
+    assert_eq!(request["temperature"], 0.3);
+    assert_eq!(request["max_tokens"], 200);
+    assert_eq!(request["stop"], json!(["###"]));
+    assert_eq!(
+        request["messages"],
+        json!([
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello"},
+            {"role": "user", "content": "Why?"}
+        ])
+    );
+    assert_eq!(request["response_format"]["type"], "json_schema");
+    assert_eq!(request["response_format"]["json_schema"]["name"], "output");
+    assert_eq!(
+        request["response_format"]["json_schema"]["schema"]["properties"]["answer"]["type"],
+        "string"
+    );
+}
+
+async fn anthropic_format_matches_messages_api(app: TestApp) {
+    chat_for_formats(&app).await;
+    let request = render(&app, "fmt", format_variables("anthropic"))
+        .await
+        .body["request"]
+        .clone();
+    assert_eq!(request["model"], "gpt-4o-mini");
+    assert_eq!(request["system"], "You are terse.");
+    assert_eq!(request["max_tokens"], 200);
+    assert_eq!(request["temperature"], 0.3);
+    assert_eq!(request["stop_sequences"], json!(["###"]));
+    assert!(request.get("stop").is_none());
+    assert_eq!(
+        request["messages"],
+        json!([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "Why?"}])
+    );
+}
+
+async fn gemini_format_matches_generate_content(app: TestApp) {
+    chat_for_formats(&app).await;
+    let request = render(&app, "fmt", format_variables("gemini")).await.body["request"].clone();
+    assert_eq!(
+        request["systemInstruction"],
+        json!({"parts": [{"text": "You are terse."}]})
+    );
+    assert_eq!(
+        request["contents"],
+        json!([
+            {"role": "user", "parts": [{"text": "Hi"}]},
+            {"role": "model", "parts": [{"text": "Hello"}]},
+            {"role": "user", "parts": [{"text": "Why?"}]}
+        ])
+    );
+    let generation = &request["generationConfig"];
+    assert_eq!(generation["temperature"], 0.3);
+    assert_eq!(generation["maxOutputTokens"], 200);
+    assert_eq!(generation["stopSequences"], json!(["###"]));
+    assert_eq!(generation["responseMimeType"], "application/json");
+    assert_eq!(generation["responseJsonSchema"]["type"], "object");
+    assert!(request.get("model").is_none());
+}
+
+async fn unsaved_content_renders_with_the_same_errors(app: TestApp) {
+    post_version(
+        &app,
+        "common/sig",
+        json!({"template": "-- {{team}}", "labels": ["production"]}),
+    )
+    .await;
+    let ok = app.post("/v1/render", json!({"type": "text", "template": "Hi {{name}} {{> common/sig}}", "variables": {"name": "Ada", "team": "Ops"}, "format": "openai"})).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    assert_eq!(ok.body["text"], "Hi Ada -- Ops");
+    assert!(ok.body.get("prompt").is_none());
+    assert_eq!(
+        ok.body["resolved"],
+        json!([{"prompt": "common/sig", "version": "1.0.0"}])
+    );
+    assert_eq!(
+        ok.body["request"]["messages"],
+        json!([{"role": "user", "content": "Hi Ada -- Ops"}])
+    );
+
+    app.post(
+        "/v1/render",
+        json!({"template": "{{#if}}", "variables": {}}),
+    )
+    .await
+    .assert_problem(422, "template_syntax");
+    let missing = app
+        .post(
+            "/v1/render",
+            json!({"template": "{{a}} {{b}}", "variables": {}}),
+        )
+        .await;
+    missing.assert_problem(422, "missing_variables");
+    assert_eq!(missing.error_fields(), ["a", "b"]);
+    app.post(
+        "/v1/render",
+        json!({"template": "x", "input_schema": {"required": ["a"]}, "variables": {}}),
+    )
+    .await
+    .assert_problem(422, "invalid_variables");
+    let shape = app
+        .post("/v1/render", json!({"type": "chat", "template": "x"}))
+        .await;
+    shape.assert_problem(422, "validation_failed");
+    app.post("/v1/render", json!({"template": "x", "format": "mistral"}))
+        .await
+        .assert_problem(422, "validation_failed");
+}
+
+async fn no_html_escaping_and_builtin_helpers(app: TestApp) {
+    let cases = [
+        ("handlebars", "{{x}}", json!({"x": "<b>&\"'"}), "<b>&\"'"),
+        (
+            "handlebars",
+            "{{upper x}} {{lower y}}",
+            json!({"x": "ab", "y": "CD"}),
+            "AB cd",
+        ),
+        (
+            "handlebars",
+            "{{json obj}}",
+            json!({"obj": {"a": [1, 2]}}),
+            "{\"a\":[1,2]}",
+        ),
+        (
+            "handlebars",
+            "{{default x \"none\"}}",
+            json!({"x": null}),
+            "none",
+        ),
+        ("jinja", "{{ x }}", json!({"x": "<b>&"}), "<b>&"),
+        (
+            "jinja",
+            "{{ obj | tojson }}",
+            json!({"obj": {"a": 1}}),
+            "{\"a\": 1}",
+        ),
+        (
+            "jinja",
+            "{{ x | default(\"none\", true) }}",
+            json!({"x": null}),
+            "none",
+        ),
+    ];
+    for (engine, template, variables, want) in cases {
+        let response = app
+            .post(
+                "/v1/render",
+                json!({"engine": engine, "template": template, "variables": variables}),
+            )
+            .await;
+        assert_eq!(
+            response.body["text"], want,
+            "{engine} {template}: {}",
+            response.body
+        );
+    }
+}
+
+async fn output_limit_is_a_422(app: TestApp) {
+    let response = app
+        .post("/v1/render", json!({"engine": "jinja", "template": "{% for i in range(100000) %}{{ big }}{% endfor %}", "variables": {"big": "x".repeat(100)}}))
+        .await;
+    assert_eq!(response.status.as_u16(), 422, "{}", response.body);
+    assert!(
+        ["output_too_large", "render_failed"]
+            .contains(&response.body["code"].as_str().unwrap_or_default()),
+        "{}",
+        response.body
+    );
+}
