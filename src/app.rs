@@ -10,6 +10,8 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::Router;
 use tower::ServiceBuilder;
+use axum::response::IntoResponse;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -106,6 +108,11 @@ pub fn build_app(state: AppState) -> Router {
                         ),
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                // A bug (say, a template parser's panic on odd input) costs one
+                // request a 500, not the connection.
+                .layer(CatchPanicLayer::custom(|_| {
+                    ApiError::Internal(anyhow::anyhow!("a request handler panicked")).into_response()
+                }))
                 .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
                     ApiError::Timeout
                 }))
