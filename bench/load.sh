@@ -19,6 +19,11 @@ BIN=target/release/promptreg
 LABEL_PATH="/v1/prompts/bench%2Fgreeting/versions/production"
 RENDER_PATH="/v1/prompts/bench%2Fgreeting/render"
 ENDPOINTS="healthz label render"
+# The server is started with this admin key, and rate limits high enough not
+# to be what is measured.
+BENCH_KEY="pr_bench$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+export PROMPTREG_INIT_ADMIN_KEY="$BENCH_KEY"
+export PROMPTREG_RATE_LIMIT__READ__PER_SECOND=10000000 PROMPTREG_RATE_LIMIT__READ__BURST=10000000
 
 if [ "$#" -gt 0 ]; then
     BACKENDS=("$@")
@@ -103,7 +108,7 @@ ensure_postgres() {
 post() {
     local status
     status="$(curl -sS -o "$TMP/response" -w '%{http_code}' \
-        -H 'content-type: application/json' -d "$2" "$BASE$1")"
+        -H "Authorization: Bearer $BENCH_KEY" -H 'content-type: application/json' -d "$2" "$BASE$1")"
     [ "$status" = 201 ] || die "POST $1 returned $status: $(cat "$TMP/response")"
 }
 
@@ -111,7 +116,8 @@ post() {
 run_wrk() {
     local lua=()
     [ -z "${3:-}" ] || lua=(-s "$3")
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${lua[@]}" "$BASE$1" >"$2"
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${lua[@]}" \
+        -H "Authorization: Bearer $BENCH_KEY" "$BASE$1" >"$2"
     if grep -q 'Non-2xx or 3xx responses' "$2"; then
         cat "$2" >&2
         die "wrk saw error responses for $1"
@@ -182,8 +188,9 @@ bench_backend() {
     post /v1/prompts '{"name":"bench/greeting","description":"Load benchmark prompt"}'
     post /v1/prompts/bench%2Fgreeting/versions \
         '{"type":"text","template":"Hello {{name}}, welcome to {{place}}!","labels":["production"]}'
-    curl -fsS -o /dev/null "$BASE$LABEL_PATH" || die "label read failed after seeding"
-    curl -fsS -o /dev/null -H 'content-type: application/json' \
+    curl -fsS -o /dev/null -H "Authorization: Bearer $BENCH_KEY" "$BASE$LABEL_PATH" \
+        || die "label read failed after seeding"
+    curl -fsS -o /dev/null -H "Authorization: Bearer $BENCH_KEY" -H 'content-type: application/json' \
         -d '{"variables": {"name": "Ada", "place": "Paris"}}' "$BASE$RENDER_PATH" \
         || die "render failed after seeding"
 

@@ -20,6 +20,7 @@ import time
 
 BIN = os.path.join(os.path.dirname(__file__), "..", "target", "release", "promptreg")
 THREADS = 8
+KEY = "pr_bench" + os.urandom(16).hex()
 
 
 def free_port():
@@ -41,7 +42,8 @@ class Client:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
 
     def post(self, path, body, expect):
-        self.conn.request("POST", path, json.dumps(body), {"content-type": "application/json"})
+        headers = {"content-type": "application/json", "authorization": f"Bearer {KEY}"}
+        self.conn.request("POST", path, json.dumps(body), headers)
         response = self.conn.getresponse()
         data = response.read()
         if response.status not in expect:
@@ -97,7 +99,9 @@ def main():
                         "-c", f"create database {db}"], check=True)
         url = f"postgres://postgres@127.0.0.1:5432/{db}"
     port = free_port()
-    env = dict(os.environ, DATABASE_URL=url, RUST_LOG="warn")
+    # The admin key, and rate limits high enough not to be what is measured.
+    limits = {f"PROMPTREG_RATE_LIMIT__{s}__{k}": "1000000" for s in ("READ", "WRITE", "PROMOTE") for k in ("PER_SECOND", "BURST")}
+    env = dict(os.environ, DATABASE_URL=url, RUST_LOG="warn", PROMPTREG_INIT_ADMIN_KEY=KEY, **limits)
     server = subprocess.Popen([BIN, "serve", "--bind", f"127.0.0.1:{port}"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
