@@ -8,9 +8,9 @@ use anyhow::Context;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::response::IntoResponse;
 use axum::Router;
 use tower::ServiceBuilder;
-use axum::response::IntoResponse;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -111,7 +111,8 @@ pub fn build_app(state: AppState) -> Router {
                 // A bug (say, a template parser's panic on odd input) costs one
                 // request a 500, not the connection.
                 .layer(CatchPanicLayer::custom(|_| {
-                    ApiError::Internal(anyhow::anyhow!("a request handler panicked")).into_response()
+                    ApiError::Internal(anyhow::anyhow!("a request handler panicked"))
+                        .into_response()
                 }))
                 .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
                     ApiError::Timeout

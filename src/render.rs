@@ -108,26 +108,8 @@ impl Renderer {
                 })?;
             }
         }
-        let includes = template::includes(content.engine, &content.body)?;
-        let mut chain = vec![name.to_string()];
-        for include in &includes {
-            if include.prompt == name.as_str() {
-                chain.push(include.prompt.clone());
-                return Err(RenderError::IncludeCycle(chain));
-            }
-        }
-        let mut partials = Partials::default();
-        match self
-            .resolve_includes(
-                project,
-                content.engine,
-                &includes,
-                &mut chain,
-                &mut partials,
-            )
-            .await
-        {
-            Ok(()) | Err(RenderError::IncludeNotFound { .. }) => {}
+        match self.partials(project, name.to_string(), content).await {
+            Ok(_) | Err(RenderError::IncludeNotFound { .. }) => {}
             Err(other) => return Err(other),
         }
         Ok(template::variables(content.engine, &content.body)?)
@@ -144,17 +126,7 @@ impl Renderer {
         let version = self.registry.get_version(project, name, reference).await?;
         self.validate_variables(&version, variables)?;
         let content = &version.content;
-        let includes = template::includes(content.engine, &content.body)?;
-        let mut partials = Partials::default();
-        let mut chain = vec![name.to_string()];
-        self.resolve_includes(
-            project,
-            content.engine,
-            &includes,
-            &mut chain,
-            &mut partials,
-        )
-        .await?;
+        let partials = self.partials(project, name.to_string(), content).await?;
 
         let mut key = Vec::with_capacity(partials.ids.len() + 1);
         key.push(version.id);
@@ -199,17 +171,9 @@ impl Renderer {
                 })?;
             check_against(&validator, variables)?;
         }
-        let includes = template::includes(content.engine, &content.body)?;
-        let mut partials = Partials::default();
-        let mut chain = vec!["(unsaved)".to_owned()];
-        self.resolve_includes(
-            project,
-            content.engine,
-            &includes,
-            &mut chain,
-            &mut partials,
-        )
-        .await?;
+        let partials = self
+            .partials(project, "(unsaved)".to_owned(), content)
+            .await?;
         let rendered = template::render(
             content.engine,
             &content.body,
@@ -238,6 +202,28 @@ impl Renderer {
             }
         };
         check_against(&validator, variables)
+    }
+
+    /// Every partial `content` includes, transitively; `root` names the
+    /// content in cycle and depth errors.
+    async fn partials(
+        &self,
+        project: ProjectId,
+        root: String,
+        content: &PromptContent,
+    ) -> Result<Partials, RenderError> {
+        let includes = template::includes(content.engine, &content.body)?;
+        let mut partials = Partials::default();
+        let mut chain = vec![root];
+        self.resolve_includes(
+            project,
+            content.engine,
+            &includes,
+            &mut chain,
+            &mut partials,
+        )
+        .await?;
+        Ok(partials)
     }
 
     /// Fetches every partial `includes` names, depth first, refusing cycles
