@@ -19,7 +19,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tower_http::LatencyUnit;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, Services};
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::domain::auth::KeySecret;
@@ -77,12 +77,14 @@ pub async fn state_with_store(
         default_label,
         config.cache.max_compiled,
     ));
-    let state = AppState {
+    let encoded_versions = moka::sync::Cache::new(config.cache.max_versions);
+    let state = AppState::new(Services {
         registry,
         renderer,
         auth,
         config: Arc::new(config),
-    };
+        encoded_versions,
+    });
     Ok((state, generated))
 }
 

@@ -17,26 +17,23 @@ use crate::domain::auth::{allows, Actor, KeySecret, Scope};
 use crate::domain::{ApiKey, ProjectId, DEFAULT_PROJECT};
 use crate::store::{Invalidation, NewKey, Store, StoreError};
 
-/// An authenticated caller.
+/// An authenticated caller: the project it acts in, and its (cached) key.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub key_id: Uuid,
-    pub key_name: String,
     pub project: ProjectId,
-    pub project_name: String,
-    pub scopes: Vec<Scope>,
+    key: Arc<ApiKey>,
 }
 
 impl Caller {
     pub fn actor(&self) -> Actor {
         Actor {
-            key_id: Some(self.key_id),
-            key_name: self.key_name.clone(),
+            key_id: Some(self.key.id),
+            key_name: self.key.name.clone(),
         }
     }
 
     pub fn has(&self, scope: Scope) -> bool {
-        allows(&self.scopes, scope)
+        allows(&self.key.scopes, scope)
     }
 }
 
@@ -94,11 +91,8 @@ impl Authenticator {
         let secret = KeySecret::parse(token.trim()).ok_or(AuthError::Invalid)?;
         let key = self.find_key(&secret).await?.ok_or(AuthError::Invalid)?;
         Ok(Caller {
-            key_id: key.id,
-            key_name: key.name.clone(),
             project: key.project_id,
-            project_name: key.project.clone(),
-            scopes: key.scopes.clone(),
+            key,
         })
     }
 
@@ -128,7 +122,7 @@ impl Authenticator {
             return Err(AuthError::InsufficientScope(scope));
         }
         if let Some(limiter) = self.limiters.get(&scope) {
-            limiter.check_key(&caller.key_id).map_err(|not_until| {
+            limiter.check_key(&caller.key.id).map_err(|not_until| {
                 AuthError::RateLimited(not_until.wait_time_from(DefaultClock::default().now()))
             })?;
         }

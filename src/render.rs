@@ -68,6 +68,8 @@ pub struct Renderer {
     limits: Limits,
     compiled: Cache<Vec<Uuid>, Arc<CompiledBody>>,
     validators: Cache<Uuid, Arc<jsonschema::Validator>>,
+    /// What each (immutable) version includes, so renders do not re-parse.
+    includes: Cache<Uuid, Arc<Vec<Include>>>,
 }
 
 impl Renderer {
@@ -78,6 +80,7 @@ impl Renderer {
             limits: Limits::default(),
             compiled: Cache::new(max_compiled),
             validators: Cache::new(max_compiled),
+            includes: Cache::new(max_compiled),
         }
     }
 
@@ -108,7 +111,11 @@ impl Renderer {
                 })?;
             }
         }
-        match self.partials(project, name.to_string(), content).await {
+        let includes = template::includes(content.engine, &content.body)?;
+        match self
+            .partials(project, name.to_string(), content.engine, &includes)
+            .await
+        {
             Ok(_) | Err(RenderError::IncludeNotFound { .. }) => {}
             Err(other) => return Err(other),
         }
@@ -126,7 +133,10 @@ impl Renderer {
         let version = self.registry.get_version(project, name, reference).await?;
         self.validate_variables(&version, variables)?;
         let content = &version.content;
-        let partials = self.partials(project, name.to_string(), content).await?;
+        let includes = self.includes_of(&version)?;
+        let partials = self
+            .partials(project, name.to_string(), content.engine, &includes)
+            .await?;
 
         let mut key = Vec::with_capacity(partials.ids.len() + 1);
         key.push(version.id);
@@ -171,8 +181,9 @@ impl Renderer {
                 })?;
             check_against(&validator, variables)?;
         }
+        let includes = template::includes(content.engine, &content.body)?;
         let partials = self
-            .partials(project, "(unsaved)".to_owned(), content)
+            .partials(project, "(unsaved)".to_owned(), content.engine, &includes)
             .await?;
         let rendered = template::render(
             content.engine,
@@ -204,25 +215,34 @@ impl Renderer {
         check_against(&validator, variables)
     }
 
-    /// Every partial `content` includes, transitively; `root` names the
+    fn includes_of(&self, version: &Version) -> Result<Arc<Vec<Include>>, RenderError> {
+        if let Some(hit) = self.includes.get(&version.id) {
+            return Ok(hit);
+        }
+        let found = Arc::new(template::includes(
+            version.content.engine,
+            &version.content.body,
+        )?);
+        self.includes.insert(version.id, found.clone());
+        Ok(found)
+    }
+
+    /// Every partial `includes` names, transitively; `root` names the
     /// content in cycle and depth errors.
     async fn partials(
         &self,
         project: ProjectId,
         root: String,
-        content: &PromptContent,
+        engine: Engine,
+        includes: &[Include],
     ) -> Result<Partials, RenderError> {
-        let includes = template::includes(content.engine, &content.body)?;
         let mut partials = Partials::default();
+        if includes.is_empty() {
+            return Ok(partials);
+        }
         let mut chain = vec![root];
-        self.resolve_includes(
-            project,
-            content.engine,
-            &includes,
-            &mut chain,
-            &mut partials,
-        )
-        .await?;
+        self.resolve_includes(project, engine, includes, &mut chain, &mut partials)
+            .await?;
         Ok(partials)
     }
 
@@ -257,7 +277,7 @@ impl Renderer {
                     .resolved
                     .push((partial.prompt_name.clone(), partial.version.clone()));
                 partials.ids.push(partial.id);
-                let nested = template::includes(engine, &partial.content.body)?;
+                let nested = self.includes_of(&partial)?;
                 chain.push(include.prompt.clone());
                 let result = self
                     .resolve_includes(project, engine, &nested, chain, partials)

@@ -28,12 +28,31 @@ use crate::error::{ApiError, FieldError, Problem};
 use crate::registry::Registry;
 use crate::render::Renderer;
 
+/// What handlers share; one `Arc`, so the per-request clone is one increment.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+pub struct Services {
     pub registry: Arc<Registry>,
     pub renderer: Arc<Renderer>,
     pub auth: Arc<Authenticator>,
     pub config: Arc<Config>,
+    /// Versions as their GET answers them, by version id.
+    pub encoded_versions: moka::sync::Cache<uuid::Uuid, Arc<versions::EncodedVersion>>,
 }
 
 #[derive(OpenApi)]

@@ -384,26 +384,50 @@ pub async fn get_version(
     let name = prompt_name(&name)?;
     let reference = version_ref("ref", &reference)?;
     let version = resolve(&state, auth.project, &name, &reference).await?;
-    let etag = format!("\"{}\"", version.content_hash);
+    let encoded = state
+        .encoded_versions
+        .get_with(version.id, || Arc::new(EncodedVersion::of(&version)));
     // Exact versions never change; labels move, so those answers must be revalidated.
     let cache_control = match reference {
         VersionRef::Exact(_) => "private, max-age=31536000, immutable",
         VersionRef::Label(_) => "private, no-cache",
     };
     let caching = [
-        (
-            header::ETAG,
-            HeaderValue::from_str(&etag).map_err(|e| ApiError::Internal(e.into()))?,
-        ),
+        (header::ETAG, encoded.etag.clone()),
         (
             header::CACHE_CONTROL,
             HeaderValue::from_static(cache_control),
         ),
     ];
-    if if_none_match(&headers, &etag) {
+    if if_none_match(&headers, &encoded.etag) {
         return Ok((StatusCode::NOT_MODIFIED, caching).into_response());
     }
-    Ok((caching, axum::Json(VersionResponse::from(version.as_ref()))).into_response())
+    let json = [(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    )];
+    Ok((caching, json, encoded.body.clone()).into_response())
+}
+
+/// A version's answer, encoded once: versions never change, so neither does
+/// their JSON or their ETag.
+pub struct EncodedVersion {
+    etag: HeaderValue,
+    body: axum::body::Bytes,
+}
+
+impl EncodedVersion {
+    fn of(version: &Version) -> Self {
+        // A hex digest in quotes is always a valid header value, and a plain
+        // struct always serializes.
+        let etag = HeaderValue::from_str(&format!("\"{}\"", version.content_hash))
+            .unwrap_or_else(|_| HeaderValue::from_static("\"\""));
+        let body = serde_json::to_vec(&VersionResponse::from(version)).unwrap_or_default();
+        Self {
+            etag,
+            body: body.into(),
+        }
+    }
 }
 
 async fn resolve(
@@ -420,7 +444,10 @@ async fn resolve(
 }
 
 /// RFC 9110 weak comparison against every tag of `If-None-Match` (or `*`).
-fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+fn if_none_match(headers: &HeaderMap, etag: &HeaderValue) -> bool {
+    let Ok(etag) = etag.to_str() else {
+        return false;
+    };
     headers.get_all(header::IF_NONE_MATCH).iter().any(|value| {
         value.to_str().is_ok_and(|list| {
             list.split(',')
@@ -568,7 +595,11 @@ mod tests {
                 header::IF_NONE_MATCH,
                 HeaderValue::from_static(header_value),
             );
-            assert_eq!(if_none_match(&headers, etag), want, "{header_value}");
+            assert_eq!(
+                if_none_match(&headers, &HeaderValue::from_static(etag)),
+                want,
+                "{header_value}"
+            );
         }
     }
 }
