@@ -177,8 +177,8 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
     )
 }
 
-/// One span per request, named by the matched route (low cardinality) and
-/// carrying the request id.
+/// One span per request: method, matched route (low cardinality, for
+/// grouping), path and request id; the response event adds status and latency.
 fn request_span(request: &Request) -> tracing::Span {
     let route = request
         .extensions()
@@ -189,7 +189,13 @@ fn request_span(request: &Request) -> tracing::Span {
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    tracing::info_span!("request", method = %request.method(), route, request_id)
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        route,
+        path = request.uri().path(),
+        request_id
+    )
 }
 
 /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish.
