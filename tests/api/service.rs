@@ -137,7 +137,7 @@ async fn start_binary(dir: &std::path::Path, port: u16) -> (std::process::Child,
         }
     });
     let client = reqwest::Client::new();
-    for _ in 0..100 {
+    for _ in 0..200 {
         if client
             .get(format!("http://127.0.0.1:{port}/readyz"))
             .send()
@@ -160,7 +160,7 @@ fn stop(mut child: std::process::Child) {
         .status()
         .expect("kill");
     assert!(status.success());
-    for _ in 0..100 {
+    for _ in 0..200 {
         if let Some(code) = child.try_wait().expect("wait") {
             assert!(code.success(), "exit status {code}");
             return;
