@@ -69,9 +69,13 @@ impl Registry {
         new: NewPrompt,
         actor: &Actor,
     ) -> StoreResult<PromptSummary> {
-        let name = new.name.clone();
-        self.store.insert_prompt(project, new, actor).await?;
-        self.store.get_prompt(project, &name).await
+        let prompt = self.store.insert_prompt(project, new, actor).await?;
+        // A new prompt has no labels and no versions: nothing to read back.
+        Ok(PromptSummary {
+            prompt,
+            labels: Default::default(),
+            latest_version: None,
+        })
     }
 
     pub async fn get_prompt(
