@@ -81,6 +81,12 @@ pub struct FieldError {
     pub column: Option<usize>,
 }
 
+impl From<crate::domain::content::ContentError> for FieldError {
+    fn from(e: crate::domain::content::ContentError) -> Self {
+        Self::new(e.field, e.message)
+    }
+}
+
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {

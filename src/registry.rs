@@ -75,6 +75,7 @@ impl Registry {
             prompt,
             labels: Default::default(),
             latest_version: None,
+            latest_content_hash: None,
         })
     }
 

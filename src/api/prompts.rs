@@ -60,6 +60,8 @@ pub struct PromptResponse {
     labels: BTreeMap<String, String>,
     #[schema(example = "1.0.2")]
     latest_version: Option<String>,
+    /// sha256 of the latest version's canonical content (its ETag).
+    latest_content_hash: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -77,6 +79,7 @@ impl From<PromptSummary> for PromptResponse {
                 .map(|(k, v)| (k, v.to_string()))
                 .collect(),
             latest_version: s.latest_version.map(|v| v.to_string()),
+            latest_content_hash: s.latest_content_hash,
             created_at: s.prompt.created_at,
             updated_at: s.prompt.updated_at,
         }

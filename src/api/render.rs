@@ -8,10 +8,10 @@ use utoipa::ToSchema;
 
 use super::auth::{scope, Auth};
 use super::extract::{prompt_name, version_ref, Json, Path};
-use super::versions::{parse_content, ContentFields};
 use super::AppState;
 use crate::domain::{ChatMessage, Engine, PromptContent, PromptType};
-use crate::error::{ApiError, Problem};
+use crate::domain::content::{parse_content, ContentFields};
+use crate::error::{ApiError, FieldError, Problem};
 use crate::providers::requests::{request_body, RequestFormat};
 use crate::template::{Rendered, RenderedMessage};
 
@@ -206,7 +206,11 @@ pub async fn render_template(
     );
     let content = match content {
         Some(content) if errors.is_empty() => content,
-        _ => return Err(ApiError::Validation(errors)),
+        _ => {
+            return Err(ApiError::Validation(
+                errors.into_iter().map(FieldError::from).collect(),
+            ))
+        }
     };
     let variables = Value::Object(body.variables);
     let (rendered, resolved) = state

@@ -15,10 +15,10 @@ use super::auth::{scope, Auth};
 use super::extract::{prompt_name, semver, version_ref, Json, PageParams, Path, Query};
 use super::{prompt_path, AppState};
 use crate::domain::auth::Scope;
-use crate::domain::content::PromptBody;
+use crate::domain::content::{diff_contents, parse_content, ContentFields};
 use crate::domain::ProjectId;
 use crate::domain::{
-    Bump, ChatMessage, Engine, LabelName, PromptContent, PromptType, Version, VersionRef,
+    Bump, ChatMessage, Engine, LabelName, PromptType, Version, VersionRef,
 };
 use crate::error::{ApiError, FieldError, Problem};
 use crate::store::NewVersion;
@@ -139,87 +139,9 @@ pub struct VersionPage {
     next_cursor: Option<String>,
 }
 
-/// The content fields that posting a version and rendering unsaved content share.
-pub(super) struct ContentFields {
-    pub prompt_type: Option<PromptType>,
-    pub template: Option<String>,
-    pub messages: Option<Vec<ChatMessage>>,
-    pub engine: Option<Engine>,
-    pub model_config: Option<Map<String, Value>>,
-    pub input_schema: Option<Value>,
-    pub output_schema: Option<Value>,
-}
-
-/// Checks the content's shape, adding every problem to `errors`.
-pub(super) fn parse_content(
-    fields: ContentFields,
-    errors: &mut Vec<FieldError>,
-) -> Option<PromptContent> {
-    let mut fail = |field: &str, message: &str| errors.push(FieldError::new(field, message));
-    let prompt_type = match (fields.prompt_type, &fields.template, &fields.messages) {
-        (Some(t), ..) => Some(t),
-        (None, Some(_), None) => Some(PromptType::Text),
-        (None, None, Some(_)) => Some(PromptType::Chat),
-        (None, None, None) => {
-            fail(
-                "type",
-                "give `type` with `template` (text) or `messages` (chat)",
-            );
-            None
-        }
-        (None, Some(_), Some(_)) => {
-            fail("template", "give `template` or `messages`, not both");
-            None
-        }
-    };
-    let body = match (prompt_type, fields.template, fields.messages) {
-        (Some(PromptType::Text), Some(t), None) => Some(PromptBody::Text(t)),
-        (Some(PromptType::Chat), None, Some(m)) if m.is_empty() => {
-            fail("messages", "a chat prompt needs at least one message");
-            None
-        }
-        (Some(PromptType::Chat), None, Some(m)) => Some(PromptBody::Chat(m)),
-        (Some(PromptType::Text), _, Some(_)) => {
-            fail("messages", "a text prompt has `template`, not `messages`");
-            None
-        }
-        (Some(PromptType::Text), None, None) => {
-            fail("template", "a text prompt needs `template`");
-            None
-        }
-        (Some(PromptType::Chat), Some(_), _) => {
-            fail("template", "a chat prompt has `messages`, not `template`");
-            None
-        }
-        (Some(PromptType::Chat), None, None) => {
-            fail("messages", "a chat prompt needs `messages`");
-            None
-        }
-        (None, ..) => None,
-    };
-    for (field, schema) in [
-        ("input_schema", &fields.input_schema),
-        ("output_schema", &fields.output_schema),
-    ] {
-        if schema
-            .as_ref()
-            .is_some_and(|s| !(s.is_object() || s.is_boolean()))
-        {
-            fail(field, "a JSON Schema is an object or a boolean");
-        }
-    }
-    Some(PromptContent {
-        body: body?,
-        engine: fields.engine.unwrap_or_default(),
-        model_config: fields.model_config.unwrap_or_default(),
-        input_schema: fields.input_schema,
-        output_schema: fields.output_schema,
-    })
-}
-
 /// Checks a request field by field, collecting every error before answering.
 fn parse_new_version(body: CreateVersionRequest) -> Result<NewVersion, ApiError> {
-    let mut errors: Vec<FieldError> = Vec::new();
+    let mut content_errors = Vec::new();
     let content = parse_content(
         ContentFields {
             prompt_type: body.prompt_type,
@@ -230,8 +152,9 @@ fn parse_new_version(body: CreateVersionRequest) -> Result<NewVersion, ApiError>
             input_schema: body.input_schema,
             output_schema: body.output_schema,
         },
-        &mut errors,
+        &mut content_errors,
     );
+    let mut errors: Vec<FieldError> = content_errors.into_iter().map(FieldError::from).collect();
     let mut fail = |field: &str, message: String| errors.push(FieldError::new(field, message));
     if body
         .message
@@ -514,37 +437,18 @@ pub async fn diff_versions(
     let to_ref = version_ref("to", &params.to)?;
     let from = resolve(&state, auth.project, &name, &from_ref).await?;
     let to = resolve(&state, auth.project, &name, &to_ref).await?;
-    let (old, new) = (
-        from.content.to_canonical_value(),
-        to.content.to_canonical_value(),
-    );
-    let mut fields: Vec<&String> = old
-        .as_object()
+    let label = |v: &Version| format!("{}@{}", v.prompt_name, v.version);
+    let diff = diff_contents(&from.content, &to.content, &label(&from), &label(&to));
+    let changes = diff
+        .changes
         .into_iter()
-        .chain(new.as_object())
-        .flat_map(|o| o.keys())
-        .collect();
-    fields.sort();
-    fields.dedup();
-    let changes = fields
-        .into_iter()
-        .filter(|f| old.get(f.as_str()) != new.get(f.as_str()))
-        .map(|f| FieldChange {
-            field: f.clone(),
-            from: old.get(f.as_str()).cloned().unwrap_or(Value::Null),
-            to: new.get(f.as_str()).cloned().unwrap_or(Value::Null),
+        .map(|c| FieldChange {
+            field: c.field,
+            from: c.from,
+            to: c.to,
         })
         .collect();
-    let label = |v: &Version| format!("{}@{}", v.prompt_name, v.version);
-    let (old_text, new_text) = (diffable_text(&from.content), diffable_text(&to.content));
-    let diff = if old_text == new_text {
-        String::new()
-    } else {
-        similar::TextDiff::from_lines(&old_text, &new_text)
-            .unified_diff()
-            .header(&label(&from), &label(&to))
-            .to_string()
-    };
+    let diff = diff.diff;
     Ok(axum::Json(DiffResponse {
         prompt: name.to_string(),
         from: from.version.to_string(),
@@ -552,27 +456,6 @@ pub async fn diff_versions(
         changes,
         diff,
     }))
-}
-
-/// The template, or the messages as `[role]` blocks, so line diffs read naturally.
-fn diffable_text(content: &PromptContent) -> String {
-    let mut text = match &content.body {
-        PromptBody::Text(t) => t.clone(),
-        PromptBody::Chat(messages) => messages
-            .iter()
-            .map(|m| match m {
-                ChatMessage::System { content }
-                | ChatMessage::User { content }
-                | ChatMessage::Assistant { content } => format!("[{}]\n{content}", m.role()),
-                ChatMessage::Placeholder { name } => format!("[placeholder: {name}]"),
-            })
-            .collect::<Vec<_>>()
-            .join("\n"),
-    };
-    if !text.ends_with('\n') {
-        text.push('\n');
-    }
-    text
 }
 
 #[cfg(test)]

@@ -245,3 +245,164 @@ mod tests {
         assert!(bad.is_err());
     }
 }
+
+/// A problem with one content field, named as in the API and in prompt files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentError {
+    pub field: String,
+    pub message: String,
+}
+
+/// The content fields that posting a version and rendering unsaved content share.
+#[derive(Debug, Clone, Default)]
+pub struct ContentFields {
+    pub prompt_type: Option<PromptType>,
+    pub template: Option<String>,
+    pub messages: Option<Vec<ChatMessage>>,
+    pub engine: Option<Engine>,
+    pub model_config: Option<Map<String, Value>>,
+    pub input_schema: Option<Value>,
+    pub output_schema: Option<Value>,
+}
+
+/// Checks the content's shape, adding every problem to `errors`.
+pub fn parse_content(
+    fields: ContentFields,
+    errors: &mut Vec<ContentError>,
+) -> Option<PromptContent> {
+    let mut fail = |field: &str, message: &str| errors.push(ContentError { field: field.to_owned(), message: message.to_owned() });
+    let prompt_type = match (fields.prompt_type, &fields.template, &fields.messages) {
+        (Some(t), ..) => Some(t),
+        (None, Some(_), None) => Some(PromptType::Text),
+        (None, None, Some(_)) => Some(PromptType::Chat),
+        (None, None, None) => {
+            fail(
+                "type",
+                "give `type` with `template` (text) or `messages` (chat)",
+            );
+            None
+        }
+        (None, Some(_), Some(_)) => {
+            fail("template", "give `template` or `messages`, not both");
+            None
+        }
+    };
+    let body = match (prompt_type, fields.template, fields.messages) {
+        (Some(PromptType::Text), Some(t), None) => Some(PromptBody::Text(t)),
+        (Some(PromptType::Chat), None, Some(m)) if m.is_empty() => {
+            fail("messages", "a chat prompt needs at least one message");
+            None
+        }
+        (Some(PromptType::Chat), None, Some(m)) => Some(PromptBody::Chat(m)),
+        (Some(PromptType::Text), _, Some(_)) => {
+            fail("messages", "a text prompt has `template`, not `messages`");
+            None
+        }
+        (Some(PromptType::Text), None, None) => {
+            fail("template", "a text prompt needs `template`");
+            None
+        }
+        (Some(PromptType::Chat), Some(_), _) => {
+            fail("template", "a chat prompt has `messages`, not `template`");
+            None
+        }
+        (Some(PromptType::Chat), None, None) => {
+            fail("messages", "a chat prompt needs `messages`");
+            None
+        }
+        (None, ..) => None,
+    };
+    for (field, schema) in [
+        ("input_schema", &fields.input_schema),
+        ("output_schema", &fields.output_schema),
+    ] {
+        if schema
+            .as_ref()
+            .is_some_and(|s| !(s.is_object() || s.is_boolean()))
+        {
+            fail(field, "a JSON Schema is an object or a boolean");
+        }
+    }
+    Some(PromptContent {
+        body: body?,
+        engine: fields.engine.unwrap_or_default(),
+        model_config: fields.model_config.unwrap_or_default(),
+        input_schema: fields.input_schema,
+        output_schema: fields.output_schema,
+    })
+}
+
+
+/// One content field that differs between two versions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangedField {
+    pub field: String,
+    pub from: Value,
+    pub to: Value,
+}
+
+/// How two contents differ: field by field, and as a unified diff of the
+/// template or messages (empty when those are equal).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContentDiff {
+    pub changes: Vec<ChangedField>,
+    pub diff: String,
+}
+
+pub fn diff_contents(
+    from: &PromptContent,
+    to: &PromptContent,
+    from_label: &str,
+    to_label: &str,
+) -> ContentDiff {
+    let (old, new) = (from.to_canonical_value(), to.to_canonical_value());
+    let mut fields: Vec<&String> = old
+        .as_object()
+        .into_iter()
+        .chain(new.as_object())
+        .flat_map(|o| o.keys())
+        .collect();
+    fields.sort();
+    fields.dedup();
+    let changes = fields
+        .into_iter()
+        .filter(|f| old.get(f.as_str()) != new.get(f.as_str()))
+        .map(|f| ChangedField {
+            field: f.clone(),
+            from: old.get(f.as_str()).cloned().unwrap_or(Value::Null),
+            to: new.get(f.as_str()).cloned().unwrap_or(Value::Null),
+        })
+        .collect();
+    let (old_text, new_text) = (diffable_text(from), diffable_text(to));
+    let diff = if old_text == new_text {
+        String::new()
+    } else {
+        similar::TextDiff::from_lines(&old_text, &new_text)
+            .unified_diff()
+            .header(from_label, to_label)
+            .to_string()
+    };
+    ContentDiff { changes, diff }
+}
+
+/// The template, or the messages as `[role]` blocks, so line diffs read naturally.
+fn diffable_text(content: &PromptContent) -> String {
+    let mut text = match &content.body {
+        PromptBody::Text(t) => t.clone(),
+        PromptBody::Chat(messages) => messages
+            .iter()
+            .map(|m| match m {
+                ChatMessage::System { content }
+                | ChatMessage::User { content }
+                | ChatMessage::Assistant { content } => format!("[{}]\n{content}", m.role()),
+                ChatMessage::Placeholder { name } => format!("[placeholder: {name}]"),
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+    };
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text
+}
+

@@ -38,6 +38,9 @@ pub struct PromptSummary {
     pub prompt: Prompt,
     pub labels: std::collections::BTreeMap<String, semver::Version>,
     pub latest_version: Option<semver::Version>,
+    /// The content hash of the latest version: lets clients such as `push`
+    /// tell unchanged content without fetching it.
+    pub latest_content_hash: Option<String>,
 }
 
 /// An immutable, numbered snapshot of a prompt's content.

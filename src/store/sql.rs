@@ -60,6 +60,7 @@ macro_rules! impl_store {
             #[sqlx(flatten)]
             prompt: PromptRow,
             latest_version: Option<String>,
+            latest_content_hash: Option<String>,
         }
 
         impl $store {
@@ -310,7 +311,9 @@ macro_rules! impl_store {
             ) -> StoreResult<Page<PromptSummary>> {
                 let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
                     "select {PROMPT_COLUMNS}, (select v.version from prompt_version v \
-                     where v.prompt_id = p.id order by v.seq desc limit 1) as latest_version \
+                     where v.prompt_id = p.id order by v.seq desc limit 1) as latest_version, \
+                     (select v.content_hash from prompt_version v \
+                     where v.prompt_id = p.id order by v.seq desc limit 1) as latest_content_hash \
                      from prompt p where p.project_id = "
                 ));
                 qb.push_bind(project);
@@ -365,6 +368,7 @@ macro_rules! impl_store {
                         Ok(PromptSummary {
                             labels: labels.remove(&row.prompt.id).unwrap_or_default(),
                             latest_version: row.latest_version.as_deref().map(parse_semver).transpose()?,
+                            latest_content_hash: row.latest_content_hash,
                             prompt: row.prompt.into(),
                         })
                     })
