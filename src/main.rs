@@ -5,7 +5,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
+use promptreg::client::commands::{self, Output};
+use promptreg::client::http::Client;
+use promptreg::client::push::PushOptions;
 use promptreg::config::{Config, LogFormat, Overrides};
+use promptreg::domain::LabelName;
 
 // Request handling allocates many small, short-lived objects; mimalloc
 // serves them markedly faster than the system allocator (docs/benchmarks.md).
@@ -49,6 +53,8 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    #[command(flatten)]
+    Client(ClientCommand),
     /// Manage API keys directly in the database (for operators).
     Keys {
         #[command(flatten)]
@@ -56,6 +62,98 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+}
+
+/// The commands CI runs against a server (and `validate`, offline).
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Push a folder of `*.prompt.yaml` files: new prompts are created,
+    /// changed ones get a new version, unchanged ones nothing.
+    Push {
+        dir: PathBuf,
+        /// Point this label at every pushed prompt's current version.
+        #[arg(long)]
+        label: Option<String>,
+        /// The changelog entry of new versions (default: the last git commit subject).
+        #[arg(long, short)]
+        message: Option<String>,
+        /// Print what would change, with a diff, and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Prompts pushed at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Write every prompt of the project as files that `push` reads back unchanged.
+    Pull {
+        dir: PathBuf,
+        /// The version to write: a label or a semver.
+        #[arg(long = "ref", default_value = "latest")]
+        reference: String,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Check a folder of prompt files offline; problems as `path:line:column`.
+    Validate {
+        dir: PathBuf,
+        #[arg(long, value_enum, default_value = "human")]
+        output: Output,
+    },
+    /// Show how two versions of a prompt differ.
+    Diff {
+        name: String,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Point a label at a version.
+    Promote {
+        name: String,
+        #[arg(long)]
+        label: String,
+        #[arg(long)]
+        version: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Move a label back to its previous version.
+    Rollback {
+        name: String,
+        #[arg(long)]
+        label: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+}
+
+/// Where the server is and how to reach it, for the client commands.
+#[derive(clap::Args)]
+struct RemoteArgs {
+    /// The server's base URL.
+    #[arg(long, env = "PROMPTREG_URL", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// An API key (`pr_…`).
+    #[arg(long, env = "PROMPTREG_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// human (default) or json: exactly one JSON object on stdout.
+    #[arg(long, value_enum, default_value = "human")]
+    output: Output,
+}
+
+impl RemoteArgs {
+    fn client(&self) -> Result<Client, ExitCode> {
+        Client::new(&self.server, self.token.clone()).map_err(|e| {
+            eprintln!("promptreg: {e}");
+            ExitCode::from(2)
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -96,27 +194,106 @@ fn load(args: ConfigArgs, bind: Option<std::net::SocketAddr>) -> anyhow::Result<
     Ok(config)
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Serve { config, bind } => promptreg::app::serve(load(config, bind)?).await,
+/// Runs a command; the client commands answer their own exit status.
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { config, bind } => promptreg::app::serve(load(config, bind)?).await?,
         Command::Migrate { config } => {
             let config = load(config, None)?;
             let store = promptreg::store::connect(&config.database_url, 1).await?;
             tracing::info!(backend = store.backend(), "migrations applied");
-            Ok(())
         }
-        Command::Keys { config, command } => keys(load(config, None)?, command).await,
-        Command::Openapi => {
-            println!("{}", promptreg::api::openapi().to_pretty_json()?);
-            Ok(())
+        Command::Keys { config, command } => keys(load(config, None)?, command).await?,
+        Command::Openapi => println!("{}", promptreg::api::openapi().to_pretty_json()?),
+        Command::Client(command) => return Ok(client_command(command).await),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn label(raw: &str) -> Result<LabelName, ExitCode> {
+    LabelName::parse(raw).map_err(|e| {
+        eprintln!("promptreg: --label: {e}");
+        ExitCode::from(commands::USAGE)
+    })
+}
+
+/// The client commands: they talk HTTP and report their own exit status.
+async fn client_command(command: ClientCommand) -> ExitCode {
+    match command {
+        ClientCommand::Push {
+            dir,
+            label: raw_label,
+            message,
+            dry_run,
+            concurrency,
+            remote,
+        } => {
+            let label = match raw_label.as_deref().map(label).transpose() {
+                Ok(label) => label,
+                Err(code) => return code,
+            };
+            let client = match remote.client() {
+                Ok(client) => client,
+                Err(code) => return code,
+            };
+            let options = PushOptions {
+                label,
+                message,
+                metadata: Default::default(),
+                dry_run,
+                concurrency,
+            };
+            commands::push(&client, &dir, options, remote.output).await
         }
+        ClientCommand::Pull {
+            dir,
+            reference,
+            concurrency,
+            remote,
+        } => match remote.client() {
+            Ok(client) => {
+                commands::pull(&client, &dir, &reference, concurrency, remote.output).await
+            }
+            Err(code) => code,
+        },
+        ClientCommand::Validate { dir, output } => commands::validate(&dir, output),
+        ClientCommand::Diff {
+            name,
+            from,
+            to,
+            remote,
+        } => match remote.client() {
+            Ok(client) => commands::diff(&client, &name, &from, &to, remote.output).await,
+            Err(code) => code,
+        },
+        ClientCommand::Promote {
+            name,
+            label: raw_label,
+            version,
+            remote,
+        } => match (label(&raw_label), remote.client()) {
+            (Ok(label), Ok(client)) => {
+                commands::promote(&client, &name, &label, &version, remote.output).await
+            }
+            (Err(code), _) | (_, Err(code)) => code,
+        },
+        ClientCommand::Rollback {
+            name,
+            label: raw_label,
+            remote,
+        } => match (label(&raw_label), remote.client()) {
+            (Ok(label), Ok(client)) => {
+                commands::rollback(&client, &name, &label, remote.output).await
+            }
+            (Err(code), _) | (_, Err(code)) => code,
+        },
     }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run(Cli::parse()).await {
-        Ok(()) => ExitCode::SUCCESS,
+    match run(Cli::parse().command).await {
+        Ok(code) => code,
         Err(err) => {
             eprintln!("promptreg: {err:#}");
             ExitCode::FAILURE

@@ -17,9 +17,7 @@ use super::{prompt_path, AppState};
 use crate::domain::auth::Scope;
 use crate::domain::content::{diff_contents, parse_content, ContentFields};
 use crate::domain::ProjectId;
-use crate::domain::{
-    Bump, ChatMessage, Engine, LabelName, PromptType, Version, VersionRef,
-};
+use crate::domain::{Bump, ChatMessage, Engine, LabelName, PromptType, Version, VersionRef};
 use crate::error::{ApiError, FieldError, Problem};
 use crate::store::NewVersion;
 

@@ -60,11 +60,7 @@ impl PromptFile {
     }
 
     /// The file `pull` writes for a stored version.
-    pub fn of_version(
-        description: &str,
-        tags: &[String],
-        content: &PromptContent,
-    ) -> Self {
+    pub fn of_version(description: &str, tags: &[String], content: &PromptContent) -> Self {
         Self {
             name: None,
             description: (!description.is_empty()).then(|| description.to_owned()),
@@ -100,7 +96,8 @@ impl PromptFile {
 }
 
 /// The order a file's keys are written in: what the prompt is, then its body.
-const KEY_ORDER: [&str; 12] = [
+const KEY_ORDER: [&str; 13] = [
+    "role",
     "name",
     "description",
     "tags",
@@ -130,7 +127,12 @@ fn yaml_of(value: &Value) -> Yaml<'static> {
             keys.sort_by_key(|k| (KEY_ORDER.iter().position(|o| o == k), k.as_str()));
             Yaml::Mapping(
                 keys.into_iter()
-                    .map(|k| (Yaml::Value(Scalar::String(k.clone().into())), yaml_of(&map[k])))
+                    .map(|k| {
+                        (
+                            Yaml::Value(Scalar::String(k.clone().into())),
+                            yaml_of(&map[k]),
+                        )
+                    })
                     .collect(),
             )
         }
@@ -264,7 +266,9 @@ fn json_of(
         message,
     };
     let value = match &node.data {
-        YamlData::Value(scalar) => scalar_json(scalar).ok_or_else(|| fail("a number that JSON cannot hold".into()))?,
+        YamlData::Value(scalar) => {
+            scalar_json(scalar).ok_or_else(|| fail("a number that JSON cannot hold".into()))?
+        }
         YamlData::Representation(text, ..) => Value::String(text.to_string()),
         YamlData::Sequence(items) => {
             let mut out = Vec::with_capacity(items.len());
@@ -365,7 +369,10 @@ impl std::fmt::Display for Diagnostic {
 /// Every `*.prompt.yaml` under `dir`, sorted, with the name its path gives.
 pub fn discover(dir: &Path) -> std::io::Result<Vec<(PathBuf, String)>> {
     let mut found = Vec::new();
-    for entry in walkdir::WalkDir::new(dir).follow_links(true).sort_by_file_name() {
+    for entry in walkdir::WalkDir::new(dir)
+        .follow_links(true)
+        .sort_by_file_name()
+    {
         let entry = entry.map_err(std::io::Error::other)?;
         let Some(file_name) = entry.file_name().to_str() else {
             continue;
@@ -393,7 +400,9 @@ pub fn path_for(dir: &Path, name: &str) -> PathBuf {
     }
     path.set_file_name(format!(
         "{}{SUFFIX}",
-        path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default()
+        path.file_name()
+            .map(|f| f.to_string_lossy())
+            .unwrap_or_default()
     ));
     path
 }
@@ -507,9 +516,24 @@ mod tests {
             value,
             json!({"description": "hi", "template": "Hello {{name}}\nbye\n", "model_config": {"temperature": 0.2}})
         );
-        assert_eq!(map.locate("/description"), Pos { line: 1, column: 14 });
-        assert_eq!(map.locate_key("/model_config/temperature"), Pos { line: 6, column: 3 });
-        assert_eq!(map.locate("/model_config/temperature"), Pos { line: 6, column: 16 });
+        assert_eq!(
+            map.locate("/description"),
+            Pos {
+                line: 1,
+                column: 14
+            }
+        );
+        assert_eq!(
+            map.locate_key("/model_config/temperature"),
+            Pos { line: 6, column: 3 }
+        );
+        assert_eq!(
+            map.locate("/model_config/temperature"),
+            Pos {
+                line: 6,
+                column: 16
+            }
+        );
         // Line 2 of the block is file line 4, indented by two.
         assert_eq!(
             map.locate_in_string(src, "/template", Some(2), Some(1)),
@@ -557,10 +581,16 @@ mod tests {
                         .cloned()
                         .unwrap_or_default(),
                 ),
-                input_schema: Some(json!({"type": "object", "properties": {"x": {"type": "string"}}})),
+                input_schema: Some(
+                    json!({"type": "object", "properties": {"x": {"type": "string"}}}),
+                ),
                 messages: Some(vec![
-                    ChatMessage::System { content: text.into() },
-                    ChatMessage::Placeholder { name: "history".into() },
+                    ChatMessage::System {
+                        content: text.into(),
+                    },
+                    ChatMessage::Placeholder {
+                        name: "history".into(),
+                    },
                 ]),
                 template: Some(text.into()),
                 ..PromptFile::default()

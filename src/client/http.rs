@@ -161,7 +161,11 @@ fn problem(status: StatusCode, value: &Value, text: &str) -> ClientError {
         .and_then(Value::as_str)
         .or_else(|| value.get("title").and_then(Value::as_str));
     let mut message = match detail {
-        Some(d) => format!("{} {}: {d}", status.as_u16(), code.as_deref().unwrap_or("error")),
+        Some(d) => format!(
+            "{} {}: {d}",
+            status.as_u16(),
+            code.as_deref().unwrap_or("error")
+        ),
         None if text.trim().is_empty() => format!("{status}"),
         None => format!("{status}: {}", text.trim()),
     };

@@ -2,5 +2,10 @@
 //! `diff`, `promote` and `rollback`. Prompt files live in `files`; the
 //! offline checks in `validate`; HTTP with retries in `http`.
 
+pub mod commands;
 pub mod files;
+pub mod http;
+pub mod pull;
+pub mod push;
+pub mod remote;
 pub mod validate;

@@ -117,7 +117,12 @@ pub fn check_prompt(prompt: &LoadedPrompt) -> Vec<Diagnostic> {
                 column,
                 format!("template syntax: {message}"),
             ),
-            other => (body_pointer(&content.body, None), None, None, other.to_string()),
+            other => (
+                body_pointer(&content.body, None),
+                None,
+                None,
+                other.to_string(),
+            ),
         };
         let pos = prompt
             .map

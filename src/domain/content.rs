@@ -270,7 +270,12 @@ pub fn parse_content(
     fields: ContentFields,
     errors: &mut Vec<ContentError>,
 ) -> Option<PromptContent> {
-    let mut fail = |field: &str, message: &str| errors.push(ContentError { field: field.to_owned(), message: message.to_owned() });
+    let mut fail = |field: &str, message: &str| {
+        errors.push(ContentError {
+            field: field.to_owned(),
+            message: message.to_owned(),
+        })
+    };
     let prompt_type = match (fields.prompt_type, &fields.template, &fields.messages) {
         (Some(t), ..) => Some(t),
         (None, Some(_), None) => Some(PromptType::Text),
@@ -331,7 +336,6 @@ pub fn parse_content(
         output_schema: fields.output_schema,
     })
 }
-
 
 /// One content field that differs between two versions.
 #[derive(Debug, Clone, PartialEq)]
@@ -405,4 +409,3 @@ fn diffable_text(content: &PromptContent) -> String {
     }
     text
 }
-

@@ -108,6 +108,18 @@ pub fn enc(name: &str) -> String {
 }
 
 impl TestApp {
+    /// Serves the app on a random local port until the test ends; answers
+    /// its base URL. For tests of clients that speak real HTTP (the CLI).
+    pub async fn serve(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a local port");
+        let addr = listener.local_addr().expect("local address");
+        let router = self.router.clone();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        format!("http://{addr}")
+    }
+
     /// A request as the admin key.
     pub async fn request(&self, method: Method, path: &str, body: Option<Value>) -> TestResponse {
         self.request_as(Some(ADMIN_KEY), method, path, body).await

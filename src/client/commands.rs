@@ -1,0 +1,245 @@
+//! Each CLI command end to end: run it, print the human or JSON report, and
+//! answer the exit status (0 all succeeded, 1 something failed; usage errors
+//! are clap's 2).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use reqwest::Method;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::files::Severity;
+use super::http::{segment, Client, ClientError};
+use super::{pull, push, validate};
+use crate::domain::LabelName;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Human,
+    Json,
+}
+
+pub const FAILED: u8 = 1;
+pub const USAGE: u8 = 2;
+
+fn print_json(value: &impl Serialize) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("promptreg: cannot encode the report: {e}"),
+    }
+}
+
+fn status(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(FAILED)
+    }
+}
+
+fn require_dir(dir: &Path) -> Result<(), ExitCode> {
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        eprintln!("promptreg: {} is not a folder", dir.display());
+        Err(ExitCode::from(USAGE))
+    }
+}
+
+pub async fn push(
+    client: &Client,
+    dir: &Path,
+    mut options: push::PushOptions,
+    output: Output,
+) -> ExitCode {
+    if let Err(code) = require_dir(dir) {
+        return code;
+    }
+    if options.message.is_none() {
+        options.message = push::git_subject(dir);
+    }
+    options.metadata.extend(push::git_metadata(dir));
+    let report = match push::push(client, dir, &options).await {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("promptreg: cannot read {}: {e}", dir.display());
+            return ExitCode::from(FAILED);
+        }
+    };
+    match output {
+        Output::Json => print_json(&report),
+        Output::Human => print!("{}", report.human()),
+    }
+    status(report.succeeded())
+}
+
+pub async fn pull(
+    client: &Client,
+    dir: &Path,
+    reference: &str,
+    concurrency: usize,
+    output: Output,
+) -> ExitCode {
+    match pull::pull(client, dir, reference, concurrency).await {
+        Ok(report) => {
+            match output {
+                Output::Json => print_json(&report),
+                Output::Human => print!("{}", report.human(reference)),
+            }
+            status(report.succeeded())
+        }
+        Err(e) => fail(output, &e),
+    }
+}
+
+#[derive(Serialize)]
+struct ValidateReport {
+    files: usize,
+    errors: Vec<DiagnosticJson>,
+    warnings: Vec<DiagnosticJson>,
+}
+
+#[derive(Serialize)]
+struct DiagnosticJson {
+    path: String,
+    line: usize,
+    column: usize,
+    message: String,
+}
+
+pub fn validate(dir: &Path, output: Output) -> ExitCode {
+    if let Err(code) = require_dir(dir) {
+        return code;
+    }
+    let checked = match validate::check_dir(dir) {
+        Ok(checked) => checked,
+        Err(e) => {
+            eprintln!("promptreg: cannot read {}: {e}", dir.display());
+            return ExitCode::from(FAILED);
+        }
+    };
+    let files = checked.prompts.len() + checked.failed.len();
+    match output {
+        Output::Human => {
+            for d in &checked.diagnostics {
+                println!("{d}");
+            }
+            let warnings = checked.diagnostics.len() - checked.errors();
+            println!(
+                "{files} files checked: {} errors, {warnings} warnings",
+                checked.errors()
+            );
+        }
+        Output::Json => {
+            let (errors, warnings): (Vec<_>, Vec<_>) = checked
+                .diagnostics
+                .iter()
+                .partition(|d| d.severity == Severity::Error);
+            let convert = |list: Vec<&super::files::Diagnostic>| {
+                list.into_iter()
+                    .map(|d| DiagnosticJson {
+                        path: d.path.display().to_string(),
+                        line: d.pos.line,
+                        column: d.pos.column,
+                        message: d.message.clone(),
+                    })
+                    .collect()
+            };
+            print_json(&ValidateReport {
+                files,
+                errors: convert(errors),
+                warnings: convert(warnings),
+            });
+        }
+    }
+    status(checked.errors() == 0)
+}
+
+pub async fn diff(client: &Client, name: &str, from: &str, to: &str, output: Output) -> ExitCode {
+    let path = format!("/v1/prompts/{}/diff?from={from}&to={to}", segment(name));
+    match client.get(&path).await {
+        Ok((_, body)) => {
+            match output {
+                Output::Json => print_json(&body),
+                Output::Human => {
+                    let text = |key: &str| {
+                        body.get(key)
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_owned()
+                    };
+                    println!("{name}: {} -> {}", text("from"), text("to"));
+                    for change in body
+                        .get("changes")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
+                        let field = change.get("field").and_then(Value::as_str).unwrap_or("");
+                        if field != "template" && field != "messages" {
+                            println!(
+                                "{field}: {} -> {}",
+                                change.get("from").unwrap_or(&Value::Null),
+                                change.get("to").unwrap_or(&Value::Null)
+                            );
+                        }
+                    }
+                    print!("{}", text("diff"));
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(output, &e),
+    }
+}
+
+pub async fn promote(
+    client: &Client,
+    name: &str,
+    label: &LabelName,
+    version: &str,
+    output: Output,
+) -> ExitCode {
+    let path = format!("/v1/prompts/{}/labels/{label}", segment(name));
+    let result = client
+        .send(Method::PUT, &path, Some(&json!({ "version": version })))
+        .await;
+    label_moved(name, result, output)
+}
+
+pub async fn rollback(client: &Client, name: &str, label: &LabelName, output: Output) -> ExitCode {
+    let path = format!("/v1/prompts/{}/labels/{label}/rollback", segment(name));
+    let result = client.send(Method::POST, &path, None).await;
+    label_moved(name, result, output)
+}
+
+fn label_moved(
+    name: &str,
+    result: Result<(reqwest::StatusCode, Value), ClientError>,
+    output: Output,
+) -> ExitCode {
+    match result {
+        Ok((_, body)) => {
+            match output {
+                Output::Json => print_json(&body),
+                Output::Human => println!(
+                    "{name}: {} -> {}",
+                    body.get("name").and_then(Value::as_str).unwrap_or("?"),
+                    body.get("version").and_then(Value::as_str).unwrap_or("?")
+                ),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(output, &e),
+    }
+}
+
+/// Reports a failed request: on stderr for people, as `{"error"}` for machines.
+fn fail(output: Output, e: &ClientError) -> ExitCode {
+    match output {
+        Output::Json => print_json(&json!({ "error": e.to_string(), "code": e.code() })),
+        Output::Human => eprintln!("promptreg: {e}"),
+    }
+    ExitCode::from(FAILED)
+}
