@@ -69,6 +69,8 @@ impl Default for RateLimit {
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     pub body_limit_bytes: usize,
+    /// Dataset item uploads, which stream rather than buffer.
+    pub upload_limit_bytes: usize,
     pub request_timeout_secs: u64,
     /// Origins browsers may call the API from (CORS); empty: none.
     pub cors_allowed_origins: Vec<String>,

@@ -179,6 +179,10 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("expected a JSON body (Content-Type: application/json)")]
     UnsupportedMediaType,
+    #[error("{0}")]
+    UnsupportedUpload(String),
+    #[error("the upload is larger than this server's limit of {0} bytes (http.upload_limit_bytes); nothing of it was kept")]
+    UploadTooLarge(usize),
     #[error("no route for this path")]
     RouteNotFound,
     #[error("this method is not allowed here")]
@@ -197,6 +201,13 @@ pub enum ApiError {
     ProjectExists(String),
     #[error("no key with this id in your project")]
     KeyNotFound,
+    #[error("no dataset named {0:?}")]
+    DatasetNotFound(String),
+    #[error("a dataset named {0:?} already exists")]
+    DatasetExists(String),
+    /// An uploaded item was refused; nothing of the upload was kept.
+    #[error("{}; nothing of this upload was kept", .0.message)]
+    InvalidItem(FieldError),
     #[error("the database is not reachable")]
     Unavailable,
     #[error("internal error")]
@@ -253,6 +264,16 @@ impl ApiError {
                 "Validation failed",
             ),
             Self::MalformedJson(_) => (S::BAD_REQUEST, "malformed_json", "Malformed JSON"),
+            Self::UploadTooLarge(_) => (
+                S::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "Payload too large",
+            ),
+            Self::UnsupportedUpload(_) => (
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Unsupported media type",
+            ),
             Self::PayloadTooLarge => (
                 S::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
@@ -315,6 +336,9 @@ impl ApiError {
             Self::ProjectNotFound(_) => (S::NOT_FOUND, "project_not_found", "Project not found"),
             Self::ProjectExists(_) => (S::CONFLICT, "project_exists", "Project exists"),
             Self::KeyNotFound => (S::NOT_FOUND, "key_not_found", "Key not found"),
+            Self::DatasetNotFound(_) => (S::NOT_FOUND, "dataset_not_found", "Dataset not found"),
+            Self::DatasetExists(_) => (S::CONFLICT, "dataset_exists", "Dataset exists"),
+            Self::InvalidItem(_) => (S::UNPROCESSABLE_ENTITY, "invalid_item", "Invalid item"),
             Self::Unavailable => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
             Self::Internal(_) => (
                 S::INTERNAL_SERVER_ERROR,
@@ -327,7 +351,7 @@ impl ApiError {
     fn field_errors(&self) -> Vec<FieldError> {
         match self {
             Self::Validation(errors) | Self::InvalidVariables(errors) => errors.clone(),
-            Self::TemplateSyntax(error) => vec![error.clone()],
+            Self::TemplateSyntax(error) | Self::InvalidItem(error) => vec![error.clone()],
             Self::MissingVariables(names) => names
                 .iter()
                 .map(|n| FieldError::new(n, "required by the template but not given"))
@@ -447,6 +471,14 @@ impl ApiError {
             StoreError::ProjectNotFound => Self::ProjectNotFound(prompt.into()),
             StoreError::ProjectExists => Self::ProjectExists(prompt.into()),
             StoreError::KeyNotFound => Self::KeyNotFound,
+            StoreError::DatasetNotFound => Self::DatasetNotFound(prompt.into()),
+            StoreError::DatasetExists => Self::DatasetExists(prompt.into()),
+            StoreError::InvalidItem(e) => Self::InvalidItem(FieldError {
+                field: format!("items[{}]", e.item.saturating_sub(1)),
+                message: e.to_string(),
+                line: e.line.and_then(|l| usize::try_from(l).ok()),
+                column: None,
+            }),
             StoreError::Corrupt(message) => Self::Internal(anyhow::anyhow!(message)),
             StoreError::Database(err) => match err {
                 sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {

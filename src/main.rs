@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
 use promptreg::client::commands::{self, Output};
 use promptreg::client::http::Client;
-use promptreg::client::push::PushOptions;
+use promptreg::client::push::{self, PushOptions};
 use promptreg::config::{Config, LogFormat, Overrides};
 use promptreg::domain::LabelName;
 
@@ -84,6 +84,8 @@ enum ClientCommand {
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
         #[command(flatten)]
+        provenance: Provenance,
+        #[command(flatten)]
         remote: RemoteArgs,
     },
     /// Write every prompt of the project as files that `push` reads back unchanged.
@@ -131,6 +133,21 @@ enum ClientCommand {
         #[command(flatten)]
         remote: RemoteArgs,
     },
+}
+
+/// Where pushed content comes from, recorded in each new version's metadata.
+/// GitHub Actions sets these variables; elsewhere `git` in the folder tells.
+#[derive(clap::Args)]
+struct Provenance {
+    /// The commit being pushed (default: `git rev-parse HEAD`).
+    #[arg(long, env = "GITHUB_SHA", value_name = "SHA")]
+    git_commit: Option<String>,
+    /// The branch being pushed (default: the checked-out branch).
+    #[arg(long, env = "GITHUB_REF_NAME", value_name = "BRANCH")]
+    git_branch: Option<String>,
+    /// The CI run that pushes.
+    #[arg(long, env = "GITHUB_RUN_ID", value_name = "ID")]
+    ci_run: Option<String>,
 }
 
 /// Where the server is and how to reach it, for the client commands.
@@ -226,6 +243,7 @@ async fn client_command(command: ClientCommand) -> ExitCode {
             message,
             dry_run,
             concurrency,
+            provenance,
             remote,
         } => {
             let label = match raw_label.as_deref().map(label).transpose() {
@@ -243,7 +261,12 @@ async fn client_command(command: ClientCommand) -> ExitCode {
                 dry_run,
                 concurrency,
             };
-            commands::push(&client, &dir, options, remote.output).await
+            let provenance = push::Provenance {
+                git_commit: provenance.git_commit,
+                git_branch: provenance.git_branch,
+                ci_run: provenance.ci_run,
+            };
+            commands::push(&client, &dir, options, provenance, remote.output).await
         }
         ClientCommand::Pull {
             dir,

@@ -4,6 +4,7 @@
 
 mod admin;
 pub mod auth;
+mod datasets;
 pub mod extract;
 mod health;
 mod labels;
@@ -68,6 +69,7 @@ pub struct Services {
         (name = "versions", description = "Immutable, numbered versions of a prompt"),
         (name = "labels", description = "Named pointers to versions, with history and rollback"),
         (name = "render", description = "Render prompts with variables, optionally as a provider's request body"),
+        (name = "datasets", description = "Datasets of inputs and reference outputs that evaluations run over"),
         (name = "admin", description = "API keys, projects and the audit log"),
         (name = "service", description = "Health and readiness")
     ),
@@ -155,6 +157,9 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(labels::rollback_label))
         .routes(routes!(render::render_prompt))
         .routes(routes!(render::render_template))
+        .routes(routes!(datasets::list_datasets, datasets::create_dataset))
+        .routes(routes!(datasets::get_dataset))
+        .routes(routes!(datasets::list_items, datasets::append_items))
         .routes(routes!(admin::list_keys, admin::create_key))
         .routes(routes!(admin::revoke_key))
         .routes(routes!(admin::list_projects, admin::create_project))

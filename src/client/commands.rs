@@ -51,6 +51,7 @@ pub async fn push(
     client: &Client,
     dir: &Path,
     mut options: push::PushOptions,
+    provenance: push::Provenance,
     output: Output,
 ) -> ExitCode {
     if let Err(code) = require_dir(dir) {
@@ -59,7 +60,7 @@ pub async fn push(
     if options.message.is_none() {
         options.message = push::git_subject(dir);
     }
-    options.metadata.extend(push::git_metadata(dir));
+    options.metadata.extend(provenance.metadata(dir));
     let report = match push::push(client, dir, &options).await {
         Ok(report) => report,
         Err(e) => {

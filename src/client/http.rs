@@ -8,8 +8,11 @@ use rand::Rng;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-/// How many times a request is sent at most.
+/// How many times a request is sent at most after network errors and 5xx.
 const ATTEMPTS: u32 = 4;
+/// 429 is flow control, not failure: a push of a large folder may be told to
+/// slow down many times, so it waits up to this long in all per request.
+const MAX_RATE_LIMITED_WAIT: Duration = Duration::from_secs(120);
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 /// The longest a `Retry-After` is waited for before giving up on the retry.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
@@ -90,8 +93,8 @@ impl Client {
     ) -> Result<(StatusCode, Value), ClientError> {
         let url = format!("{}{path}", self.base);
         let mut attempt = 0;
+        let mut rate_limited_wait = Duration::ZERO;
         loop {
-            attempt += 1;
             let mut request = self.http.request(method.clone(), &url);
             if let Some(token) = &self.token {
                 request = request.bearer_auth(token);
@@ -99,13 +102,14 @@ impl Client {
             if let Some(body) = body {
                 request = request.json(body);
             }
-            let (error, wait) = match request.send().await {
+            let (error, wait, rate_limited) = match request.send().await {
                 Err(e) => (
                     ClientError::Unreachable {
                         url: self.base.clone(),
                         reason: describe(&e),
                     },
                     None,
+                    false,
                 ),
                 Ok(response) => {
                     let status = response.status();
@@ -121,20 +125,30 @@ impl Client {
                         return Ok((status, value));
                     }
                     let error = problem(status, &value, &text);
-                    let retryable =
-                        status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
-                    if !retryable {
+                    let rate_limited = status == StatusCode::TOO_MANY_REQUESTS;
+                    if !(rate_limited || status.is_server_error()) {
                         return Err(error);
                     }
-                    (error, retry_after)
+                    (error, retry_after, rate_limited)
                 }
             };
-            if attempt >= ATTEMPTS || wait.is_some_and(|w| w > MAX_RETRY_AFTER) {
+            if !rate_limited {
+                attempt += 1;
+            }
+            let backoff = FIRST_BACKOFF * 2u32.pow(attempt.min(6));
+            let jitter =
+                Duration::from_millis(rand::rng().random_range(0..=backoff.as_millis() as u64 / 2));
+            let pause = wait.unwrap_or(backoff) + jitter;
+            if rate_limited {
+                rate_limited_wait += pause;
+            }
+            if attempt >= ATTEMPTS
+                || rate_limited_wait > MAX_RATE_LIMITED_WAIT
+                || wait.is_some_and(|w| w > MAX_RETRY_AFTER)
+            {
                 return Err(error);
             }
-            let backoff = FIRST_BACKOFF * 2u32.pow(attempt - 1);
-            let jitter = rand::rng().random_range(0..=backoff.as_millis() as u64 / 2);
-            tokio::time::sleep(wait.unwrap_or(backoff) + Duration::from_millis(jitter)).await;
+            tokio::time::sleep(pause).await;
         }
     }
 }

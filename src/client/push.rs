@@ -370,24 +370,33 @@ fn version_body(dir: &Path, prompt: &LoadedPrompt, options: &PushOptions) -> Val
     Value::Object(body)
 }
 
-/// The git commit, branch and CI run of the folder being pushed, from the
-/// CI's environment (GitHub Actions) or from `git` itself.
-pub fn git_metadata(dir: &Path) -> Map<String, Value> {
-    let env = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
-    let mut metadata = Map::new();
-    let commit = env("GITHUB_SHA").or_else(|| git(dir, &["rev-parse", "HEAD"]));
-    let branch = env("GITHUB_REF_NAME")
-        .or_else(|| git(dir, &["rev-parse", "--abbrev-ref", "HEAD"]).filter(|b| b != "HEAD"));
-    if let Some(commit) = commit {
-        metadata.insert("git_commit".into(), json!(commit));
+/// Where pushed content comes from: what the CI says, else what `git` says.
+#[derive(Debug, Clone, Default)]
+pub struct Provenance {
+    pub git_commit: Option<String>,
+    pub git_branch: Option<String>,
+    pub ci_run: Option<String>,
+}
+
+impl Provenance {
+    /// Fills what the CI did not say from `git` in `dir`; answers the metadata.
+    pub fn metadata(self, dir: &Path) -> Map<String, Value> {
+        let given = |v: Option<String>| v.filter(|v| !v.is_empty());
+        let commit = given(self.git_commit).or_else(|| git(dir, &["rev-parse", "HEAD"]));
+        let branch = given(self.git_branch)
+            .or_else(|| git(dir, &["rev-parse", "--abbrev-ref", "HEAD"]).filter(|b| b != "HEAD"));
+        let mut metadata = Map::new();
+        for (key, value) in [
+            ("git_commit", commit),
+            ("git_branch", branch),
+            ("ci_run", given(self.ci_run)),
+        ] {
+            if let Some(value) = value {
+                metadata.insert(key.into(), json!(value));
+            }
+        }
+        metadata
     }
-    if let Some(branch) = branch {
-        metadata.insert("git_branch".into(), json!(branch));
-    }
-    if let Some(run) = env("GITHUB_RUN_ID") {
-        metadata.insert("ci_run".into(), json!(run));
-    }
-    metadata
 }
 
 /// The subject of the last commit touching the folder's repository.

@@ -92,6 +92,40 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+/// A named, append-only collection of items that evaluations run over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    pub id: Uuid,
+    pub project_id: ProjectId,
+    pub name: String,
+    pub description: String,
+    pub item_count: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One row of a dataset, immutable once written so evaluations reproduce.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetItem {
+    pub id: Uuid,
+    /// 1, 2, 3… in upload order.
+    pub seq: i64,
+    /// The variables a prompt is rendered with.
+    pub input: Map<String, Value>,
+    /// The reference output, when there is one.
+    pub expected: Option<Value>,
+    pub metadata: Map<String, Value>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An item as an upload gives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewItem {
+    pub input: Map<String, Value>,
+    pub expected: Option<Value>,
+    pub metadata: Map<String, Value>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Project {
     pub id: ProjectId,

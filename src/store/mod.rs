@@ -22,8 +22,8 @@ use uuid::Uuid;
 
 use crate::domain::auth::{Actor, Scope};
 use crate::domain::{
-    ApiKey, AuditEntry, Bump, Label, LabelMove, LabelName, Page, Project, ProjectId, Prompt,
-    PromptContent, PromptName, PromptSummary, Version, VersionRef,
+    ApiKey, AuditEntry, Bump, Dataset, DatasetItem, Label, LabelMove, LabelName, Page, Project,
+    ProjectId, Prompt, PromptContent, PromptName, PromptSummary, Version, VersionRef,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +50,13 @@ pub enum StoreError {
     ProjectExists,
     #[error("key not found")]
     KeyNotFound,
+    #[error("dataset not found")]
+    DatasetNotFound,
+    #[error("a dataset with this name already exists")]
+    DatasetExists,
+    /// An upload's item could not be read; nothing of the upload was kept.
+    #[error("{0}")]
+    InvalidItem(ItemError),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
     #[error(transparent)]
@@ -57,6 +64,20 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Why an uploaded item was refused: where (`item` is 1-based, `line` when
+/// the format has lines) and what.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("item {item}{}: {message}", .line.map(|l| format!(" (line {l})")).unwrap_or_default())]
+pub struct ItemError {
+    pub item: u64,
+    pub line: Option<u64>,
+    pub message: String,
+}
+
+/// Batches of items as an upload streams them in.
+pub type ItemBatches<'a> =
+    futures::stream::BoxStream<'a, Result<Vec<crate::domain::NewItem>, ItemError>>;
 
 #[derive(Debug, Clone)]
 pub struct NewPrompt {
@@ -240,6 +261,36 @@ pub trait Store: Send + Sync + 'static {
     async fn list_keys(&self, project: ProjectId) -> StoreResult<Vec<ApiKey>>;
     async fn revoke_key(&self, project: ProjectId, id: Uuid, actor: &Actor) -> StoreResult<ApiKey>;
     async fn count_keys(&self) -> StoreResult<i64>;
+
+    async fn insert_dataset(
+        &self,
+        project: ProjectId,
+        name: &PromptName,
+        description: &str,
+        actor: &Actor,
+    ) -> StoreResult<Dataset>;
+    async fn get_dataset(&self, project: ProjectId, name: &str) -> StoreResult<Dataset>;
+    async fn list_datasets(
+        &self,
+        project: ProjectId,
+        page: PageRequest,
+    ) -> StoreResult<Page<Dataset>>;
+    /// Appends every item the stream yields, in one transaction: an item
+    /// error (or any failure) keeps none of them. Answers the dataset after.
+    async fn append_items(
+        &self,
+        project: ProjectId,
+        name: &str,
+        items: ItemBatches<'_>,
+        actor: &Actor,
+    ) -> StoreResult<Dataset>;
+    /// Items in upload order, after `page.after` (a `seq`).
+    async fn list_items(
+        &self,
+        project: ProjectId,
+        name: &str,
+        page: PageRequest,
+    ) -> StoreResult<Page<DatasetItem>>;
 
     async fn list_audit(
         &self,

@@ -11,8 +11,8 @@ use uuid::Uuid;
 use super::StoreError;
 use crate::domain::auth::Scope;
 use crate::domain::{
-    content::PromptBody, ApiKey, AuditEntry, ChatMessage, Engine, Label, LabelMove, Project,
-    Prompt, PromptContent, Version,
+    content::PromptBody, ApiKey, AuditEntry, ChatMessage, Dataset, DatasetItem, Engine, Label,
+    LabelMove, Project, Prompt, PromptContent, Version,
 };
 
 /// Columns of `prompt` as `PROMPT_COLUMNS` selects them.
@@ -195,6 +195,57 @@ impl From<ProjectRow> for Project {
         Project {
             id: row.id,
             name: row.name,
+            created_at: row.created_at,
+        }
+    }
+}
+
+pub const DATASET_SELECT: &str = "select d.id, d.project_id, d.name, d.description, \
+     d.item_count, d.created_at, d.updated_at from dataset d";
+
+#[derive(FromRow)]
+pub struct DatasetRow {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub item_count: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<DatasetRow> for Dataset {
+    fn from(row: DatasetRow) -> Self {
+        Dataset {
+            id: row.id,
+            project_id: row.project_id,
+            name: row.name,
+            description: row.description,
+            item_count: row.item_count,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+#[derive(FromRow)]
+pub struct DatasetItemRow {
+    pub id: Uuid,
+    pub seq: i64,
+    pub input: Json<Map<String, Value>>,
+    pub expected: Option<Json<Value>>,
+    pub metadata: Json<Map<String, Value>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<DatasetItemRow> for DatasetItem {
+    fn from(row: DatasetItemRow) -> Self {
+        DatasetItem {
+            id: row.id,
+            seq: row.seq,
+            input: row.input.0,
+            expected: row.expected.map(|e| e.0),
+            metadata: row.metadata.0,
             created_at: row.created_at,
         }
     }

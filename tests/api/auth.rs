@@ -103,6 +103,11 @@ async fn prepare(
             (format!("/v1/keys/{id}"), None)
         }
         ("POST", "/v1/projects") => (template.to_owned(), Some(json!({"name": fresh}))),
+        ("POST", "/v1/datasets") => (template.to_owned(), Some(json!({"name": fresh}))),
+        ("POST", "/v1/datasets/{name}/items") => (
+            "/v1/datasets/walk/items".to_owned(),
+            Some(json!([{"input": {"n": n}}])),
+        ),
         ("GET", _) => {
             let path = template
                 .replace("{name}", "walk")
@@ -127,6 +132,7 @@ async fn every_route_answers_each_kind_of_key_exactly(app: TestApp) {
     app.seed_version("walk", "one").await;
     app.seed_version("walk", "two").await;
     app.set_label("walk", "production", "1.0.0").await;
+    app.post("/v1/datasets", json!({"name": "walk"})).await;
 
     let mut keys: Vec<(String, String)> = Vec::new();
     for scope in ["read", "write", "promote", "evaluate", "admin"] {

@@ -67,16 +67,21 @@ fn prompt_folder() -> tempfile::TempDir {
 
 /// Runs the `promptreg` binary with `args` against `server`.
 async fn cli(server: &str, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_promptreg"))
+    cli_in_ci(server, args, &[]).await
+}
+
+/// Runs the binary as a CI job would, with `ci_env` set.
+async fn cli_in_ci(server: &str, args: &[&str], ci_env: &[(&str, &str)]) -> Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_promptreg"));
+    command
         .args(args)
         .env("PROMPTREG_URL", server)
-        .env("PROMPTREG_TOKEN", ADMIN_KEY)
-        .env_remove("GITHUB_SHA")
-        .env_remove("GITHUB_REF_NAME")
-        .env_remove("GITHUB_RUN_ID")
-        .output()
-        .await
-        .expect("run promptreg")
+        .env("PROMPTREG_TOKEN", ADMIN_KEY);
+    for key in ["GITHUB_SHA", "GITHUB_REF_NAME", "GITHUB_RUN_ID"] {
+        command.env_remove(key);
+    }
+    command.envs(ci_env.iter().copied());
+    command.output().await.expect("run promptreg")
 }
 
 fn stdout(output: &Output) -> String {
@@ -144,8 +149,19 @@ async fn push_creates_then_changes_only_what_changed(app: TestApp) {
         "support/greeting.prompt.yaml",
         &GREETING.replace("How can we help?", "What can we do?"),
     );
-    let (code, third) = cli_json(&server, &["push", path, "--message", "Friendlier"]).await;
-    assert_eq!(code, 0, "{third}");
+    let ci_env = [
+        ("GITHUB_SHA", "0123abcd"),
+        ("GITHUB_REF_NAME", "main"),
+        ("GITHUB_RUN_ID", "42"),
+    ];
+    let output = cli_in_ci(
+        &server,
+        &["push", path, "--message", "Friendlier", "--output", "json"],
+        &ci_env,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0));
+    let third: Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
     assert_eq!(
         names(&third, "created"),
         vec!["support/greeting".to_owned()]
@@ -164,8 +180,13 @@ async fn push_creates_then_changes_only_what_changed(app: TestApp) {
     );
     assert_eq!(latest.body["message"], "Friendlier");
     assert_eq!(
-        latest.body["metadata"]["source"],
-        "support/greeting.prompt.yaml"
+        latest.body["metadata"],
+        json!({
+            "source": "support/greeting.prompt.yaml",
+            "git_commit": "0123abcd",
+            "git_branch": "main",
+            "ci_run": "42"
+        })
     );
     let prompt = app
         .get(&format!("/v1/prompts/{}", enc("support/greeting")))

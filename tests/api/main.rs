@@ -4,6 +4,7 @@ mod support;
 
 mod auth;
 mod cli;
+mod datasets;
 mod errors;
 mod labels;
 mod prompts;

@@ -1,0 +1,230 @@
+//! Datasets: creation, uploads in three formats (all or nothing), paging.
+
+use axum::body::Body;
+use axum::http::{header, Method, Request};
+use serde_json::{json, Value};
+
+use crate::backend_tests;
+use crate::support::{app_with, enc, test_config, with_database, Backend, TestApp, TestResponse};
+
+async fn upload(
+    app: &TestApp,
+    name: &str,
+    content_type: &str,
+    body: impl Into<Body>,
+) -> TestResponse {
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(format!("/v1/datasets/{}/items", enc(name)))
+        .header(header::CONTENT_TYPE, content_type)
+        .body(body.into())
+        .expect("request");
+    app.send(request).await
+}
+
+async fn create(app: &TestApp, name: &str) -> TestResponse {
+    app.post(
+        "/v1/datasets",
+        json!({"name": name, "description": "questions"}),
+    )
+    .await
+}
+
+async fn all_items(app: &TestApp, name: &str) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/datasets/{}/items?limit=2&cursor={c}", enc(name)),
+            None => format!("/v1/datasets/{}/items?limit=2", enc(name)),
+        };
+        let page = app.get(&path).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        items.extend(page.body["items"].as_array().cloned().unwrap_or_default());
+        match page.body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return items,
+        }
+    }
+}
+
+async fn datasets_are_created_listed_and_unique(app: TestApp) {
+    let created = create(&app, "support/faq").await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(
+        created.header("location"),
+        Some("/v1/datasets/support%2Ffaq")
+    );
+    assert_eq!(created.body["item_count"], 0);
+    create(&app, "evals").await;
+
+    create(&app, "support/faq")
+        .await
+        .assert_problem(409, "dataset_exists");
+    create(&app, "Bad Name")
+        .await
+        .assert_problem(422, "invalid_name");
+    app.post("/v1/datasets", json!({"name": "x", "colour": "red"}))
+        .await
+        .assert_problem(422, "validation_failed");
+
+    let list = app.get("/v1/datasets").await;
+    let names: Vec<&str> = list.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    assert_eq!(names, vec!["evals", "support/faq"]);
+    let one = app
+        .get(&format!("/v1/datasets/{}", enc("support/faq")))
+        .await;
+    assert_eq!(one.body["description"], "questions");
+    app.get("/v1/datasets/nope")
+        .await
+        .assert_problem(404, "dataset_not_found");
+}
+
+async fn items_upload_as_json_jsonl_and_csv_in_order(app: TestApp) {
+    create(&app, "faq").await;
+    let array = json!([
+        {"input": {"question": "Where is my order?"}, "expected": "In transit", "metadata": {"source": "mail"}},
+        {"input": {"question": "Refund?"}}
+    ]);
+    let added = upload(&app, "faq", "application/json", array.to_string()).await;
+    assert_eq!(added.status, 200, "{}", added.body);
+    assert_eq!(added.body["added"], 2);
+
+    let lines = "{\"input\": {\"question\": \"Hours?\"}, \"expected\": {\"open\": 9}}\n\n{\"input\": {\"question\": \"Phone?\"}}\n";
+    let added = upload(&app, "faq", "application/x-ndjson; charset=utf-8", lines).await;
+    assert_eq!(added.body["added"], 2, "{}", added.body);
+
+    let csv = "question,input.tone,expected,metadata.source\n\"Where, exactly?\",calm,Here,web\nWhy?,warm,,chat\n";
+    let added = upload(&app, "faq", "text/csv", csv).await;
+    assert_eq!(added.body["added"], 2, "{}", added.body);
+    assert_eq!(added.body["dataset"]["item_count"], 6);
+
+    let items = all_items(&app, "faq").await;
+    let seqs: Vec<i64> = items.iter().filter_map(|i| i["seq"].as_i64()).collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(items[0]["input"], json!({"question": "Where is my order?"}));
+    assert_eq!(items[0]["expected"], "In transit");
+    assert_eq!(items[0]["metadata"], json!({"source": "mail"}));
+    assert_eq!(items[1]["expected"], Value::Null);
+    assert_eq!(items[2]["expected"], json!({"open": 9}));
+    assert_eq!(
+        items[4]["input"],
+        json!({"question": "Where, exactly?", "tone": "calm"})
+    );
+    assert_eq!(items[4]["expected"], "Here");
+    assert_eq!(items[4]["metadata"], json!({"source": "web"}));
+    assert_eq!(items[5]["expected"], "");
+}
+
+async fn a_bad_item_keeps_nothing_of_its_upload(app: TestApp) {
+    create(&app, "faq").await;
+    upload(
+        &app,
+        "faq",
+        "application/x-ndjson",
+        "{\"input\": {\"q\": 1}}\n",
+    )
+    .await;
+
+    let cases: [(&str, String, &str, &str); 6] = [
+        (
+            "application/x-ndjson",
+            "{\"input\": {\"q\": 1}}\n{\"input\": {\"q\": 2}}\n{\"input\": \"oops\"}\n".into(),
+            "items[2]",
+            "line 3",
+        ),
+        (
+            "application/x-ndjson",
+            "{\"input\": {}}\nnot json\n".into(),
+            "items[1]",
+            "not JSON",
+        ),
+        (
+            "application/json",
+            json!([{"input": {}}, {"input": {}, "answer": "x"}]).to_string(),
+            "items[1]",
+            "unknown field `answer`",
+        ),
+        (
+            "application/json",
+            "[{\"input\": {}}, {\"input\": ".into(),
+            "items[1]",
+            "not a JSON array",
+        ),
+        (
+            "application/json",
+            json!({"input": {}}).to_string(),
+            "items[0]",
+            "not a JSON array",
+        ),
+        (
+            "text/csv",
+            "q,expected\na,b\nc,d,e\n".into(),
+            "items[1]",
+            "not valid CSV",
+        ),
+    ];
+    for (content_type, body, field, says) in cases {
+        let answer = upload(&app, "faq", content_type, body).await;
+        let problem = answer.assert_problem(422, "invalid_item");
+        assert_eq!(answer.error_fields(), vec![field.to_owned()], "{problem}");
+        let detail = problem["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.contains(says),
+            "{content_type}: {detail:?} should say {says:?}"
+        );
+    }
+    let dataset = app.get("/v1/datasets/faq").await;
+    assert_eq!(dataset.body["item_count"], 1);
+    assert_eq!(all_items(&app, "faq").await.len(), 1);
+
+    upload(&app, "faq", "application/xml", "<items/>")
+        .await
+        .assert_problem(415, "unsupported_media_type");
+    upload(&app, "nope", "application/json", "[]")
+        .await
+        .assert_problem(404, "dataset_not_found");
+}
+
+async fn one_request_takes_a_hundred_thousand_items(app: TestApp) {
+    create(&app, "big").await;
+    let mut body = String::with_capacity(100_000 * 60);
+    for i in 0..100_000 {
+        body.push_str(&format!(
+            "{{\"input\": {{\"n\": {i}, \"q\": \"question {i}\"}}, \"expected\": \"answer {i}\"}}\n"
+        ));
+    }
+    let added = upload(&app, "big", "application/x-ndjson", body).await;
+    assert_eq!(added.status, 200, "{}", added.body);
+    assert_eq!(added.body["added"], 100_000);
+    let first = app.get("/v1/datasets/big/items?limit=1").await;
+    assert_eq!(first.body["items"][0]["input"]["n"], 0);
+}
+
+backend_tests!(
+    datasets_are_created_listed_and_unique,
+    items_upload_as_json_jsonl_and_csv_in_order,
+    a_bad_item_keeps_nothing_of_its_upload,
+    one_request_takes_a_hundred_thousand_items,
+);
+
+#[tokio::test]
+async fn uploads_over_the_limit_answer_413_and_keep_nothing() {
+    with_database(Backend::Sqlite, |url| async move {
+        let mut config = test_config(&url);
+        config.http.upload_limit_bytes = 1000;
+        let app = app_with(config).await;
+        create(&app, "faq").await;
+        let line = "{\"input\": {\"question\": \"a question that takes some room\"}}\n";
+        let answer = upload(&app, "faq", "application/x-ndjson", line.repeat(100)).await;
+        answer.assert_problem(413, "payload_too_large");
+        let dataset = app.get("/v1/datasets/faq").await;
+        assert_eq!(dataset.body["item_count"], 0);
+    })
+    .await;
+}
