@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod eval;
 pub mod providers;
 pub mod registry;
 pub mod render;

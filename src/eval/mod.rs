@@ -1,0 +1,13 @@
+//! Evaluation: the metrics that score one model output (`metrics`, with the
+//! text-similarity algorithms in `similarity`) and the statistics that
+//! summarise and compare lists of scores (`stats`). Everything here is a pure,
+//! deterministic function of its arguments: no I/O, no clock, no store or
+//! provider calls; whatever runs an evaluation fetches items and calls models
+//! elsewhere and only hands strings and numbers in.
+
+pub mod metrics;
+mod similarity;
+pub mod stats;
+
+pub use metrics::{LengthUnit, Metric, MetricError, Sample, METRIC_NAMES};
+pub use stats::{compare, summarize, Comparison, StatsError, Summary};
