@@ -1,12 +1,15 @@
 //! HTTP-level conformance suite: every behaviour runs against SQLite and Postgres.
+//! Provider clients (`providers`) run once, against the fake LLM (`fake_llm`).
 
 mod support;
 
 mod auth;
 mod cli;
 mod errors;
+mod fake_llm;
 mod labels;
 mod prompts;
+mod providers;
 mod render;
 mod service;
 mod versions;
