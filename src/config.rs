@@ -1,9 +1,10 @@
 //! Configuration, read once at start-up: compiled-in defaults (the text of
 //! `config/default.toml`) < a file given with `--config` < `DATABASE_URL` <
 //! `PROMPTREG_*` environment variables < command-line flags. The only module
-//! that reads the environment.
+//! that reads the environment: LLM providers' API keys too, resolved here from
+//! the variables their `api_key_env` names and kept [`Redacted`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -13,6 +14,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::auth::Scope;
+use crate::providers::ProviderKind;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
 
@@ -34,6 +36,9 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Token buckets per key, one per scope a route requires.
     pub rate_limit: HashMap<Scope, RateLimit>,
+    /// LLM providers by name (`[providers.NAME]`); none by default.
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
 }
 
 /// A secret that never shows in `Debug` output.
@@ -100,6 +105,187 @@ pub enum LogFormat {
     Json,
 }
 
+/// One LLM provider, `[providers.NAME]`. API keys never live in files: the
+/// config names the environment variable (`api_key_env`) and [`Config::load`]
+/// reads it into `api_key`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// The wire format: `openai` (also any OpenAI-compatible server: vLLM,
+    /// Ollama, LM Studio, LiteLLM, OpenRouter…), `anthropic` or `gemini`.
+    pub kind: ProviderKind,
+    /// Omitted: the kind's public API ([`ProviderConfig::base_url`]). For
+    /// `openai` it ends in `/v1`, as OpenAI's SDK takes it; for `anthropic`
+    /// and `gemini` it is the host root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// The name of the environment variable holding the key. Omitted:
+    /// `ANTHROPIC_API_KEY` or `GEMINI_API_KEY` for those kinds; none for
+    /// `openai`, which then sends no `Authorization` header (local servers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    /// The key read from that variable at load: never read from a file,
+    /// never serialized, `***` in `Debug`. `None` when the variable is unset
+    /// or empty; calls needing a key then fail, naming the variable.
+    #[serde(skip)]
+    pub api_key: Option<Redacted>,
+    /// The model used when a request names none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_model: Option<String>,
+    /// Seconds one attempt may take (fractions allowed).
+    #[serde(default = "default_provider_timeout")]
+    pub timeout: f64,
+    /// Calls in flight at once; more wait their turn.
+    #[serde(default = "default_provider_concurrency")]
+    pub max_concurrency: usize,
+    /// Retries after a failed attempt (429, 5xx, timeout, network error).
+    #[serde(default = "default_provider_retries")]
+    pub max_retries: u32,
+    /// USD per million tokens, by model name as requests give it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub prices: BTreeMap<String, ModelPrice>,
+}
+
+/// A model's price in USD per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPrice {
+    pub input_per_million: f64,
+    pub output_per_million: f64,
+}
+
+fn default_provider_timeout() -> f64 {
+    60.0
+}
+
+fn default_provider_concurrency() -> usize {
+    8
+}
+
+fn default_provider_retries() -> u32 {
+    3
+}
+
+/// Bounds that catch typos (a timeout in milliseconds, say) at start-up.
+const MAX_PROVIDER_TIMEOUT_SECS: f64 = 3600.0;
+const MAX_PROVIDER_CONCURRENCY: usize = 10_000;
+const MAX_PROVIDER_RETRIES: u32 = 10;
+
+impl ProviderConfig {
+    /// A provider of `kind` with every default and no key.
+    pub fn new(kind: ProviderKind) -> Self {
+        Self {
+            kind,
+            base_url: None,
+            api_key_env: None,
+            api_key: None,
+            default_model: None,
+            timeout: default_provider_timeout(),
+            max_concurrency: default_provider_concurrency(),
+            max_retries: default_provider_retries(),
+            prices: BTreeMap::new(),
+        }
+    }
+
+    /// The base URL without a trailing slash: the configured one, else the
+    /// kind's public API.
+    pub fn base_url(&self) -> String {
+        let url = self.base_url.as_deref().unwrap_or(match self.kind {
+            ProviderKind::Openai => "https://api.openai.com/v1",
+            ProviderKind::Anthropic => "https://api.anthropic.com",
+            ProviderKind::Gemini => "https://generativelanguage.googleapis.com",
+        });
+        url.trim_end_matches('/').to_owned()
+    }
+
+    /// The environment variable the key comes from: the configured one, else
+    /// the kind's usual one (none for OpenAI-compatible servers).
+    pub fn key_env(&self) -> Option<&str> {
+        self.api_key_env.as_deref().or(match self.kind {
+            ProviderKind::Openai => None,
+            ProviderKind::Anthropic => Some("ANTHROPIC_API_KEY"),
+            ProviderKind::Gemini => Some("GEMINI_API_KEY"),
+        })
+    }
+
+    /// Checks every value; errors name `providers.NAME.field`.
+    pub fn validate(&self, name: &str) -> anyhow::Result<()> {
+        let at = |field: &str| format!("providers.{name}.{field}");
+        let name_ok = name.len() <= 64
+            && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && name.chars().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.')
+            });
+        if !name_ok {
+            anyhow::bail!(
+                "provider name {name:?} must match [a-z0-9][a-z0-9._-]* (at most 64 characters)"
+            );
+        }
+        let base = self.base_url();
+        match reqwest::Url::parse(&base) {
+            Ok(url)
+                if matches!(url.scheme(), "http" | "https")
+                    && url.host().is_some()
+                    && url.query().is_none()
+                    && url.fragment().is_none() => {}
+            _ => anyhow::bail!(
+                "{}: {base:?} is not an http(s) URL without query or fragment",
+                at("base_url")
+            ),
+        }
+        if let Some(env) = &self.api_key_env {
+            let valid =
+                !env.is_empty() && env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            // The value is not echoed: it may be a key pasted by mistake.
+            if !valid {
+                anyhow::bail!(
+                    "{}: must be the name of an environment variable \
+                     (letters, digits, _), not the key itself",
+                    at("api_key_env")
+                );
+            }
+        }
+        if self
+            .default_model
+            .as_deref()
+            .is_some_and(|m| m.trim().is_empty())
+        {
+            anyhow::bail!("{}: must not be empty", at("default_model"));
+        }
+        if !(self.timeout > 0.0 && self.timeout <= MAX_PROVIDER_TIMEOUT_SECS) {
+            anyhow::bail!(
+                "{}: {} must be seconds in (0, {MAX_PROVIDER_TIMEOUT_SECS}]",
+                at("timeout"),
+                self.timeout
+            );
+        }
+        if !(1..=MAX_PROVIDER_CONCURRENCY).contains(&self.max_concurrency) {
+            anyhow::bail!(
+                "{}: {} must be between 1 and {MAX_PROVIDER_CONCURRENCY}",
+                at("max_concurrency"),
+                self.max_concurrency
+            );
+        }
+        if self.max_retries > MAX_PROVIDER_RETRIES {
+            anyhow::bail!(
+                "{}: {} must be at most {MAX_PROVIDER_RETRIES}",
+                at("max_retries"),
+                self.max_retries
+            );
+        }
+        for (model, price) in &self.prices {
+            let ok = |p: f64| p.is_finite() && p >= 0.0;
+            if !(ok(price.input_per_million) && ok(price.output_per_million)) {
+                anyhow::bail!(
+                    "{}: prices must be finite and not negative",
+                    at(&format!("prices.{model:?}"))
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Values given on the command line; they win over every other source.
 #[derive(Debug, Default, Serialize)]
 pub struct Overrides {
@@ -129,13 +315,37 @@ impl Config {
             )
             .merge(Serialized::defaults(overrides))
             .extract()?;
-        Ok(config)
+        Self::finish(config)
     }
 
     /// The defaults alone, as tests and tools start from.
     pub fn defaults() -> anyhow::Result<Self> {
-        Ok(Figment::from(Toml::string(DEFAULTS)).extract()?)
+        Self::finish(Figment::from(Toml::string(DEFAULTS)).extract()?)
     }
+
+    /// Checks what serde cannot and reads providers' keys from the environment.
+    fn finish(mut config: Self) -> anyhow::Result<Self> {
+        resolve_provider_keys(&mut config.providers, |name| std::env::var(name).ok())?;
+        Ok(config)
+    }
+}
+
+/// Validates each provider and fills in `api_key` from the variable its
+/// `key_env` names (`lookup`); unset or empty leaves `None`, which is not an
+/// error here: only calls that need the key fail.
+fn resolve_provider_keys(
+    providers: &mut BTreeMap<String, ProviderConfig>,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<()> {
+    for (name, provider) in providers.iter_mut() {
+        provider.validate(name)?;
+        provider.api_key = provider
+            .key_env()
+            .and_then(&lookup)
+            .filter(|key| !key.trim().is_empty())
+            .map(Redacted);
+    }
+    Ok(())
 }
 
 /// Whether a `PROMPTREG_*` variable (prefix stripped) names a configuration
@@ -171,6 +381,118 @@ mod tests {
             "every scope has a limit"
         );
         assert!(format!("{:?}", Redacted("pr_secret".into())).contains("***"));
+        assert!(config.providers.is_empty(), "no provider by default");
+    }
+
+    #[test]
+    fn providers_take_defaults_and_keys_from_the_named_variables() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "providers.toml",
+                r#"
+[providers.openai]
+kind = "openai"
+api_key_env = "PROMPTREG_TEST_OPENAI_KEY"
+default_model = "gpt-4o-mini"
+timeout = 2.5
+[providers.openai.prices."gpt-4o-mini"]
+input_per_million = 0.15
+output_per_million = 0.6
+
+[providers.claude]
+kind = "anthropic"
+api_key_env = "PROMPTREG_TEST_UNSET_KEY"
+base_url = "http://127.0.0.1:9999/"
+"#,
+            )?;
+            jail.set_env("PROMPTREG_TEST_OPENAI_KEY", "sk-test-secret-123");
+            jail.set_env("PROMPTREG_PROVIDERS__LOCAL__KIND", "openai");
+            jail.set_env(
+                "PROMPTREG_PROVIDERS__LOCAL__BASE_URL",
+                "http://127.0.0.1:11434/v1",
+            );
+            let config = Config::load(Some(Path::new("providers.toml")), &Overrides::default())
+                .expect("load");
+
+            let openai = &config.providers["openai"];
+            assert_eq!(openai.kind, ProviderKind::Openai);
+            assert_eq!(openai.base_url(), "https://api.openai.com/v1");
+            assert_eq!(openai.api_key, Some(Redacted("sk-test-secret-123".into())));
+            assert_eq!(openai.timeout, 2.5);
+            assert_eq!((openai.max_concurrency, openai.max_retries), (8, 3));
+            assert_eq!(openai.prices["gpt-4o-mini"].output_per_million, 0.6);
+
+            let claude = &config.providers["claude"];
+            assert_eq!(claude.base_url(), "http://127.0.0.1:9999");
+            assert_eq!(claude.api_key, None, "an unset variable is not an error");
+            assert_eq!(claude.timeout, 60.0);
+
+            let local = &config.providers["local"];
+            assert_eq!(local.base_url(), "http://127.0.0.1:11434/v1");
+            assert_eq!(local.key_env(), None);
+
+            let shown = format!("{config:?}");
+            assert!(!shown.contains("sk-test-secret"), "{shown}");
+            let serialized = serde_json::to_string(&config).expect("serialize");
+            assert!(!serialized.contains("sk-test-secret"), "{serialized}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn kinds_default_their_base_url_and_key_variable() {
+        let cases = [
+            (ProviderKind::Openai, "https://api.openai.com/v1", None),
+            (
+                ProviderKind::Anthropic,
+                "https://api.anthropic.com",
+                Some("ANTHROPIC_API_KEY"),
+            ),
+            (
+                ProviderKind::Gemini,
+                "https://generativelanguage.googleapis.com",
+                Some("GEMINI_API_KEY"),
+            ),
+        ];
+        for (kind, url, env) in cases {
+            let config = ProviderConfig::new(kind);
+            assert_eq!(config.base_url(), url);
+            assert_eq!(config.key_env(), env);
+            config.validate("p").expect("defaults are valid");
+        }
+    }
+
+    #[test]
+    fn bad_provider_values_are_refused_with_where() {
+        let cases = [
+            ("kind = \"azure\"", "azure", "an unknown kind"),
+            ("kind = \"openai\"\ntimeout = 0", "providers.p.timeout", "a zero timeout"),
+            ("kind = \"openai\"\ntimeout = -1", "providers.p.timeout", "a negative timeout"),
+            ("kind = \"openai\"\ntimeout = \"60s\"", "timeout", "a timeout that is not a number"),
+            ("kind = \"openai\"\nmax_concurrency = 0", "providers.p.max_concurrency", "no slots"),
+            ("kind = \"openai\"\nmax_retries = 100", "providers.p.max_retries", "too many retries"),
+            ("kind = \"openai\"\nbase_url = \"ftp://x\"", "providers.p.base_url", "not http"),
+            ("kind = \"openai\"\nbase_url = \"api.openai.com\"", "providers.p.base_url", "no scheme"),
+            ("kind = \"openai\"\napi_key_env = \"sk-live-1\"", "providers.p.api_key_env", "a key, not a variable name"),
+            ("kind = \"openai\"\napi_key = \"sk-live-1\"", "api_key", "a key in the file"),
+            ("kind = \"openai\"\ndefault_model = \"\"", "providers.p.default_model", "an empty model"),
+            ("kind = \"openai\"\n[providers.p.prices.m]\ninput_per_million = -1\noutput_per_million = 1", "prices", "a negative price"),
+            ("kind = \"openai\"\n[providers.p.prices.m]\ninput_per_million = 1", "output_per_million", "a missing price"),
+        ];
+        for (body, expected, why) in cases {
+            figment::Jail::expect_with(|jail| {
+                jail.create_file("bad.toml", &format!("[providers.p]\n{body}\n"))?;
+                let err = Config::load(Some(Path::new("bad.toml")), &Overrides::default())
+                    .expect_err(why);
+                assert!(format!("{err:#}").contains(expected), "{why}: {err:#}");
+                assert!(!format!("{err:#}").contains("sk-live-1"), "{why}: {err:#}");
+                Ok(())
+            });
+        }
+        let err = ProviderConfig::new(ProviderKind::Openai)
+            .validate("Bad Name")
+            .expect_err("bad name");
+        assert!(err.to_string().contains("Bad Name"), "{err}");
     }
 
     #[test]

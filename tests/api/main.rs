@@ -1,4 +1,5 @@
 //! HTTP-level conformance suite: every behaviour runs against SQLite and Postgres.
+//! Provider clients (`providers`) run once, against the fake LLM (`fake_llm`).
 
 mod support;
 
@@ -6,8 +7,10 @@ mod auth;
 mod cli;
 mod datasets;
 mod errors;
+mod fake_llm;
 mod labels;
 mod prompts;
+mod providers;
 mod render;
 mod service;
 mod versions;

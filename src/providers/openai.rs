@@ -1,0 +1,125 @@
+//! The OpenAI Chat Completions client, which also serves every
+//! OpenAI-compatible server (vLLM, Ollama, LM Studio, LiteLLM, OpenRouter)
+//! through `base_url`: POST `{base_url}/chat/completions` with the model in
+//! the body and `Authorization: Bearer KEY` when a key is configured. Only
+//! the URL, body and reply shape live here; limits and retries are `client`'s.
+
+use serde_json::{json, Value};
+
+use super::client::{count, json_reply, Auth, Core, Parsed};
+use super::requests::request_body;
+use super::{Completion, CompletionRequest, LlmProvider, ProviderError, ProviderKind, Usage};
+use crate::config::ProviderConfig;
+
+pub(crate) struct Openai {
+    core: Core,
+}
+
+impl Openai {
+    pub fn new(name: &str, config: &ProviderConfig, http: reqwest::Client) -> anyhow::Result<Self> {
+        let core = Core::new(name, config, http, Auth::OptionalBearer, &[])?;
+        Ok(Self { core })
+    }
+}
+
+#[async_trait::async_trait]
+impl LlmProvider for Openai {
+    fn name(&self) -> &str {
+        &self.core.name
+    }
+
+    fn kind(&self) -> ProviderKind {
+        self.core.kind
+    }
+
+    fn default_model(&self) -> Option<&str> {
+        self.core.default_model.as_deref()
+    }
+
+    async fn complete(&self, request: &CompletionRequest) -> Result<Completion, ProviderError> {
+        let model = self.core.prepare(request)?;
+        let mut body = request_body(
+            ProviderKind::Openai,
+            &request.rendered,
+            &self.core.params(request),
+            request.output_schema.as_ref(),
+        );
+        if let Some(fields) = body.as_object_mut() {
+            fields.insert("model".into(), json!(model));
+        }
+        let url = format!("{}/chat/completions", self.core.base_url);
+        self.core.call(&url, &body, model, parse_reply).await
+    }
+}
+
+/// `choices[0].message.content` and `usage`. A null content (a refusal, or
+/// only tool calls) reads as empty text: the model did answer.
+fn parse_reply(bytes: &[u8]) -> Result<Parsed, ProviderError> {
+    let reply = json_reply(bytes)?;
+    let message = reply
+        .pointer("/choices/0/message")
+        .filter(|m| m.is_object())
+        .ok_or_else(|| ProviderError::Malformed("no choices[0].message".into()))?;
+    let text = match message.get("content") {
+        Some(Value::String(text)) => text.clone(),
+        None | Some(Value::Null) => String::new(),
+        Some(_) => {
+            return Err(ProviderError::Malformed(
+                "choices[0].message.content is not text".into(),
+            ))
+        }
+    };
+    Ok(Parsed {
+        text,
+        usage: Usage {
+            input_tokens: count(&reply, "/usage/prompt_tokens"),
+            output_tokens: count(&reply, "/usage/completion_tokens"),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_text_and_usage() {
+        let reply = json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o-mini-2024-07-18",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": "Hello!", "refusal": null}}],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}
+        });
+        let parsed = parse_reply(reply.to_string().as_bytes()).expect("parse");
+        assert_eq!(parsed.text, "Hello!");
+        assert_eq!(
+            parsed.usage,
+            Usage {
+                input_tokens: 12,
+                output_tokens: 3
+            }
+        );
+    }
+
+    #[test]
+    fn missing_usage_is_zero_and_null_content_is_empty() {
+        let reply = json!({"choices": [{"message": {"role": "assistant", "content": null}}]});
+        let parsed = parse_reply(reply.to_string().as_bytes()).expect("parse");
+        assert_eq!(parsed.text, "");
+        assert_eq!(parsed.usage, Usage::default());
+    }
+
+    #[test]
+    fn other_shapes_are_malformed() {
+        for body in [
+            "not json",
+            "{}",
+            r#"{"choices": []}"#,
+            r#"{"choices": [{"message": "hi"}]}"#,
+            r#"{"choices": [{"message": {"content": ["a"]}}]}"#,
+        ] {
+            let err = parse_reply(body.as_bytes()).expect_err(body);
+            assert_eq!(err.code(), "provider_malformed_reply", "{body}");
+        }
+    }
+}
