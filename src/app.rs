@@ -23,11 +23,15 @@ use crate::api::{self, AppState, Services};
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::domain::auth::KeySecret;
+use crate::domain::jobs::EVALUATION_JOB;
 use crate::domain::LabelName;
 use crate::error::ApiError;
+use crate::eval::runner::EvaluationRunner;
+use crate::providers::Providers;
 use crate::registry::Registry;
 use crate::render::Renderer;
 use crate::store::{self, Store};
+use crate::worker::{JobRunner, Worker};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -78,12 +82,15 @@ pub async fn state_with_store(
         config.cache.max_compiled,
     ));
     let encoded_versions = moka::sync::Cache::new(config.cache.max_versions);
+    let providers = Arc::new(Providers::from_config(&config.providers)?);
     let state = AppState::new(Services {
         registry,
         renderer,
         auth,
         config: Arc::new(config),
         encoded_versions,
+        providers,
+        jobs_queued: Arc::new(tokio::sync::Notify::new()),
     });
     Ok((state, generated))
 }
@@ -198,9 +205,60 @@ fn request_span(request: &Request) -> tracing::Span {
     )
 }
 
+/// A job worker over this state's store, providers and renderer, with the
+/// configured lease; woken by jobs queued in this process.
+pub fn worker(state: &AppState) -> Worker {
+    let runner: Arc<dyn JobRunner> = Arc::new(EvaluationRunner::new(
+        state.registry.store().clone(),
+        state.renderer.clone(),
+        state.providers.clone(),
+    ));
+    let config = &state.config.worker;
+    Worker::new(
+        state.registry.store().clone(),
+        [(EVALUATION_JOB.to_owned(), runner)].into_iter().collect(),
+        Duration::from_secs(config.lease_secs.max(1)),
+        Duration::from_millis(config.poll_interval_ms.max(10)),
+    )
+    .woken_by(state.jobs_queued.clone())
+}
+
+/// Runs `count` workers until `shutdown`; each gives its job in hand back
+/// to the queue when it stops.
+pub fn spawn_workers(
+    state: &AppState,
+    count: usize,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinSet<()> {
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..count {
+        let (worker, shutdown) = (worker(state), shutdown.clone());
+        workers.spawn(async move { worker.run(shutdown).await });
+    }
+    workers
+}
+
+/// `promptreg worker`: job workers only, no HTTP, until SIGINT or SIGTERM.
+pub async fn run_workers(config: Config, count: Option<usize>) -> anyhow::Result<()> {
+    let count = count.unwrap_or(config.worker.count).max(1);
+    let (state, _) = build_state(config).await?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut workers = spawn_workers(&state, count, &shutdown);
+    tracing::info!(
+        count,
+        backend = state.registry.store().backend(),
+        "workers running"
+    );
+    shutdown_signal().await;
+    shutdown.cancel();
+    while workers.join_next().await.is_some() {}
+    Ok(())
+}
+
 /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let bind = config.bind;
+    let worker_count = config.worker.count;
     let (state, generated) = build_state(config).await?;
     if let Some(secret) = generated {
         // Shown once: it is stored only as a hash.
@@ -214,10 +272,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
-    tracing::info!(address = %listener.local_addr()?, backend, "promptreg listening");
+    tracing::info!(address = %listener.local_addr()?, backend, workers = worker_count, "promptreg listening");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut workers = spawn_workers(&state, worker_count, &shutdown);
+    let stopping = shutdown.clone();
     axum::serve(listener, build_app(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            stopping.cancel();
+        })
         .await?;
+    shutdown.cancel();
+    while workers.join_next().await.is_some() {}
     tracing::info!("promptreg stopped");
     Ok(())
 }

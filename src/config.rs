@@ -39,6 +39,19 @@ pub struct Config {
     /// LLM providers by name (`[providers.NAME]`); none by default.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
+    pub worker: WorkerConfig,
+}
+
+/// The job workers: how many `serve` runs in-process, and their lease.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Workers `serve` runs beside the HTTP server (0: none; run `promptreg worker`).
+    pub count: usize,
+    /// How long a claimed job stays a worker's without a heartbeat.
+    pub lease_secs: u64,
+    /// How often an idle worker looks for jobs (new jobs also wake it).
+    pub poll_interval_ms: u64,
 }
 
 /// A secret that never shows in `Debug` output.

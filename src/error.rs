@@ -203,6 +203,22 @@ pub enum ApiError {
     KeyNotFound,
     #[error("no dataset named {0:?}")]
     DatasetNotFound(String),
+    #[error("no job with this id in your project")]
+    JobNotFound,
+    #[error("label {0:?} has no gate")]
+    GateNotFound(String),
+    #[error("no evaluation with this id in your project")]
+    EvaluationNotFound,
+    #[error("the job already {0}; there is nothing to cancel")]
+    JobFinished(&'static str),
+    #[error("{0}")]
+    ProviderNotFound(String),
+    #[error("moving label {label:?} needs a succeeded evaluation meeting its gate: {reason}")]
+    GateFailed {
+        label: String,
+        reason: String,
+        failed: Vec<FieldError>,
+    },
     #[error("a dataset named {0:?} already exists")]
     DatasetExists(String),
     /// An uploaded item was refused; nothing of the upload was kept.
@@ -337,6 +353,18 @@ impl ApiError {
             Self::ProjectExists(_) => (S::CONFLICT, "project_exists", "Project exists"),
             Self::KeyNotFound => (S::NOT_FOUND, "key_not_found", "Key not found"),
             Self::DatasetNotFound(_) => (S::NOT_FOUND, "dataset_not_found", "Dataset not found"),
+            Self::JobNotFound => (S::NOT_FOUND, "job_not_found", "Job not found"),
+            Self::GateNotFound(_) => (S::NOT_FOUND, "gate_not_found", "Gate not found"),
+            Self::EvaluationNotFound => {
+                (S::NOT_FOUND, "evaluation_not_found", "Evaluation not found")
+            }
+            Self::JobFinished(_) => (S::CONFLICT, "job_finished", "Job finished"),
+            Self::ProviderNotFound(_) => (
+                S::UNPROCESSABLE_ENTITY,
+                "provider_not_found",
+                "Provider not found",
+            ),
+            Self::GateFailed { .. } => (S::PRECONDITION_FAILED, "gate_failed", "Gate failed"),
             Self::DatasetExists(_) => (S::CONFLICT, "dataset_exists", "Dataset exists"),
             Self::InvalidItem(_) => (S::UNPROCESSABLE_ENTITY, "invalid_item", "Invalid item"),
             Self::Unavailable => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
@@ -352,6 +380,7 @@ impl ApiError {
         match self {
             Self::Validation(errors) | Self::InvalidVariables(errors) => errors.clone(),
             Self::TemplateSyntax(error) | Self::InvalidItem(error) => vec![error.clone()],
+            Self::GateFailed { failed, .. } => failed.clone(),
             Self::MissingVariables(names) => names
                 .iter()
                 .map(|n| FieldError::new(n, "required by the template but not given"))
@@ -472,6 +501,9 @@ impl ApiError {
             StoreError::ProjectExists => Self::ProjectExists(prompt.into()),
             StoreError::KeyNotFound => Self::KeyNotFound,
             StoreError::DatasetNotFound => Self::DatasetNotFound(prompt.into()),
+            StoreError::JobNotFound => Self::JobNotFound,
+            StoreError::EvaluationNotFound => Self::EvaluationNotFound,
+            StoreError::JobFinished(status) => Self::JobFinished(status.as_str()),
             StoreError::DatasetExists => Self::DatasetExists(prompt.into()),
             StoreError::InvalidItem(e) => Self::InvalidItem(FieldError {
                 field: format!("items[{}]", e.item.saturating_sub(1)),

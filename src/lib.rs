@@ -16,5 +16,6 @@ pub mod render;
 pub mod store;
 pub mod telemetry;
 pub mod template;
+pub mod worker;
 
 pub use app::build_app;

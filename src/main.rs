@@ -46,6 +46,14 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         bind: Option<std::net::SocketAddr>,
     },
+    /// Run job workers only (evaluations), no HTTP server, until SIGINT or SIGTERM.
+    Worker {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// How many workers (default: worker.count, at least 1).
+        #[arg(long)]
+        count: Option<usize>,
+    },
     /// Apply pending database migrations and exit.
     Migrate {
         #[command(flatten)]
@@ -112,6 +120,31 @@ enum ClientCommand {
         from: String,
         #[arg(long)]
         to: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Evaluate a version on a dataset; `--wait` follows it to the end and
+    /// checks the prompt's gates on that dataset (exit 1 if one fails).
+    Evaluate {
+        name: String,
+        /// A semver or label (default: the server's default label).
+        #[arg(long = "ref")]
+        reference: Option<String>,
+        #[arg(long)]
+        dataset: String,
+        /// A provider configured on the server.
+        #[arg(long)]
+        provider: String,
+        #[arg(long)]
+        model: Option<String>,
+        /// A metric to score with (repeat, or comma-separate).
+        #[arg(long = "metric", value_delimiter = ',', required = true)]
+        metrics: Vec<String>,
+        #[arg(long)]
+        concurrency: Option<u32>,
+        /// Follow the evaluation to its end with a progress bar.
+        #[arg(long)]
+        wait: bool,
         #[command(flatten)]
         remote: RemoteArgs,
     },
@@ -215,6 +248,9 @@ fn load(args: ConfigArgs, bind: Option<std::net::SocketAddr>) -> anyhow::Result<
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve { config, bind } => promptreg::app::serve(load(config, bind)?).await?,
+        Command::Worker { config, count } => {
+            promptreg::app::run_workers(load(config, None)?, count).await?
+        }
         Command::Migrate { config } => {
             let config = load(config, None)?;
             let store = promptreg::store::connect(&config.database_url, 1).await?;
@@ -287,6 +323,33 @@ async fn client_command(command: ClientCommand) -> ExitCode {
             remote,
         } => match remote.client() {
             Ok(client) => commands::diff(&client, &name, &from, &to, remote.output).await,
+            Err(code) => code,
+        },
+        ClientCommand::Evaluate {
+            name,
+            reference,
+            dataset,
+            provider,
+            model,
+            metrics,
+            concurrency,
+            wait,
+            remote,
+        } => match remote.client() {
+            Ok(client) => {
+                let options = promptreg::client::evaluate::EvaluateOptions {
+                    name,
+                    reference,
+                    dataset,
+                    provider,
+                    model,
+                    metrics,
+                    concurrency,
+                    wait,
+                    progress: remote.output == Output::Human,
+                };
+                commands::evaluate(&client, &options, remote.output).await
+            }
             Err(code) => code,
         },
         ClientCommand::Promote {

@@ -34,7 +34,13 @@ pub mod scope {
         };
     }
 
-    markers!(Read => Scope::Read, Write => Scope::Write, Promote => Scope::Promote, Admin => Scope::Admin);
+    markers!(
+        Read => Scope::Read,
+        Write => Scope::Write,
+        Promote => Scope::Promote,
+        Evaluate => Scope::Evaluate,
+        Admin => Scope::Admin,
+    );
 }
 
 pub struct Auth<S> {

@@ -131,6 +131,11 @@ pub fn version_ref(field: &str, raw: &str) -> Result<VersionRef, ApiError> {
     VersionRef::parse(raw).map_err(|e| ApiError::validation(field, e.0))
 }
 
+/// A label a caller may set (not the implicit `latest`).
+pub fn label_name(field: &str, raw: &str) -> Result<crate::domain::LabelName, ApiError> {
+    crate::domain::LabelName::parse_settable(raw).map_err(|e| ApiError::invalid_label(field, e))
+}
+
 pub fn semver(field: &str, raw: &str) -> Result<semver::Version, ApiError> {
     semver::Version::parse(raw)
         .map_err(|e| ApiError::validation(field, format!("{raw:?} is not a valid semver: {e}")))

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use super::auth::{scope, Auth};
 use super::extract::{prompt_name, semver, Json, PageParams, Path, Query};
 use super::AppState;
-use crate::domain::{Label, LabelMove, LabelName, PromptName};
+use crate::domain::{Label, LabelMove, LabelName, PromptName, VersionRef};
 use crate::error::{ApiError, Problem};
 
 #[derive(Serialize, ToSchema)]
@@ -132,6 +132,12 @@ pub async fn set_label(
 ) -> Result<axum::Json<LabelResponse>, ApiError> {
     let (name, label) = names(&name, &label)?;
     let version = semver("version", &body.version)?;
+    let target = state
+        .registry
+        .get_version(auth.project, &name, &VersionRef::Exact(version.clone()))
+        .await
+        .map_err(|e| ApiError::from_store(e, name.as_str()))?;
+    super::gates::enforce(&state, auth.project, &name, &label, &target).await?;
     let moved = state
         .registry
         .set_label(auth.project, &name, &label, &version, &auth.actor())

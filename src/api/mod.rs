@@ -5,11 +5,16 @@
 mod admin;
 pub mod auth;
 mod datasets;
+mod evaluations;
 pub mod extract;
+mod gates;
 mod health;
+mod jobs;
 mod labels;
 mod prompts;
+mod providers;
 mod render;
+mod scores;
 mod versions;
 
 use std::sync::Arc;
@@ -37,6 +42,11 @@ impl AppState {
     pub fn new(services: Services) -> Self {
         Self(Arc::new(services))
     }
+
+    /// Tells idle workers in this process that a job is waiting (others poll).
+    pub fn wake_workers(&self) {
+        self.jobs_queued.notify_waiters();
+    }
 }
 
 impl std::ops::Deref for AppState {
@@ -54,6 +64,9 @@ pub struct Services {
     pub config: Arc<Config>,
     /// Versions as their GET answers them, by version id.
     pub encoded_versions: moka::sync::Cache<uuid::Uuid, Arc<versions::EncodedVersion>>,
+    pub providers: Arc<crate::providers::Providers>,
+    /// Wakes this process's idle workers when a job is queued here.
+    pub jobs_queued: Arc<tokio::sync::Notify>,
 }
 
 #[derive(OpenApi)]
@@ -70,6 +83,10 @@ pub struct Services {
         (name = "labels", description = "Named pointers to versions, with history and rollback"),
         (name = "render", description = "Render prompts with variables, optionally as a provider's request body"),
         (name = "datasets", description = "Datasets of inputs and reference outputs that evaluations run over"),
+        (name = "evaluations", description = "Evaluations of versions on datasets, scores and comparisons"),
+        (name = "jobs", description = "Durable background jobs: progress, cancellation, event streams"),
+        (name = "gates", description = "Quality gates on label moves"),
+        (name = "providers", description = "The LLM providers configured on this server"),
         (name = "admin", description = "API keys, projects and the audit log"),
         (name = "service", description = "Health and readiness")
     ),
@@ -160,6 +177,17 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(datasets::list_datasets, datasets::create_dataset))
         .routes(routes!(datasets::get_dataset))
         .routes(routes!(datasets::list_items, datasets::append_items))
+        .routes(routes!(scores::score_outputs))
+        .routes(routes!(providers::list_providers))
+        .routes(routes!(evaluations::create_evaluation))
+        .routes(routes!(evaluations::compare_evaluations))
+        .routes(routes!(evaluations::get_evaluation))
+        .routes(routes!(evaluations::list_results))
+        .routes(routes!(jobs::get_job))
+        .routes(routes!(jobs::cancel_job))
+        .routes(routes!(jobs::job_events))
+        .routes(routes!(gates::list_gates))
+        .routes(routes!(gates::put_gate, gates::delete_gate))
         .routes(routes!(admin::list_keys, admin::create_key))
         .routes(routes!(admin::revoke_key))
         .routes(routes!(admin::list_projects, admin::create_project))

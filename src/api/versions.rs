@@ -231,6 +231,9 @@ pub async fn create_version(
     let mut new = parse_new_version(body)?;
     if !new.labels.is_empty() {
         auth.also_require(&state, Scope::Promote)?;
+        for label in &new.labels {
+            super::gates::refuse_gated_label(&state, auth.project, &name, label).await?;
+        }
     }
     new.variables = state
         .renderer

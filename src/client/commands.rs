@@ -195,6 +195,23 @@ pub async fn diff(client: &Client, name: &str, from: &str, to: &str, output: Out
     }
 }
 
+pub async fn evaluate(
+    client: &Client,
+    options: &super::evaluate::EvaluateOptions,
+    output: Output,
+) -> ExitCode {
+    match super::evaluate::evaluate(client, options).await {
+        Ok(report) => {
+            match output {
+                Output::Json => print_json(&report),
+                Output::Human => print!("{}", report.human()),
+            }
+            status(report.succeeded())
+        }
+        Err(e) => fail(output, &e),
+    }
+}
+
 pub async fn promote(
     client: &Client,
     name: &str,

@@ -3,6 +3,7 @@
 //! offline checks in `validate`; HTTP with retries in `http`.
 
 pub mod commands;
+pub mod evaluate;
 pub mod files;
 pub mod http;
 pub mod pull;

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod content;
+pub mod jobs;
 pub mod names;
 pub mod versioning;
 

@@ -6,6 +6,8 @@
 //! elsewhere and only hands strings and numbers in.
 
 pub mod metrics;
+pub mod report;
+pub mod runner;
 mod similarity;
 pub mod stats;
 

@@ -21,6 +21,9 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::domain::auth::{Actor, Scope};
+use crate::domain::jobs::{
+    Evaluation, Gate, GateRule, ItemResult, Job, JobStatus, NewEvaluation, StoredResult,
+};
 use crate::domain::{
     ApiKey, AuditEntry, Bump, Dataset, DatasetItem, Label, LabelMove, LabelName, Page, Project,
     ProjectId, Prompt, PromptContent, PromptName, PromptSummary, Version, VersionRef,
@@ -52,6 +55,13 @@ pub enum StoreError {
     KeyNotFound,
     #[error("dataset not found")]
     DatasetNotFound,
+    #[error("job not found")]
+    JobNotFound,
+    #[error("evaluation not found")]
+    EvaluationNotFound,
+    /// The job already ended (succeeded, failed or cancelled).
+    #[error("the job already {}", .0.as_str())]
+    JobFinished(crate::domain::jobs::JobStatus),
     #[error("a dataset with this name already exists")]
     DatasetExists,
     /// An upload's item could not be read; nothing of the upload was kept.
@@ -284,6 +294,105 @@ pub trait Store: Send + Sync + 'static {
         items: ItemBatches<'_>,
         actor: &Actor,
     ) -> StoreResult<Dataset>;
+    /// Creates an evaluation and its queued job, in one transaction.
+    async fn insert_evaluation(
+        &self,
+        project: ProjectId,
+        new: NewEvaluation,
+        actor: &Actor,
+    ) -> StoreResult<Evaluation>;
+    async fn get_evaluation(&self, project: ProjectId, id: Uuid) -> StoreResult<Evaluation>;
+    /// The evaluation a job runs (the worker knows jobs, not projects).
+    async fn get_evaluation_of_job(&self, job_id: Uuid) -> StoreResult<Evaluation>;
+    /// The newest succeeded evaluation of a version on a dataset.
+    async fn find_passing_candidate(
+        &self,
+        version_id: Uuid,
+        dataset_id: Uuid,
+    ) -> StoreResult<Option<Evaluation>>;
+    /// Items of a dataset by id with `after < seq <= up_to`, in order (for the worker).
+    async fn list_items_for_run(
+        &self,
+        dataset_id: Uuid,
+        after: i64,
+        up_to: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<DatasetItem>>;
+    /// Ids of the items an evaluation already has results for.
+    async fn evaluated_items(&self, evaluation_id: Uuid) -> StoreResult<Vec<Uuid>>;
+    /// Stores one item's result and counts it in the job's progress, once:
+    /// a second result for the same item is ignored (answers false).
+    async fn insert_result(
+        &self,
+        job_id: Uuid,
+        evaluation_id: Uuid,
+        result: &ItemResult,
+    ) -> StoreResult<bool>;
+    /// Results in the order they were stored, after result id `after`.
+    async fn list_results(
+        &self,
+        evaluation_id: Uuid,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredResult>>;
+
+    async fn get_job(&self, project: ProjectId, id: Uuid) -> StoreResult<Job>;
+    /// Takes the next runnable job (queued and due, or running with an
+    /// expired lease) for `owner` until `lease` from now; `None` when idle.
+    async fn claim_job(&self, owner: &str, lease: std::time::Duration) -> StoreResult<Option<Job>>;
+    /// Extends `owner`'s lease. `None`: the lease was lost (another worker
+    /// took the job); else whether a cancel was requested.
+    async fn heartbeat(
+        &self,
+        job_id: Uuid,
+        owner: &str,
+        lease: std::time::Duration,
+    ) -> StoreResult<Option<bool>>;
+    /// Ends a job `owner` holds; false when it no longer holds it.
+    async fn complete_job(
+        &self,
+        job_id: Uuid,
+        owner: &str,
+        status: JobStatus,
+        error: Option<&str>,
+    ) -> StoreResult<bool>;
+    /// Puts a job `owner` holds back in the queue, due at `run_after`.
+    async fn retry_job(
+        &self,
+        job_id: Uuid,
+        owner: &str,
+        run_after: chrono::DateTime<chrono::Utc>,
+        error: &str,
+    ) -> StoreResult<bool>;
+    /// A queued job is cancelled at once; a running one is asked to stop.
+    async fn cancel_job(&self, project: ProjectId, id: Uuid, actor: &Actor) -> StoreResult<Job>;
+
+    /// Creates or replaces the gate on `label` of a prompt.
+    async fn put_gate(
+        &self,
+        project: ProjectId,
+        prompt: &PromptName,
+        label: &LabelName,
+        dataset: &str,
+        rules: &[GateRule],
+        actor: &Actor,
+    ) -> StoreResult<Gate>;
+    async fn find_gate(
+        &self,
+        project: ProjectId,
+        prompt: &PromptName,
+        label: &str,
+    ) -> StoreResult<Option<Gate>>;
+    async fn list_gates(&self, project: ProjectId, prompt: &PromptName) -> StoreResult<Vec<Gate>>;
+    /// False when there was no such gate.
+    async fn delete_gate(
+        &self,
+        project: ProjectId,
+        prompt: &PromptName,
+        label: &LabelName,
+        actor: &Actor,
+    ) -> StoreResult<bool>;
+
     /// Items in upload order, after `page.after` (a `seq`).
     async fn list_items(
         &self,
@@ -341,7 +450,7 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn 
 
 /// The current time at the precision both backends store (microseconds), so
 /// what a write answers equals what a later read returns.
-fn now() -> chrono::DateTime<chrono::Utc> {
+pub fn now() -> chrono::DateTime<chrono::Utc> {
     use chrono::SubsecRound;
     chrono::Utc::now().trunc_subsecs(6)
 }

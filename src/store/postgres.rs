@@ -16,6 +16,7 @@ pub struct PostgresStore {
 
 impl PostgresStore {
     const LOCK_ROW: &'static str = " for update";
+    const SKIP_LOCKED: &'static str = " for update skip locked";
     const TAG_MATCH: (&'static str, &'static str) = ("p.tags @> jsonb_build_array(", "::text)");
 
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {

@@ -10,6 +10,9 @@ use uuid::Uuid;
 
 use super::StoreError;
 use crate::domain::auth::Scope;
+use crate::domain::jobs::{
+    Evaluation, Gate, GateRule, ItemResult, Job, JobStatus, MetricSpec, StoredResult,
+};
 use crate::domain::{
     content::PromptBody, ApiKey, AuditEntry, ChatMessage, Dataset, DatasetItem, Engine, Label,
     LabelMove, Project, Prompt, PromptContent, Version,
@@ -306,6 +309,173 @@ impl From<AuditRow> for AuditEntry {
             target: row.target,
             before: row.before.map(|j| j.0),
             after: row.after.map(|j| j.0),
+        }
+    }
+}
+
+pub const JOB_COLUMNS: &str = "id, project_id, kind, payload, status, attempts, max_attempts, \
+     lease_owner, lease_expires_at, progress_done, progress_total, cancel_requested, error, \
+     created_at, started_at, finished_at";
+
+#[derive(FromRow)]
+pub struct JobRow {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub kind: String,
+    pub payload: Json<Value>,
+    pub status: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub progress_done: i64,
+    pub progress_total: i64,
+    pub cancel_requested: bool,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<JobRow> for Job {
+    type Error = StoreError;
+
+    fn try_from(row: JobRow) -> Result<Self, StoreError> {
+        Ok(Job {
+            id: row.id,
+            project_id: row.project_id,
+            kind: row.kind,
+            payload: row.payload.0,
+            status: JobStatus::parse(&row.status)
+                .ok_or_else(|| StoreError::Corrupt(format!("job status {:?}", row.status)))?,
+            attempts: row.attempts,
+            max_attempts: row.max_attempts,
+            lease_owner: row.lease_owner,
+            lease_expires_at: row.lease_expires_at,
+            progress_done: row.progress_done,
+            progress_total: row.progress_total,
+            cancel_requested: row.cancel_requested,
+            error: row.error,
+            created_at: row.created_at,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+        })
+    }
+}
+
+pub const EVALUATION_SELECT: &str = "select e.id, e.project_id, e.job_id, p.name as prompt_name, \
+     v.version, e.version_id, d.name as dataset_name, e.dataset_id, e.provider, e.model, e.params, \
+     e.metrics, e.concurrency, e.item_count, e.created_at, e.created_by \
+     from evaluation e \
+     join prompt p on p.id = e.prompt_id \
+     join prompt_version v on v.id = e.version_id \
+     join dataset d on d.id = e.dataset_id";
+
+#[derive(FromRow)]
+pub struct EvaluationRow {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub job_id: Uuid,
+    pub prompt_name: String,
+    pub version: String,
+    pub version_id: Uuid,
+    pub dataset_name: String,
+    pub dataset_id: Uuid,
+    pub provider: String,
+    pub model: Option<String>,
+    pub params: Json<Map<String, Value>>,
+    pub metrics: Json<Vec<MetricSpec>>,
+    pub concurrency: i32,
+    pub item_count: i64,
+    pub created_at: DateTime<Utc>,
+    pub created_by: Option<String>,
+}
+
+impl EvaluationRow {
+    pub fn with_job(self, job: Job) -> Result<Evaluation, StoreError> {
+        Ok(Evaluation {
+            id: self.id,
+            project_id: self.project_id,
+            job,
+            prompt_name: self.prompt_name,
+            version: parse_semver(&self.version)?,
+            version_id: self.version_id,
+            dataset_name: self.dataset_name,
+            dataset_id: self.dataset_id,
+            provider: self.provider,
+            model: self.model,
+            params: self.params.0,
+            metrics: self.metrics.0,
+            concurrency: self.concurrency,
+            item_count: self.item_count,
+            created_at: self.created_at,
+            created_by: self.created_by,
+        })
+    }
+}
+
+pub const RESULT_COLUMNS: &str = "id, item_id, item_seq, output, scores, error, latency_ms, \
+     input_tokens, output_tokens, cost_usd, created_at";
+
+#[derive(FromRow)]
+pub struct ResultRow {
+    pub id: i64,
+    pub item_id: Uuid,
+    pub item_seq: i64,
+    pub output: Option<String>,
+    pub scores: Json<Map<String, Value>>,
+    pub error: Option<String>,
+    pub latency_ms: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_usd: Option<f64>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<ResultRow> for StoredResult {
+    fn from(row: ResultRow) -> Self {
+        StoredResult {
+            id: row.id,
+            result: ItemResult {
+                item_id: row.item_id,
+                item_seq: row.item_seq,
+                output: row.output,
+                scores: row.scores.0,
+                error: row.error,
+                latency_ms: row.latency_ms,
+                input_tokens: row.input_tokens,
+                output_tokens: row.output_tokens,
+                cost_usd: row.cost_usd,
+            },
+            created_at: row.created_at,
+        }
+    }
+}
+
+pub const GATE_SELECT: &str = "select g.prompt_id, g.label, g.dataset_id, d.name as dataset_name, \
+     g.rules, g.created_at, g.updated_at from gate g join dataset d on d.id = g.dataset_id";
+
+#[derive(FromRow)]
+pub struct GateRow {
+    pub prompt_id: Uuid,
+    pub label: String,
+    pub dataset_id: Uuid,
+    pub dataset_name: String,
+    pub rules: Json<Vec<GateRule>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<GateRow> for Gate {
+    fn from(row: GateRow) -> Self {
+        Gate {
+            prompt_id: row.prompt_id,
+            label: row.label,
+            dataset_id: row.dataset_id,
+            dataset_name: row.dataset_name,
+            rules: row.rules.0,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
         }
     }
 }

@@ -41,9 +41,13 @@ macro_rules! impl_store {
             PromptName, PromptSummary, ProjectId, Version, VersionRef,
         };
         use crate::domain::names::LATEST;
+        use crate::domain::jobs::{
+            Evaluation, Gate, GateRule, ItemResult, Job, JobStatus, NewEvaluation, StoredResult,
+            EVALUATION_JOB,
+        };
         use crate::store::rows::{
-            parse_semver, AuditRow, DatasetItemRow, DatasetRow, KeyRow, LabelMoveRow, LabelRow, ProjectRow, PromptRow,
-            VersionRow, DATASET_SELECT, KEY_SELECT, LABEL_MOVE_SELECT, LABEL_SELECT, PROMPT_COLUMNS,
+            parse_semver, AuditRow, DatasetItemRow, DatasetRow, EvaluationRow, GateRow, JobRow, KeyRow, ResultRow, LabelMoveRow, LabelRow, ProjectRow, PromptRow,
+            VersionRow, DATASET_SELECT, EVALUATION_SELECT, GATE_SELECT, JOB_COLUMNS, KEY_SELECT, RESULT_COLUMNS, LABEL_MOVE_SELECT, LABEL_SELECT, PROMPT_COLUMNS,
             VERSION_SELECT,
         };
         use crate::store::sql::like_pattern;
@@ -945,6 +949,351 @@ macro_rules! impl_store {
                     Some(json!({"item_count": dataset.item_count})), Some(json!({"item_count": seq, "added": added}))).await?;
                 tx.commit().await?;
                 Ok(Dataset { item_count: seq, updated_at: at, ..dataset })
+            }
+
+            async fn insert_evaluation(&self, project: ProjectId, new: NewEvaluation, actor: &Actor) -> StoreResult<Evaluation> {
+                let at = now();
+                let (id, job_id) = (Uuid::now_v7(), Uuid::now_v7());
+                let mut tx = self.writer().begin().await?;
+                sqlx::query(
+                    "insert into job (id, project_id, kind, payload, status, attempts, max_attempts, run_after, \
+                     progress_done, progress_total, cancel_requested, created_at, updated_at) \
+                     values ($1, $2, $3, $4, 'queued', 0, $5, $6, 0, $7, false, $6, $6)",
+                )
+                .bind(job_id)
+                .bind(project)
+                .bind(EVALUATION_JOB)
+                .bind(Json(json!({"evaluation_id": id})))
+                .bind(new.max_attempts)
+                .bind(at)
+                .bind(new.item_count)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "insert into evaluation (id, project_id, job_id, prompt_id, version_id, dataset_id, provider, \
+                     model, params, metrics, concurrency, item_count, created_at, created_by) \
+                     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                )
+                .bind(id)
+                .bind(project)
+                .bind(job_id)
+                .bind(new.prompt_id)
+                .bind(new.version_id)
+                .bind(new.dataset_id)
+                .bind(&new.provider)
+                .bind(&new.model)
+                .bind(Json(&new.params))
+                .bind(Json(&new.metrics))
+                .bind(new.concurrency)
+                .bind(new.item_count)
+                .bind(at)
+                .bind(&actor.key_name)
+                .execute(&mut *tx)
+                .await?;
+                Self::audit(&mut tx, project, actor, "evaluation.create", &format!("evaluations/{id}"), None,
+                    Some(json!({"job_id": job_id, "provider": new.provider, "model": new.model}))).await?;
+                tx.commit().await?;
+                self.get_evaluation(project, id).await
+            }
+
+            async fn get_evaluation(&self, project: ProjectId, id: Uuid) -> StoreResult<Evaluation> {
+                let row: EvaluationRow = sqlx::query_as(&format!("{EVALUATION_SELECT} where e.id = $1 and e.project_id = $2"))
+                    .bind(id)
+                    .bind(project)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .ok_or(StoreError::EvaluationNotFound)?;
+                let job = self.get_job(project, row.job_id).await?;
+                row.with_job(job)
+            }
+
+            async fn get_evaluation_of_job(&self, job_id: Uuid) -> StoreResult<Evaluation> {
+                let row: EvaluationRow = sqlx::query_as(&format!("{EVALUATION_SELECT} where e.job_id = $1"))
+                    .bind(job_id)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .ok_or(StoreError::EvaluationNotFound)?;
+                let job = self.get_job(row.project_id, row.job_id).await?;
+                row.with_job(job)
+            }
+
+            async fn find_passing_candidate(&self, version_id: Uuid, dataset_id: Uuid) -> StoreResult<Option<Evaluation>> {
+                let row: Option<EvaluationRow> = sqlx::query_as(&format!(
+                    "{EVALUATION_SELECT} join job j on j.id = e.job_id \
+                     where e.version_id = $1 and e.dataset_id = $2 and j.status = 'succeeded' \
+                     order by j.finished_at desc limit 1"
+                ))
+                .bind(version_id)
+                .bind(dataset_id)
+                .fetch_optional(self.reader())
+                .await?;
+                match row {
+                    None => Ok(None),
+                    Some(row) => {
+                        let job = self.get_job(row.project_id, row.job_id).await?;
+                        row.with_job(job).map(Some)
+                    }
+                }
+            }
+
+            async fn list_items_for_run(&self, dataset_id: Uuid, after: i64, up_to: i64, limit: u32) -> StoreResult<Vec<DatasetItem>> {
+                let rows: Vec<DatasetItemRow> = sqlx::query_as(
+                    "select id, seq, input, expected, metadata, created_at from dataset_item \
+                     where dataset_id = $1 and seq > $2 and seq <= $3 order by seq limit $4",
+                )
+                .bind(dataset_id)
+                .bind(after)
+                .bind(up_to)
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await?;
+                Ok(rows.into_iter().map(DatasetItem::from).collect())
+            }
+
+            async fn evaluated_items(&self, evaluation_id: Uuid) -> StoreResult<Vec<Uuid>> {
+                Ok(sqlx::query_scalar::<_, Uuid>("select item_id from evaluation_result where evaluation_id = $1")
+                    .bind(evaluation_id)
+                    .fetch_all(self.reader())
+                    .await?)
+            }
+
+            async fn insert_result(&self, job_id: Uuid, evaluation_id: Uuid, result: &ItemResult) -> StoreResult<bool> {
+                let at = now();
+                let mut tx = self.writer().begin().await?;
+                let inserted = sqlx::query(
+                    "insert into evaluation_result (evaluation_id, item_id, item_seq, output, scores, error, \
+                     latency_ms, input_tokens, output_tokens, cost_usd, created_at) \
+                     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                     on conflict (evaluation_id, item_id) do nothing",
+                )
+                .bind(evaluation_id)
+                .bind(result.item_id)
+                .bind(result.item_seq)
+                .bind(&result.output)
+                .bind(Json(&result.scores))
+                .bind(&result.error)
+                .bind(result.latency_ms)
+                .bind(result.input_tokens)
+                .bind(result.output_tokens)
+                .bind(result.cost_usd)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected() == 1;
+                if inserted {
+                    sqlx::query("update job set progress_done = progress_done + 1, updated_at = $1 where id = $2")
+                        .bind(at)
+                        .bind(job_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(inserted)
+            }
+
+            async fn list_results(&self, evaluation_id: Uuid, after: i64, limit: u32) -> StoreResult<Vec<StoredResult>> {
+                let rows: Vec<ResultRow> = sqlx::query_as(&format!(
+                    "select {RESULT_COLUMNS} from evaluation_result where evaluation_id = $1 and id > $2 order by id limit $3"
+                ))
+                .bind(evaluation_id)
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await?;
+                Ok(rows.into_iter().map(StoredResult::from).collect())
+            }
+
+            async fn get_job(&self, project: ProjectId, id: Uuid) -> StoreResult<Job> {
+                let row: JobRow = sqlx::query_as(&format!("select {JOB_COLUMNS} from job where id = $1 and project_id = $2"))
+                    .bind(id)
+                    .bind(project)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .ok_or(StoreError::JobNotFound)?;
+                Job::try_from(row)
+            }
+
+            #[tracing::instrument(skip_all, fields(owner))]
+            async fn claim_job(&self, owner: &str, lease: std::time::Duration) -> StoreResult<Option<Job>> {
+                let at = now();
+                let expires = at + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30));
+                let row: Option<JobRow> = sqlx::query_as(&format!(
+                    "update job set status = 'running', lease_owner = $1, lease_expires_at = $2, \
+                     attempts = attempts + 1, started_at = coalesce(started_at, $3), updated_at = $3 \
+                     where id = (select id from job \
+                         where (status = 'queued' and run_after <= $3) \
+                            or (status = 'running' and lease_expires_at < $3) \
+                         order by run_after limit 1{}) \
+                     returning {JOB_COLUMNS}",
+                    Self::SKIP_LOCKED
+                ))
+                .bind(owner)
+                .bind(expires)
+                .bind(at)
+                .fetch_optional(self.writer())
+                .await?;
+                row.map(Job::try_from).transpose()
+            }
+
+            async fn heartbeat(&self, job_id: Uuid, owner: &str, lease: std::time::Duration) -> StoreResult<Option<bool>> {
+                let at = now();
+                let expires = at + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30));
+                Ok(sqlx::query_scalar::<_, bool>(
+                    "update job set lease_expires_at = $1, updated_at = $2 \
+                     where id = $3 and lease_owner = $4 and status = 'running' returning cancel_requested",
+                )
+                .bind(expires)
+                .bind(at)
+                .bind(job_id)
+                .bind(owner)
+                .fetch_optional(self.writer())
+                .await?)
+            }
+
+            async fn complete_job(&self, job_id: Uuid, owner: &str, status: JobStatus, error: Option<&str>) -> StoreResult<bool> {
+                let at = now();
+                let done = sqlx::query(
+                    "update job set status = $1, error = $2, finished_at = $3, updated_at = $3, \
+                     lease_owner = null, lease_expires_at = null \
+                     where id = $4 and lease_owner = $5 and status = 'running'",
+                )
+                .bind(status.as_str())
+                .bind(error)
+                .bind(at)
+                .bind(job_id)
+                .bind(owner)
+                .execute(self.writer())
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn retry_job(&self, job_id: Uuid, owner: &str, run_after: chrono::DateTime<chrono::Utc>, error: &str) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "update job set status = 'queued', error = $1, run_after = $2, updated_at = $3, \
+                     lease_owner = null, lease_expires_at = null \
+                     where id = $4 and lease_owner = $5 and status = 'running'",
+                )
+                .bind(error)
+                .bind(run_after)
+                .bind(now())
+                .bind(job_id)
+                .bind(owner)
+                .execute(self.writer())
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn cancel_job(&self, project: ProjectId, id: Uuid, actor: &Actor) -> StoreResult<Job> {
+                let at = now();
+                let mut tx = self.writer().begin().await?;
+                let row: JobRow = sqlx::query_as(&format!(
+                    "select {JOB_COLUMNS} from job where id = $1 and project_id = $2{}", Self::LOCK_ROW
+                ))
+                .bind(id)
+                .bind(project)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::JobNotFound)?;
+                let job = Job::try_from(row)?;
+                if job.status.is_final() {
+                    return Err(StoreError::JobFinished(job.status));
+                }
+                if job.status == JobStatus::Queued {
+                    sqlx::query("update job set status = 'cancelled', cancel_requested = true, finished_at = $1, updated_at = $1 where id = $2")
+                        .bind(at)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                } else {
+                    sqlx::query("update job set cancel_requested = true, updated_at = $1 where id = $2")
+                        .bind(at)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Self::audit(&mut tx, project, actor, "job.cancel", &format!("jobs/{id}"),
+                    Some(json!({"status": job.status.as_str()})), None).await?;
+                tx.commit().await?;
+                self.get_job(project, id).await
+            }
+
+            async fn put_gate(
+                &self,
+                project: ProjectId,
+                prompt: &PromptName,
+                label: &LabelName,
+                dataset: &str,
+                rules: &[GateRule],
+                actor: &Actor,
+            ) -> StoreResult<Gate> {
+                let at = now();
+                let mut tx = self.writer().begin().await?;
+                let prompt_row = Self::prompt_row(&mut tx, project, prompt, false).await?;
+                let dataset_id: Uuid = sqlx::query_scalar("select id from dataset where project_id = $1 and name = $2")
+                    .bind(project)
+                    .bind(dataset)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or(StoreError::DatasetNotFound)?;
+                sqlx::query(
+                    "insert into gate (prompt_id, label, dataset_id, rules, created_at, updated_at) \
+                     values ($1, $2, $3, $4, $5, $5) \
+                     on conflict (prompt_id, label) do update set dataset_id = $3, rules = $4, updated_at = $5",
+                )
+                .bind(prompt_row.id)
+                .bind(label.as_str())
+                .bind(dataset_id)
+                .bind(Json(rules))
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+                Self::audit(&mut tx, project, actor, "gate.put", &format!("prompts/{prompt}/gates/{label}"), None,
+                    Some(json!({"dataset": dataset, "rules": rules}))).await?;
+                tx.commit().await?;
+                self.find_gate(project, prompt, label.as_str()).await?.ok_or(StoreError::PromptNotFound)
+            }
+
+            async fn find_gate(&self, project: ProjectId, prompt: &PromptName, label: &str) -> StoreResult<Option<Gate>> {
+                let row: Option<GateRow> = sqlx::query_as(&format!(
+                    "{GATE_SELECT} join prompt p on p.id = g.prompt_id \
+                     where p.project_id = $1 and p.name = $2 and g.label = $3"
+                ))
+                .bind(project)
+                .bind(prompt.as_str())
+                .bind(label)
+                .fetch_optional(self.reader())
+                .await?;
+                Ok(row.map(Gate::from))
+            }
+
+            async fn list_gates(&self, project: ProjectId, prompt: &PromptName) -> StoreResult<Vec<Gate>> {
+                let mut conn = self.reader().acquire().await?;
+                Self::prompt_row(&mut conn, project, prompt, false).await?;
+                let rows: Vec<GateRow> = sqlx::query_as(&format!(
+                    "{GATE_SELECT} join prompt p on p.id = g.prompt_id \
+                     where p.project_id = $1 and p.name = $2 order by g.label"
+                ))
+                .bind(project)
+                .bind(prompt.as_str())
+                .fetch_all(&mut *conn)
+                .await?;
+                Ok(rows.into_iter().map(Gate::from).collect())
+            }
+
+            async fn delete_gate(&self, project: ProjectId, prompt: &PromptName, label: &LabelName, actor: &Actor) -> StoreResult<bool> {
+                let mut tx = self.writer().begin().await?;
+                let prompt_row = Self::prompt_row(&mut tx, project, prompt, false).await?;
+                let deleted = sqlx::query("delete from gate where prompt_id = $1 and label = $2")
+                    .bind(prompt_row.id)
+                    .bind(label.as_str())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected() == 1;
+                if deleted {
+                    Self::audit(&mut tx, project, actor, "gate.delete", &format!("prompts/{prompt}/gates/{label}"), None, None).await?;
+                }
+                tx.commit().await?;
+                Ok(deleted)
             }
 
             async fn list_items(&self, project: ProjectId, name: &str, page: PageRequest) -> StoreResult<Page<DatasetItem>> {

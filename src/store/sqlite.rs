@@ -16,6 +16,8 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     const LOCK_ROW: &'static str = "";
+    // One writer connection: claiming is already exclusive.
+    const SKIP_LOCKED: &'static str = "";
     const TAG_MATCH: (&'static str, &'static str) = (
         "exists (select 1 from json_each(p.tags) where json_each.value = ",
         ")",

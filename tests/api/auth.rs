@@ -51,6 +51,7 @@ fn scoped_routes() -> Vec<(Method, String, String)> {
 /// returns the concrete path and body. `n` keeps names unique.
 async fn prepare(
     app: &TestApp,
+    walk: &(String, String),
     method: &Method,
     template: &str,
     n: usize,
@@ -104,16 +105,46 @@ async fn prepare(
         }
         ("POST", "/v1/projects") => (template.to_owned(), Some(json!({"name": fresh}))),
         ("POST", "/v1/datasets") => (template.to_owned(), Some(json!({"name": fresh}))),
+        ("POST", "/v1/evaluations") => (template.to_owned(), Some(walk_evaluation())),
+        ("POST", "/v1/scores") => (
+            template.to_owned(),
+            Some(json!({"metrics": ["exact_match"], "items": [{"output": "a", "expected": "a"}]})),
+        ),
+        ("POST", "/v1/jobs/{id}/cancel") => {
+            let created = app.post("/v1/evaluations", walk_evaluation()).await;
+            let job = created.body["job_id"].as_str().unwrap_or_default();
+            (format!("/v1/jobs/{job}/cancel"), None)
+        }
+        ("PUT", "/v1/prompts/{name}/gates/{label}") => (
+            format!("{}/gates/gated", seeded("walk")),
+            Some(json!({"dataset": "walk", "rules": [{"metric": "exact_match", "min": 0.5}]})),
+        ),
+        ("DELETE", "/v1/prompts/{name}/gates/{label}") => {
+            app.put(
+                &format!("{}/gates/doomed-gate", seeded("walk")),
+                json!({"dataset": "walk", "rules": [{"metric": "exact_match", "min": 0.5}]}),
+            )
+            .await;
+            (format!("{}/gates/doomed-gate", seeded("walk")), None)
+        }
         ("POST", "/v1/datasets/{name}/items") => (
             "/v1/datasets/walk/items".to_owned(),
             Some(json!([{"input": {"n": n}}])),
         ),
         ("GET", _) => {
             let path = template
+                .replace("/v1/datasets/{name}", "/v1/datasets/walk")
+                .replace("/v1/jobs/{id}", &format!("/v1/jobs/{}", walk.1))
+                .replace(
+                    "/v1/evaluations/{id}",
+                    &format!("/v1/evaluations/{}", walk.0),
+                )
                 .replace("{name}", "walk")
                 .replace("{ref}", "1.0.0")
                 .replace("{label}", "production");
-            let path = if path.ends_with("/diff") {
+            let path = if path.ends_with("/compare") {
+                format!("{path}?a={}&b={}", walk.0, walk.0)
+            } else if path.ends_with("/diff") {
                 format!("{path}?from=1.0.0&to=1.0.1")
             } else {
                 path
@@ -127,12 +158,35 @@ async fn prepare(
     (path, body)
 }
 
+/// An evaluation on the walk's prompt and dataset, with a provider no
+/// worker ever calls (no worker runs in this test).
+fn walk_evaluation() -> Value {
+    json!({"prompt": "walk", "ref": "1.0.0", "dataset": "walk", "provider": "walk", "metrics": ["exact_match"]})
+}
+
+/// The evaluation (and its job) the walk reads: cancelled at once, so its
+/// event stream ends at once.
+async fn walk_ids(app: &TestApp) -> (String, String) {
+    let created = app.post("/v1/evaluations", walk_evaluation()).await;
+    assert_eq!(created.status, 202, "{}", created.body);
+    let job = created.body["job_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    app.post(&format!("/v1/jobs/{job}/cancel"), json!({})).await;
+    (
+        created.body["id"].as_str().unwrap_or_default().to_owned(),
+        job,
+    )
+}
+
 async fn every_route_answers_each_kind_of_key_exactly(app: TestApp) {
     app.seed_prompt("walk").await;
     app.seed_version("walk", "one").await;
     app.seed_version("walk", "two").await;
     app.set_label("walk", "production", "1.0.0").await;
     app.post("/v1/datasets", json!({"name": "walk"})).await;
+    let walk = walk_ids(&app).await;
 
     let mut keys: Vec<(String, String)> = Vec::new();
     for scope in ["read", "write", "promote", "evaluate", "admin"] {
@@ -158,7 +212,7 @@ async fn every_route_answers_each_kind_of_key_exactly(app: TestApp) {
         let label = format!("{method} {template}");
         for key in [None, Some(revoked.as_str())] {
             n += 1;
-            let (path, body) = prepare(&app, &method, &template, n).await;
+            let (path, body) = prepare(&app, &walk, &method, &template, n).await;
             let response = app.request_as(key, method.clone(), &path, body).await;
             response.assert_problem(401, "unauthorized");
             assert!(
@@ -170,7 +224,7 @@ async fn every_route_answers_each_kind_of_key_exactly(app: TestApp) {
         }
         for (scope, secret) in &keys {
             n += 1;
-            let (path, body) = prepare(&app, &method, &template, n).await;
+            let (path, body) = prepare(&app, &walk, &method, &template, n).await;
             let response = app
                 .request_as(Some(secret), method.clone(), &path, body)
                 .await;
@@ -193,11 +247,14 @@ async fn every_route_answers_each_kind_of_key_exactly(app: TestApp) {
             }
         }
         n += 1;
-        let (path, body) = prepare(&app, &method, &template, n).await;
+        let (path, body) = prepare(&app, &walk, &method, &template, n).await;
         let response = app
             .request_as(Some(&other), method.clone(), &path, body)
             .await;
-        if template.contains('{') {
+        // Routes naming the project's resources in the path, body or query.
+        let names_resources = template.contains('{')
+            || ["/v1/evaluations", "/v1/evaluations/compare"].contains(&template.as_str());
+        if names_resources {
             assert_eq!(
                 response.status,
                 StatusCode::NOT_FOUND,
@@ -505,7 +562,8 @@ async fn bootstrap_generates_a_key_once(backend: Backend) {
             .expect("state");
         let secret = generated.expect("a generated key").expose().to_owned();
         let app = TestApp {
-            router: promptreg::build_app(state),
+            router: promptreg::build_app(state.clone()),
+            state,
         };
         let keys = app
             .request_as(Some(&secret), Method::GET, "/v1/keys", None)

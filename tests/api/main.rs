@@ -7,6 +7,7 @@ mod auth;
 mod cli;
 mod datasets;
 mod errors;
+mod evaluations;
 mod fake_llm;
 mod labels;
 mod prompts;

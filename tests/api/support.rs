@@ -50,12 +50,37 @@ macro_rules! backend_tests {
     };
 }
 
+/// Like `backend_tests!` for behaviours that build their own app from a
+/// database URL: `async fn(String)`.
+#[macro_export]
+macro_rules! backend_url_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    $crate::support::with_database($crate::support::Backend::Sqlite, super::$name).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    $crate::support::with_database($crate::support::Backend::Postgres, super::$name).await;
+                }
+            )*
+        }
+    };
+}
+
 /// The admin key every test app is bootstrapped with (`init_admin_key`).
 pub const ADMIN_KEY: &str = "pr_testadmin0000000000000000000000000000";
 
 #[derive(Clone)]
 pub struct TestApp {
     pub router: Router,
+    pub state: promptreg::api::AppState,
 }
 
 pub struct TestResponse {
@@ -260,6 +285,12 @@ pub fn test_config(database_url: &str) -> Config {
     config.database_url = database_url.to_owned();
     config.database.max_connections = 4;
     config.init_admin_key = promptreg::config::Redacted(ADMIN_KEY.to_owned());
+    // A provider evaluations can name; no worker runs in these tests, so it
+    // is never called (tests that run one point a provider at the fake LLM).
+    let mut walk =
+        promptreg::config::ProviderConfig::new(promptreg::providers::ProviderKind::Openai);
+    walk.base_url = Some("http://127.0.0.1:9/v1".to_owned());
+    config.providers.insert("walk".to_owned(), walk);
     config
 }
 
@@ -268,7 +299,8 @@ pub async fn app_with(config: Config) -> TestApp {
         .await
         .expect("app state");
     TestApp {
-        router: promptreg::build_app(state),
+        router: promptreg::build_app(state.clone()),
+        state,
     }
 }
 

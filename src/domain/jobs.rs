@@ -1,0 +1,184 @@
+//! Jobs and evaluations as plain data: a job is a row of the durable queue
+//! (status, lease, attempts, progress); an evaluation is a version run over
+//! a dataset with a provider, and its per-item results.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::ProjectId;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Some(match raw {
+            "queued" => Self::Queued,
+            "running" => Self::Running,
+            "succeeded" => Self::Succeeded,
+            "failed" => Self::Failed,
+            "cancelled" => Self::Cancelled,
+            _ => return None,
+        })
+    }
+
+    /// No worker will touch a job in a final state again.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
+/// The kinds of work the worker knows.
+pub const EVALUATION_JOB: &str = "evaluation";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: Uuid,
+    pub project_id: ProjectId,
+    pub kind: String,
+    pub payload: Value,
+    pub status: JobStatus,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub progress_done: i64,
+    pub progress_total: i64,
+    pub cancel_requested: bool,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A metric as a request names it: its name and optional parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MetricSpec {
+    #[schema(example = "exact_match")]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub params: Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub id: Uuid,
+    pub project_id: ProjectId,
+    pub job: Job,
+    pub prompt_name: String,
+    pub version: semver::Version,
+    pub version_id: Uuid,
+    pub dataset_name: String,
+    pub dataset_id: Uuid,
+    pub provider: String,
+    pub model: Option<String>,
+    pub params: Map<String, Value>,
+    pub metrics: Vec<MetricSpec>,
+    pub concurrency: i32,
+    pub item_count: i64,
+    pub created_at: DateTime<Utc>,
+    pub created_by: Option<String>,
+}
+
+/// What an evaluation asks for; the store adds the job in the same transaction.
+#[derive(Debug, Clone)]
+pub struct NewEvaluation {
+    pub prompt_id: Uuid,
+    pub version_id: Uuid,
+    pub dataset_id: Uuid,
+    pub item_count: i64,
+    pub provider: String,
+    pub model: Option<String>,
+    pub params: Map<String, Value>,
+    pub metrics: Vec<MetricSpec>,
+    pub concurrency: i32,
+    pub max_attempts: i32,
+}
+
+/// One item's outcome: the output and its scores, or why there is none.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemResult {
+    pub item_id: Uuid,
+    pub item_seq: i64,
+    pub output: Option<String>,
+    /// Metric name → score in [0, 1]; a metric that could not score is absent.
+    pub scores: Map<String, Value>,
+    pub error: Option<String>,
+    pub latency_ms: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_usd: Option<f64>,
+}
+
+/// A stored result, with its position in the evaluation's result stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredResult {
+    /// Increases as results are stored: the SSE event id.
+    pub id: i64,
+    pub result: ItemResult,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One condition of a quality gate on a metric's mean.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GateRule {
+    #[schema(example = "exact_match")]
+    pub metric: String,
+    /// The mean must be at least this.
+    #[schema(example = 0.8)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// The mean must be at most this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+}
+
+impl GateRule {
+    /// Why `mean` breaks this rule, if it does.
+    pub fn violation(&self, mean: f64) -> Option<String> {
+        match (self.min, self.max) {
+            (Some(min), _) if mean < min => Some(format!(
+                "{} mean {mean:.4} is below the minimum {min}",
+                self.metric
+            )),
+            (_, Some(max)) if mean > max => Some(format!(
+                "{} mean {mean:.4} is above the maximum {max}",
+                self.metric
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// What moving a label onto a version requires.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gate {
+    pub prompt_id: Uuid,
+    pub label: String,
+    pub dataset_id: Uuid,
+    pub dataset_name: String,
+    pub rules: Vec<GateRule>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}

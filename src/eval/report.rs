@@ -1,0 +1,108 @@
+//! What an evaluation's stored results add up to: per-metric scores by
+//! item, summaries, paired comparisons and gate checks. Reads results from
+//! the store page by page; the arithmetic is `stats`'.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::stats::{compare, summarize, Comparison, Summary};
+use crate::domain::jobs::{Evaluation, GateRule};
+use crate::store::{Store, StoreResult};
+
+const PAGE: u32 = 1000;
+
+/// Every score of an evaluation, by metric then item, and its totals.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Scores {
+    pub by_metric: BTreeMap<String, BTreeMap<Uuid, f64>>,
+    pub totals: Totals,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Totals {
+    /// Items with a stored result.
+    pub items: i64,
+    /// Items whose result carries an error (no output, or a metric could not score).
+    pub errors: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_usd: f64,
+}
+
+impl Scores {
+    pub async fn load(store: &Arc<dyn Store>, evaluation: &Evaluation) -> StoreResult<Self> {
+        let mut scores = Scores::default();
+        let mut after = 0;
+        loop {
+            let page = store.list_results(evaluation.id, after, PAGE).await?;
+            let Some(last) = page.last() else {
+                return Ok(scores);
+            };
+            after = last.id;
+            for stored in page {
+                let result = stored.result;
+                let totals = &mut scores.totals;
+                totals.items += 1;
+                totals.errors += i64::from(result.error.is_some());
+                totals.input_tokens += result.input_tokens;
+                totals.output_tokens += result.output_tokens;
+                totals.cost_usd += result.cost_usd.unwrap_or(0.0);
+                for (metric, score) in result.scores {
+                    if let Some(score) = score.as_f64() {
+                        scores
+                            .by_metric
+                            .entry(metric)
+                            .or_default()
+                            .insert(result.item_id, score);
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn summaries(&self) -> BTreeMap<String, Summary> {
+        self.by_metric
+            .iter()
+            .map(|(metric, scores)| {
+                let values: Vec<f64> = scores.values().copied().collect();
+                (metric.clone(), summarize(&values))
+            })
+            .collect()
+    }
+
+    /// `b` against `self` (`a`), per metric both have, over the items both scored.
+    pub fn compare(&self, b: &Scores) -> BTreeMap<String, Comparison> {
+        let mut out = BTreeMap::new();
+        for (metric, a_scores) in &self.by_metric {
+            let Some(b_scores) = b.by_metric.get(metric) else {
+                continue;
+            };
+            let (a_paired, b_paired): (Vec<f64>, Vec<f64>) = a_scores
+                .iter()
+                .filter_map(|(item, a)| b_scores.get(item).map(|b| (*a, *b)))
+                .unzip();
+            if let Ok(comparison) = compare(&a_paired, &b_paired) {
+                out.insert(metric.clone(), comparison);
+            }
+        }
+        out
+    }
+
+    /// Every rule the means break, as (rule index, why).
+    pub fn gate_violations(&self, rules: &[GateRule]) -> Vec<(usize, String)> {
+        let summaries = self.summaries();
+        rules
+            .iter()
+            .enumerate()
+            .filter_map(|(i, rule)| match summaries.get(&rule.metric) {
+                None => Some((
+                    i,
+                    format!("{} has no scores in this evaluation", rule.metric),
+                )),
+                Some(summary) => rule.violation(summary.mean).map(|why| (i, why)),
+            })
+            .collect()
+    }
+}

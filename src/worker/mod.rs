@@ -1,0 +1,300 @@
+//! The durable job worker. A job is claimed with a lease and the claim is
+//! committed at once; the work runs outside any transaction while the lease
+//! is renewed by heartbeats. A worker that dies simply stops renewing: once
+//! its lease expires any worker claims the job again, and the job's runner
+//! skips what was already stored. Cancellation is a flag the heartbeat reads.
+//! This module knows jobs, not what they do: runners do the work.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::domain::jobs::{Job, JobStatus};
+use crate::store::{Store, StoreResult};
+
+/// How a job's work ended, when it ended by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    Succeeded,
+    /// The runner saw the stop signal and stopped between steps.
+    Stopped,
+}
+
+/// Why a job failed; `retryable` failures are tried again with backoff
+/// until the job's attempts run out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct JobError {
+    pub message: String,
+    pub retryable: bool,
+}
+
+impl JobError {
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retryable: false,
+        }
+    }
+
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retryable: true,
+        }
+    }
+}
+
+/// Does one kind of job.
+#[async_trait]
+pub trait JobRunner: Send + Sync {
+    /// Runs `job` until done, checking `stop` between steps. Work already
+    /// done by an earlier attempt must be skipped, not repeated.
+    async fn run(&self, job: &Job, stop: &StopSignal) -> Result<Finished, JobError>;
+}
+
+/// Tells a running job to stop, and why.
+#[derive(Debug, Clone, Default)]
+pub struct StopSignal {
+    token: CancellationToken,
+    reason: Arc<AtomicU8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    Running = 0,
+    /// Someone asked for the job to be cancelled.
+    Cancelled = 1,
+    /// Another worker holds the job now.
+    LeaseLost = 2,
+    /// This worker is shutting down; the job goes back to the queue.
+    Shutdown = 3,
+}
+
+impl StopSignal {
+    pub fn stop(&self, reason: StopReason) {
+        // The first reason wins: a cancel seen before a shutdown stays a cancel.
+        let _ = self.reason.compare_exchange(
+            StopReason::Running as u8,
+            reason as u8,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+        self.token.cancel();
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    pub async fn stopped(&self) {
+        self.token.cancelled().await
+    }
+
+    pub fn reason(&self) -> StopReason {
+        match self.reason.load(Ordering::SeqCst) {
+            1 => StopReason::Cancelled,
+            2 => StopReason::LeaseLost,
+            3 => StopReason::Shutdown,
+            _ => StopReason::Running,
+        }
+    }
+}
+
+/// Whether `run_once` found work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ran {
+    Job(uuid::Uuid, JobStatus),
+    Idle,
+}
+
+#[derive(Clone)]
+pub struct Worker {
+    store: Arc<dyn Store>,
+    runners: Arc<HashMap<String, Arc<dyn JobRunner>>>,
+    owner: String,
+    lease: Duration,
+    poll: Duration,
+    wakeup: Arc<tokio::sync::Notify>,
+}
+
+impl Worker {
+    pub fn new(
+        store: Arc<dyn Store>,
+        runners: HashMap<String, Arc<dyn JobRunner>>,
+        lease: Duration,
+        poll: Duration,
+    ) -> Self {
+        let owner = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
+        Self {
+            store,
+            runners: Arc::new(runners),
+            owner,
+            lease,
+            poll,
+            wakeup: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    /// Wakes an idle worker as soon as `wakeup` is notified, not at its next poll.
+    pub fn woken_by(mut self, wakeup: Arc<tokio::sync::Notify>) -> Self {
+        self.wakeup = wakeup;
+        self
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Claims and runs at most one job. Lets tests drive the worker without sleeping.
+    pub async fn run_once(&self) -> StoreResult<Ran> {
+        self.run_next(&CancellationToken::new()).await
+    }
+
+    /// Runs jobs until `shutdown` is cancelled; a job in hand goes back to
+    /// the queue for another worker.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        tracing::info!(owner = %self.owner, "worker started");
+        while !shutdown.is_cancelled() {
+            match self.run_next(&shutdown).await {
+                Ok(Ran::Job(..)) => continue,
+                Ok(Ran::Idle) => {}
+                Err(e) => tracing::warn!(error = %e, "worker could not claim a job"),
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(self.poll) => {}
+                () = self.wakeup.notified() => {}
+            }
+        }
+        tracing::info!(owner = %self.owner, "worker stopped");
+    }
+
+    #[tracing::instrument(skip_all, fields(owner = %self.owner))]
+    async fn run_next(&self, shutdown: &CancellationToken) -> StoreResult<Ran> {
+        let Some(job) = self.store.claim_job(&self.owner, self.lease).await? else {
+            return Ok(Ran::Idle);
+        };
+        let span =
+            tracing::info_span!("job", job = %job.id, kind = %job.kind, attempt = job.attempts);
+        let status = self.run_job(&job, shutdown).instrument(span).await?;
+        Ok(Ran::Job(job.id, status))
+    }
+
+    async fn run_job(&self, job: &Job, shutdown: &CancellationToken) -> StoreResult<JobStatus> {
+        let finish = |status: JobStatus, error: Option<String>| async move {
+            self.store
+                .complete_job(job.id, &self.owner, status, error.as_deref())
+                .await
+                .map(|_| status)
+        };
+        if job.cancel_requested {
+            return finish(JobStatus::Cancelled, None).await;
+        }
+        if job.attempts > job.max_attempts {
+            let why = format!("gave up after {} attempts", job.max_attempts);
+            return finish(JobStatus::Failed, job.error.clone().or(Some(why))).await;
+        }
+        let Some(runner) = self.runners.get(&job.kind).cloned() else {
+            return finish(
+                JobStatus::Failed,
+                Some(format!("no runner for jobs of kind {:?}", job.kind)),
+            )
+            .await;
+        };
+
+        let stop = StopSignal::default();
+        let work = runner.run(job, &stop);
+        tokio::pin!(work);
+        // A third of the lease keeps it alive; at least every second, so a
+        // cancel is seen within a second.
+        let mut heartbeat = tokio::time::interval((self.lease / 3).min(Duration::from_secs(1)));
+        heartbeat.tick().await;
+        // Heartbeats share this future with the work: if the worker's task is
+        // dropped, both stop, and the lease runs out as it should.
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut work => break outcome,
+                () = shutdown.cancelled(), if !stop.is_stopped() => stop.stop(StopReason::Shutdown),
+                _ = heartbeat.tick() => {
+                    match self.store.heartbeat(job.id, &self.owner, self.lease).await {
+                        Ok(Some(true)) => stop.stop(StopReason::Cancelled),
+                        Ok(Some(false)) => {}
+                        Ok(None) => stop.stop(StopReason::LeaseLost),
+                        Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+                    }
+                }
+            }
+        };
+        // A cancel requested during the last step is still a cancel.
+        if stop.reason() == StopReason::Running {
+            if let Ok(Some(true)) = self.store.heartbeat(job.id, &self.owner, self.lease).await {
+                stop.stop(StopReason::Cancelled);
+            }
+        }
+        match (stop.reason(), outcome) {
+            (StopReason::LeaseLost, _) => {
+                tracing::warn!("lost the lease; another worker has the job");
+                Ok(JobStatus::Running)
+            }
+            (StopReason::Cancelled, _) => finish(JobStatus::Cancelled, None).await,
+            (StopReason::Shutdown, _) => {
+                self.store
+                    .retry_job(job.id, &self.owner, crate::store::now(), "worker shut down")
+                    .await?;
+                Ok(JobStatus::Queued)
+            }
+            (StopReason::Running, Ok(_)) => finish(JobStatus::Succeeded, None).await,
+            (StopReason::Running, Err(e)) if e.retryable && job.attempts < job.max_attempts => {
+                let delay = backoff(job.attempts);
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
+                let at = crate::store::now()
+                    + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(1));
+                self.store
+                    .retry_job(job.id, &self.owner, at, &e.message)
+                    .await?;
+                Ok(JobStatus::Queued)
+            }
+            (StopReason::Running, Err(e)) => {
+                tracing::warn!(error = %e, "job failed");
+                finish(JobStatus::Failed, Some(e.message)).await
+            }
+        }
+    }
+}
+
+/// Exponential backoff with jitter for a job's next attempt: 2 s, 4 s, 8 s… (at most 5 min).
+pub fn backoff(attempts: i32) -> Duration {
+    let base = Duration::from_secs(2u64.saturating_pow(attempts.clamp(1, 8) as u32))
+        .min(Duration::from_secs(300));
+    let jitter = rand::rng().random_range(0..=base.as_millis() as u64 / 4);
+    base + Duration::from_millis(jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_bounded() {
+        assert!(backoff(1) >= Duration::from_secs(2) && backoff(1) <= Duration::from_millis(2500));
+        assert!(backoff(3) >= Duration::from_secs(8));
+        assert!(backoff(50) <= Duration::from_secs(375));
+    }
+
+    #[test]
+    fn the_first_stop_reason_wins() {
+        let stop = StopSignal::default();
+        assert_eq!(stop.reason(), StopReason::Running);
+        stop.stop(StopReason::Cancelled);
+        stop.stop(StopReason::Shutdown);
+        assert!(stop.is_stopped());
+        assert_eq!(stop.reason(), StopReason::Cancelled);
+    }
+}

@@ -1,0 +1,498 @@
+//! Evaluations end to end against a fake provider: the worker, retries, a
+//! killed worker, cancellation, the event stream, comparison and gates.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use promptreg::providers::ProviderKind;
+use promptreg::worker::{Ran, Worker};
+use serde_json::{json, Value};
+
+use crate::backend_url_tests;
+use crate::fake_llm::{FakeLlm, Reply};
+use crate::support::{app_with, enc, test_config, TestApp};
+
+/// Questions and answers; the fake knows the capital only when asked "briefly".
+const CAPITALS: [(&str, &str); 8] = [
+    ("France", "Paris"),
+    ("Italy", "Rome"),
+    ("Spain", "Madrid"),
+    ("Japan", "Tokyo"),
+    ("Peru", "Lima"),
+    ("Kenya", "Nairobi"),
+    ("Chile", "Santiago"),
+    ("Egypt", "Cairo"),
+];
+
+struct Setup {
+    app: TestApp,
+    fake: FakeLlm,
+}
+
+/// An app whose provider `fake` is the fake LLM (OpenAI wire format), with
+/// prompt `geo` (1.0.0 vague, 1.0.1 asks briefly) and dataset `capitals`.
+async fn setup(url: &str, tune: impl FnOnce(&mut promptreg::config::Config)) -> Setup {
+    let fake = FakeLlm::start().await;
+    fake.set_default(|request| {
+        let asked = request.last_user_text().unwrap_or_default();
+        let answer = CAPITALS
+            .iter()
+            .find(|(country, _)| asked.contains(country) && asked.contains("briefly"))
+            .map_or("I am not sure", |(_, capital)| capital);
+        Reply::text(answer)
+    });
+    let mut config = test_config(url);
+    let mut provider = fake.config(ProviderKind::Openai);
+    provider.prices.insert(
+        crate::fake_llm::FAKE_MODEL.to_owned(),
+        promptreg::config::ModelPrice {
+            input_per_million: 1.0,
+            output_per_million: 2.0,
+        },
+    );
+    config.providers.insert("fake".to_owned(), provider);
+    config.worker.lease_secs = 30;
+    tune(&mut config);
+    let app = app_with(config).await;
+    app.seed_prompt("geo").await;
+    app.seed_version("geo", "What is the capital of {{country}}?")
+        .await;
+    app.seed_version("geo", "Answer briefly: what is the capital of {{country}}?")
+        .await;
+    app.post("/v1/datasets", json!({"name": "capitals"})).await;
+    let items: Vec<Value> = CAPITALS
+        .iter()
+        .map(|(country, capital)| json!({"input": {"country": country}, "expected": capital}))
+        .collect();
+    let uploaded = app
+        .send(
+            axum::http::Request::post("/v1/datasets/capitals/items")
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(Value::Array(items).to_string()))
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(uploaded.status, 200, "{}", uploaded.body);
+    Setup { app, fake }
+}
+
+fn worker(app: &TestApp) -> Worker {
+    promptreg::app::worker(&app.state)
+}
+
+async fn start(app: &TestApp, version: &str, extra: Value) -> Value {
+    let mut body = json!({
+        "prompt": "geo",
+        "ref": version,
+        "dataset": "capitals",
+        "provider": "fake",
+        "metrics": ["exact_match", {"name": "contains"}],
+        "concurrency": 4
+    });
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        body.extend(extra.clone());
+    }
+    let created = app.post("/v1/evaluations", body).await;
+    assert_eq!(created.status, 202, "{}", created.body);
+    assert_eq!(created.body["status"], "queued");
+    created.body
+}
+
+/// Runs jobs until none is left.
+async fn drain(worker: &Worker) {
+    while let Ran::Job(..) = worker.run_once().await.expect("worker") {}
+}
+
+async fn results(app: &TestApp, id: &str) -> Vec<Value> {
+    let page = app
+        .get(&format!("/v1/evaluations/{id}/results?limit=100"))
+        .await;
+    page.body["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn assert_each_item_once(results: &[Value]) {
+    let ids: HashSet<&str> = results
+        .iter()
+        .filter_map(|r| r["item_id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), results.len(), "an item was stored twice");
+    assert_eq!(results.len(), CAPITALS.len());
+}
+
+async fn an_evaluation_runs_end_to_end(url: String) {
+    let Setup { app, fake } = setup(&url, |_| {}).await;
+    fake.set_usage(10, 2);
+    let created = start(&app, "1.0.1", json!({})).await;
+    let id = created["id"].as_str().expect("id");
+    assert_eq!(
+        created["progress"],
+        json!({"done": 0, "total": CAPITALS.len()})
+    );
+
+    drain(&worker(&app)).await;
+
+    let done = app.get(&format!("/v1/evaluations/{id}")).await;
+    assert_eq!(done.body["status"], "succeeded", "{}", done.body);
+    assert_eq!(done.body["progress"]["done"], CAPITALS.len());
+    assert_eq!(done.body["metrics"]["exact_match"]["mean"], 1.0);
+    assert_eq!(done.body["metrics"]["exact_match"]["n"], CAPITALS.len());
+    assert_eq!(done.body["metrics"]["contains"]["mean"], 1.0);
+    assert_eq!(done.body["usage"]["input_tokens"], 80);
+    assert_eq!(done.body["usage"]["output_tokens"], 16);
+    let cost = done.body["usage"]["cost_usd"].as_f64().expect("cost");
+    assert!((cost - (80.0 + 32.0) / 1e6).abs() < 1e-12, "{cost}");
+
+    let results = results(&app, id).await;
+    assert_each_item_once(&results);
+    assert!(results.iter().all(|r| r["scores"]["exact_match"] == 1.0));
+    let prompts: Vec<String> = fake
+        .requests()
+        .iter()
+        .filter_map(|r| r.last_user_text())
+        .collect();
+    assert!(prompts.contains(&"Answer briefly: what is the capital of Peru?".to_owned()));
+
+    let job = app
+        .get(&format!(
+            "/v1/jobs/{}",
+            created["job_id"].as_str().expect("job")
+        ))
+        .await;
+    assert_eq!(job.body["status"], "succeeded");
+    assert_eq!(job.body["attempts"], 1);
+}
+
+async fn retries_lose_and_duplicate_nothing(url: String) {
+    let Setup { app, fake } = setup(&url, |config| {
+        if let Some(p) = config.providers.get_mut("fake") {
+            p.timeout = 0.5;
+            p.max_retries = 4;
+        }
+    })
+    .await;
+    fake.push(Reply::Status(429, Some(0)));
+    fake.push(Reply::Status(500, None));
+    fake.push(Reply::delayed(
+        Duration::from_secs(2),
+        Reply::text("too late"),
+    ));
+    fake.push(Reply::Status(503, None));
+    let created = start(&app, "1.0.1", json!({"concurrency": 1})).await;
+    drain(&worker(&app)).await;
+
+    let id = created["id"].as_str().expect("id");
+    let done = app.get(&format!("/v1/evaluations/{id}")).await;
+    assert_eq!(done.body["status"], "succeeded", "{}", done.body);
+    assert_eq!(done.body["errors"], 0, "{}", done.body);
+    assert_eq!(done.body["metrics"]["exact_match"]["mean"], 1.0);
+    assert_each_item_once(&results(&app, id).await);
+    assert_eq!(fake.request_count(), CAPITALS.len() + 4);
+}
+
+async fn a_killed_worker_s_evaluation_is_finished_by_another(url: String) {
+    let Setup { app, fake } = setup(&url, |config| config.worker.lease_secs = 1).await;
+    fake.set_latency(Duration::from_millis(150));
+    let created = start(&app, "1.0.1", json!({"concurrency": 1})).await;
+    let job = format!("/v1/jobs/{}", created["job_id"].as_str().expect("job"));
+
+    let first = worker(&app);
+    let killed = tokio::spawn(async move { first.run_once().await });
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if app.get(&job).await.body["progress"]["done"].as_i64() >= Some(3) {
+            break;
+        }
+    }
+    killed.abort();
+    let _ = killed.await;
+    let stopped_at = app.get(&job).await.body["progress"]["done"]
+        .as_i64()
+        .expect("done");
+    assert!(stopped_at < CAPITALS.len() as i64);
+
+    // Another worker takes the job over once the dead one's lease expires.
+    let second = worker(&app);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ran::Job(..) = second.run_once().await.expect("worker") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the job was never taken over"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let finished = app.get(&job).await;
+    assert_eq!(finished.body["status"], "succeeded", "{}", finished.body);
+    assert_eq!(finished.body["attempts"], 2);
+    let id = created["id"].as_str().expect("id");
+    assert_each_item_once(&results(&app, id).await);
+    // Only the items the first worker had not stored were asked again (at
+    // most one call of the killed worker was in flight).
+    assert!(
+        fake.request_count() <= CAPITALS.len() + 1,
+        "{}",
+        fake.request_count()
+    );
+}
+
+async fn cancel_stops_a_job_at_its_next_step(url: String) {
+    let Setup { app, fake } = setup(&url, |_| {}).await;
+    fake.set_latency(Duration::from_millis(200));
+
+    // A queued job is cancelled at once.
+    let queued = start(&app, "1.0.1", json!({})).await;
+    let queued_job = queued["job_id"].as_str().expect("job").to_owned();
+    let cancelled = app
+        .post(&format!("/v1/jobs/{queued_job}/cancel"), json!({}))
+        .await;
+    assert_eq!(cancelled.body["status"], "cancelled", "{}", cancelled.body);
+    app.post(&format!("/v1/jobs/{queued_job}/cancel"), json!({}))
+        .await
+        .assert_problem(409, "job_finished");
+
+    // A running one stops between items.
+    let created = start(&app, "1.0.1", json!({"concurrency": 1})).await;
+    let job = format!("/v1/jobs/{}", created["job_id"].as_str().expect("job"));
+    let running = worker(&app);
+    let task = tokio::spawn(async move { running.run_once().await });
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if app.get(&job).await.body["progress"]["done"].as_i64() >= Some(1) {
+            break;
+        }
+    }
+    let asked = app.post(&format!("{job}/cancel"), json!({})).await;
+    assert_eq!(asked.body["cancel_requested"], true, "{}", asked.body);
+    let ran = task.await.expect("task").expect("worker");
+    assert!(matches!(ran, Ran::Job(..)));
+    let stopped = app.get(&job).await;
+    assert_eq!(stopped.body["status"], "cancelled", "{}", stopped.body);
+    let done = stopped.body["progress"]["done"].as_i64().expect("done");
+    assert!(done < CAPITALS.len() as i64, "{done}");
+}
+
+async fn events_stream_from_start_to_end(url: String) {
+    let Setup { app, fake } = setup(&url, |_| {}).await;
+    fake.set_latency(Duration::from_millis(30));
+    let server = app.serve().await;
+    let created = start(&app, "1.0.1", json!({"concurrency": 2})).await;
+    let events_url = format!(
+        "{server}/v1/jobs/{}/events",
+        created["job_id"].as_str().expect("job")
+    );
+    let follow = {
+        let url = events_url.clone();
+        tokio::spawn(async move { read_events(&url).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drain(&worker(&app)).await;
+    let events = tokio::time::timeout(Duration::from_secs(20), follow)
+        .await
+        .expect("the stream closes after `done`")
+        .expect("task");
+    check_events(&events);
+
+    // Joining after the end still replays the items and ends with `done`.
+    let late = read_events(&events_url).await;
+    check_events(&late);
+}
+
+async fn read_events(url: &str) -> Vec<(String, Value)> {
+    let response = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(crate::support::ADMIN_KEY)
+        .send()
+        .await
+        .expect("events");
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.expect("stream");
+    let mut events = Vec::new();
+    for block in text.split("\n\n") {
+        let mut name = None;
+        let mut data = None;
+        for line in block.lines() {
+            if let Some(v) = line.strip_prefix("event:") {
+                name = Some(v.trim().to_owned());
+            } else if let Some(v) = line.strip_prefix("data:") {
+                data = serde_json::from_str(v.trim()).ok();
+            }
+        }
+        if let (Some(name), Some(data)) = (name, data) {
+            events.push((name, data));
+        }
+    }
+    events
+}
+
+fn check_events(events: &[(String, Value)]) {
+    let (last, data) = events.last().expect("events");
+    assert_eq!(last, "done", "{events:?}");
+    assert_eq!(data["status"], "succeeded");
+    let items = events.iter().filter(|(n, _)| n == "item").count();
+    assert_eq!(items, CAPITALS.len(), "{events:?}");
+    let progress: Vec<&Value> = events
+        .iter()
+        .filter(|(n, _)| n == "progress")
+        .map(|(_, d)| d)
+        .collect();
+    assert_eq!(
+        progress.last().map(|p| p["done"].clone()),
+        Some(json!(CAPITALS.len()))
+    );
+}
+
+async fn compare_pairs_items_of_one_dataset(url: String) {
+    let Setup { app, fake: _fake } = setup(&url, |_| {}).await;
+    let a = start(&app, "1.0.0", json!({})).await;
+    let b = start(&app, "1.0.1", json!({})).await;
+    drain(&worker(&app)).await;
+    let (a, b) = (a["id"].as_str().expect("a"), b["id"].as_str().expect("b"));
+
+    let compared = app
+        .get(&format!("/v1/evaluations/compare?a={a}&b={b}"))
+        .await;
+    assert_eq!(compared.status, 200, "{}", compared.body);
+    let exact = &compared.body["metrics"]["exact_match"];
+    assert_eq!(exact["mean_diff"], 1.0);
+    assert_eq!(exact["wins"], CAPITALS.len());
+    assert_eq!(exact["ties"], 0);
+    assert_eq!(exact["losses"], 0);
+    // Exact sign-flip test over 8 pairs all +1: 2 of 256 arrangements are as extreme.
+    assert!(
+        (exact["p_value"].as_f64().expect("p") - 2.0 / 256.0).abs() < 1e-9,
+        "{exact}"
+    );
+
+    app.post("/v1/datasets", json!({"name": "other"})).await;
+    let other = app
+        .post(
+            "/v1/evaluations",
+            json!({"prompt": "geo", "ref": "1.0.1", "dataset": "other", "provider": "fake", "metrics": ["exact_match"]}),
+        )
+        .await;
+    let c = other.body["id"].as_str().expect("c");
+    app.get(&format!("/v1/evaluations/compare?a={a}&b={c}"))
+        .await
+        .assert_problem(422, "validation_failed");
+}
+
+async fn a_gate_blocks_then_allows_a_promotion(url: String) {
+    let Setup { app, fake: _fake } = setup(&url, |_| {}).await;
+    let gate = app
+        .put(
+            "/v1/prompts/geo/gates/production",
+            json!({"dataset": "capitals", "rules": [{"metric": "exact_match", "min": 0.9}]}),
+        )
+        .await;
+    assert_eq!(gate.status, 200, "{}", gate.body);
+
+    let blocked = app.set_label("geo", "production", "1.0.1").await;
+    let problem = blocked.assert_problem(412, "gate_failed");
+    assert!(problem["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("no succeeded evaluation"));
+
+    start(&app, "1.0.0", json!({})).await;
+    drain(&worker(&app)).await;
+    let still = app.set_label("geo", "production", "1.0.0").await;
+    still.assert_problem(412, "gate_failed");
+    assert_eq!(still.error_fields(), vec!["rules[0]".to_owned()]);
+
+    start(&app, "1.0.1", json!({})).await;
+    drain(&worker(&app)).await;
+    let allowed = app.set_label("geo", "production", "1.0.1").await;
+    assert_eq!(allowed.status, 200, "{}", allowed.body);
+    // Other labels are not gated.
+    assert_eq!(app.set_label("geo", "staging", "1.0.0").await.status, 200);
+    let gates = app.get("/v1/prompts/geo/gates").await;
+    assert_eq!(gates.body["items"][0]["label"], "production");
+}
+
+async fn bad_evaluation_requests_name_the_problem(url: String) {
+    let Setup { app, fake: _fake } = setup(&url, |_| {}).await;
+    let base = json!({"prompt": "geo", "ref": "1.0.1", "dataset": "capitals", "provider": "fake", "metrics": ["exact_match"]});
+    let with = |key: &str, value: Value| {
+        let mut body = base.clone();
+        body[key] = value;
+        body
+    };
+    app.post("/v1/evaluations", with("provider", json!("nope")))
+        .await
+        .assert_problem(422, "provider_not_found");
+    let bad_metric = app
+        .post(
+            "/v1/evaluations",
+            with("metrics", json!(["exact_match", "vibes"])),
+        )
+        .await;
+    bad_metric.assert_problem(422, "validation_failed");
+    assert_eq!(bad_metric.error_fields(), vec!["metrics[1]".to_owned()]);
+    app.post("/v1/evaluations", with("dataset", json!("nope")))
+        .await
+        .assert_problem(404, "dataset_not_found");
+    app.post("/v1/evaluations", with("ref", json!("9.9.9")))
+        .await
+        .assert_problem(404, "version_not_found");
+    app.post("/v1/evaluations", with("concurrency", json!(0)))
+        .await
+        .assert_problem(422, "validation_failed");
+    app.get(&format!("/v1/evaluations/{}", uuid::Uuid::nil()))
+        .await
+        .assert_problem(404, "evaluation_not_found");
+
+    let providers = app.get("/v1/providers").await;
+    assert_eq!(providers.status, 200, "{}", providers.body);
+    assert_eq!(providers.body["items"][0]["name"], "fake");
+    assert!(
+        !providers.body.to_string().contains("test-key"),
+        "{}",
+        providers.body
+    );
+    let _ = enc("x");
+}
+
+async fn scores_answer_at_once(url: String) {
+    let Setup { app, fake: _fake } = setup(&url, |_| {}).await;
+    let scored = app
+        .post(
+            "/v1/scores",
+            json!({
+                "metrics": ["exact_match", "icontains", {"name": "regex", "params": {"pattern": "^P"}}],
+                "items": [
+                    {"output": "Paris", "expected": "Paris"},
+                    {"output": "it is paris", "expected": "Paris"}
+                ]
+            }),
+        )
+        .await;
+    assert_eq!(scored.status, 200, "{}", scored.body);
+    assert_eq!(scored.body["items"][0]["scores"]["exact_match"], 1.0);
+    assert_eq!(scored.body["items"][1]["scores"]["exact_match"], 0.0);
+    assert_eq!(scored.body["items"][1]["scores"]["icontains"], 1.0);
+    assert_eq!(scored.body["items"][1]["scores"]["regex"], 0.0);
+    assert_eq!(scored.body["metrics"]["exact_match"]["mean"], 0.5);
+    assert_eq!(scored.body["metrics"]["exact_match"]["n"], 2);
+    let bad = app
+        .post(
+            "/v1/scores",
+            json!({"metrics": [{"name": "regex", "params": {"pattern": "("}}], "items": []}),
+        )
+        .await;
+    bad.assert_problem(422, "validation_failed");
+    assert_eq!(bad.error_fields(), vec!["metrics[0]".to_owned()]);
+}
+
+backend_url_tests!(
+    an_evaluation_runs_end_to_end,
+    retries_lose_and_duplicate_nothing,
+    a_killed_worker_s_evaluation_is_finished_by_another,
+    cancel_stops_a_job_at_its_next_step,
+    events_stream_from_start_to_end,
+    compare_pairs_items_of_one_dataset,
+    a_gate_blocks_then_allows_a_promotion,
+    bad_evaluation_requests_name_the_problem,
+    scores_answer_at_once,
+);
