@@ -69,7 +69,7 @@ impl JobRunner for EvaluationRunner {
         let metrics = parse_metrics(&evaluation)?;
         let name = PromptName::parse(&evaluation.prompt_name)
             .map_err(|e| JobError::permanent(e.to_string()))?;
-        let done: HashSet<uuid::Uuid> = self
+        let done_before: HashSet<uuid::Uuid> = self
             .store
             .evaluated_items(evaluation.id)
             .await
@@ -107,20 +107,37 @@ impl JobRunner for EvaluationRunner {
         .try_flatten()
         // Boxed: naming the stream's type keeps the job future provably `Send`.
         .boxed()
-        .try_filter(move |item| futures::future::ready(!done.contains(&item.id)));
+        .try_filter({
+            let done = done_before.clone();
+            move |item| futures::future::ready(!done.contains(&item.id))
+        });
 
         let results = items
             .map_ok(|item| context.run(item))
             .try_buffer_unordered(usize::try_from(evaluation.concurrency).unwrap_or(1).max(1));
         let mut results = std::pin::pin!(results);
+        // Whether any item got an output, and the first failure otherwise: an
+        // evaluation where every call failed (a wrong key, a dead provider)
+        // fails as a whole instead of "succeeding" with no scores.
+        let mut produced = !done_before.is_empty();
+        let mut first_error = None;
         while let Some(result) = results.try_next().await.map_err(store_error)? {
             let Some(result) = result else {
                 continue;
             };
+            produced |= result.output.is_some();
+            if first_error.is_none() {
+                first_error.clone_from(&result.error);
+            }
             self.store
                 .insert_result(job.id, evaluation.id, &result)
                 .await
                 .map_err(store_error)?;
+        }
+        if let (false, Some(error), false) = (produced, first_error, stop.is_stopped()) {
+            return Err(JobError::permanent(format!(
+                "no item produced an output; the first error: {error}"
+            )));
         }
         Ok(if stop.is_stopped() {
             Finished::Stopped

@@ -89,7 +89,7 @@ fn stdout(output: &Output) -> String {
 }
 
 /// Runs a command with `--output json`; answers its exit code and the one JSON object.
-async fn cli_json(server: &str, args: &[&str]) -> (i32, Value) {
+pub(crate) async fn cli_json(server: &str, args: &[&str]) -> (i32, Value) {
     let mut all = args.to_vec();
     all.extend(["--output", "json"]);
     let output = cli(server, &all).await;

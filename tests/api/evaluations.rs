@@ -485,7 +485,78 @@ async fn scores_answer_at_once(url: String) {
     assert_eq!(bad.error_fields(), vec!["metrics[0]".to_owned()]);
 }
 
+async fn the_cli_evaluates_waits_and_checks_gates(url: String) {
+    let Setup { app, fake: _fake } = setup(&url, |_| {}).await;
+    app.put(
+        "/v1/prompts/geo/gates/production",
+        json!({"dataset": "capitals", "rules": [{"metric": "exact_match", "min": 0.9}]}),
+    )
+    .await;
+    let server = app.serve().await;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let running = worker(&app);
+    let stop = shutdown.clone();
+    let background = tokio::spawn(async move { running.run(stop).await });
+
+    let args = |version: &'static str| {
+        [
+            "evaluate",
+            "geo",
+            "--ref",
+            version,
+            "--dataset",
+            "capitals",
+            "--provider",
+            "fake",
+            "--metric",
+            "exact_match,contains",
+            "--wait",
+        ]
+    };
+    let (code, report) = crate::cli::cli_json(&server, &args("1.0.0")).await;
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(report["evaluation"]["status"], "succeeded");
+    let failures = report["gate_failures"].to_string();
+    assert!(
+        failures.contains("production") && failures.contains("exact_match"),
+        "{failures}"
+    );
+
+    let (code, report) = crate::cli::cli_json(&server, &args("1.0.1")).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["evaluation"]["metrics"]["exact_match"]["mean"], 1.0);
+    assert_eq!(report["gate_failures"], json!([]));
+
+    shutdown.cancel();
+    background.await.expect("worker stops");
+}
+
+async fn an_evaluation_whose_every_call_fails_fails(url: String) {
+    let Setup { app, fake: _fake } = setup(&url, |_| {}).await;
+    // `walk` (from the test config) points at a port nothing listens on.
+    let created = start(&app, "1.0.1", json!({"provider": "walk"})).await;
+    drain(&worker(&app)).await;
+    let id = created["id"].as_str().expect("id");
+    let failed = app.get(&format!("/v1/evaluations/{id}")).await;
+    assert_eq!(failed.body["status"], "failed", "{}", failed.body);
+    let error = failed.body["error"].as_str().unwrap_or_default();
+    assert!(error.contains("no item produced an output"), "{error}");
+    assert_eq!(failed.body["errors"], CAPITALS.len());
+    let job = app
+        .get(&format!(
+            "/v1/jobs/{}",
+            created["job_id"].as_str().expect("job")
+        ))
+        .await;
+    assert_eq!(
+        job.body["attempts"], 1,
+        "a permanent failure is not retried"
+    );
+}
+
 backend_url_tests!(
+    an_evaluation_whose_every_call_fails_fails,
+    the_cli_evaluates_waits_and_checks_gates,
     an_evaluation_runs_end_to_end,
     retries_lose_and_duplicate_nothing,
     a_killed_worker_s_evaluation_is_finished_by_another,

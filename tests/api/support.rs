@@ -290,6 +290,7 @@ pub fn test_config(database_url: &str) -> Config {
     let mut walk =
         promptreg::config::ProviderConfig::new(promptreg::providers::ProviderKind::Openai);
     walk.base_url = Some("http://127.0.0.1:9/v1".to_owned());
+    walk.max_retries = 0;
     config.providers.insert("walk".to_owned(), walk);
     config
 }
