@@ -50,6 +50,8 @@ create table evaluation_result (
     item_seq bigint not null,
     output text,
     scores jsonb not null,
+    -- Per metric, what else it said (an LLM judge's reason).
+    details jsonb not null,
     error text,
     latency_ms bigint not null,
     input_tokens bigint not null,

@@ -50,6 +50,8 @@ create table evaluation_result (
     item_seq integer not null,
     output text,
     scores text not null,
+    -- Per metric, what else it said (an LLM judge's reason).
+    details text not null,
     error text,
     latency_ms integer not null,
     input_tokens integer not null,

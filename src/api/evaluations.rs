@@ -19,6 +19,7 @@ use super::scores::{parse_metrics, MetricRequest};
 use super::AppState;
 use crate::domain::jobs::{Evaluation, JobStatus, MetricSpec, NewEvaluation};
 use crate::error::{ApiError, Problem};
+use crate::eval::judge::{default_template, JudgeSpec, Rubric, LLM_JUDGE};
 use crate::eval::report::Scores;
 use crate::eval::stats::{Comparison, Summary};
 use crate::store::{cursor, PageKey};
@@ -123,6 +124,96 @@ impl EvaluationResponse {
     }
 }
 
+/// Checks each LLM judge's provider, makes sure its judge prompt exists in
+/// the registry (created from the rubric's default template the first time,
+/// then the team's to edit), and pins the prompt's latest version.
+async fn pin_judges(
+    state: &AppState,
+    auth: &Auth<scope::Evaluate>,
+    specs: &mut [MetricSpec],
+) -> Result<(), ApiError> {
+    for (i, spec) in specs.iter_mut().enumerate() {
+        if spec.name != LLM_JUDGE {
+            continue;
+        }
+        let mut judge = JudgeSpec::parse(&spec.params)
+            .map_err(|e| ApiError::validation(format!("metrics[{i}]"), e))?;
+        if state.providers.get(&judge.provider).is_none() {
+            return Err(ApiError::ProviderNotFound(format!(
+                "metrics[{i}]: no provider named {:?} is configured",
+                judge.provider
+            )));
+        }
+        let name = prompt_name(&judge.prompt_name())?;
+        let latest = version_ref("ref", crate::domain::names::LATEST)?;
+        let version = match state
+            .registry
+            .get_version(auth.project, &name, &latest)
+            .await
+        {
+            Ok(version) => version,
+            Err(crate::store::StoreError::PromptNotFound) => {
+                create_judge_prompt(state, auth, &name, judge.rubric).await?
+            }
+            Err(e) => return Err(ApiError::from_store(e, name.as_str())),
+        };
+        judge.prompt_version = Some(version.version.to_string());
+        spec.params = serde_json::to_value(&judge).unwrap_or(Value::Null);
+    }
+    Ok(())
+}
+
+async fn create_judge_prompt(
+    state: &AppState,
+    auth: &Auth<scope::Evaluate>,
+    name: &crate::domain::PromptName,
+    rubric: Rubric,
+) -> Result<std::sync::Arc<crate::domain::Version>, ApiError> {
+    let store = |e| ApiError::from_store(e, name.as_str());
+    let created = state
+        .registry
+        .create_prompt(
+            auth.project,
+            crate::store::NewPrompt {
+                name: name.clone(),
+                description: format!("LLM judge: {}", rubric.as_str()),
+                tags: vec!["judge".to_owned()],
+            },
+            &auth.actor(),
+        )
+        .await;
+    match created {
+        Ok(_) | Err(crate::store::StoreError::PromptExists) => {}
+        Err(e) => return Err(store(e)),
+    }
+    let content = crate::domain::PromptContent {
+        body: crate::domain::content::PromptBody::Text(default_template(rubric)),
+        engine: crate::domain::Engine::Handlebars,
+        model_config: Map::new(),
+        input_schema: None,
+        output_schema: None,
+    };
+    let variables =
+        crate::template::variables(content.engine, &content.body).map_err(ApiError::from)?;
+    let new = crate::store::NewVersion {
+        content,
+        variables,
+        message: Some("The default judge prompt; edit it like any other prompt".to_owned()),
+        metadata: Map::new(),
+        version: None,
+        bump: None,
+        parent: None,
+        expected_latest: None,
+        labels: Vec::new(),
+    };
+    let created = state
+        .registry
+        .create_version(auth.project, name, new, &auth.actor())
+        .await
+        .map_err(store)?;
+    Ok(std::sync::Arc::new(created.version))
+}
+
 /// Start an evaluation: answers 202 with it; a worker runs it.
 #[utoipa::path(post, path = "/v1/evaluations", tag = "evaluations",
     security(("bearer" = ["evaluate"])),
@@ -142,7 +233,8 @@ pub async fn create_evaluation(
         Some(r) => version_ref("ref", r)?,
         None => state.renderer.default_ref(),
     };
-    let (metric_specs, _) = parse_metrics("metrics", body.metrics)?;
+    let (mut metric_specs, _) = parse_metrics("metrics", body.metrics, true)?;
+    pin_judges(&state, &auth, &mut metric_specs).await?;
     let concurrency = body.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
     if !(1..=MAX_CONCURRENCY).contains(&concurrency) {
         return Err(ApiError::validation(
@@ -232,6 +324,8 @@ pub struct ResultResponse {
     output: Option<String>,
     #[schema(example = json!({"exact_match": 1.0}))]
     scores: Map<String, Value>,
+    /// Per metric, what else it said: an LLM judge's `reason`.
+    details: Map<String, Value>,
     error: Option<String>,
     latency_ms: i64,
     input_tokens: i64,
@@ -248,6 +342,7 @@ impl From<crate::domain::jobs::StoredResult> for ResultResponse {
             item_seq: r.item_seq,
             output: r.output,
             scores: r.scores,
+            details: r.details,
             error: r.error,
             latency_ms: r.latency_ms,
             input_tokens: r.input_tokens,

@@ -59,11 +59,17 @@ fn check_rules(rules: &[GateRule]) -> Result<(), ApiError> {
     let mut errors = Vec::new();
     for (i, rule) in rules.iter().enumerate() {
         let field = format!("rules[{i}]");
-        if !METRIC_NAMES.contains(&rule.metric.as_str()) {
+        let judge = rule
+            .metric
+            .strip_prefix("llm_judge_")
+            .is_some_and(|rubric| {
+                ["correctness", "relevance", "faithfulness", "custom"].contains(&rubric)
+            });
+        if !(METRIC_NAMES.contains(&rule.metric.as_str()) || judge) {
             errors.push(FieldError::new(
                 &field,
                 format!(
-                    "unknown metric {:?}; known: {}",
+                    "unknown metric {:?}; known: {} and llm_judge_<rubric>",
                     rule.metric,
                     METRIC_NAMES.join(", ")
                 ),

@@ -11,6 +11,7 @@ use super::auth::{scope, Auth};
 use super::extract::Json;
 use crate::domain::jobs::MetricSpec;
 use crate::error::{ApiError, FieldError, Problem};
+use crate::eval::judge::{JudgeSpec, LLM_JUDGE};
 use crate::eval::metrics::Metric;
 use crate::eval::metrics::Sample;
 use crate::eval::stats::{summarize, Summary};
@@ -45,9 +46,14 @@ impl MetricRequest {
 }
 
 /// Parses metric requests, naming each bad one by its index under `field`.
+/// Parses metric requests, naming each bad one by its index under `field`.
+/// `llm_judge` specs are checked and kept in `specs` when `judges` is true
+/// (evaluations), refused otherwise (they need a provider); `metrics` holds
+/// the deterministic ones.
 pub fn parse_metrics(
     field: &str,
     requests: Vec<MetricRequest>,
+    judges: bool,
 ) -> Result<(Vec<MetricSpec>, Vec<Metric>), ApiError> {
     if requests.is_empty() {
         return Err(ApiError::validation(field, "give at least one metric"));
@@ -58,9 +64,28 @@ pub fn parse_metrics(
     let mut seen = HashSet::new();
     for (i, request) in requests.into_iter().enumerate() {
         let spec = request.spec();
+        let at = format!("{field}[{i}]");
+        if spec.name == LLM_JUDGE {
+            if !judges {
+                errors.push(FieldError::new(
+                    at,
+                    "llm_judge calls a provider: use it in an evaluation (POST /v1/evaluations)",
+                ));
+                continue;
+            }
+            match JudgeSpec::parse(&spec.params) {
+                Ok(judge) if !seen.insert(judge.score_key()) => errors.push(FieldError::new(
+                    at,
+                    format!("a {} judge is listed twice", judge.rubric.as_str()),
+                )),
+                Ok(_) => specs.push(spec),
+                Err(e) => errors.push(FieldError::new(at, e)),
+            }
+            continue;
+        }
         if !seen.insert(spec.name.clone()) {
             errors.push(FieldError::new(
-                format!("{field}[{i}]"),
+                at,
                 format!("{} is listed twice; each metric once", spec.name),
             ));
             continue;
@@ -141,7 +166,7 @@ pub async fn score_outputs(
             format!("at most {MAX_ITEMS} items per request"),
         ));
     }
-    let (_, metrics) = parse_metrics("metrics", body.metrics)?;
+    let (_, metrics) = parse_metrics("metrics", body.metrics, false)?;
     let mut by_metric: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut items = Vec::with_capacity(body.items.len());
     for item in body.items {

@@ -123,6 +123,8 @@ pub struct ItemResult {
     pub output: Option<String>,
     /// Metric name → score in [0, 1]; a metric that could not score is absent.
     pub scores: Map<String, Value>,
+    /// Metric name → what else it said, e.g. an LLM judge's `reason`.
+    pub details: Map<String, Value>,
     pub error: Option<String>,
     pub latency_ms: i64,
     pub input_tokens: i64,

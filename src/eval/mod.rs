@@ -5,6 +5,7 @@
 //! provider calls; whatever runs an evaluation fetches items and calls models
 //! elsewhere and only hands strings and numbers in.
 
+pub mod judge;
 pub mod metrics;
 pub mod report;
 pub mod runner;

@@ -11,16 +11,19 @@ use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Map, Value};
 
+use super::judge::{parse_verdict, JudgeSpec, LLM_JUDGE};
 use super::metrics::{Metric, Sample};
 use crate::domain::jobs::{Evaluation, ItemResult, Job};
 use crate::domain::{DatasetItem, PromptName, VersionRef};
-use crate::providers::{CompletionRequest, Providers};
+use crate::providers::{CompletionRequest, LlmProvider, Providers};
 use crate::render::Renderer;
 use crate::store::{Store, StoreError};
 use crate::worker::{Finished, JobError, JobRunner, StopSignal};
 
 /// Items read from the store at once.
 const PAGE: u32 = 500;
+/// Results stored in one transaction at most.
+const WRITE_BATCH: usize = 100;
 
 pub struct EvaluationRunner {
     store: Arc<dyn Store>,
@@ -42,14 +45,53 @@ fn store_error(e: StoreError) -> JobError {
     JobError::retryable(format!("store: {e}"))
 }
 
-/// The metrics of an evaluation, parsed; the API checked them at creation.
-pub fn parse_metrics(evaluation: &Evaluation) -> Result<Vec<Metric>, JobError> {
-    evaluation
-        .metrics
-        .iter()
-        .map(|spec| Metric::parse(&spec.name, &spec.params))
-        .collect::<Result<_, _>>()
-        .map_err(|e| JobError::permanent(e.to_string()))
+/// The metrics of an evaluation, parsed (the API checked them at creation):
+/// the deterministic ones, and the LLM judges with their providers.
+fn parse_metrics(
+    evaluation: &Evaluation,
+    providers: &Providers,
+) -> Result<(Vec<Metric>, Vec<Judge>), JobError> {
+    let mut metrics = Vec::new();
+    let mut judges = Vec::new();
+    for spec in &evaluation.metrics {
+        if spec.name == LLM_JUDGE {
+            let spec = JudgeSpec::parse(&spec.params).map_err(JobError::permanent)?;
+            let provider = providers.get(&spec.provider).ok_or_else(|| {
+                JobError::permanent(format!(
+                    "judge provider {:?} is not configured on this worker",
+                    spec.provider
+                ))
+            })?;
+            let prompt = PromptName::parse(&spec.prompt_name())
+                .map_err(|e| JobError::permanent(e.to_string()))?;
+            let version = spec
+                .prompt_version
+                .as_deref()
+                .and_then(|v| semver::Version::parse(v).ok())
+                .map(VersionRef::Exact)
+                .ok_or_else(|| JobError::permanent("a judge without a pinned prompt version"))?;
+            judges.push(Judge {
+                spec,
+                provider,
+                prompt,
+                version,
+            });
+        } else {
+            metrics.push(
+                Metric::parse(&spec.name, &spec.params)
+                    .map_err(|e| JobError::permanent(e.to_string()))?,
+            );
+        }
+    }
+    Ok((metrics, judges))
+}
+
+/// An LLM judge ready to call.
+struct Judge {
+    spec: JudgeSpec,
+    provider: Arc<dyn LlmProvider>,
+    prompt: PromptName,
+    version: VersionRef,
 }
 
 #[async_trait]
@@ -66,7 +108,7 @@ impl JobRunner for EvaluationRunner {
                 evaluation.provider
             ))
         })?;
-        let metrics = parse_metrics(&evaluation)?;
+        let (metrics, judges) = parse_metrics(&evaluation, &self.providers)?;
         let name = PromptName::parse(&evaluation.prompt_name)
             .map_err(|e| JobError::permanent(e.to_string()))?;
         let done_before: HashSet<uuid::Uuid> = self
@@ -81,6 +123,7 @@ impl JobRunner for EvaluationRunner {
             name: &name,
             reference: VersionRef::Exact(evaluation.version.clone()),
             metrics: &metrics,
+            judges: &judges,
             provider: provider.as_ref(),
             renderer: &self.renderer,
             stop,
@@ -112,28 +155,54 @@ impl JobRunner for EvaluationRunner {
             move |item| futures::future::ready(!done.contains(&item.id))
         });
 
-        let results = items
-            .map_ok(|item| context.run(item))
-            .try_buffer_unordered(usize::try_from(evaluation.concurrency).unwrap_or(1).max(1));
-        let mut results = std::pin::pin!(results);
-        // Whether any item got an output, and the first failure otherwise: an
-        // evaluation where every call failed (a wrong key, a dead provider)
-        // fails as a whole instead of "succeeding" with no scores.
-        let mut produced = !done_before.is_empty();
-        let mut first_error = None;
-        while let Some(result) = results.try_next().await.map_err(store_error)? {
-            let Some(result) = result else {
-                continue;
-            };
-            produced |= result.output.is_some();
-            if first_error.is_none() {
-                first_error.clone_from(&result.error);
-            }
-            self.store
-                .insert_result(job.id, evaluation.id, &result)
+        // Items run concurrently and hand their results to a writer that
+        // stores whatever has completed in one transaction: calls keep
+        // flowing while results are written, and a slow database costs a
+        // few larger commits rather than one commit per item.
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<ItemResult>(WRITE_BATCH);
+        let concurrency = usize::try_from(evaluation.concurrency).unwrap_or(1).max(1);
+        // Owns the only sender: the writer sees the end when this is done.
+        let produce = async move {
+            let context = &context;
+            items
+                .map_ok(|item| context.run(item))
+                .try_buffer_unordered(concurrency)
+                .try_for_each(|result| {
+                    let sender = sender.clone();
+                    async move {
+                        if let Some(result) = result {
+                            // Fails only when the writer stopped on a store
+                            // error, which it reports.
+                            let _ = sender.send(result).await;
+                        }
+                        Ok(())
+                    }
+                })
                 .await
-                .map_err(store_error)?;
-        }
+        };
+        let store = self.store.clone();
+        let write = async move {
+            // Whether any item got an output, and the first failure otherwise:
+            // an evaluation where every call failed (a wrong key, a dead
+            // provider) fails as a whole instead of "succeeding" with no scores.
+            let mut produced = !done_before.is_empty();
+            let mut first_error = None;
+            let mut batch = Vec::with_capacity(WRITE_BATCH);
+            while receiver.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+                for result in &batch {
+                    produced |= result.output.is_some();
+                    if first_error.is_none() {
+                        first_error.clone_from(&result.error);
+                    }
+                }
+                store.insert_results(job.id, evaluation.id, &batch).await?;
+                batch.clear();
+            }
+            Ok::<_, StoreError>((produced, first_error))
+        };
+        let (produced, written) = tokio::join!(produce, write);
+        produced.map_err(store_error)?;
+        let (produced, first_error) = written.map_err(store_error)?;
         if let (false, Some(error), false) = (produced, first_error, stop.is_stopped()) {
             return Err(JobError::permanent(format!(
                 "no item produced an output; the first error: {error}"
@@ -152,7 +221,8 @@ struct ItemContext<'a> {
     name: &'a PromptName,
     reference: VersionRef,
     metrics: &'a [Metric],
-    provider: &'a dyn crate::providers::LlmProvider,
+    judges: &'a [Judge],
+    provider: &'a dyn LlmProvider,
     renderer: &'a Renderer,
     stop: &'a StopSignal,
 }
@@ -169,6 +239,7 @@ impl ItemContext<'_> {
             item_seq: item.seq,
             output: None,
             scores: Map::new(),
+            details: Map::new(),
             error: None,
             latency_ms: 0,
             input_tokens: 0,
@@ -234,11 +305,89 @@ impl ItemContext<'_> {
                 Err(e) => problems.push(format!("{}: {e}", metric.name())),
             }
         }
+        for judge in self.judges {
+            match self
+                .judge(judge, &input, &completion.text, expected.as_deref())
+                .await
+            {
+                Ok(verdict) => {
+                    let key = judge.spec.score_key();
+                    result.input_tokens += verdict.input_tokens;
+                    result.output_tokens += verdict.output_tokens;
+                    if let Some(cost) = verdict.cost_usd {
+                        *result.cost_usd.get_or_insert(0.0) += cost;
+                    }
+                    result
+                        .scores
+                        .insert(key.clone(), Value::from(verdict.score));
+                    result.details.insert(
+                        key,
+                        serde_json::json!({
+                            "reason": verdict.reason,
+                            "prompt": judge.prompt.as_str(),
+                            "version": judge.spec.prompt_version,
+                        }),
+                    );
+                }
+                Err(e) => problems.push(format!("{}: {e}", judge.spec.score_key())),
+            }
+        }
         if !problems.is_empty() {
             result.error = Some(problems.join("; "));
         }
         result.output = Some(completion.text);
         Ok(Some(result))
+    }
+}
+
+struct Verdict {
+    score: f64,
+    reason: String,
+    input_tokens: i64,
+    output_tokens: i64,
+    cost_usd: Option<f64>,
+}
+
+impl ItemContext<'_> {
+    /// Asks one judge about one output: its registry prompt, rendered with
+    /// the input, output, reference and context, sent to its provider.
+    async fn judge(
+        &self,
+        judge: &Judge,
+        input: &Value,
+        output: &str,
+        expected: Option<&str>,
+    ) -> Result<Verdict, String> {
+        let variables = judge.spec.variables(input, output, expected);
+        let rendered = self
+            .renderer
+            .render_version(
+                self.evaluation.project_id,
+                &judge.prompt,
+                &judge.version,
+                &variables,
+            )
+            .await
+            .map_err(|e| format!("judge prompt {}: {e}", judge.prompt))?;
+        let request = CompletionRequest {
+            rendered: rendered.rendered,
+            model: judge.spec.model.clone(),
+            params: rendered.version.content.model_config.clone(),
+            output_schema: None,
+        };
+        let completion = judge
+            .provider
+            .complete(&request)
+            .await
+            .map_err(|e| format!("judge provider ({}): {e}", e.code()))?;
+        let (score, reason) = parse_verdict(&completion.text)?;
+        Ok(Verdict {
+            score,
+            reason,
+            input_tokens: completion.usage.input_tokens as i64,
+            output_tokens: completion.usage.output_tokens as i64,
+            cost_usd: completion.cost_usd,
+        })
     }
 }
 

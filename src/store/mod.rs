@@ -320,14 +320,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<DatasetItem>>;
     /// Ids of the items an evaluation already has results for.
     async fn evaluated_items(&self, evaluation_id: Uuid) -> StoreResult<Vec<Uuid>>;
-    /// Stores one item's result and counts it in the job's progress, once:
-    /// a second result for the same item is ignored (answers false).
-    async fn insert_result(
+    /// Stores items' results and counts them in the job's progress, in one
+    /// transaction, each item once: a second result for an item is ignored.
+    /// Answers how many were new.
+    async fn insert_results(
         &self,
         job_id: Uuid,
         evaluation_id: Uuid,
-        result: &ItemResult,
-    ) -> StoreResult<bool>;
+        results: &[ItemResult],
+    ) -> StoreResult<u64>;
     /// Results in the order they were stored, after result id `after`.
     async fn list_results(
         &self,

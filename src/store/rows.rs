@@ -414,7 +414,8 @@ impl EvaluationRow {
     }
 }
 
-pub const RESULT_COLUMNS: &str = "id, item_id, item_seq, output, scores, error, latency_ms, \
+pub const RESULT_COLUMNS: &str =
+    "id, item_id, item_seq, output, scores, details, error, latency_ms, \
      input_tokens, output_tokens, cost_usd, created_at";
 
 #[derive(FromRow)]
@@ -424,6 +425,7 @@ pub struct ResultRow {
     pub item_seq: i64,
     pub output: Option<String>,
     pub scores: Json<Map<String, Value>>,
+    pub details: Json<Map<String, Value>>,
     pub error: Option<String>,
     pub latency_ms: i64,
     pub input_tokens: i64,
@@ -441,6 +443,7 @@ impl From<ResultRow> for StoredResult {
                 item_seq: row.item_seq,
                 output: row.output,
                 scores: row.scores.0,
+                details: row.details.0,
                 error: row.error,
                 latency_ms: row.latency_ms,
                 input_tokens: row.input_tokens,

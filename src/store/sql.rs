@@ -1057,31 +1057,39 @@ macro_rules! impl_store {
                     .await?)
             }
 
-            async fn insert_result(&self, job_id: Uuid, evaluation_id: Uuid, result: &ItemResult) -> StoreResult<bool> {
+            async fn insert_results(&self, job_id: Uuid, evaluation_id: Uuid, results: &[ItemResult]) -> StoreResult<u64> {
+                if results.is_empty() {
+                    return Ok(0);
+                }
                 let at = now();
                 let mut tx = self.writer().begin().await?;
-                let inserted = sqlx::query(
-                    "insert into evaluation_result (evaluation_id, item_id, item_seq, output, scores, error, \
-                     latency_ms, input_tokens, output_tokens, cost_usd, created_at) \
-                     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-                     on conflict (evaluation_id, item_id) do nothing",
-                )
-                .bind(evaluation_id)
-                .bind(result.item_id)
-                .bind(result.item_seq)
-                .bind(&result.output)
-                .bind(Json(&result.scores))
-                .bind(&result.error)
-                .bind(result.latency_ms)
-                .bind(result.input_tokens)
-                .bind(result.output_tokens)
-                .bind(result.cost_usd)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected() == 1;
-                if inserted {
-                    sqlx::query("update job set progress_done = progress_done + 1, updated_at = $1 where id = $2")
+                let mut inserted = 0;
+                // Bounded statements: SQLite allows at most 32,766 bound values.
+                for chunk in results.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "insert into evaluation_result (evaluation_id, item_id, item_seq, output, scores, details, \
+                         error, latency_ms, input_tokens, output_tokens, cost_usd, created_at) ",
+                    );
+                    qb.push_values(chunk, |mut row, result| {
+                        row.push_bind(evaluation_id)
+                            .push_bind(result.item_id)
+                            .push_bind(result.item_seq)
+                            .push_bind(result.output.clone())
+                            .push_bind(Json(result.scores.clone()))
+                            .push_bind(Json(result.details.clone()))
+                            .push_bind(result.error.clone())
+                            .push_bind(result.latency_ms)
+                            .push_bind(result.input_tokens)
+                            .push_bind(result.output_tokens)
+                            .push_bind(result.cost_usd)
+                            .push_bind(at);
+                    });
+                    qb.push(" on conflict (evaluation_id, item_id) do nothing");
+                    inserted += qb.build().execute(&mut *tx).await?.rows_affected();
+                }
+                if inserted > 0 {
+                    sqlx::query("update job set progress_done = progress_done + $1, updated_at = $2 where id = $3")
+                        .bind(i64::try_from(inserted).unwrap_or(i64::MAX))
                         .bind(at)
                         .bind(job_id)
                         .execute(&mut *tx)

@@ -35,6 +35,10 @@ async fn setup(url: &str, tune: impl FnOnce(&mut promptreg::config::Config)) -> 
     let fake = FakeLlm::start().await;
     fake.set_default(|request| {
         let asked = request.last_user_text().unwrap_or_default();
+        if asked.contains("You are grading") {
+            let score = if asked.contains("STRICT") { 0.25 } else { 0.75 };
+            return Reply::text(json!({"score": score, "reason": "close enough"}).to_string());
+        }
         let answer = CAPITALS
             .iter()
             .find(|(country, _)| asked.contains(country) && asked.contains("briefly"))
@@ -531,6 +535,91 @@ async fn the_cli_evaluates_waits_and_checks_gates(url: String) {
     background.await.expect("worker stops");
 }
 
+async fn an_llm_judge_scores_with_a_versioned_registry_prompt(url: String) {
+    let Setup { app, fake: _fake } = setup(&url, |_| {}).await;
+    let judge =
+        json!({"name": "llm_judge", "params": {"rubric": "correctness", "provider": "fake"}});
+    let first = start(
+        &app,
+        "1.0.1",
+        json!({"metrics": ["exact_match", judge.clone()]}),
+    )
+    .await;
+    assert_eq!(
+        first["metric_specs"][1]["params"]["prompt_version"],
+        "1.0.0"
+    );
+    drain(&worker(&app)).await;
+    let id = first["id"].as_str().expect("id");
+    let done = app.get(&format!("/v1/evaluations/{id}")).await;
+    assert_eq!(done.body["status"], "succeeded", "{}", done.body);
+    assert_eq!(done.body["metrics"]["llm_judge_correctness"]["mean"], 0.75);
+    let result = &results(&app, id).await[0];
+    assert_eq!(
+        result["details"]["llm_judge_correctness"]["reason"],
+        "close enough"
+    );
+    assert_eq!(
+        result["details"]["llm_judge_correctness"]["prompt"],
+        "judges/correctness"
+    );
+
+    // The judge prompt is an ordinary prompt: a team edits it, and the next
+    // evaluation pins and uses the new version.
+    let stored = app
+        .get("/v1/prompts/judges%2Fcorrectness/versions/latest")
+        .await;
+    assert!(stored.body["template"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("{{expected}}"));
+    app.seed_version(
+        "judges/correctness",
+        "STRICT. You are grading {{output}} against {{expected}}.",
+    )
+    .await;
+    let second = start(&app, "1.0.1", json!({"metrics": [judge]})).await;
+    assert_eq!(
+        second["metric_specs"][0]["params"]["prompt_version"],
+        "1.0.1"
+    );
+    drain(&worker(&app)).await;
+    let id = second["id"].as_str().expect("id");
+    let strict = app.get(&format!("/v1/evaluations/{id}")).await;
+    assert_eq!(
+        strict.body["metrics"]["llm_judge_correctness"]["mean"],
+        0.25
+    );
+
+    // Gates may require a judge's score; /v1/scores cannot run judges.
+    let gate = app
+        .put(
+            "/v1/prompts/geo/gates/production",
+            json!({"dataset": "capitals", "rules": [{"metric": "llm_judge_correctness", "min": 0.5}]}),
+        )
+        .await;
+    assert_eq!(gate.status, 200, "{}", gate.body);
+    app.set_label("geo", "production", "1.0.1")
+        .await
+        .assert_problem(412, "gate_failed");
+    let refused = app
+        .post(
+            "/v1/scores",
+            json!({"metrics": [{"name": "llm_judge", "params": {"rubric": "relevance", "provider": "fake"}}], "items": []}),
+        )
+        .await;
+    refused.assert_problem(422, "validation_failed");
+    let bad = app
+        .post(
+            "/v1/evaluations",
+            json!({"prompt": "geo", "dataset": "capitals", "provider": "fake", "ref": "1.0.1",
+                   "metrics": [{"name": "llm_judge", "params": {"rubric": "custom", "provider": "fake"}}]}),
+        )
+        .await;
+    bad.assert_problem(422, "validation_failed");
+    assert_eq!(bad.error_fields(), vec!["metrics[0]".to_owned()]);
+}
+
 async fn an_evaluation_whose_every_call_fails_fails(url: String) {
     let Setup { app, fake: _fake } = setup(&url, |_| {}).await;
     // `walk` (from the test config) points at a port nothing listens on.
@@ -555,6 +644,7 @@ async fn an_evaluation_whose_every_call_fails_fails(url: String) {
 }
 
 backend_url_tests!(
+    an_llm_judge_scores_with_a_versioned_registry_prompt,
     an_evaluation_whose_every_call_fails_fails,
     the_cli_evaluates_waits_and_checks_gates,
     an_evaluation_runs_end_to_end,
