@@ -3,65 +3,21 @@
 //! text blocks joined. Only the URL, body and reply shape live here; limits
 //! and retries are `client`'s.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::client::{count, json_reply, Auth, Core, Parsed};
-use super::requests::request_body;
-use super::{Completion, CompletionRequest, LlmProvider, ProviderError, ProviderKind, Usage};
-use crate::config::ProviderConfig;
+use super::client::{count, json_reply, Parsed};
+use super::{ProviderError, Usage};
 
-const API_VERSION: &str = "2023-06-01";
+pub(super) const API_VERSION: &str = "2023-06-01";
 
-pub(crate) struct Anthropic {
-    core: Core,
-}
-
-impl Anthropic {
-    pub fn new(name: &str, config: &ProviderConfig, http: reqwest::Client) -> anyhow::Result<Self> {
-        let core = Core::new(
-            name,
-            config,
-            http,
-            Auth::RequiredHeader("x-api-key"),
-            &[("anthropic-version", API_VERSION)],
-        )?;
-        Ok(Self { core })
-    }
-}
-
-#[async_trait::async_trait]
-impl LlmProvider for Anthropic {
-    fn name(&self) -> &str {
-        &self.core.name
-    }
-
-    fn kind(&self) -> ProviderKind {
-        self.core.kind
-    }
-
-    fn default_model(&self) -> Option<&str> {
-        self.core.default_model.as_deref()
-    }
-
-    async fn complete(&self, request: &CompletionRequest) -> Result<Completion, ProviderError> {
-        let model = self.core.prepare(request)?;
-        let mut body = request_body(
-            ProviderKind::Anthropic,
-            &request.rendered,
-            &self.core.params(request),
-            request.output_schema.as_ref(),
-        );
-        if let Some(fields) = body.as_object_mut() {
-            fields.insert("model".into(), json!(model));
-        }
-        let url = format!("{}/v1/messages", self.core.base_url);
-        self.core.call(&url, &body, model, parse_reply).await
-    }
+/// Where a request goes: `{base_url}/v1/messages` (base_url is the host root).
+pub(super) fn endpoint(base_url: &str) -> String {
+    format!("{base_url}/v1/messages")
 }
 
 /// The `text` of every `content` block of type text, concatenated (thinking
 /// and tool-use blocks are not the answer), and `usage`.
-fn parse_reply(bytes: &[u8]) -> Result<Parsed, ProviderError> {
+pub(super) fn parse_reply(bytes: &[u8]) -> Result<Parsed, ProviderError> {
     let reply = json_reply(bytes)?;
     let blocks = reply
         .get("content")
@@ -89,6 +45,7 @@ fn parse_reply(bytes: &[u8]) -> Result<Parsed, ProviderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn joins_text_blocks_and_reads_usage() {

@@ -62,6 +62,9 @@ pub(crate) struct Parsed {
 }
 
 /// One configured provider's connection settings and limits.
+/// Reads a wire format's successful reply: its text and usage.
+pub type ReplyParser = fn(&[u8]) -> Result<Parsed, ProviderError>;
+
 pub(crate) struct Core {
     pub name: String,
     pub kind: ProviderKind,
@@ -175,7 +178,7 @@ impl Core {
         url: &str,
         body: &Value,
         model: String,
-        parse: fn(&[u8]) -> Result<Parsed, ProviderError>,
+        parse: ReplyParser,
     ) -> Result<Completion, ProviderError> {
         // Held across retries and backoff too: the limit is on calls, so a
         // struggling provider is not handed more work while it recovers.

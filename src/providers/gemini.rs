@@ -5,57 +5,16 @@
 
 use serde_json::Value;
 
-use super::client::{count, json_reply, Auth, Core, Parsed};
-use super::requests::request_body;
-use super::{Completion, CompletionRequest, LlmProvider, ProviderError, ProviderKind, Usage};
-use crate::config::ProviderConfig;
+use super::client::{count, json_reply, Parsed};
+use super::{ProviderError, Usage};
 
-pub(crate) struct Gemini {
-    core: Core,
-}
-
-impl Gemini {
-    pub fn new(name: &str, config: &ProviderConfig, http: reqwest::Client) -> anyhow::Result<Self> {
-        let core = Core::new(
-            name,
-            config,
-            http,
-            Auth::RequiredHeader("x-goog-api-key"),
-            &[],
-        )?;
-        Ok(Self { core })
-    }
-}
-
-#[async_trait::async_trait]
-impl LlmProvider for Gemini {
-    fn name(&self) -> &str {
-        &self.core.name
-    }
-
-    fn kind(&self) -> ProviderKind {
-        self.core.kind
-    }
-
-    fn default_model(&self) -> Option<&str> {
-        self.core.default_model.as_deref()
-    }
-
-    async fn complete(&self, request: &CompletionRequest) -> Result<Completion, ProviderError> {
-        let model = self.core.prepare(request)?;
-        let body = request_body(
-            ProviderKind::Gemini,
-            &request.rendered,
-            &self.core.params(request),
-            request.output_schema.as_ref(),
-        );
-        let url = format!(
-            "{}/v1beta/models/{}:generateContent",
-            self.core.base_url,
-            model_segment(&model)
-        );
-        self.core.call(&url, &body, model, parse_reply).await
-    }
+/// Where a request goes: `{base_url}/v1beta/models/{model}:generateContent`
+/// (base_url is the host root; the model is in the URL, not the body).
+pub(super) fn endpoint(base_url: &str, model: &str) -> String {
+    format!(
+        "{base_url}/v1beta/models/{}:generateContent",
+        model_segment(model)
+    )
 }
 
 /// The model as one URL path segment: without the `models/` prefix Gemini's
@@ -76,7 +35,7 @@ fn model_segment(model: &str) -> String {
 /// `candidates[0].content.parts[].text` joined, leaving out thought parts,
 /// and `usageMetadata`, whose output count includes thinking tokens (they
 /// are billed as output). No candidates at all means the prompt was blocked.
-fn parse_reply(bytes: &[u8]) -> Result<Parsed, ProviderError> {
+pub(super) fn parse_reply(bytes: &[u8]) -> Result<Parsed, ProviderError> {
     let reply = json_reply(bytes)?;
     let candidate = reply.pointer("/candidates/0").ok_or_else(|| {
         let reason = reply

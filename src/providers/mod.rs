@@ -194,6 +194,68 @@ impl fmt::Debug for Providers {
     }
 }
 
+/// A provider reached over HTTP in its kind's wire format. The shared work
+/// (model choice, limits, retries, usage, cost) is `client::Core`'s; each
+/// wire module adds only its endpoint and how to read its reply.
+struct HttpProvider {
+    core: client::Core,
+}
+
+impl HttpProvider {
+    fn new(name: &str, config: &ProviderConfig, http: reqwest::Client) -> anyhow::Result<Self> {
+        let (auth, headers): (client::Auth, &[(&str, &str)]) = match config.kind {
+            ProviderKind::Openai => (client::Auth::OptionalBearer, &[]),
+            ProviderKind::Anthropic => (
+                client::Auth::RequiredHeader("x-api-key"),
+                &[("anthropic-version", anthropic::API_VERSION)],
+            ),
+            ProviderKind::Gemini => (client::Auth::RequiredHeader("x-goog-api-key"), &[]),
+        };
+        Ok(Self {
+            core: client::Core::new(name, config, http, auth, headers)?,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl LlmProvider for HttpProvider {
+    fn name(&self) -> &str {
+        &self.core.name
+    }
+
+    fn kind(&self) -> ProviderKind {
+        self.core.kind
+    }
+
+    fn default_model(&self) -> Option<&str> {
+        self.core.default_model.as_deref()
+    }
+
+    async fn complete(&self, request: &CompletionRequest) -> Result<Completion, ProviderError> {
+        let model = self.core.prepare(request)?;
+        let kind = self.core.kind;
+        let mut body = requests::request_body(
+            kind,
+            &request.rendered,
+            &self.core.params(request),
+            request.output_schema.as_ref(),
+        );
+        let base = &self.core.base_url;
+        let (url, parse): (String, client::ReplyParser) = match kind {
+            ProviderKind::Openai => (openai::endpoint(base), openai::parse_reply),
+            ProviderKind::Anthropic => (anthropic::endpoint(base), anthropic::parse_reply),
+            ProviderKind::Gemini => (gemini::endpoint(base, &model), gemini::parse_reply),
+        };
+        // Gemini names the model in the URL; the others in the body.
+        if kind != ProviderKind::Gemini {
+            if let Some(fields) = body.as_object_mut() {
+                fields.insert("model".into(), Value::String(model.clone()));
+            }
+        }
+        self.core.call(&url, &body, model, parse).await
+    }
+}
+
 impl Providers {
     /// One client per configured provider, sharing one HTTP connection pool.
     /// Validates every entry (as config loading does) and fails on a key that
@@ -204,11 +266,7 @@ impl Providers {
         for (name, config) in cfg {
             config.validate(name)?;
             let http = http.clone();
-            let provider: Arc<dyn LlmProvider> = match config.kind {
-                ProviderKind::Openai => Arc::new(openai::Openai::new(name, config, http)?),
-                ProviderKind::Anthropic => Arc::new(anthropic::Anthropic::new(name, config, http)?),
-                ProviderKind::Gemini => Arc::new(gemini::Gemini::new(name, config, http)?),
-            };
+            let provider: Arc<dyn LlmProvider> = Arc::new(HttpProvider::new(name, config, http)?);
             providers.infos.push(info(name, config));
             providers.by_name.insert(name.clone(), provider);
         }

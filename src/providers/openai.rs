@@ -4,57 +4,19 @@
 //! the body and `Authorization: Bearer KEY` when a key is configured. Only
 //! the URL, body and reply shape live here; limits and retries are `client`'s.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::client::{count, json_reply, Auth, Core, Parsed};
-use super::requests::request_body;
-use super::{Completion, CompletionRequest, LlmProvider, ProviderError, ProviderKind, Usage};
-use crate::config::ProviderConfig;
+use super::client::{count, json_reply, Parsed};
+use super::{ProviderError, Usage};
 
-pub(crate) struct Openai {
-    core: Core,
-}
-
-impl Openai {
-    pub fn new(name: &str, config: &ProviderConfig, http: reqwest::Client) -> anyhow::Result<Self> {
-        let core = Core::new(name, config, http, Auth::OptionalBearer, &[])?;
-        Ok(Self { core })
-    }
-}
-
-#[async_trait::async_trait]
-impl LlmProvider for Openai {
-    fn name(&self) -> &str {
-        &self.core.name
-    }
-
-    fn kind(&self) -> ProviderKind {
-        self.core.kind
-    }
-
-    fn default_model(&self) -> Option<&str> {
-        self.core.default_model.as_deref()
-    }
-
-    async fn complete(&self, request: &CompletionRequest) -> Result<Completion, ProviderError> {
-        let model = self.core.prepare(request)?;
-        let mut body = request_body(
-            ProviderKind::Openai,
-            &request.rendered,
-            &self.core.params(request),
-            request.output_schema.as_ref(),
-        );
-        if let Some(fields) = body.as_object_mut() {
-            fields.insert("model".into(), json!(model));
-        }
-        let url = format!("{}/chat/completions", self.core.base_url);
-        self.core.call(&url, &body, model, parse_reply).await
-    }
+/// Where a request goes: `{base_url}/chat/completions` (base_url ends in `/v1`).
+pub(super) fn endpoint(base_url: &str) -> String {
+    format!("{base_url}/chat/completions")
 }
 
 /// `choices[0].message.content` and `usage`. A null content (a refusal, or
 /// only tool calls) reads as empty text: the model did answer.
-fn parse_reply(bytes: &[u8]) -> Result<Parsed, ProviderError> {
+pub(super) fn parse_reply(bytes: &[u8]) -> Result<Parsed, ProviderError> {
     let reply = json_reply(bytes)?;
     let message = reply
         .pointer("/choices/0/message")
@@ -81,6 +43,7 @@ fn parse_reply(bytes: &[u8]) -> Result<Parsed, ProviderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn reads_text_and_usage() {
