@@ -620,6 +620,36 @@ async fn an_llm_judge_scores_with_a_versioned_registry_prompt(url: String) {
     assert_eq!(bad.error_fields(), vec!["metrics[0]".to_owned()]);
 }
 
+async fn workers_sharing_a_database_never_run_one_job_twice(url: String) {
+    let Setup { app, fake } = setup(&url, |_| {}).await;
+    fake.set_latency(Duration::from_millis(20));
+    let mut created = Vec::new();
+    for _ in 0..4 {
+        created.push(start(&app, "1.0.1", json!({"concurrency": 2})).await);
+    }
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            let worker = worker(&app);
+            tokio::spawn(async move { drain(&worker).await })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.expect("worker");
+    }
+    for evaluation in &created {
+        let job = app
+            .get(&format!(
+                "/v1/jobs/{}",
+                evaluation["job_id"].as_str().expect("job")
+            ))
+            .await;
+        assert_eq!(job.body["status"], "succeeded", "{}", job.body);
+        assert_eq!(job.body["attempts"], 1, "claimed once: {}", job.body);
+        assert_each_item_once(&results(&app, evaluation["id"].as_str().expect("id")).await);
+    }
+    assert_eq!(fake.request_count(), 4 * CAPITALS.len());
+}
+
 async fn an_evaluation_whose_every_call_fails_fails(url: String) {
     let Setup { app, fake: _fake } = setup(&url, |_| {}).await;
     // `walk` (from the test config) points at a port nothing listens on.
@@ -644,6 +674,7 @@ async fn an_evaluation_whose_every_call_fails_fails(url: String) {
 }
 
 backend_url_tests!(
+    workers_sharing_a_database_never_run_one_job_twice,
     an_llm_judge_scores_with_a_versioned_registry_prompt,
     an_evaluation_whose_every_call_fails_fails,
     the_cli_evaluates_waits_and_checks_gates,
