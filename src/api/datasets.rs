@@ -13,6 +13,9 @@ use futures::StreamExt;
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
@@ -295,10 +298,23 @@ pub async fn append_items(
         .await
         .map_err(|e| ApiError::from_store(e, &name))?;
     let (sender, receiver) = mpsc::channel::<Result<Vec<NewItem>, ItemError>>(2);
+    // Set when the body passes the limit: the parser then fails like on any
+    // unreadable upload, and this tells the two apart.
+    let over_limit = Arc::new(AtomicBool::new(false));
     let reader = tokio_util::io::StreamReader::new(
         http_body_util::Limited::new(body, limit)
             .into_data_stream()
-            .map(|chunk| chunk.map_err(std::io::Error::other)),
+            .map({
+                let over_limit = over_limit.clone();
+                move |chunk| {
+                    chunk.map_err(|e| {
+                        if e.is::<http_body_util::LengthLimitError>() {
+                            over_limit.store(true, Ordering::SeqCst);
+                        }
+                        std::io::Error::other(e)
+                    })
+                }
+            }),
     );
     let bridge = tokio_util::io::SyncIoBridge::new(reader);
     // The parsers are synchronous (serde_json, csv): they run on a blocking
@@ -316,7 +332,7 @@ pub async fn append_items(
     // The parser ends once the store stops listening; it never outlives the request.
     let _ = parser.await;
     let dataset = stored.map_err(|e| match e {
-        crate::store::StoreError::InvalidItem(e) if e.message.contains(TOO_LARGE) => {
+        crate::store::StoreError::InvalidItem(_) if over_limit.load(Ordering::SeqCst) => {
             ApiError::UploadTooLarge(limit)
         }
         other => ApiError::from_store(other, &name),
@@ -326,9 +342,6 @@ pub async fn append_items(
         dataset: dataset.into(),
     }))
 }
-
-/// The text `http_body_util::Limited` fails with when the body is too large.
-const TOO_LARGE: &str = "length limit exceeded";
 
 /// Reads every item of an upload, sending full batches as they fill up.
 /// Stops at the first bad item (sending its error) or when nobody listens.
@@ -407,12 +420,7 @@ fn item_of(value: Value, item: u64, line: Option<u64>) -> Result<NewItem, ItemEr
 }
 
 fn io_error(item: u64, line: Option<u64>, e: &std::io::Error) -> ItemError {
-    let message = if e.to_string().contains(TOO_LARGE) {
-        TOO_LARGE.to_owned()
-    } else {
-        format!("the upload could not be read: {e}")
-    };
-    item_error(item, line, message)
+    item_error(item, line, format!("the upload could not be read: {e}"))
 }
 
 fn json_lines(
@@ -485,15 +493,10 @@ fn json_array(
     match result {
         Ok(()) => true,
         Err(e) => {
-            let message = if e.is_io() && e.to_string().contains(TOO_LARGE) {
-                TOO_LARGE.to_owned()
-            } else {
-                format!("not a JSON array of items: {e}")
-            };
             (items.emit)(Err(item_error(
                 items.count + 1,
                 Some(e.line() as u64),
-                message,
+                format!("not a JSON array of items: {e}"),
             )));
             false
         }

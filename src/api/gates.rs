@@ -14,6 +14,7 @@ use super::AppState;
 use crate::domain::jobs::{Gate, GateRule};
 use crate::domain::{LabelName, ProjectId, PromptName, Version};
 use crate::error::{ApiError, FieldError, Problem};
+use crate::eval::judge::is_judge_score;
 use crate::eval::report::Scores;
 use crate::eval::METRIC_NAMES;
 
@@ -59,13 +60,7 @@ fn check_rules(rules: &[GateRule]) -> Result<(), ApiError> {
     let mut errors = Vec::new();
     for (i, rule) in rules.iter().enumerate() {
         let field = format!("rules[{i}]");
-        let judge = rule
-            .metric
-            .strip_prefix("llm_judge_")
-            .is_some_and(|rubric| {
-                ["correctness", "relevance", "faithfulness", "custom"].contains(&rubric)
-            });
-        if !(METRIC_NAMES.contains(&rule.metric.as_str()) || judge) {
+        if !(METRIC_NAMES.contains(&rule.metric.as_str()) || is_judge_score(&rule.metric)) {
             errors.push(FieldError::new(
                 &field,
                 format!(

@@ -170,10 +170,7 @@ pub async fn score_outputs(
     let mut by_metric: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut items = Vec::with_capacity(body.items.len());
     for item in body.items {
-        let expected = item.expected.as_ref().map(|e| match e {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        });
+        let expected = item.expected.as_ref().map(crate::eval::text_of);
         let input = item.input.map(Value::Object);
         let sample = Sample {
             output: &item.output,

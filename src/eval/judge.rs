@@ -26,6 +26,13 @@ pub enum Rubric {
 }
 
 impl Rubric {
+    pub const ALL: [Rubric; 4] = [
+        Self::Correctness,
+        Self::Relevance,
+        Self::Faithfulness,
+        Self::Custom,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Correctness => "correctness",
@@ -79,7 +86,7 @@ impl JudgeSpec {
 
     /// The key its scores are stored under: `llm_judge_correctness`, …
     pub fn score_key(&self) -> String {
-        format!("{LLM_JUDGE}_{}", self.rubric.as_str())
+        score_key(self.rubric)
     }
 
     pub fn prompt_name(&self) -> String {
@@ -101,10 +108,7 @@ impl JudgeSpec {
             .context_variable
             .as_ref()
             .and_then(|name| input.get(name))
-            .map(|c| match c {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
+            .map(super::text_of)
             .unwrap_or_default();
         vars.insert("context".into(), Value::String(context));
         vars.insert(
@@ -113,6 +117,17 @@ impl JudgeSpec {
         );
         Value::Object(vars)
     }
+}
+
+fn score_key(rubric: Rubric) -> String {
+    format!("{LLM_JUDGE}_{}", rubric.as_str())
+}
+
+/// Whether `name` is a key judges' scores are stored under.
+pub fn is_judge_score(name: &str) -> bool {
+    Rubric::ALL
+        .into_iter()
+        .any(|rubric| score_key(rubric) == name)
 }
 
 const ANSWER: &str =

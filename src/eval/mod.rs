@@ -13,4 +13,13 @@ mod similarity;
 pub mod stats;
 
 pub use metrics::{LengthUnit, Metric, MetricError, Sample, METRIC_NAMES};
+
+/// A JSON value as the text metrics and judges compare: a string as it is,
+/// anything else as its JSON text.
+pub fn text_of(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
 pub use stats::{compare, summarize, Comparison, StatsError, Summary};

@@ -284,10 +284,7 @@ impl ItemContext<'_> {
         result.input_tokens = completion.usage.input_tokens as i64;
         result.output_tokens = completion.usage.output_tokens as i64;
         result.cost_usd = completion.cost_usd;
-        let expected = item.expected.as_ref().map(|e| match e {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        });
+        let expected = item.expected.as_ref().map(super::text_of);
         let sample = Sample {
             output: &completion.text,
             expected: expected.as_deref(),
