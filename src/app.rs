@@ -15,8 +15,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tower_http::LatencyUnit;
+use tower_http::trace::TraceLayer;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::api::{self, AppState, Services};
@@ -31,6 +30,7 @@ use crate::providers::Providers;
 use crate::registry::Registry;
 use crate::render::Renderer;
 use crate::store::{self, Store};
+use crate::telemetry;
 use crate::worker::{JobRunner, Worker};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -83,6 +83,11 @@ pub async fn state_with_store(
     ));
     let encoded_versions = moka::sync::Cache::new(config.cache.max_versions);
     let providers = Arc::new(Providers::from_config(&config.providers)?);
+    let metrics = if config.metrics.enabled {
+        Some(telemetry::metrics::install()?)
+    } else {
+        None
+    };
     let state = AppState::new(Services {
         registry,
         renderer,
@@ -91,6 +96,7 @@ pub async fn state_with_store(
         encoded_versions,
         providers,
         jobs_queued: Arc::new(tokio::sync::Notify::new()),
+        metrics,
     });
     Ok((state, generated))
 }
@@ -100,7 +106,7 @@ pub fn build_app(state: AppState) -> Router {
     let (routes, openapi) = api::router();
     let http = &state.config.http;
     let timeout = Duration::from_secs(http.request_timeout_secs);
-    routes
+    let app = routes
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
         .fallback(api::route_not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
@@ -110,11 +116,7 @@ pub fn build_app(state: AppState) -> Router {
                 .layer(
                     TraceLayer::new_for_http()
                         .make_span_with(request_span)
-                        .on_response(
-                            DefaultOnResponse::new()
-                                .level(tracing::Level::INFO)
-                                .latency_unit(LatencyUnit::Micros),
-                        ),
+                        .on_response(on_response),
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 // A bug (say, a template parser's panic on odd input) costs one
@@ -146,8 +148,13 @@ pub fn build_app(state: AppState) -> Router {
                     header::CACHE_CONTROL,
                     HeaderValue::from_static("no-store"),
                 )),
-        )
-        .with_state(state)
+        );
+    // Outermost, so every answer is counted, 408s and panics included.
+    let app = match state.metrics {
+        Some(_) => app.layer(axum::middleware::from_fn(record_request_metrics)),
+        None => app,
+    };
+    app.with_state(state)
 }
 
 /// CORS for the configured origins; none configured, no CORS headers at all.
@@ -184,25 +191,71 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
     )
 }
 
-/// One span per request: method, matched route (low cardinality, for
-/// grouping), path and request id; the response event adds status and latency.
-fn request_span(request: &Request) -> tracing::Span {
-    let route = request
+/// The matched route template (`/v1/prompts/{name}`), never the raw path:
+/// low cardinality, and no prompt name in a label or span name.
+fn route_of(request: &Request) -> &str {
+    request
         .extensions()
         .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str);
+        .map_or("unmatched", MatchedPath::as_str)
+}
+
+/// One server span per request, named and attributed as OpenTelemetry's
+/// HTTP conventions say, joined to the caller's trace when the request
+/// carries a `traceparent`; the response adds the status.
+fn request_span(request: &Request) -> tracing::Span {
+    let route = route_of(request);
     let request_id = request
         .headers()
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    tracing::info_span!(
+    let span = tracing::info_span!(
         "request",
-        method = %request.method(),
-        route,
-        path = request.uri().path(),
+        otel.name = format_args!("{} {route}", request.method()),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %request.method(),
+        http.route = route,
+        url.path = request.uri().path(),
+        http.response.status_code = tracing::field::Empty,
         request_id
-    )
+    );
+    telemetry::trace::continue_trace(&span, request.headers());
+    span
+}
+
+/// Records the status on the request span and logs the answer.
+fn on_response<B>(response: &axum::http::Response<B>, latency: Duration, span: &tracing::Span) {
+    let status = response.status();
+    span.record("http.response.status_code", i64::from(status.as_u16()));
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    tracing::info!(
+        status = status.as_u16(),
+        latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+        "finished processing request"
+    );
+}
+
+/// `promptreg_http_requests_total` and `…_duration_seconds` for every answer,
+/// the router's own 404s and 405s included.
+async fn record_request_metrics(
+    request: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = request.method().clone();
+    let route = route_of(&request).to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    telemetry::metrics::http_request(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
 }
 
 /// A job worker over this state's store, providers and renderer, with the

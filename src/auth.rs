@@ -16,6 +16,7 @@ use crate::config::RateLimit;
 use crate::domain::auth::{allows, Actor, KeySecret, Scope};
 use crate::domain::{ApiKey, ProjectId, DEFAULT_PROJECT};
 use crate::store::{Invalidation, NewKey, Store, StoreError};
+use crate::telemetry::metrics;
 
 /// An authenticated caller: the project it acts in, and its (cached) key.
 #[derive(Debug, Clone)]
@@ -98,7 +99,9 @@ impl Authenticator {
 
     async fn find_key(&self, secret: &KeySecret) -> Result<Option<Arc<ApiKey>>, StoreError> {
         let hash = secret.hash();
-        if let Some(hit) = self.keys.get(&hash) {
+        let hit = self.keys.get(&hash);
+        metrics::cache_lookup(metrics::Cache::Key, hit.is_some());
+        if let Some(hit) = hit {
             return Ok(Some(hit));
         }
         let candidates = self

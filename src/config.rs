@@ -40,6 +40,29 @@ pub struct Config {
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
     pub worker: WorkerConfig,
+    pub metrics: MetricsConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+/// `GET /metrics`, the Prometheus exposition.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Off: nothing is recorded and `/metrics` answers 404.
+    pub enabled: bool,
+    /// Whether a scrape needs an `admin` key.
+    pub require_auth: bool,
+}
+
+/// OpenTelemetry trace export (OTLP over HTTP, protobuf).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// The collector's base URL (`/v1/traces` is appended); empty: no
+    /// tracing. `OTEL_EXPORTER_OTLP_ENDPOINT` sets it too.
+    pub otlp_endpoint: String,
+    /// The `service.name` resource attribute; `OTEL_SERVICE_NAME` sets it too.
+    pub service_name: String,
 }
 
 /// The job workers: how many `serve` runs in-process, and their lease.
@@ -321,6 +344,17 @@ impl Config {
         }
         let config = figment
             .merge(Env::raw().only(&["DATABASE_URL"]))
+            // The OpenTelemetry SDKs' standard variables, below our own.
+            .merge(
+                Env::raw()
+                    .only(&["OTEL_EXPORTER_OTLP_ENDPOINT"])
+                    .map(|_| "telemetry.otlp_endpoint".into()),
+            )
+            .merge(
+                Env::raw()
+                    .only(&["OTEL_SERVICE_NAME"])
+                    .map(|_| "telemetry.service_name".into()),
+            )
             .merge(
                 Env::prefixed("PROMPTREG_")
                     .filter(is_config_key)

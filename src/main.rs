@@ -10,6 +10,7 @@ use promptreg::client::http::Client;
 use promptreg::client::push::{self, PushOptions};
 use promptreg::config::{Config, LogFormat, Overrides};
 use promptreg::domain::LabelName;
+use promptreg::telemetry::Telemetry;
 
 // Request handling allocates many small, short-lived objects; mimalloc
 // serves them markedly faster than the system allocator (docs/benchmarks.md).
@@ -233,30 +234,42 @@ enum KeysCommand {
     },
 }
 
-fn load(args: ConfigArgs, bind: Option<std::net::SocketAddr>) -> anyhow::Result<Config> {
+/// The configuration, with logging (and tracing, when configured) started;
+/// the guard flushes the last spans when the command ends.
+fn load(
+    args: ConfigArgs,
+    bind: Option<std::net::SocketAddr>,
+) -> anyhow::Result<(Config, Telemetry)> {
     let overrides = Overrides {
         bind,
         log_format: args.log_format,
         database_url: args.database_url,
     };
     let config = Config::load(args.config.as_deref(), &overrides)?;
-    promptreg::telemetry::init(config.log_format, &config.log_level);
-    Ok(config)
+    let telemetry = promptreg::telemetry::init(&config);
+    Ok((config, telemetry))
 }
 
 /// Runs a command; the client commands answer their own exit status.
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve { config, bind } => promptreg::app::serve(load(config, bind)?).await?,
+        Command::Serve { config, bind } => {
+            let (config, _telemetry) = load(config, bind)?;
+            promptreg::app::serve(config).await?
+        }
         Command::Worker { config, count } => {
-            promptreg::app::run_workers(load(config, None)?, count).await?
+            let (config, _telemetry) = load(config, None)?;
+            promptreg::app::run_workers(config, count).await?
         }
         Command::Migrate { config } => {
-            let config = load(config, None)?;
+            let (config, _telemetry) = load(config, None)?;
             let store = promptreg::store::connect(&config.database_url, 1).await?;
             tracing::info!(backend = store.backend(), "migrations applied");
         }
-        Command::Keys { config, command } => keys(load(config, None)?, command).await?,
+        Command::Keys { config, command } => {
+            let (config, _telemetry) = load(config, None)?;
+            keys(config, command).await?
+        }
         Command::Openapi => println!("{}", promptreg::api::openapi().to_pretty_json()?),
         Command::Client(command) => return Ok(client_command(command).await),
     }

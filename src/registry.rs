@@ -22,6 +22,7 @@ use crate::store::{
     CreatedVersion, Invalidation, NewPrompt, NewVersion, PageRequest, PromptFilter, PromptPatch,
     Store, StoreError, StoreResult,
 };
+use crate::telemetry::metrics;
 
 /// A prompt's label (and `latest`) resolutions. Removed from the cache as a
 /// whole on invalidation; a reader that raced the removal fills a detached
@@ -135,6 +136,9 @@ impl Registry {
         reference: &VersionRef,
     ) -> StoreResult<Arc<Version>> {
         let prompt_id = self.prompt_ids.get(&(project, name.clone()));
+        if let (VersionRef::Label(_), None) = (reference, prompt_id) {
+            metrics::cache_lookup(metrics::Cache::Label, false);
+        }
         match (reference, prompt_id) {
             (VersionRef::Exact(semver), Some(id)) => {
                 if let Some(hit) = self.exact.get(&(id, semver.clone())) {
@@ -143,7 +147,9 @@ impl Registry {
             }
             (VersionRef::Label(label), Some(id)) => {
                 let entry = self.resolutions.get_with(id, Resolutions::default);
-                if let Some(hit) = read(&entry).get(label).cloned() {
+                let hit = read(&entry).get(label).cloned();
+                metrics::cache_lookup(metrics::Cache::Label, hit.is_some());
+                if let Some(hit) = hit {
                     return Ok(hit);
                 }
                 // Fetch with the entry in hand: if a write invalidates it

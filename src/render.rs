@@ -18,6 +18,7 @@ use crate::domain::content::PromptBody;
 use crate::domain::{Engine, LabelName, ProjectId, PromptContent, PromptName, Version, VersionRef};
 use crate::registry::Registry;
 use crate::store::StoreError;
+use crate::telemetry::metrics;
 use crate::template::{self, CompiledBody, Include, Limits, Rendered, TemplateError};
 
 /// Partials may include partials, up to this depth.
@@ -123,6 +124,11 @@ impl Renderer {
     }
 
     /// Renders version `reference` of `name` with `variables`.
+    #[tracing::instrument(name = "render", skip_all, fields(
+        promptreg.prompt = %name,
+        promptreg.label = tracing::field::Empty,
+        promptreg.version = tracing::field::Empty,
+    ))]
     pub async fn render_version(
         &self,
         project: ProjectId,
@@ -131,6 +137,14 @@ impl Renderer {
         variables: &Value,
     ) -> Result<RenderOutput, RenderError> {
         let version = self.registry.get_version(project, name, reference).await?;
+        let span = tracing::Span::current();
+        span.record(
+            "promptreg.version",
+            tracing::field::display(&version.version),
+        );
+        if let VersionRef::Label(label) = reference {
+            span.record("promptreg.label", label.as_str());
+        }
         self.validate_variables(&version, variables)?;
         let content = &version.content;
         let includes = self.includes_of(&version)?;
@@ -141,7 +155,9 @@ impl Renderer {
         let mut key = Vec::with_capacity(partials.ids.len() + 1);
         key.push(version.id);
         key.extend(&partials.ids);
-        let compiled = match self.compiled.get(&key) {
+        let hit = self.compiled.get(&key);
+        metrics::cache_lookup(metrics::Cache::Template, hit.is_some());
+        let compiled = match hit {
             Some(hit) => hit,
             None => {
                 let compiled = Arc::new(CompiledBody::compile(

@@ -278,6 +278,7 @@ pub async fn create_evaluation(
                 metrics: metric_specs,
                 concurrency: concurrency as i32,
                 max_attempts: MAX_ATTEMPTS,
+                trace_parent: crate::telemetry::trace::current_traceparent(),
             },
             &auth.actor(),
         )

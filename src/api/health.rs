@@ -1,7 +1,8 @@
-//! Liveness and readiness probes.
+//! Liveness and readiness probes, and the Prometheus scrape.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -36,4 +37,55 @@ pub async fn readyz(
         ApiError::Unavailable
     })?;
     Ok((StatusCode::OK, axum::Json(HealthResponse { status: "ok" })))
+}
+
+/// Prometheus metrics in the text exposition format (the names are listed
+/// in the README). Public unless `[metrics] require_auth`; then it needs an
+/// `admin` key.
+#[utoipa::path(get, path = "/metrics", tag = "service",
+    responses(
+        (status = 200, description = "The metrics", body = String,
+            content_type = "text/plain; version=0.0.4"),
+        (status = 401, description = "`unauthorized`: `require_auth` is on and no valid key was given",
+            body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`insufficient_scope`: `require_auth` is on and the key is not an admin key",
+            body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: metrics are off (`[metrics] enabled = false`)",
+            body = crate::error::Problem, content_type = "application/problem+json")
+    ))]
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Some(handle) = &state.metrics else {
+        return Err(ApiError::RouteNotFound);
+    };
+    if state.config.metrics.require_auth {
+        let header = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let caller = state.auth.authenticate(header).await?;
+        state
+            .auth
+            .authorize(&caller, crate::domain::auth::Scope::Admin)?;
+    }
+    let store = state.registry.store();
+    // A database that does not answer leaves the job gauges at their last
+    // values; the rest of the scrape still helps whoever is debugging that.
+    let jobs = match store.count_unfinished_jobs().await {
+        Ok(jobs) => Some(jobs),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot count jobs for the metrics scrape");
+            None
+        }
+    };
+    let text = crate::telemetry::metrics::render(handle, jobs.as_deref(), store.pool_connections());
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }

@@ -103,6 +103,10 @@ pub async fn get_job(
         .get_job(auth.project, id)
         .await
         .map_err(|e| ApiError::from_store(e, ""))?;
+    // A queued job ends here; a running one ends in its worker, which counts it.
+    if job.status.is_final() {
+        crate::telemetry::metrics::job_finished(&job.kind, job.status);
+    }
     Ok(axum::Json(job.into()))
 }
 

@@ -67,6 +67,8 @@ pub struct Services {
     pub providers: Arc<crate::providers::Providers>,
     /// Wakes this process's idle workers when a job is queued here.
     pub jobs_queued: Arc<tokio::sync::Notify>,
+    /// The Prometheus recorder's handle; `None` when metrics are off.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 #[derive(OpenApi)]
@@ -194,6 +196,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(admin::list_audit))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
         .split_for_parts()
 }
 

@@ -50,6 +50,8 @@ impl JobStatus {
 
 /// The kinds of work the worker knows.
 pub const EVALUATION_JOB: &str = "evaluation";
+/// Every kind, for metrics that show each one even at zero.
+pub const JOB_KINDS: [&str; 1] = [EVALUATION_JOB];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {
@@ -69,6 +71,9 @@ pub struct Job {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The W3C `traceparent` of the request that queued the job, when
+    /// tracing was on: the job's span links to it.
+    pub trace_parent: Option<String>,
 }
 
 /// A metric as a request names it: its name and optional parameters.
@@ -113,6 +118,8 @@ pub struct NewEvaluation {
     pub metrics: Vec<MetricSpec>,
     pub concurrency: i32,
     pub max_attempts: i32,
+    /// The creating request's `traceparent` (see [`Job::trace_parent`]).
+    pub trace_parent: Option<String>,
 }
 
 /// One item's outcome: the output and its scores, or why there is none.

@@ -229,6 +229,7 @@ struct ItemContext<'a> {
 
 impl ItemContext<'_> {
     /// One item end to end; `None` when the job was told to stop first.
+    #[tracing::instrument(name = "evaluate_item", skip_all, fields(promptreg.item.seq = item.seq))]
     async fn run(&self, item: DatasetItem) -> Result<Option<ItemResult>, StoreError> {
         if self.stop.is_stopped() {
             return Ok(None);

@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use super::client::{count, json_reply, Parsed};
+use super::client::{count, json_reply, reply_model, Parsed};
 use super::{ProviderError, Usage};
 
 pub(super) const API_VERSION: &str = "2023-06-01";
@@ -39,6 +39,7 @@ pub(super) fn parse_reply(bytes: &[u8]) -> Result<Parsed, ProviderError> {
             input_tokens: count(&reply, "/usage/input_tokens"),
             output_tokens: count(&reply, "/usage/output_tokens"),
         },
+        model: reply_model(&reply, "/model"),
     })
 }
 

@@ -22,8 +22,12 @@ use reqwest::StatusCode;
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
+use tracing::Instrument;
+
 use super::{Completion, CompletionRequest, ProviderError, ProviderKind, Usage};
 use crate::config::{ModelPrice, ProviderConfig};
+use crate::telemetry::metrics::{self, ProviderOutcome};
+use crate::telemetry::trace;
 
 /// The first retry waits up to this long; each further one up to twice that.
 const BACKOFF_BASE: Duration = Duration::from_millis(250);
@@ -59,6 +63,8 @@ pub(crate) enum Auth {
 pub(crate) struct Parsed {
     pub text: String,
     pub usage: Usage,
+    /// The model that answered, as the reply names it (often a dated snapshot).
+    pub model: Option<String>,
 }
 
 /// One configured provider's connection settings and limits.
@@ -172,8 +178,72 @@ impl Core {
     }
 
     /// POSTs `body` to `url` under the provider's limits and retry policy
-    /// (see the module docs); `parse` reads a successful reply.
+    /// (see the module docs); `parse` reads a successful reply. One client
+    /// span per call, with OpenTelemetry's GenAI attributes (never the
+    /// prompt or the reply); each attempt is counted in the metrics.
     pub async fn call(
+        &self,
+        url: &str,
+        body: &Value,
+        model: String,
+        parse: ReplyParser,
+    ) -> Result<Completion, ProviderError> {
+        let span = tracing::info_span!(
+            "chat",
+            otel.name = format_args!("chat {model}"),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            gen_ai.operation.name = "chat",
+            gen_ai.provider.name = self.kind.otel_name(),
+            gen_ai.request.model = model.as_str(),
+            gen_ai.response.model = tracing::field::Empty,
+            gen_ai.usage.input_tokens = tracing::field::Empty,
+            gen_ai.usage.output_tokens = tracing::field::Empty,
+            promptreg.provider = self.name.as_str(),
+            promptreg.cost_usd = tracing::field::Empty,
+            promptreg.attempts = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        let result = self
+            .call_with_retries(url, body, model, parse)
+            .instrument(span.clone())
+            .await;
+        match &result {
+            Ok(completion) => {
+                let usage = completion.usage;
+                span.record("gen_ai.usage.input_tokens", to_i64(usage.input_tokens));
+                span.record("gen_ai.usage.output_tokens", to_i64(usage.output_tokens));
+                span.record("promptreg.attempts", completion.attempts);
+                if let Some(cost) = completion.cost_usd {
+                    span.record("promptreg.cost_usd", cost);
+                }
+                metrics::provider_usage(
+                    &self.name,
+                    self.model_label(&completion.model),
+                    usage.input_tokens,
+                    usage.output_tokens,
+                    completion.cost_usd,
+                );
+            }
+            Err(error) => {
+                span.record("otel.status_code", "ERROR");
+                span.record("error.type", error.code());
+            }
+        }
+        result
+    }
+
+    /// The `model` label: a model this provider's config names, else
+    /// `other`, so a request cannot mint label values.
+    fn model_label<'a>(&self, model: &'a str) -> &'a str {
+        if self.default_model.as_deref() == Some(model) || self.prices.contains_key(model) {
+            model
+        } else {
+            "other"
+        }
+    }
+
+    async fn call_with_retries(
         &self,
         url: &str,
         body: &Value,
@@ -192,8 +262,18 @@ impl Core {
         loop {
             attempts += 1;
             let started = Instant::now();
-            let (error, retry_after) = match self.attempt(url, body, parse).await {
+            let outcome = self.attempt(url, body, parse).await;
+            metrics::provider_attempt(
+                &self.name,
+                self.model_label(&model),
+                attempt_outcome(&outcome),
+                started.elapsed(),
+            );
+            let (error, retry_after) = match outcome {
                 Ok(parsed) => {
+                    if let Some(answered) = &parsed.model {
+                        tracing::Span::current().record("gen_ai.response.model", answered.as_str());
+                    }
                     let latency_ms =
                         u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
                     let cost_usd = self.cost(&model, parsed.usage);
@@ -237,11 +317,13 @@ impl Core {
         body: &Value,
         parse: fn(&[u8]) -> Result<Parsed, ProviderError>,
     ) -> Result<Parsed, (ProviderError, Option<Duration>)> {
+        let mut headers = self.headers.clone();
+        trace::inject_current(&mut headers);
         let exchange = async {
             let response = self
                 .http
                 .post(url)
-                .headers(self.headers.clone())
+                .headers(headers)
                 .json(body)
                 .send()
                 .await
@@ -299,6 +381,21 @@ impl Core {
     fn cost(&self, model: &str, usage: Usage) -> Option<f64> {
         self.prices.get(model).map(|price| cost(price, usage))
     }
+}
+
+/// How an attempt ended, as `promptreg_provider_requests_total{outcome}` says.
+fn attempt_outcome(outcome: &Result<Parsed, (ProviderError, Option<Duration>)>) -> ProviderOutcome {
+    match outcome {
+        Ok(_) => ProviderOutcome::Ok,
+        Err((ProviderError::RateLimited { .. }, _)) => ProviderOutcome::RateLimited,
+        Err((ProviderError::Server { .. }, _)) => ProviderOutcome::ServerError,
+        Err((ProviderError::Timeout, _)) => ProviderOutcome::Timeout,
+        Err(_) => ProviderOutcome::ClientError,
+    }
+}
+
+fn to_i64(tokens: u64) -> i64 {
+    i64::try_from(tokens).unwrap_or(i64::MAX)
 }
 
 pub(crate) fn cost(price: &ModelPrice, usage: Usage) -> f64 {
@@ -408,6 +505,15 @@ pub(crate) fn json_reply(bytes: &[u8]) -> Result<Value, ProviderError> {
 /// server that omits it (some local ones) still answers.
 pub(crate) fn count(reply: &Value, pointer: &str) -> u64 {
     reply.pointer(pointer).and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// The model name a reply reports at `pointer`, if any.
+pub(crate) fn reply_model(reply: &Value, pointer: &str) -> Option<String> {
+    reply
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty())
+        .map(str::to_owned)
 }
 
 #[cfg(test)]

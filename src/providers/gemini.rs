@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use super::client::{count, json_reply, Parsed};
+use super::client::{count, json_reply, reply_model, Parsed};
 use super::{ProviderError, Usage};
 
 /// Where a request goes: `{base_url}/v1beta/models/{model}:generateContent`
@@ -66,6 +66,7 @@ pub(super) fn parse_reply(bytes: &[u8]) -> Result<Parsed, ProviderError> {
             output_tokens: count(&reply, "/usageMetadata/candidatesTokenCount")
                 + count(&reply, "/usageMetadata/thoughtsTokenCount"),
         },
+        model: reply_model(&reply, "/modelVersion"),
     })
 }
 

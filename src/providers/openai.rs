@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use super::client::{count, json_reply, Parsed};
+use super::client::{count, json_reply, reply_model, Parsed};
 use super::{ProviderError, Usage};
 
 /// Where a request goes: `{base_url}/chat/completions` (base_url ends in `/v1`).
@@ -37,6 +37,7 @@ pub(super) fn parse_reply(bytes: &[u8]) -> Result<Parsed, ProviderError> {
             input_tokens: count(&reply, "/usage/prompt_tokens"),
             output_tokens: count(&reply, "/usage/completion_tokens"),
         },
+        model: reply_model(&reply, "/model"),
     })
 }
 

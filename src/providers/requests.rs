@@ -28,6 +28,17 @@ pub enum RequestFormat {
     Gemini,
 }
 
+impl RequestFormat {
+    /// `gen_ai.provider.name` as OpenTelemetry's GenAI conventions spell it.
+    pub fn otel_name(self) -> &'static str {
+        match self {
+            Self::Openai => "openai",
+            Self::Anthropic => "anthropic",
+            Self::Gemini => "gcp.gemini",
+        }
+    }
+}
+
 pub const ANTHROPIC_DEFAULT_MAX_TOKENS: u64 = 1024;
 
 /// Keys only OpenAI-compatible APIs understand.

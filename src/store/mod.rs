@@ -75,6 +75,38 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Connections open in a backend's pools: waiting for work, or lent out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolConnections {
+    pub idle: u64,
+    pub active: u64,
+}
+
+impl PoolConnections {
+    fn of<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> Self {
+        let (size, idle) = (u64::from(pool.size()), pool.num_idle() as u64);
+        Self {
+            idle,
+            active: size.saturating_sub(idle),
+        }
+    }
+
+    fn plus(self, other: Self) -> Self {
+        Self {
+            idle: self.idle + other.idle,
+            active: self.active + other.active,
+        }
+    }
+}
+
+/// Jobs of one kind in one status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobCount {
+    pub kind: String,
+    pub status: JobStatus,
+    pub count: i64,
+}
+
 /// Why an uploaded item was refused: where (`item` is 1-based, `line` when
 /// the format has lines) and what.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -179,7 +211,11 @@ pub enum Invalidation {
 pub trait Store: Send + Sync + 'static {
     /// Which backend this is, for logs.
     fn backend(&self) -> &'static str;
+    /// The connection pools' state now, for the metrics scrape.
+    fn pool_connections(&self) -> PoolConnections;
     async fn ping(&self) -> StoreResult<()>;
+    /// How many jobs of each kind are `queued` and `running` now.
+    async fn count_unfinished_jobs(&self) -> StoreResult<Vec<JobCount>>;
     /// The id of project `name`, created if missing.
     async fn ensure_project(&self, name: &str) -> StoreResult<ProjectId>;
 
@@ -451,6 +487,43 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn 
 
 /// The current time at the precision both backends store (microseconds), so
 /// what a write answers equals what a later read returns.
+/// Runs one store use-case (`operation`, the `Store` method's name) inside
+/// a client span, and records its duration in
+/// `promptreg_db_query_duration_seconds`.
+pub(crate) async fn observe<T, F>(operation: &'static str, system: &'static str, work: F) -> T
+where
+    F: std::future::Future<Output = T>,
+{
+    use tracing::Instrument;
+    // Only as a child: a worker's idle polls would otherwise each be a trace.
+    if tracing::Span::current().is_none() {
+        let started = std::time::Instant::now();
+        let result = work.await;
+        crate::telemetry::metrics::db_query(operation, started.elapsed());
+        return result;
+    }
+    let span = tracing::info_span!(
+        "store",
+        otel.name = operation,
+        otel.kind = "client",
+        db.system.name = system,
+        db.operation.name = operation,
+        promptreg.prompt = tracing::field::Empty,
+        promptreg.label = tracing::field::Empty,
+        promptreg.dataset = tracing::field::Empty,
+    );
+    let started = std::time::Instant::now();
+    let result = work.instrument(span).await;
+    crate::telemetry::metrics::db_query(operation, started.elapsed());
+    result
+}
+
+/// Names what the running store call is about (`promptreg.prompt`,
+/// `promptreg.label` or `promptreg.dataset`) on its span.
+pub(crate) fn annotate(field: &'static str, value: &dyn std::fmt::Display) {
+    tracing::Span::current().record(field, tracing::field::display(value));
+}
+
 pub fn now() -> chrono::DateTime<chrono::Utc> {
     use chrono::SubsecRound;
     chrono::Utc::now().trunc_subsecs(6)

@@ -33,6 +33,10 @@ impl PostgresStore {
         Ok(Self { pool })
     }
 
+    fn pool_stats(&self) -> super::PoolConnections {
+        super::PoolConnections::of(&self.pool)
+    }
+
     fn reader(&self) -> &PgPool {
         &self.pool
     }

@@ -315,7 +315,7 @@ impl From<AuditRow> for AuditEntry {
 
 pub const JOB_COLUMNS: &str = "id, project_id, kind, payload, status, attempts, max_attempts, \
      lease_owner, lease_expires_at, progress_done, progress_total, cancel_requested, error, \
-     created_at, started_at, finished_at";
+     created_at, started_at, finished_at, trace_parent";
 
 #[derive(FromRow)]
 pub struct JobRow {
@@ -335,6 +335,7 @@ pub struct JobRow {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    pub trace_parent: Option<String>,
 }
 
 impl TryFrom<JobRow> for Job {
@@ -359,6 +360,7 @@ impl TryFrom<JobRow> for Job {
             created_at: row.created_at,
             started_at: row.started_at,
             finished_at: row.finished_at,
+            trace_parent: row.trace_parent,
         })
     }
 }

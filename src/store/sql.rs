@@ -241,15 +241,35 @@ macro_rules! impl_store {
             }
         }
 
-        #[async_trait]
-        impl Store for $store {
+        crate::store::sql::observed_impl! {
+        impl Store for $store as $backend {
             fn backend(&self) -> &'static str {
                 $backend
+            }
+
+            fn pool_connections(&self) -> crate::store::PoolConnections {
+                self.pool_stats()
             }
 
             async fn ping(&self) -> StoreResult<()> {
                 sqlx::query("select 1").execute(self.reader()).await?;
                 Ok(())
+            }
+
+            async fn count_unfinished_jobs(&self) -> StoreResult<Vec<crate::store::JobCount>> {
+                let rows: Vec<(String, String, i64)> = sqlx::query_as(
+                    "select kind, status, count(*) from job \
+                     where status in ('queued', 'running') group by kind, status",
+                )
+                .fetch_all(self.reader())
+                .await?;
+                rows.into_iter()
+                    .map(|(kind, status, count)| {
+                        let status = JobStatus::parse(&status)
+                            .ok_or_else(|| StoreError::Corrupt(format!("job status {status:?}")))?;
+                        Ok(crate::store::JobCount { kind, status, count })
+                    })
+                    .collect()
             }
 
             async fn ensure_project(&self, name: &str) -> StoreResult<ProjectId> {
@@ -268,8 +288,8 @@ macro_rules! impl_store {
                     .await?)
             }
 
-            #[tracing::instrument(skip_all, fields(prompt = %new.name))]
             async fn insert_prompt(&self, project: ProjectId, new: NewPrompt, actor: &Actor) -> StoreResult<Prompt> {
+                crate::store::annotate("promptreg.prompt", &new.name);
                 let now = now();
                 let prompt = Prompt {
                     id: Uuid::now_v7(),
@@ -311,7 +331,7 @@ macro_rules! impl_store {
                 &self,
                 project: ProjectId,
                 filter: &PromptFilter,
-                page: PageRequest,
+                page: PageRequest
             ) -> StoreResult<Page<PromptSummary>> {
                 let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
                     "select {PROMPT_COLUMNS}, (select v.version from prompt_version v \
@@ -380,14 +400,14 @@ macro_rules! impl_store {
                 Ok(Page { items, next_cursor })
             }
 
-            #[tracing::instrument(skip_all, fields(prompt = %name))]
             async fn update_prompt(
                 &self,
                 project: ProjectId,
                 name: &PromptName,
                 patch: PromptPatch,
-                actor: &Actor,
+                actor: &Actor
             ) -> StoreResult<PromptSummary> {
+                crate::store::annotate("promptreg.prompt", &name);
                 let mut tx = self.writer().begin().await?;
                 let row = Self::prompt_row(&mut tx, project, name, true).await?;
                 let now = now();
@@ -421,14 +441,14 @@ macro_rules! impl_store {
                 self.get_prompt(project, name).await
             }
 
-            #[tracing::instrument(skip_all, fields(prompt = %name))]
             async fn create_version(
                 &self,
                 project: ProjectId,
                 name: &PromptName,
                 new: NewVersion,
-                actor: &Actor,
+                actor: &Actor
             ) -> StoreResult<CreatedVersion> {
+                crate::store::annotate("promptreg.prompt", &name);
                 let mut tx = self.writer().begin().await?;
                 // Locks the prompt row: concurrent posts to one prompt queue here.
                 let prompt = Self::prompt_row(&mut tx, project, name, true).await?;
@@ -538,7 +558,7 @@ macro_rules! impl_store {
                 &self,
                 project: ProjectId,
                 name: &PromptName,
-                reference: &VersionRef,
+                reference: &VersionRef
             ) -> StoreResult<Version> {
                 let base = format!("{VERSION_SELECT} where p.project_id = $1 and p.name = $2");
                 let (sql, key) = match reference {
@@ -579,7 +599,7 @@ macro_rules! impl_store {
                 &self,
                 project: ProjectId,
                 name: &PromptName,
-                page: PageRequest,
+                page: PageRequest
             ) -> StoreResult<Page<Version>> {
                 let mut conn = self.reader().acquire().await?;
                 let prompt = Self::prompt_row(&mut conn, project, name, false).await?;
@@ -612,15 +632,16 @@ macro_rules! impl_store {
                 rows.into_iter().map(Label::try_from).collect()
             }
 
-            #[tracing::instrument(skip_all, fields(prompt = %name, label = %label))]
             async fn set_label(
                 &self,
                 project: ProjectId,
                 name: &PromptName,
                 label: &LabelName,
                 version: &semver::Version,
-                actor: &Actor,
+                actor: &Actor
             ) -> StoreResult<Label> {
+                crate::store::annotate("promptreg.prompt", &name);
+                crate::store::annotate("promptreg.label", &label);
                 let mut tx = self.writer().begin().await?;
                 let prompt = Self::prompt_row(&mut tx, project, name, true).await?;
                 let version_id = Self::version_id_of(&mut tx, prompt.id, version)
@@ -632,14 +653,15 @@ macro_rules! impl_store {
                 Ok(result)
             }
 
-            #[tracing::instrument(skip_all, fields(prompt = %name, label = %label))]
             async fn delete_label(
                 &self,
                 project: ProjectId,
                 name: &PromptName,
                 label: &LabelName,
-                actor: &Actor,
+                actor: &Actor
             ) -> StoreResult<Label> {
+                crate::store::annotate("promptreg.prompt", &name);
+                crate::store::annotate("promptreg.label", &label);
                 let mut tx = self.writer().begin().await?;
                 let prompt = Self::prompt_row(&mut tx, project, name, true).await?;
                 let removed = Self::label(&mut tx, prompt.id, label.as_str()).await?;
@@ -648,14 +670,15 @@ macro_rules! impl_store {
                 Ok(removed)
             }
 
-            #[tracing::instrument(skip_all, fields(prompt = %name, label = %label))]
             async fn rollback_label(
                 &self,
                 project: ProjectId,
                 name: &PromptName,
                 label: &LabelName,
-                actor: &Actor,
+                actor: &Actor
             ) -> StoreResult<Label> {
+                crate::store::annotate("promptreg.prompt", &name);
+                crate::store::annotate("promptreg.label", &label);
                 let mut tx = self.writer().begin().await?;
                 let prompt = Self::prompt_row(&mut tx, project, name, true).await?;
                 // The newest move that is neither a rollback nor undone by one:
@@ -689,7 +712,7 @@ macro_rules! impl_store {
                 project: ProjectId,
                 name: &PromptName,
                 label: &LabelName,
-                page: PageRequest,
+                page: PageRequest
             ) -> StoreResult<Page<LabelMove>> {
                 let mut conn = self.reader().acquire().await?;
                 let prompt = Self::prompt_row(&mut conn, project, name, false).await?;
@@ -833,7 +856,7 @@ macro_rules! impl_store {
                 project: ProjectId,
                 name: &PromptName,
                 description: &str,
-                actor: &Actor,
+                actor: &Actor
             ) -> StoreResult<Dataset> {
                 let at = now();
                 let dataset = Dataset {
@@ -897,15 +920,16 @@ macro_rules! impl_store {
                 Ok(Page { items, next_cursor })
             }
 
-            #[tracing::instrument(skip_all, fields(dataset = %name))]
             async fn append_items(
                 &self,
                 project: ProjectId,
                 name: &str,
-                mut items: ItemBatches<'_>,
-                actor: &Actor,
+                items: ItemBatches<'_>,
+                actor: &Actor
             ) -> StoreResult<Dataset> {
+                crate::store::annotate("promptreg.dataset", &name);
                 use futures::StreamExt;
+                let mut items = items;
                 let mut tx = self.writer().begin().await?;
                 let dataset: Dataset = sqlx::query_as::<_, DatasetRow>(&format!(
                     "{DATASET_SELECT} where d.project_id = $1 and d.name = $2{}", Self::LOCK_ROW
@@ -957,8 +981,8 @@ macro_rules! impl_store {
                 let mut tx = self.writer().begin().await?;
                 sqlx::query(
                     "insert into job (id, project_id, kind, payload, status, attempts, max_attempts, run_after, \
-                     progress_done, progress_total, cancel_requested, created_at, updated_at) \
-                     values ($1, $2, $3, $4, 'queued', 0, $5, $6, 0, $7, false, $6, $6)",
+                     progress_done, progress_total, cancel_requested, created_at, updated_at, trace_parent) \
+                     values ($1, $2, $3, $4, 'queued', 0, $5, $6, 0, $7, false, $6, $6, $8)",
                 )
                 .bind(job_id)
                 .bind(project)
@@ -967,6 +991,7 @@ macro_rules! impl_store {
                 .bind(new.max_attempts)
                 .bind(at)
                 .bind(new.item_count)
+                .bind(&new.trace_parent)
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query(
@@ -1121,7 +1146,6 @@ macro_rules! impl_store {
                 Job::try_from(row)
             }
 
-            #[tracing::instrument(skip_all, fields(owner))]
             async fn claim_job(&self, owner: &str, lease: std::time::Duration) -> StoreResult<Option<Job>> {
                 let at = now();
                 let expires = at + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30));
@@ -1232,7 +1256,7 @@ macro_rules! impl_store {
                 label: &LabelName,
                 dataset: &str,
                 rules: &[GateRule],
-                actor: &Actor,
+                actor: &Actor
             ) -> StoreResult<Gate> {
                 let at = now();
                 let mut tx = self.writer().begin().await?;
@@ -1352,15 +1376,41 @@ macro_rules! impl_store {
             }
 
             async fn subscribe_invalidations(
-                &self,
+                &self
             ) -> StoreResult<Option<tokio::sync::mpsc::Receiver<Invalidation>>> {
                 self.listen().await
             }
         }
+        }
     };
 }
 
-pub(crate) use impl_store;
+/// The `Store` impl with every use-case timed and traced: each method body
+/// runs inside [`crate::store::observe`], named after the method, so the
+/// metric's `operation` label and the span name can never drift from the
+/// code. Signatures take plain `name: Type` arguments, no trailing comma.
+macro_rules! observed_impl {
+    (
+        impl $trait:ident for $store:ty as $system:literal {
+            $(fn $sync:ident(&$sync_self:ident) -> $sync_ret:ty $sync_body:block)*
+            $(async fn $name:ident(&$this:ident $(, $arg:ident: $arg_ty:ty)*) -> $ret:ty $body:block)*
+        }
+    ) => {
+        #[async_trait]
+        impl $trait for $store {
+            // `self` is taken from the input, not written here: macro
+            // hygiene would make it a different `self` from the bodies'.
+            $(fn $sync(&$sync_self) -> $sync_ret $sync_body)*
+            $(
+                async fn $name(&$this $(, $arg: $arg_ty)*) -> $ret {
+                    crate::store::observe::<$ret, _>(stringify!($name), $system, async move $body).await
+                }
+            )*
+        }
+    };
+}
+
+pub(crate) use {impl_store, observed_impl};
 
 #[cfg(test)]
 mod tests {

@@ -12,6 +12,8 @@ use sqlx::{Sqlite, SqlitePool};
 pub struct SqliteStore {
     reader: SqlitePool,
     writer: SqlitePool,
+    /// In memory, `reader` is a clone of `writer`: one pool, counted once.
+    in_memory: bool,
 }
 
 impl SqliteStore {
@@ -58,7 +60,11 @@ impl SqliteStore {
                 .connect_with(options)
                 .await?
         };
-        Ok(Self { reader, writer })
+        Ok(Self {
+            reader,
+            writer,
+            in_memory,
+        })
     }
 
     fn reader(&self) -> &SqlitePool {
@@ -67,6 +73,15 @@ impl SqliteStore {
 
     fn writer(&self) -> &SqlitePool {
         &self.writer
+    }
+
+    fn pool_stats(&self) -> super::PoolConnections {
+        let writer = super::PoolConnections::of(&self.writer);
+        // In memory, the reader is the writer.
+        if self.in_memory {
+            return writer;
+        }
+        writer.plus(super::PoolConnections::of(&self.reader))
     }
 
     async fn notify(_conn: &mut sqlx::SqliteConnection, _change: Invalidation) -> StoreResult<()> {

@@ -17,6 +17,7 @@ use tracing::Instrument;
 
 use crate::domain::jobs::{Job, JobStatus};
 use crate::store::{Store, StoreResult};
+use crate::telemetry;
 
 /// How a job's work ended, when it ended by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,14 +177,36 @@ impl Worker {
         tracing::info!(owner = %self.owner, "worker stopped");
     }
 
-    #[tracing::instrument(skip_all, fields(owner = %self.owner))]
     async fn run_next(&self, shutdown: &CancellationToken) -> StoreResult<Ran> {
         let Some(job) = self.store.claim_job(&self.owner, self.lease).await? else {
             return Ok(Ran::Idle);
         };
-        let span =
-            tracing::info_span!("job", job = %job.id, kind = %job.kind, attempt = job.attempts);
-        let status = self.run_job(&job, shutdown).instrument(span).await?;
+        // Each run is a trace of its own, linked to the request that queued
+        // the job: a job may run long after, and more than once.
+        let span = tracing::info_span!(
+            parent: None,
+            "job",
+            otel.name = format_args!("job {}", job.kind),
+            otel.kind = "consumer",
+            otel.status_code = tracing::field::Empty,
+            promptreg.job.id = %job.id,
+            promptreg.job.kind = %job.kind,
+            promptreg.job.attempt = job.attempts,
+            promptreg.job.status = tracing::field::Empty,
+            worker = %self.owner,
+        );
+        telemetry::trace::link_to(&span, job.trace_parent.as_deref());
+        let status = self
+            .run_job(&job, shutdown)
+            .instrument(span.clone())
+            .await?;
+        span.record("promptreg.job.status", status.as_str());
+        if status == JobStatus::Failed {
+            span.record("otel.status_code", "ERROR");
+        }
+        if status.is_final() {
+            telemetry::metrics::job_finished(&job.kind, status);
+        }
         Ok(Ran::Job(job.id, status))
     }
 

@@ -289,7 +289,7 @@ async fn missing_unknown_and_malformed_keys_are_401_with_a_challenge(app: TestAp
         );
     }
     // Public routes stay public.
-    for path in ["/healthz", "/readyz", "/openapi.json"] {
+    for path in ["/healthz", "/readyz", "/openapi.json", "/metrics"] {
         assert_eq!(
             app.request_as(None, Method::GET, path, None).await.status,
             StatusCode::OK,

@@ -29,6 +29,9 @@ use serde_json::{json, Value};
 
 /// What the default responder answers until a test sets another.
 pub const DEFAULT_TEXT: &str = "fake reply";
+/// The usage every reply reports until [`FakeLlm::set_usage`].
+pub const DEFAULT_INPUT_TOKENS: u32 = 10;
+pub const DEFAULT_OUTPUT_TOKENS: u32 = 5;
 /// The model [`FakeLlm::config`] makes the default.
 pub const FAKE_MODEL: &str = "fake-model";
 
@@ -152,15 +155,18 @@ impl Drop for FakeLlm {
 }
 
 impl FakeLlm {
-    /// Serves on a random local port, answering [`DEFAULT_TEXT`] with usage
-    /// 10 in / 5 out until scripted otherwise.
+    /// Serves on a random local port, answering [`DEFAULT_TEXT`] with the
+    /// default usage until scripted otherwise.
     pub async fn start() -> Self {
         let shared = Arc::new(Shared {
             script: Mutex::new(Script {
                 queue: VecDeque::new(),
                 default: Arc::new(|_: &RecordedRequest| Reply::text(DEFAULT_TEXT)),
                 latency: Duration::ZERO,
-                usage: (10, 5),
+                usage: (
+                    u64::from(DEFAULT_INPUT_TOKENS),
+                    u64::from(DEFAULT_OUTPUT_TOKENS),
+                ),
                 requests: Vec::new(),
             }),
             in_flight: AtomicUsize::new(0),

@@ -10,6 +10,7 @@ mod errors;
 mod evaluations;
 mod fake_llm;
 mod labels;
+mod observability;
 mod prompts;
 mod providers;
 mod render;

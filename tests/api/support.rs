@@ -275,7 +275,10 @@ fn init_logs() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
-            promptreg::telemetry::init(promptreg::config::LogFormat::Pretty, "debug");
+            let mut config = Config::defaults().expect("default config");
+            config.log_level = "debug".into();
+            // Logs only: the guard holds no exporter, so dropping it is fine.
+            drop(promptreg::telemetry::init(&config));
         }
     });
 }
