@@ -210,12 +210,14 @@ fn request_span(request: &Request) -> tracing::Span {
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
+    // OpenTelemetry's name for a method outside the standard ones.
+    let method = telemetry::metrics::standard_method(request.method()).unwrap_or("_OTHER");
     let span = tracing::info_span!(
         "request",
-        otel.name = format_args!("{} {route}", request.method()),
+        otel.name = format_args!("{method} {route}"),
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
-        http.request.method = %request.method(),
+        http.request.method = method,
         http.route = route,
         url.path = request.uri().path(),
         http.response.status_code = tracing::field::Empty,

@@ -103,10 +103,6 @@ pub async fn get_job(
         .get_job(auth.project, id)
         .await
         .map_err(|e| ApiError::from_store(e, ""))?;
-    // A queued job ends here; a running one ends in its worker, which counts it.
-    if job.status.is_final() {
-        crate::telemetry::metrics::job_finished(&job.kind, job.status);
-    }
     Ok(axum::Json(job.into()))
 }
 
@@ -130,6 +126,10 @@ pub async fn cancel_job(
         .cancel_job(auth.project, id, &auth.actor())
         .await
         .map_err(|e| ApiError::from_store(e, ""))?;
+    // A queued job ends here; a running one ends in its worker, which counts it.
+    if job.status.is_final() {
+        crate::telemetry::metrics::job_finished(&job.kind, job.status);
+    }
     Ok(axum::Json(job.into()))
 }
 

@@ -366,6 +366,8 @@ impl Core {
             ReadError::TooLarge => ProviderError::Malformed(format!(
                 "the reply is larger than {MAX_REPLY_BYTES} bytes"
             )),
+            // reqwest's own connect timeout: a timeout, like the per-attempt one.
+            ReadError::Http(e) if e.is_timeout() => ProviderError::Timeout,
             ReadError::Http(e) => ProviderError::Network(self.scrub(describe(&e))),
         }
     }

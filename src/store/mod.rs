@@ -485,8 +485,6 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn 
     }
 }
 
-/// The current time at the precision both backends store (microseconds), so
-/// what a write answers equals what a later read returns.
 /// Runs one store use-case (`operation`, the `Store` method's name) inside
 /// a client span, and records its duration in
 /// `promptreg_db_query_duration_seconds`.
@@ -506,10 +504,15 @@ where
         "store",
         otel.name = operation,
         otel.kind = "client",
-        db.system.name = system,
+        db.system.name = if system == "postgres" {
+            "postgresql"
+        } else {
+            system
+        },
         db.operation.name = operation,
         promptreg.prompt = tracing::field::Empty,
         promptreg.label = tracing::field::Empty,
+        promptreg.version = tracing::field::Empty,
         promptreg.dataset = tracing::field::Empty,
     );
     let started = std::time::Instant::now();
@@ -519,11 +522,13 @@ where
 }
 
 /// Names what the running store call is about (`promptreg.prompt`,
-/// `promptreg.label` or `promptreg.dataset`) on its span.
+/// `promptreg.label`, `promptreg.version` or `promptreg.dataset`) on its span.
 pub(crate) fn annotate(field: &'static str, value: &dyn std::fmt::Display) {
     tracing::Span::current().record(field, tracing::field::display(value));
 }
 
+/// The current time at the precision both backends store (microseconds), so
+/// what a write answers equals what a later read returns.
 pub fn now() -> chrono::DateTime<chrono::Utc> {
     use chrono::SubsecRound;
     chrono::Utc::now().trunc_subsecs(6)

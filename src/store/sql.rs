@@ -322,6 +322,7 @@ macro_rules! impl_store {
             }
 
             async fn get_prompt(&self, project: ProjectId, name: &PromptName) -> StoreResult<PromptSummary> {
+                crate::store::annotate("promptreg.prompt", &name);
                 let filter = PromptFilter { name: Some(name.clone()), include_archived: true, ..PromptFilter::default() };
                 let page = self.list_prompts(project, &filter, PageRequest { limit: 1, after: None }).await?;
                 page.items.into_iter().next().ok_or(StoreError::PromptNotFound)
@@ -560,6 +561,11 @@ macro_rules! impl_store {
                 name: &PromptName,
                 reference: &VersionRef
             ) -> StoreResult<Version> {
+                crate::store::annotate("promptreg.prompt", &name);
+                match reference {
+                    VersionRef::Label(label) => crate::store::annotate("promptreg.label", &label),
+                    VersionRef::Exact(version) => crate::store::annotate("promptreg.version", &version),
+                }
                 let base = format!("{VERSION_SELECT} where p.project_id = $1 and p.name = $2");
                 let (sql, key) = match reference {
                     VersionRef::Exact(v) => (format!("{base} and v.version = $3"), Some(v.to_string())),
@@ -601,6 +607,7 @@ macro_rules! impl_store {
                 name: &PromptName,
                 page: PageRequest
             ) -> StoreResult<Page<Version>> {
+                crate::store::annotate("promptreg.prompt", &name);
                 let mut conn = self.reader().acquire().await?;
                 let prompt = Self::prompt_row(&mut conn, project, name, false).await?;
                 let before = match page.after {
@@ -625,6 +632,7 @@ macro_rules! impl_store {
             }
 
             async fn list_labels(&self, project: ProjectId, name: &PromptName) -> StoreResult<Vec<Label>> {
+                crate::store::annotate("promptreg.prompt", &name);
                 let mut conn = self.reader().acquire().await?;
                 let prompt = Self::prompt_row(&mut conn, project, name, false).await?;
                 let sql = format!("{LABEL_SELECT} where l.prompt_id = $1 order by l.name");
@@ -714,6 +722,8 @@ macro_rules! impl_store {
                 label: &LabelName,
                 page: PageRequest
             ) -> StoreResult<Page<LabelMove>> {
+                crate::store::annotate("promptreg.prompt", &name);
+                crate::store::annotate("promptreg.label", &label);
                 let mut conn = self.reader().acquire().await?;
                 let prompt = Self::prompt_row(&mut conn, project, name, false).await?;
                 let before = match page.after {

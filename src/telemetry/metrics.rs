@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::http::Method;
@@ -42,13 +42,14 @@ const PROVIDER_BUCKETS: [f64; 12] = [
 ];
 
 /// The process-wide recorder: installed once, shared by every app built in
-/// this process (the `metrics` facade has one global recorder).
-static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+/// this process (the `metrics` facade has one global recorder). A mutex, not
+/// a once-cell, so that two apps built at once cannot both try to install.
+static HANDLE: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
 
-/// Installs the recorder (once per process) and returns its handle; must
-/// run inside a Tokio runtime (a task drains histogram samples).
+/// Installs the recorder (once per process) and returns its handle.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
-    if let Some(handle) = HANDLE.get() {
+    let mut installed = HANDLE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(handle) = installed.as_ref() {
         return Ok(handle.clone());
     }
     let recorder = PrometheusBuilder::new()
@@ -61,18 +62,18 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder)
         .map_err(|e| anyhow::anyhow!("cannot install the metrics recorder: {e}"))?;
-    let handle = HANDLE.get_or_init(|| handle).clone();
+    *installed = Some(handle.clone());
     register_series();
-    // Histogram samples wait in per-thread buffers until drained; a scrape
-    // drains too, but an unscraped process must not grow.
+    // Histogram samples wait in buffers until drained; a scrape drains them
+    // too, but an unscraped process must not grow. A thread of its own, so
+    // it outlives whichever runtime installed the recorder.
     let upkeep = handle.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            tick.tick().await;
+    std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(5));
             upkeep.run_upkeep();
-        }
-    });
+        })?;
     Ok(handle)
 }
 
@@ -136,17 +137,17 @@ fn set_pool(pool: PoolConnections) {
 /// One answered HTTP request. `route` is the matched route template, or
 /// `unmatched`.
 pub fn http_request(method: &Method, route: &str, status: u16, elapsed: Duration) {
-    let method = method_label(method);
+    let method = standard_method(method).unwrap_or("other");
     let route = route.to_owned();
     counter!(HTTP_REQUESTS, "method" => method, "route" => route.clone(), "status" => status.to_string())
         .increment(1);
     histogram!(HTTP_DURATION, "method" => method, "route" => route).record(elapsed.as_secs_f64());
 }
 
-/// Standard methods by name; anything else (a client's own verb) is `other`,
-/// so a label value can never be invented by a caller.
-fn method_label(method: &Method) -> &'static str {
-    match *method {
+/// A standard method's name; `None` for anything else (a client's own
+/// verb), so that a caller can never invent a label value or span name.
+pub fn standard_method(method: &Method) -> Option<&'static str> {
+    Some(match *method {
         Method::GET => "GET",
         Method::HEAD => "HEAD",
         Method::POST => "POST",
@@ -156,8 +157,8 @@ fn method_label(method: &Method) -> &'static str {
         Method::OPTIONS => "OPTIONS",
         Method::CONNECT => "CONNECT",
         Method::TRACE => "TRACE",
-        _ => "other",
-    }
+        _ => return None,
+    })
 }
 
 /// The in-memory caches, as `promptreg_cache_requests_total{cache}` names them.

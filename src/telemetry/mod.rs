@@ -41,13 +41,22 @@ pub fn init(config: &Config) -> Telemetry {
     let directive = config::rust_log().unwrap_or_else(|| config.log_level.clone());
     let filter = EnvFilter::try_new(&directive).unwrap_or_else(|_| EnvFilter::new("info"));
     let exporter = trace::Exporter::start(&config.telemetry);
-    let otel_layer = exporter.as_ref().map(trace::Exporter::layer);
+    // Spans are exported whatever the log level: a quiet log (`warn`) must
+    // not switch tracing off.
+    let otel_layer = exporter.as_ref().map(|exporter| {
+        exporter.layer().with_filter(
+            tracing_subscriber::filter::Targets::new()
+                .with_target("promptreg", tracing::Level::INFO),
+        )
+    });
     let fmt_layer = match config.log_format {
-        LogFormat::Json => json_layer().boxed(),
-        LogFormat::Pretty => tracing_subscriber::fmt::layer().compact().boxed(),
+        LogFormat::Json => json_layer().with_filter(filter).boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .compact()
+            .with_filter(filter)
+            .boxed(),
     };
     let installed = tracing_subscriber::registry()
-        .with(filter)
         .with(otel_layer)
         .with(fmt_layer)
         .try_init()

@@ -204,18 +204,20 @@ impl Worker {
         if status == JobStatus::Failed {
             span.record("otel.status_code", "ERROR");
         }
-        if status.is_final() {
-            telemetry::metrics::job_finished(&job.kind, status);
-        }
         Ok(Ran::Job(job.id, status))
     }
 
     async fn run_job(&self, job: &Job, shutdown: &CancellationToken) -> StoreResult<JobStatus> {
         let finish = |status: JobStatus, error: Option<String>| async move {
-            self.store
+            let ended = self
+                .store
                 .complete_job(job.id, &self.owner, status, error.as_deref())
-                .await
-                .map(|_| status)
+                .await?;
+            // Not ended here when the lease was lost: the new holder counts it.
+            if ended {
+                telemetry::metrics::job_finished(&job.kind, status);
+            }
+            Ok(status)
         };
         if job.cancel_requested {
             return finish(JobStatus::Cancelled, None).await;

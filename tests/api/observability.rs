@@ -417,6 +417,15 @@ async fn metrics_count_a_known_sequence_of_requests(url: String) {
     fake.push(Reply::Status(500, None));
     let evaluation = evaluate(&server, None).await;
     assert_eq!(evaluation["status"], "succeeded", "{evaluation}");
+    // Reading a finished job does not finish it again.
+    let job_path = format!(
+        "/v1/jobs/{}",
+        evaluation["job_id"].as_str().expect("job id")
+    );
+    for _ in 0..2 {
+        let (status, job) = server.call(Method::GET, &job_path, None, None).await;
+        assert_eq!((status, job["status"].as_str()), (200, Some("succeeded")));
+    }
 
     let (scrape, text) = Scrape::take(&server).await;
     assert!(
@@ -561,6 +570,52 @@ async fn metrics_count_a_known_sequence_of_requests(url: String) {
     );
 }
 
+async fn a_cancelled_job_is_counted_once(url: String) {
+    let fake = FakeLlm::start().await;
+    fake.set_latency(Duration::from_secs(3));
+    let server = Server::start(&url, &fake, &[]).await;
+    seed(&server).await;
+    let (status, created) = server
+        .call(
+            Method::POST,
+            "/v1/evaluations",
+            Some(json!({
+                "prompt": PROMPT, "ref": "production", "dataset": "obs-items",
+                "provider": "fake", "metrics": ["exact_match"]
+            })),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202, "{created}");
+    let job_path = format!("/v1/jobs/{}", created["job_id"].as_str().expect("job id"));
+    let (status, job) = server
+        .call(Method::POST, &format!("{job_path}/cancel"), None, None)
+        .await;
+    assert_eq!(status, 200, "{job}");
+    let mut ended = false;
+    for _ in 0..300 {
+        let (_, job) = server.call(Method::GET, &job_path, None, None).await;
+        if job["status"] == "cancelled" {
+            ended = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ended, "the job was not cancelled within 30 s");
+    for _ in 0..2 {
+        server.call(Method::GET, &job_path, None, None).await;
+    }
+    let (scrape, _) = Scrape::take(&server).await;
+    let finished = |status: &str| {
+        scrape.value(
+            "promptreg_jobs_finished_total",
+            &[("kind", "evaluation"), ("status", status)],
+        )
+    };
+    assert_eq!(finished("cancelled"), 1.0);
+    assert_eq!(finished("succeeded"), 0.0);
+}
+
 async fn metrics_can_require_an_admin_key(url: String) {
     let fake = FakeLlm::start().await;
     let server = Server::start(&url, &fake, &[("PROMPTREG_METRICS__REQUIRE_AUTH", "true")]).await;
@@ -606,21 +661,32 @@ async fn metrics_can_be_turned_off(url: String) {
 #[derive(Clone, Default)]
 struct Collector {
     spans: Arc<Mutex<Vec<Span>>>,
+    /// The `service.name` of every export's resources.
+    services: Arc<Mutex<Vec<String>>>,
 }
 
 impl Collector {
     async fn start() -> (Self, SocketAddr) {
         let collector = Self::default();
-        let spans = collector.spans.clone();
+        let (spans, services) = (collector.spans.clone(), collector.services.clone());
         let app = axum::Router::new().route(
             "/v1/traces",
             axum::routing::post(move |body: Bytes| {
-                let spans = spans.clone();
+                let (spans, services) = (spans.clone(), services.clone());
                 async move {
                     let request = ExportTraceServiceRequest::decode(body)
                         .expect("an OTLP protobuf trace export");
                     let mut spans = spans.lock().expect("spans lock");
                     for resource in request.resource_spans {
+                        let service = resource
+                            .resource
+                            .iter()
+                            .flat_map(|r| &r.attributes)
+                            .find(|kv| kv.key == "service.name")
+                            .and_then(|kv| kv.value.as_ref()?.value.clone());
+                        if let Some(AnyValue::StringValue(name)) = service {
+                            services.lock().expect("services lock").push(name);
+                        }
                         for scope in resource.scope_spans {
                             spans.extend(scope.spans);
                         }
@@ -860,32 +926,32 @@ async fn traces_follow_requests_into_the_store_jobs_and_providers(url: String) {
         );
     }
 
-    // No span carries template text or variable values.
+    // No span carries template text or variable values: not in its name,
+    // attributes or events.
     for span in collector.spans.lock().expect("spans lock").iter() {
-        for (key, value) in attributes(span) {
-            let text = format!("{value:?}");
-            assert!(
-                !text.contains("TEMPLATE-TEXT") && !text.contains(VARIABLE),
-                "span {} attribute {key} = {text}",
-                span.name
-            );
-        }
+        let text = format!("{} {:?} {:?}", span.name, span.attributes, span.events);
+        assert!(
+            !text.contains("TEMPLATE-TEXT") && !text.contains(VARIABLE),
+            "span {}: {text}",
+            span.name
+        );
     }
+    let services = collector.services.lock().expect("services lock").clone();
+    assert!(!services.is_empty());
+    assert!(
+        services.iter().all(|s| s == "promptreg-under-test"),
+        "OTEL_SERVICE_NAME names the service: {services:?}"
+    );
 
-    // Logs inside the read's request carry its trace id and a span id.
+    // The read's response log line carries its trace id and the server
+    // span's id.
     let logs = server.logs();
     let joined = logs
         .iter()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|l| {
-            l["trace_id"] == read.trace_id.as_str()
-                && l["span_id"].as_str().is_some_and(|s| s.len() == 16)
-        });
-    assert!(
-        joined.is_some(),
-        "no log line with trace_id {}: {logs:#?}",
-        read.trace_id
-    );
+        .find(|l| l["trace_id"] == read.trace_id.as_str())
+        .unwrap_or_else(|| panic!("no log line with trace_id {}: {logs:#?}", read.trace_id));
+    assert_eq!(joined["span_id"], hex(&server_span.span_id), "{joined}");
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -894,6 +960,7 @@ fn hex(bytes: &[u8]) -> String {
 
 backend_url_tests!(
     metrics_count_a_known_sequence_of_requests,
+    a_cancelled_job_is_counted_once,
     metrics_can_require_an_admin_key,
     metrics_can_be_turned_off,
     traces_follow_requests_into_the_store_jobs_and_providers,
