@@ -742,18 +742,15 @@ fn python() -> Result<PathBuf, String> {
             let venv = root.join("target/langfuse-venv");
             let python = venv.join("bin/python");
             let requirements = root.join("tests/langfuse/requirements.txt");
-            let installed = python.exists()
-                && run(std::process::Command::new(&python).args(["-c", "import langfuse"])).is_ok();
-            if !installed {
-                if !python.exists() {
-                    run(std::process::Command::new("python3").arg("-m").arg("venv").arg(&venv))
-                        .map_err(|e| format!("creating the venv {}: {e} (is python3-venv installed? .ci/run installs it)", venv.display()))?;
-                }
-                run(std::process::Command::new(&python)
-                    .args(["-m", "pip", "install", "--quiet", "-r"])
-                    .arg(&requirements))
-                .map_err(|e| format!("installing {}: {e}", requirements.display()))?;
+            if !python.exists() {
+                run(std::process::Command::new("python3").arg("-m").arg("venv").arg(&venv))
+                    .map_err(|e| format!("creating the venv {}: {e} (is python3-venv installed? .ci/run installs it)", venv.display()))?;
             }
+            // Once per run, so a changed pin is installed; a satisfied pin is quick.
+            run(std::process::Command::new(&python)
+                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+                .arg(&requirements))
+            .map_err(|e| format!("installing {}: {e}", requirements.display()))?;
             Ok(python)
         })
         .clone()

@@ -72,6 +72,10 @@ impl LangfuseError {
 impl From<ApiError> for LangfuseError {
     fn from(err: ApiError) -> Self {
         use StatusCode as S;
+        if let ApiError::Internal(cause) = &err {
+            // Logged once, here, as `ApiError` does; the client gets a generic message.
+            tracing::error!(error = format!("{cause:#}"), "request failed");
+        }
         let problem = err.problem();
         let message = match problem.errors.as_slice() {
             [] => problem.detail.clone(),
@@ -115,9 +119,6 @@ impl From<AuthError> for LangfuseError {
 
 impl IntoResponse for LangfuseError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
-            tracing::warn!(status = self.status.as_u16(), "langfuse request failed");
-        }
         let mut response = (self.status, axum::Json(&self.body)).into_response();
         let headers = response.headers_mut();
         if self.status == StatusCode::UNAUTHORIZED {
