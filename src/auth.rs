@@ -36,6 +36,11 @@ impl Caller {
     pub fn has(&self, scope: Scope) -> bool {
         allows(&self.key.scopes, scope)
     }
+
+    /// The name of the project the key belongs to.
+    pub fn project_name(&self) -> &str {
+        &self.key.project
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +96,26 @@ impl Authenticator {
             .ok_or(AuthError::Missing)?;
         let secret = KeySecret::parse(token.trim()).ok_or(AuthError::Invalid)?;
         let key = self.find_key(&secret).await?.ok_or(AuthError::Invalid)?;
+        Ok(Caller {
+            project: key.project_id,
+            key,
+        })
+    }
+
+    /// The caller a Langfuse-style key pair names: `secret` is the key, and
+    /// `public_key` must be that key's id, or the pair is refused.
+    pub async fn authenticate_pair(
+        &self,
+        public_key: &str,
+        secret: &str,
+    ) -> Result<Caller, AuthError> {
+        let id = Uuid::parse_str(public_key.trim()).map_err(|_| AuthError::Invalid)?;
+        let secret = KeySecret::parse(secret.trim()).ok_or(AuthError::Invalid)?;
+        let key = self
+            .find_key(&secret)
+            .await?
+            .filter(|key| key.id == id)
+            .ok_or(AuthError::Invalid)?;
         Ok(Caller {
             project: key.project_id,
             key,

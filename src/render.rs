@@ -15,7 +15,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::domain::content::PromptBody;
-use crate::domain::{Engine, LabelName, ProjectId, PromptContent, PromptName, Version, VersionRef};
+use crate::domain::{
+    ChatMessage, Engine, LabelName, ProjectId, PromptContent, PromptName, Version, VersionRef,
+};
 use crate::registry::Registry;
 use crate::store::StoreError;
 use crate::telemetry::metrics;
@@ -209,6 +211,46 @@ impl Renderer {
             &self.limits,
         )?;
         Ok((rendered, partials.resolved))
+    }
+
+    /// `version`'s body with every registry partial it includes written out
+    /// in place (transitively), for clients that render templates themselves
+    /// and know nothing of includes. An include written in another form than
+    /// `{{> name}}` (handlebars) or `{% include "name" %}` (jinja) is kept.
+    pub async fn inline_partials(
+        &self,
+        project: ProjectId,
+        version: &Version,
+    ) -> Result<PromptBody, RenderError> {
+        let includes = self.includes_of(version)?;
+        if includes.is_empty() {
+            return Ok(version.content.body.clone());
+        }
+        let engine = version.content.engine;
+        let partials = self
+            .partials(project, version.prompt_name.clone(), engine, &includes)
+            .await?;
+        let inline = |text: &str| template::inline_includes(engine, text, &partials.sources);
+        Ok(match &version.content.body {
+            PromptBody::Text(text) => PromptBody::Text(inline(text)),
+            PromptBody::Chat(messages) => PromptBody::Chat(
+                messages
+                    .iter()
+                    .map(|message| match message {
+                        ChatMessage::System { content } => ChatMessage::System {
+                            content: inline(content),
+                        },
+                        ChatMessage::User { content } => ChatMessage::User {
+                            content: inline(content),
+                        },
+                        ChatMessage::Assistant { content } => ChatMessage::Assistant {
+                            content: inline(content),
+                        },
+                        placeholder @ ChatMessage::Placeholder { .. } => placeholder.clone(),
+                    })
+                    .collect(),
+            ),
+        })
     }
 
     fn validate_variables(&self, version: &Version, variables: &Value) -> Result<(), RenderError> {

@@ -11,6 +11,7 @@ mod gates;
 mod health;
 mod jobs;
 mod labels;
+mod langfuse;
 mod prompts;
 mod providers;
 mod render;
@@ -90,7 +91,10 @@ pub struct Services {
         (name = "gates", description = "Quality gates on label moves"),
         (name = "providers", description = "The LLM providers configured on this server"),
         (name = "admin", description = "API keys, projects and the audit log"),
-        (name = "service", description = "Health and readiness")
+        (name = "service", description = "Health and readiness"),
+        (name = "langfuse", description = "Langfuse-compatible prompt API for the Langfuse SDKs: \
+            Basic auth with a key's id as the public key and the key as the secret; \
+            errors are `{message, error}`")
     ),
     components(schemas(Problem, FieldError)),
     modifiers(&BearerAuth)
@@ -114,6 +118,18 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "Langfuse-style: the user name is a key's id (the Langfuse public \
+                         key), the password the key itself (the secret key).",
+                    ))
+                    .build(),
+            ),
+        );
     }
 }
 
@@ -132,6 +148,19 @@ fn document_auth_answers(openapi: &mut utoipa::openapi::OpenApi) {
                 .build(),
         )
     };
+    let langfuse = |description: &str| -> RefOr<Response> {
+        RefOr::T(
+            utoipa::openapi::ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    utoipa::openapi::ContentBuilder::new()
+                        .schema(Some(RefOr::Ref(Ref::from_schema_name("LangfuseErrorBody"))))
+                        .build(),
+                )
+                .build(),
+        )
+    };
     for item in openapi.paths.paths.values_mut() {
         let operations = [
             &mut item.get,
@@ -144,7 +173,22 @@ fn document_auth_answers(openapi: &mut utoipa::openapi::OpenApi) {
             if operation.security.as_ref().is_none_or(|s| s.is_empty()) {
                 continue;
             }
+            let basic = operation.security.iter().flatten().any(|requirement| {
+                serde_json::to_value(requirement).is_ok_and(|v| v.get("basic").is_some())
+            });
             let responses = &mut operation.responses.responses;
+            if basic {
+                responses.entry("401".into()).or_insert_with(|| {
+                    langfuse("`UnauthorizedError`: no credentials, a wrong secret, or a public key not that key's id")
+                });
+                responses.entry("403".into()).or_insert_with(|| {
+                    langfuse("`ForbiddenError`: the key lacks the scope this operation requires")
+                });
+                responses.entry("429".into()).or_insert_with(|| {
+                    langfuse("`TooManyRequestsError`: over the key's rate limit; see Retry-After")
+                });
+                continue;
+            }
             responses
                 .entry("401".into())
                 .or_insert_with(|| problem("`unauthorized`: no key, an unknown or a revoked key"));
@@ -194,6 +238,15 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(admin::revoke_key))
         .routes(routes!(admin::list_projects, admin::create_project))
         .routes(routes!(admin::list_audit))
+        .routes(routes!(langfuse::prompts::get_prompt))
+        .routes(routes!(
+            langfuse::prompts::list_prompts,
+            langfuse::prompts::create_prompt
+        ))
+        .routes(routes!(langfuse::prompts::update_prompt_version))
+        .routes(routes!(langfuse::service::list_projects))
+        .routes(routes!(langfuse::service::health))
+        .routes(routes!(langfuse::service::ingest_traces))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))

@@ -107,7 +107,7 @@ pub struct PromptListParams {
     cursor: Option<String>,
 }
 
-fn tags(field: &str, raw: Option<Vec<String>>) -> Result<Option<Vec<String>>, ApiError> {
+pub(super) fn tags(field: &str, raw: Option<Vec<String>>) -> Result<Option<Vec<String>>, ApiError> {
     let Some(raw) = raw else { return Ok(None) };
     if raw.len() > MAX_TAGS {
         return Err(ApiError::validation(

@@ -171,6 +171,43 @@ pub fn includes(engine: Engine, body: &PromptBody) -> Result<Vec<Include>, Templ
     Ok(found.into_iter().collect())
 }
 
+/// `text` with each include of a partial in `partials` (keyed by
+/// [`Include::key`]) replaced by that partial's source, repeatedly, so that
+/// nested includes are written out too (`MAX_INLINE_DEPTH` rounds at most).
+pub fn inline_includes(engine: Engine, text: &str, partials: &HashMap<String, String>) -> String {
+    static HANDLEBARS: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"\{\{~?>\s*([A-Za-z0-9@._/-]+)\s*~?\}\}").expect("constant regex")
+    });
+    static JINJA: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#"\{%-?\s*include\s+["']([A-Za-z0-9@._/-]+)["']\s*-?%\}"#)
+            .expect("constant regex")
+    });
+    const MAX_INLINE_DEPTH: usize = 10;
+    let pattern = match engine {
+        Engine::Handlebars => &*HANDLEBARS,
+        Engine::Jinja => &*JINJA,
+    };
+    let mut text = text.to_owned();
+    for _ in 0..MAX_INLINE_DEPTH {
+        let mut changed = false;
+        let next = pattern.replace_all(&text, |caps: &regex::Captures<'_>| {
+            match partials.get(&caps[1]) {
+                Some(source) => {
+                    changed = true;
+                    source.clone()
+                }
+                None => caps[0].to_owned(),
+            }
+        });
+        let next = next.into_owned();
+        if !changed {
+            break;
+        }
+        text = next;
+    }
+    text
+}
+
 /// Renders `body` with `variables` (a JSON object). `partials` maps
 /// [`Include::key`] to that partial's source, every transitive one included.
 /// Compiles and renders once; use [`CompiledBody`] to render many times.
@@ -878,5 +915,33 @@ mod tests {
         );
         let err = TemplateError::MissingVariables(vec!["a".to_owned(), "b.c".to_owned()]);
         assert_eq!(err.to_string(), "missing variables: a, b.c");
+    }
+
+    #[test]
+    fn includes_are_inlined_transitively_and_unknown_ones_kept() {
+        let partials: HashMap<String, String> = [
+            ("common/safety", "Be safe, {{name}}. {{> common/tone}}"),
+            ("common/tone", "Stay calm."),
+            ("common/x@1.0.0", "X"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert_eq!(
+            inline_includes(
+                Engine::Handlebars,
+                "Hi. {{> common/safety}} {{~> common/x@1.0.0 ~}} {{> other}} {{name}}",
+                &partials
+            ),
+            "Hi. Be safe, {{name}}. Stay calm. X {{> other}} {{name}}"
+        );
+        assert_eq!(
+            inline_includes(
+                Engine::Jinja,
+                "{% include \"common/tone\" %} {%- include 'common/x@1.0.0' -%}",
+                &partials
+            ),
+            "Stay calm. X"
+        );
     }
 }

@@ -18,25 +18,38 @@ crate::backend_tests!(
     projects_are_created_once,
 );
 
-/// Every scoped operation in the OpenAPI document: (method, path template, scope).
-fn scoped_routes() -> Vec<(Method, String, String)> {
+/// How a route takes its key: `Bearer pr_…` (/v1) or Langfuse's Basic pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Bearer,
+    Basic,
+}
+
+/// Every scoped operation in the OpenAPI document: (method, path template,
+/// scope, scheme).
+fn scoped_routes() -> Vec<(Method, String, String, Scheme)> {
     let spec = serde_json::to_value(promptreg::api::openapi()).expect("spec");
     let mut routes = Vec::new();
     for (path, item) in spec["paths"].as_object().expect("paths") {
         for (method, op) in item.as_object().expect("item") {
-            let scopes: Vec<String> = op["security"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|req| req["bearer"].as_array())
-                .flatten()
-                .filter_map(|s| s.as_str().map(str::to_owned))
-                .collect();
+            let mut scopes: Vec<(String, Scheme)> = Vec::new();
+            for requirement in op["security"].as_array().into_iter().flatten() {
+                for (name, scheme) in [("bearer", Scheme::Bearer), ("basic", Scheme::Basic)] {
+                    scopes.extend(
+                        requirement[name]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|s| s.as_str().map(|s| (s.to_owned(), scheme))),
+                    );
+                }
+            }
             let method: Method = method.to_uppercase().parse().expect("method");
             match scopes.as_slice() {
-                [scope] => routes.push((method, path.clone(), scope.clone())),
+                [(scope, scheme)] => routes.push((method, path.clone(), scope.clone(), *scheme)),
                 [] => assert!(
-                    !path.starts_with("/v1/"),
+                    !path.starts_with("/v1/")
+                        && (!path.starts_with("/api/public/") || path == "/api/public/health"),
                     "{method} {path} declares no scope"
                 ),
                 more => panic!("{method} {path} declares several scopes: {more:?}"),
@@ -44,6 +57,10 @@ fn scoped_routes() -> Vec<(Method, String, String)> {
         }
     }
     assert!(routes.len() >= 20, "{} routes", routes.len());
+    assert!(
+        routes.iter().filter(|r| r.3 == Scheme::Basic).count() >= 6,
+        "the Langfuse routes are in the walk"
+    );
     routes
 }
 
@@ -131,6 +148,15 @@ async fn prepare(
             "/v1/datasets/walk/items".to_owned(),
             Some(json!([{"input": {"n": n}}])),
         ),
+        ("POST", "/api/public/v2/prompts") => (
+            template.to_owned(),
+            Some(json!({"name": fresh, "prompt": format!("t{n}")})),
+        ),
+        ("PATCH", "/api/public/v2/prompts/{name}/versions/{version}") => (
+            "/api/public/v2/prompts/walk/versions/2".to_owned(),
+            Some(json!({"newLabels": ["staging"]})),
+        ),
+        ("POST", "/api/public/otel/v1/traces") => (template.to_owned(), None),
         ("GET", _) => {
             let path = template
                 .replace("/v1/datasets/{name}", "/v1/datasets/walk")
@@ -188,12 +214,12 @@ async fn every_route_answers_each_kind_of_key_exactly(app: TestApp) {
     app.post("/v1/datasets", json!({"name": "walk"})).await;
     let walk = walk_ids(&app).await;
 
-    let mut keys: Vec<(String, String)> = Vec::new();
+    let mut keys: Vec<(String, String, String)> = Vec::new();
     for scope in ["read", "write", "promote", "evaluate", "admin"] {
-        let (_, secret) = app
+        let (id, secret) = app
             .create_key(json!({"name": scope, "scopes": [scope]}))
             .await;
-        keys.push((scope.to_owned(), secret));
+        keys.push((scope.to_owned(), id, secret));
     }
     let (revoked_id, revoked) = app
         .create_key(json!({"name": "revoked", "scopes": ["admin"]}))
@@ -203,31 +229,56 @@ async fn every_route_answers_each_kind_of_key_exactly(app: TestApp) {
         StatusCode::NO_CONTENT
     );
     app.post("/v1/projects", json!({"name": "other"})).await;
-    let (_, other) = app
+    let (other_id, other) = app
         .create_key(json!({"name": "other-admin", "scopes": ["admin"], "project": "other"}))
         .await;
 
     let mut n = 0;
-    for (method, template, required) in scoped_routes() {
+    for (method, template, required, scheme) in scoped_routes() {
         let label = format!("{method} {template}");
-        for key in [None, Some(revoked.as_str())] {
+        // A key as the route's scheme takes it: `(id, secret)`.
+        let call = |key: Option<(&str, &str)>, path: String, body: Option<Value>| {
+            let method = method.clone();
+            let app = &app;
+            let key = key.map(|(id, secret)| (id.to_owned(), secret.to_owned()));
+            async move {
+                let key = key
+                    .as_ref()
+                    .map(|(id, secret)| (id.as_str(), secret.as_str()));
+                match scheme {
+                    Scheme::Bearer => app.request_as(key.map(|k| k.1), method, &path, body).await,
+                    Scheme::Basic => app.request_basic(key, method, &path, body).await,
+                }
+            }
+        };
+        for key in [None, Some((revoked_id.as_str(), revoked.as_str()))] {
             n += 1;
             let (path, body) = prepare(&app, &walk, &method, &template, n).await;
-            let response = app.request_as(key, method.clone(), &path, body).await;
-            response.assert_problem(401, "unauthorized");
+            let response = call(key, path, body).await;
+            match scheme {
+                Scheme::Bearer => {
+                    response.assert_problem(401, "unauthorized");
+                }
+                Scheme::Basic => {
+                    assert_eq!(response.status, 401, "{label}: {}", response.body);
+                    assert_eq!(response.body["error"], "UnauthorizedError", "{label}");
+                }
+            }
+            let challenge = match scheme {
+                Scheme::Bearer => "Bearer",
+                Scheme::Basic => "Basic",
+            };
             assert!(
                 response
                     .header("www-authenticate")
-                    .is_some_and(|h| h.starts_with("Bearer")),
+                    .is_some_and(|h| h.starts_with(challenge)),
                 "{label}"
             );
         }
-        for (scope, secret) in &keys {
+        for (scope, id, secret) in &keys {
             n += 1;
             let (path, body) = prepare(&app, &walk, &method, &template, n).await;
-            let response = app
-                .request_as(Some(secret), method.clone(), &path, body)
-                .await;
+            let response = call(Some((id.as_str(), secret.as_str())), path, body).await;
             if scope == &required || scope == "admin" {
                 assert!(
                     response.status.is_success(),
@@ -236,21 +287,25 @@ async fn every_route_answers_each_kind_of_key_exactly(app: TestApp) {
                     response.body
                 );
             } else {
-                let problem = response.assert_problem(403, "insufficient_scope");
+                let detail = match scheme {
+                    Scheme::Bearer => {
+                        response.assert_problem(403, "insufficient_scope")["detail"].clone()
+                    }
+                    Scheme::Basic => {
+                        assert_eq!(response.status, 403, "{label}: {}", response.body);
+                        assert_eq!(response.body["error"], "ForbiddenError", "{label}");
+                        response.body["message"].clone()
+                    }
+                };
                 assert!(
-                    problem["detail"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .contains(&required),
-                    "{label}: {problem}"
+                    detail.as_str().unwrap_or_default().contains(&required),
+                    "{label}: {detail}"
                 );
             }
         }
         n += 1;
         let (path, body) = prepare(&app, &walk, &method, &template, n).await;
-        let response = app
-            .request_as(Some(&other), method.clone(), &path, body)
-            .await;
+        let response = call(Some((other_id.as_str(), other.as_str())), path, body).await;
         // Routes naming the project's resources in the path, body or query.
         let names_resources = template.contains('{')
             || ["/v1/evaluations", "/v1/evaluations/compare"].contains(&template.as_str());
@@ -289,7 +344,13 @@ async fn missing_unknown_and_malformed_keys_are_401_with_a_challenge(app: TestAp
         );
     }
     // Public routes stay public.
-    for path in ["/healthz", "/readyz", "/openapi.json", "/metrics"] {
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/openapi.json",
+        "/metrics",
+        "/api/public/health",
+    ] {
         assert_eq!(
             app.request_as(None, Method::GET, path, None).await.status,
             StatusCode::OK,

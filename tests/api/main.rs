@@ -10,6 +10,7 @@ mod errors;
 mod evaluations;
 mod fake_llm;
 mod labels;
+mod langfuse;
 mod observability;
 mod prompts;
 mod providers;

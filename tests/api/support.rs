@@ -174,6 +174,35 @@ impl TestApp {
         self.send(builder.body(body).expect("request")).await
     }
 
+    /// A request with Langfuse's Basic auth (`public key:secret key`), or
+    /// with no credentials at all.
+    pub async fn request_basic(
+        &self,
+        credentials: Option<(&str, &str)>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> TestResponse {
+        use base64::Engine as _;
+        let mut builder = Request::builder().method(method).uri(path);
+        builder = match credentials {
+            Some((public, secret)) => {
+                let pair =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{public}:{secret}"));
+                builder.header(header::AUTHORIZATION, format!("Basic {pair}"))
+            }
+            None => builder.header("x-test-anonymous", "1"),
+        };
+        let body = match body {
+            Some(json) => {
+                builder = builder.header(header::CONTENT_TYPE, "application/json");
+                Body::from(json.to_string())
+            }
+            None => Body::empty(),
+        };
+        self.send(builder.body(body).expect("request")).await
+    }
+
     /// Sends `request`, as the admin key unless it names a key (or asks for none).
     pub async fn send(&self, mut request: Request<Body>) -> TestResponse {
         let headers = request.headers_mut();
