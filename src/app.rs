@@ -31,6 +31,7 @@ use crate::registry::Registry;
 use crate::render::Renderer;
 use crate::store::{self, Store};
 use crate::telemetry;
+use crate::telemetry::http::RequestMetricsLayer;
 use crate::worker::{JobRunner, Worker};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -106,12 +107,14 @@ pub fn build_app(state: AppState) -> Router {
     let (routes, openapi) = api::router();
     let http = &state.config.http;
     let timeout = Duration::from_secs(http.request_timeout_secs);
-    let app = routes
+    routes
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
         .fallback(api::route_not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(
             ServiceBuilder::new()
+                // Outermost, so every answer is counted, 408s and panics included.
+                .option_layer(state.metrics.as_ref().map(|_| RequestMetricsLayer))
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                 .layer(
                     TraceLayer::new_for_http()
@@ -148,13 +151,8 @@ pub fn build_app(state: AppState) -> Router {
                     header::CACHE_CONTROL,
                     HeaderValue::from_static("no-store"),
                 )),
-        );
-    // Outermost, so every answer is counted, 408s and panics included.
-    let app = match state.metrics {
-        Some(_) => app.layer(axum::middleware::from_fn(record_request_metrics)),
-        None => app,
-    };
-    app.with_state(state)
+        )
+        .with_state(state)
 }
 
 /// CORS for the configured origins; none configured, no CORS headers at all.
@@ -239,25 +237,6 @@ fn on_response<B>(response: &axum::http::Response<B>, latency: Duration, span: &
         latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
         "finished processing request"
     );
-}
-
-/// `promptreg_http_requests_total` and `…_duration_seconds` for every answer,
-/// the router's own 404s and 405s included.
-async fn record_request_metrics(
-    request: Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let method = request.method().clone();
-    let route = route_of(&request).to_owned();
-    let started = std::time::Instant::now();
-    let response = next.run(request).await;
-    telemetry::metrics::http_request(
-        &method,
-        &route,
-        response.status().as_u16(),
-        started.elapsed(),
-    );
-    response
 }
 
 /// A job worker over this state's store, providers and renderer, with the

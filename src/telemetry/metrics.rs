@@ -8,11 +8,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use axum::http::Method;
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, gauge, histogram, Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::domain::jobs::{JobStatus, JOB_KINDS};
@@ -80,11 +80,16 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
 /// Series dashboards expect before anything happened, at 0.
 fn register_series() {
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
-    for cache in [Cache::Template, Cache::Label, Cache::Key] {
-        for result in ["hit", "miss"] {
-            counter!(CACHE_REQUESTS, "cache" => cache.as_str(), "result" => result).absolute(0);
-        }
-    }
+    CACHE_SERIES.get_or_init(|| {
+        [Cache::Template, Cache::Label, Cache::Key].map(|cache| {
+            ["miss", "hit"].map(|result| {
+                let counter =
+                    counter!(CACHE_REQUESTS, "cache" => cache.as_str(), "result" => result);
+                counter.absolute(0);
+                counter
+            })
+        })
+    });
     for kind in JOB_KINDS {
         for status in [
             JobStatus::Succeeded,
@@ -135,13 +140,59 @@ fn set_pool(pool: PoolConnections) {
 }
 
 /// One answered HTTP request. `route` is the matched route template, or
-/// `unmatched`.
+/// `unmatched`. The hot path: the series' handles are looked up by route in
+/// a map of our own rather than registered anew (labels built, hashed and
+/// allocated) on every request.
 pub fn http_request(method: &Method, route: &str, status: u16, elapsed: Duration) {
     let method = standard_method(method).unwrap_or("other");
-    let route = route.to_owned();
-    counter!(HTTP_REQUESTS, "method" => method, "route" => route.clone(), "status" => status.to_string())
-        .increment(1);
-    histogram!(HTTP_DURATION, "method" => method, "route" => route).record(elapsed.as_secs_f64());
+    let (counter, histogram) = http_series(method, route, status);
+    counter.increment(1);
+    histogram.record(elapsed.as_secs_f64());
+}
+
+/// The handles of one route's series, by (method, status) and by method.
+#[derive(Default)]
+struct RouteSeries {
+    requests: Vec<(&'static str, u16, Counter)>,
+    durations: Vec<(&'static str, Histogram)>,
+}
+
+static HTTP_SERIES: RwLock<BTreeMap<String, Mutex<RouteSeries>>> = RwLock::new(BTreeMap::new());
+
+fn http_series(method: &'static str, route: &str, status: u16) -> (Counter, Histogram) {
+    let lookup = |series: &Mutex<RouteSeries>| {
+        let mut series = series.lock().unwrap_or_else(|p| p.into_inner());
+        let counter = match series
+            .requests
+            .iter()
+            .find(|(m, s, _)| *m == method && *s == status)
+        {
+            Some((_, _, counter)) => counter.clone(),
+            None => {
+                let counter = counter!(HTTP_REQUESTS, "method" => method, "route" => route.to_owned(), "status" => status.to_string());
+                series.requests.push((method, status, counter.clone()));
+                counter
+            }
+        };
+        let histogram = match series.durations.iter().find(|(m, _)| *m == method) {
+            Some((_, histogram)) => histogram.clone(),
+            None => {
+                let histogram =
+                    histogram!(HTTP_DURATION, "method" => method, "route" => route.to_owned());
+                series.durations.push((method, histogram.clone()));
+                histogram
+            }
+        };
+        (counter, histogram)
+    };
+    {
+        let routes = HTTP_SERIES.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(series) = routes.get(route) {
+            return lookup(series);
+        }
+    }
+    let mut routes = HTTP_SERIES.write().unwrap_or_else(|p| p.into_inner());
+    lookup(routes.entry(route.to_owned()).or_default())
 }
 
 /// A standard method's name; `None` for anything else (a client's own
@@ -165,11 +216,11 @@ pub fn standard_method(method: &Method) -> Option<&'static str> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cache {
     /// Compiled templates (the renderer).
-    Template,
+    Template = 0,
     /// Label and `latest` resolutions (the registry).
-    Label,
+    Label = 1,
     /// Verified API keys.
-    Key,
+    Key = 2,
 }
 
 impl Cache {
@@ -182,9 +233,13 @@ impl Cache {
     }
 }
 
+/// The six cache series' handles, registered once the recorder is installed.
+static CACHE_SERIES: OnceLock<[[Counter; 2]; 3]> = OnceLock::new();
+
 pub fn cache_lookup(cache: Cache, hit: bool) {
-    let result = if hit { "hit" } else { "miss" };
-    counter!(CACHE_REQUESTS, "cache" => cache.as_str(), "result" => result).increment(1);
+    if let Some(series) = CACHE_SERIES.get() {
+        series[cache as usize][usize::from(hit)].increment(1);
+    }
 }
 
 pub fn db_query(operation: &'static str, elapsed: Duration) {

@@ -10,6 +10,7 @@
 //!
 //! Metrics: Prometheus names and labels in [`metrics`].
 
+pub mod http;
 pub mod metrics;
 pub mod trace;
 
