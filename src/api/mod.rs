@@ -257,6 +257,11 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (routes, mut openapi) = routes();
     document_auth_answers(&mut openapi);
+    // Undocumented on purpose: it only answers what is not there.
+    let routes = routes.route(
+        "/api/public/{*rest}",
+        axum::routing::any(langfuse::unknown_route),
+    );
     (routes, openapi)
 }
 

@@ -726,6 +726,12 @@ async fn health_projects_and_traces(app: TestApp) {
         .request_basic(None, Method::POST, "/api/public/otel/v1/traces", None)
         .await;
     assert_error(&anonymous, 401, "UnauthorizedError");
+
+    // What promptreg does not keep answers in Langfuse's shape too.
+    for path in ["/api/public/scores", "/api/public/v2/datasets/x"] {
+        let message = assert_error(&lf.get(path).await, 404, "LangfuseNotFoundError");
+        assert!(message.contains(path), "{message}");
+    }
 }
 
 /// The Python the SDK test runs with: `LANGFUSE_PYTHON`, else the venv at

@@ -204,6 +204,17 @@ fn basic_credentials(header: Option<&str>) -> Result<(String, String), LangfuseE
     Ok((public_key.to_owned(), secret.to_owned()))
 }
 
+/// Any other path under `/api/public` (scores, datasets, ingestion…): a 404
+/// in Langfuse's shape, so a Langfuse client reports it as it would
+/// Langfuse's own.
+pub async fn unknown_route(uri: axum::http::Uri) -> LangfuseError {
+    LangfuseError::not_found(format!(
+        "{} is not part of promptreg's Langfuse-compatible API, which serves prompts, \
+         projects and health only",
+        uri.path()
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
