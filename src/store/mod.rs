@@ -494,27 +494,25 @@ where
 {
     use tracing::Instrument;
     // Only as a child: a worker's idle polls would otherwise each be a trace.
-    if tracing::Span::current().is_none() {
-        let started = std::time::Instant::now();
-        let result = work.await;
-        crate::telemetry::metrics::db_query(operation, started.elapsed());
-        return result;
-    }
-    let span = tracing::info_span!(
-        "store",
-        otel.name = operation,
-        otel.kind = "client",
-        db.system.name = if system == "postgres" {
-            "postgresql"
-        } else {
-            system
-        },
-        db.operation.name = operation,
-        promptreg.prompt = tracing::field::Empty,
-        promptreg.label = tracing::field::Empty,
-        promptreg.version = tracing::field::Empty,
-        promptreg.dataset = tracing::field::Empty,
-    );
+    let span = if tracing::Span::current().is_none() {
+        tracing::Span::none()
+    } else {
+        tracing::info_span!(
+            "store",
+            otel.name = operation,
+            otel.kind = "client",
+            db.system.name = if system == "postgres" {
+                "postgresql"
+            } else {
+                system
+            },
+            db.operation.name = operation,
+            promptreg.prompt = tracing::field::Empty,
+            promptreg.label = tracing::field::Empty,
+            promptreg.version = tracing::field::Empty,
+            promptreg.dataset = tracing::field::Empty,
+        )
+    };
     let started = std::time::Instant::now();
     let result = work.instrument(span).await;
     crate::telemetry::metrics::db_query(operation, started.elapsed());

@@ -243,22 +243,28 @@ async fn get_prompt_refuses_bad_queries_and_answers_404s(app: TestApp) {
     );
 }
 
-async fn chat_prompts_map_placeholders_and_inline_partials(app: TestApp) {
-    let lf = Langfuse::new(&app).await;
+/// Partial `common/kind` (`kind`, labelled production) and chat prompt
+/// `name` at production: `system` then the partial, a `history`
+/// placeholder, and the user's `{{question}}`.
+async fn seed_chat_with_partial(app: &TestApp, name: &str, kind: &str, system: &str) {
     app.seed_prompt("common/kind").await;
-    app.seed_version("common/kind", "Be kind to {{name}}.")
-        .await;
+    app.seed_version("common/kind", kind).await;
     app.set_label("common/kind", "production", "1.0.0").await;
-    app.seed_prompt("assistant").await;
+    app.seed_prompt(name).await;
     app.seed_version_with(
-        "assistant",
+        name,
         json!({"type": "chat", "messages": [
-            {"role": "system", "content": "You help. {{> common/kind}}"},
+            {"role": "system", "content": format!("{system} {{{{> common/kind}}}}")},
             {"role": "placeholder", "name": "history"},
             {"role": "user", "content": "{{question}}"},
         ], "labels": ["production"]}),
     )
     .await;
+}
+
+async fn chat_prompts_map_placeholders_and_inline_partials(app: TestApp) {
+    let lf = Langfuse::new(&app).await;
+    seed_chat_with_partial(&app, "assistant", "Be kind to {{name}}.", "You help.").await;
     let response = lf.get("/api/public/v2/prompts/assistant").await;
     assert_eq!(response.status, 200, "{}", response.body);
     assert_eq!(response.body["type"], "chat");
@@ -787,19 +793,7 @@ async fn langfuse_python_sdk_works_unchanged(app: TestApp) {
     app.seed_prompt("support/faq").await;
     app.seed_version("support/faq", "FAQ for {{product}}").await;
     app.set_label("support/faq", "production", "1.0.0").await;
-    app.seed_prompt("common/kind").await;
-    app.seed_version("common/kind", "Be kind.").await;
-    app.set_label("common/kind", "production", "1.0.0").await;
-    app.seed_prompt("chat/assistant").await;
-    app.seed_version_with(
-        "chat/assistant",
-        json!({"type": "chat", "messages": [
-            {"role": "system", "content": "You help {{name}}. {{> common/kind}}"},
-            {"role": "placeholder", "name": "history"},
-            {"role": "user", "content": "{{question}}"},
-        ], "labels": ["production"]}),
-    )
-    .await;
+    seed_chat_with_partial(&app, "chat/assistant", "Be kind.", "You help {{name}}.").await;
     let (public, secret) = admin_pair(&app).await;
     let (read_public, read_secret) = app
         .create_key(json!({"name": "sdk-reader", "scopes": ["read"]}))

@@ -189,9 +189,9 @@ async fn seed(server: &Server) {
     assert_eq!(status, 200, "{answer}");
 }
 
-/// Starts an evaluation of [`PROMPT`]@production on the seeded dataset and
-/// waits until its job has ended; returns its final state.
-async fn evaluate(server: &Server, traceparent: Option<&str>) -> Value {
+/// Queues an evaluation of [`PROMPT`]@production on the seeded dataset;
+/// returns the 202's body.
+async fn start_evaluation(server: &Server, traceparent: Option<&str>) -> Value {
     let (status, created) = server
         .call(
             Method::POST,
@@ -204,6 +204,13 @@ async fn evaluate(server: &Server, traceparent: Option<&str>) -> Value {
         )
         .await;
     assert_eq!(status, 202, "{created}");
+    created
+}
+
+/// Starts an evaluation (see [`start_evaluation`]) and waits until its job
+/// has ended; returns its final state.
+async fn evaluate(server: &Server, traceparent: Option<&str>) -> Value {
+    let created = start_evaluation(server, traceparent).await;
     let id = created["id"].as_str().expect("evaluation id").to_owned();
     for _ in 0..300 {
         let (_, evaluation) = server
@@ -575,18 +582,7 @@ async fn a_cancelled_job_is_counted_once(url: String) {
     fake.set_latency(Duration::from_secs(3));
     let server = Server::start(&url, &fake, &[]).await;
     seed(&server).await;
-    let (status, created) = server
-        .call(
-            Method::POST,
-            "/v1/evaluations",
-            Some(json!({
-                "prompt": PROMPT, "ref": "production", "dataset": "obs-items",
-                "provider": "fake", "metrics": ["exact_match"]
-            })),
-            None,
-        )
-        .await;
-    assert_eq!(status, 202, "{created}");
+    let created = start_evaluation(&server, None).await;
     let job_path = format!("/v1/jobs/{}", created["job_id"].as_str().expect("job id"));
     let (status, job) = server
         .call(Method::POST, &format!("{job_path}/cancel"), None, None)
