@@ -242,19 +242,30 @@ impl Worker {
         let mut heartbeat = tokio::time::interval((self.lease / 3).min(Duration::from_secs(1)));
         heartbeat.tick().await;
         // Heartbeats share this future with the work: if the worker's task is
-        // dropped, both stop, and the lease runs out as it should.
-        let outcome = loop {
-            tokio::select! {
-                outcome = &mut work => break outcome,
-                () = shutdown.cancelled(), if !stop.is_stopped() => stop.stop(StopReason::Shutdown),
-                _ = heartbeat.tick() => {
-                    match self.store.heartbeat(job.id, &self.owner, self.lease).await {
-                        Ok(Some(true)) => stop.stop(StopReason::Cancelled),
-                        Ok(Some(false)) => {}
-                        Ok(None) => stop.stop(StopReason::LeaseLost),
-                        Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
-                    }
+        // dropped, both stop, and the lease runs out as it should. They run
+        // beside the work, never instead of it: a heartbeat waiting for
+        // SQLite's one writer connection must not stop the work that holds
+        // it from finishing its transaction.
+        let beats = async {
+            loop {
+                heartbeat.tick().await;
+                match self.store.heartbeat(job.id, &self.owner, self.lease).await {
+                    Ok(Some(true)) => stop.stop(StopReason::Cancelled),
+                    Ok(Some(false)) => {}
+                    Ok(None) => stop.stop(StopReason::LeaseLost),
+                    Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
                 }
+            }
+        };
+        let shutdown_seen = async {
+            shutdown.cancelled().await;
+            stop.stop(StopReason::Shutdown);
+            std::future::pending::<()>().await
+        };
+        let outcome = tokio::select! {
+            outcome = &mut work => outcome,
+            _ = async { tokio::join!(beats, shutdown_seen) } => {
+                unreachable!("heartbeats and the shutdown watch never end")
             }
         };
         // A cancel requested during the last step is still a cancel.
