@@ -22,10 +22,11 @@ use crate::api::{self, AppState, Services};
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::domain::auth::KeySecret;
-use crate::domain::jobs::EVALUATION_JOB;
+use crate::domain::jobs::{EVALUATION_JOB, OPTIMIZATION_JOB};
 use crate::domain::LabelName;
 use crate::error::ApiError;
 use crate::eval::runner::EvaluationRunner;
+use crate::optimize::runner::OptimizationRunner;
 use crate::providers::Providers;
 use crate::registry::Registry;
 use crate::render::Renderer;
@@ -242,15 +243,25 @@ fn on_response<B>(response: &axum::http::Response<B>, latency: Duration, span: &
 /// A job worker over this state's store, providers and renderer, with the
 /// configured lease; woken by jobs queued in this process.
 pub fn worker(state: &AppState) -> Worker {
-    let runner: Arc<dyn JobRunner> = Arc::new(EvaluationRunner::new(
+    let evaluations: Arc<dyn JobRunner> = Arc::new(EvaluationRunner::new(
         state.registry.store().clone(),
+        state.renderer.clone(),
+        state.providers.clone(),
+    ));
+    let optimizations: Arc<dyn JobRunner> = Arc::new(OptimizationRunner::new(
+        state.registry.clone(),
         state.renderer.clone(),
         state.providers.clone(),
     ));
     let config = &state.config.worker;
     Worker::new(
         state.registry.store().clone(),
-        [(EVALUATION_JOB.to_owned(), runner)].into_iter().collect(),
+        [
+            (EVALUATION_JOB.to_owned(), evaluations),
+            (OPTIMIZATION_JOB.to_owned(), optimizations),
+        ]
+        .into_iter()
+        .collect(),
         Duration::from_secs(config.lease_secs.max(1)),
         Duration::from_millis(config.poll_interval_ms.max(10)),
     )

@@ -209,6 +209,8 @@ pub enum ApiError {
     GateNotFound(String),
     #[error("no evaluation with this id in your project")]
     EvaluationNotFound,
+    #[error("no optimization with this id in your project")]
+    OptimizationNotFound,
     #[error("the job already {0}; there is nothing to cancel")]
     JobFinished(&'static str),
     #[error("{0}")]
@@ -358,6 +360,11 @@ impl ApiError {
             Self::EvaluationNotFound => {
                 (S::NOT_FOUND, "evaluation_not_found", "Evaluation not found")
             }
+            Self::OptimizationNotFound => (
+                S::NOT_FOUND,
+                "optimization_not_found",
+                "Optimization not found",
+            ),
             Self::JobFinished(_) => (S::CONFLICT, "job_finished", "Job finished"),
             Self::ProviderNotFound(_) => (
                 S::UNPROCESSABLE_ENTITY,
@@ -503,6 +510,7 @@ impl ApiError {
             StoreError::DatasetNotFound => Self::DatasetNotFound(prompt.into()),
             StoreError::JobNotFound => Self::JobNotFound,
             StoreError::EvaluationNotFound => Self::EvaluationNotFound,
+            StoreError::OptimizationNotFound => Self::OptimizationNotFound,
             StoreError::JobFinished(status) => Self::JobFinished(status.as_str()),
             StoreError::DatasetExists => Self::DatasetExists(prompt.into()),
             StoreError::InvalidItem(e) => Self::InvalidItem(FieldError {

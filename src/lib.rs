@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod eval;
+pub mod optimize;
 pub mod providers;
 pub mod registry;
 pub mod render;

@@ -119,6 +119,19 @@ impl Registry {
         Ok(created)
     }
 
+    /// See [`Store::finish_optimization`]; `prompt_id` is the optimized prompt's.
+    pub async fn finish_optimization(
+        &self,
+        id: Uuid,
+        prompt_id: Uuid,
+        state: &crate::domain::optimization::OptimizationState,
+        result: Option<(ProjectId, PromptName, NewVersion, Actor)>,
+    ) -> StoreResult<Option<semver::Version>> {
+        let version = self.store.finish_optimization(id, state, result).await?;
+        self.invalidate(prompt_id);
+        Ok(version)
+    }
+
     pub async fn list_versions(
         &self,
         project: ProjectId,

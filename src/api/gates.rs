@@ -15,7 +15,7 @@ use crate::domain::jobs::{Gate, GateRule};
 use crate::domain::{LabelName, ProjectId, PromptName, Version};
 use crate::error::{ApiError, FieldError, Problem};
 use crate::eval::judge::is_judge_score;
-use crate::eval::report::Scores;
+use crate::eval::report::{check_gate, GateVerdict};
 use crate::eval::METRIC_NAMES;
 
 #[derive(Deserialize, ToSchema)]
@@ -240,33 +240,32 @@ pub async fn enforce(
         reason,
         failed,
     };
-    let evaluation = store
-        .find_passing_candidate(version.id, gate.dataset_id)
+    let verdict = check_gate(store, &gate, version)
         .await
         .map_err(|e| ApiError::from_store(e, name.as_str()))?;
-    let Some(evaluation) = evaluation else {
-        let why = format!(
-            "version {} has no succeeded evaluation on dataset {:?}",
-            version.version, gate.dataset_name
-        );
-        let errors = gate
-            .rules
-            .iter()
-            .enumerate()
-            .map(|(i, _)| FieldError::new(format!("rules[{i}]"), why.clone()))
-            .collect();
-        return Err(failed(why, errors));
+    let (evaluation, violations) = match verdict {
+        GateVerdict::Passed => return Ok(()),
+        GateVerdict::Broken {
+            evaluation,
+            violations,
+        } => (evaluation, violations),
+        GateVerdict::NotEvaluated => {
+            let why = format!(
+                "version {} has no succeeded evaluation on dataset {:?}",
+                version.version, gate.dataset_name
+            );
+            let errors = gate
+                .rules
+                .iter()
+                .enumerate()
+                .map(|(i, _)| FieldError::new(format!("rules[{i}]"), why.clone()))
+                .collect();
+            return Err(failed(why, errors));
+        }
     };
-    let scores = Scores::load(store, &evaluation)
-        .await
-        .map_err(|e| ApiError::from_store(e, name.as_str()))?;
-    let violations = scores.gate_violations(&gate.rules);
-    if violations.is_empty() {
-        return Ok(());
-    }
     let reason = format!(
         "evaluation {} of version {} breaks {} of {} rules",
-        evaluation.id,
+        evaluation,
         version.version,
         violations.len(),
         gate.rules.len()

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::auth::{scope, Auth};
 use super::extract::Path;
 use super::AppState;
-use crate::domain::jobs::{Job, JobStatus, EVALUATION_JOB};
+use crate::domain::jobs::{Job, JobStatus, EVALUATION_JOB, OPTIMIZATION_JOB};
 use crate::domain::ProjectId;
 use crate::error::{ApiError, Problem};
 use crate::store::Store;
@@ -134,9 +134,11 @@ pub async fn cancel_job(
 }
 
 /// Follow a job as server-sent events: `progress` (`{done, total}`) when it
-/// changes, `item` for each completed item (its id is the SSE event id, so
-/// `Last-Event-ID` resumes), and one final `done` (`{status}`), after which
-/// the stream closes. Joining late replays the items so far, then follows.
+/// changes, `item` for each completed item of an evaluation (its id is the
+/// SSE event id, so `Last-Event-ID` resumes), `iteration` for each completed
+/// iteration of an optimization (with its scores, the best so far, calls and
+/// cost), and one final `done` (`{status}`), after which the stream closes.
+/// Joining late replays the items or iterations so far, then follows.
 #[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs",
     security(("bearer" = ["read"])),
     params(("id" = Uuid, Path, description = "The job's id")),
@@ -165,6 +167,16 @@ pub async fn job_events(
         ),
         _ => None,
     };
+    let optimization = match job.kind.as_str() {
+        OPTIMIZATION_JOB => Some(
+            store
+                .get_optimization_of_job(job.id)
+                .await
+                .map_err(|e| ApiError::from_store(e, ""))?
+                .id,
+        ),
+        _ => None,
+    };
     let last_item = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -175,6 +187,13 @@ pub async fn job_events(
         project: auth.project,
         job: id,
         evaluation,
+        optimization,
+        // Iteration events are numbered 1, 2…: a resumed stream skips those seen.
+        iterations_sent: if optimization.is_some() {
+            usize::try_from(last_item).unwrap_or(0)
+        } else {
+            0
+        },
         last_item,
         last_progress: None,
         pending: VecDeque::new(),
@@ -193,6 +212,9 @@ struct Follow {
     project: ProjectId,
     job: Uuid,
     evaluation: Option<Uuid>,
+    optimization: Option<Uuid>,
+    /// Completed iterations of an optimization already sent.
+    iterations_sent: usize,
     last_item: i64,
     last_progress: Option<(i64, i64)>,
     pending: VecDeque<Event>,
@@ -250,6 +272,40 @@ impl Follow {
                     Event::default()
                         .event("item")
                         .id(stored.id.to_string())
+                        .data(data.to_string()),
+                );
+            }
+        }
+        if let Some(optimization) = self.optimization {
+            let optimization = self
+                .store
+                .get_optimization(self.project, optimization)
+                .await?;
+            let state = &optimization.state;
+            for iteration in state
+                .iterations
+                .iter()
+                .filter(|i| i.complete)
+                .skip(self.iterations_sent)
+            {
+                self.iterations_sent += 1;
+                let candidates: Vec<_> = iteration
+                    .candidates
+                    .iter()
+                    .map(|c| json!({"train_score": c.train_score, "val_score": c.val_score, "discarded": c.discarded}))
+                    .collect();
+                let data = json!({
+                    "iteration": iteration.number,
+                    "candidates": candidates,
+                    "baseline_val_score": state.baseline.val_score,
+                    "best_val_score": state.best_val_score(),
+                    "calls": state.calls,
+                    "cost_usd": state.cost_usd,
+                });
+                self.pending.push_back(
+                    Event::default()
+                        .event("iteration")
+                        .id(iteration.number.to_string())
                         .data(data.to_string()),
                 );
             }

@@ -12,6 +12,7 @@ mod health;
 mod jobs;
 mod labels;
 mod langfuse;
+mod optimizations;
 mod prompts;
 mod providers;
 mod render;
@@ -87,6 +88,7 @@ pub struct Services {
         (name = "render", description = "Render prompts with variables, optionally as a provider's request body"),
         (name = "datasets", description = "Datasets of inputs and reference outputs that evaluations run over"),
         (name = "evaluations", description = "Evaluations of versions on datasets, scores and comparisons"),
+        (name = "optimizations", description = "Jobs that propose, score and keep better templates for a version"),
         (name = "jobs", description = "Durable background jobs: progress, cancellation, event streams"),
         (name = "gates", description = "Quality gates on label moves"),
         (name = "providers", description = "The LLM providers configured on this server"),
@@ -229,6 +231,8 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(evaluations::compare_evaluations))
         .routes(routes!(evaluations::get_evaluation))
         .routes(routes!(evaluations::list_results))
+        .routes(routes!(optimizations::create_optimization))
+        .routes(routes!(optimizations::get_optimization))
         .routes(routes!(jobs::get_job))
         .routes(routes!(jobs::cancel_job))
         .routes(routes!(jobs::job_events))

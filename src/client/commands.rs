@@ -212,6 +212,23 @@ pub async fn evaluate(
     }
 }
 
+pub async fn optimize(
+    client: &Client,
+    options: &super::optimize::OptimizeOptions,
+    output: Output,
+) -> ExitCode {
+    match super::optimize::optimize(client, options).await {
+        Ok(report) => {
+            match output {
+                Output::Json => print_json(&report),
+                Output::Human => print!("{}", report.human()),
+            }
+            status(report.succeeded())
+        }
+        Err(e) => fail(output, &e),
+    }
+}
+
 pub async fn promote(
     client: &Client,
     name: &str,

@@ -1,11 +1,12 @@
 //! The commands CI runs against a server: `push`, `pull`, `validate`,
-//! `diff`, `promote` and `rollback`. Prompt files live in `files`; the
+//! `diff`, `promote`, `rollback`, `evaluate` and `optimize`. Prompt files live in `files`; the
 //! offline checks in `validate`; HTTP with retries in `http`.
 
 pub mod commands;
 pub mod evaluate;
 pub mod files;
 pub mod http;
+pub mod optimize;
 pub mod pull;
 pub mod push;
 pub mod remote;

@@ -65,6 +65,16 @@ pub enum ChatMessage {
 }
 
 impl ChatMessage {
+    /// The message's template; a placeholder has none.
+    pub fn content(&self) -> Option<&str> {
+        match self {
+            Self::System { content } | Self::User { content } | Self::Assistant { content } => {
+                Some(content)
+            }
+            Self::Placeholder { .. } => None,
+        }
+    }
+
     pub fn role(&self) -> &'static str {
         match self {
             Self::System { .. } => "system",

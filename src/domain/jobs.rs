@@ -50,8 +50,9 @@ impl JobStatus {
 
 /// The kinds of work the worker knows.
 pub const EVALUATION_JOB: &str = "evaluation";
+pub const OPTIMIZATION_JOB: &str = "optimization";
 /// Every kind, for metrics that show each one even at zero.
-pub const JOB_KINDS: [&str; 1] = [EVALUATION_JOB];
+pub const JOB_KINDS: [&str; 2] = [EVALUATION_JOB, OPTIMIZATION_JOB];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {

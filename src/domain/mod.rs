@@ -5,6 +5,7 @@ pub mod auth;
 pub mod content;
 pub mod jobs;
 pub mod names;
+pub mod optimization;
 pub mod versioning;
 
 pub use content::{ChatMessage, Engine, PromptContent, PromptType};

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::stats::{compare, summarize, Comparison, Summary};
-use crate::domain::jobs::{Evaluation, GateRule};
+use crate::domain::jobs::{Evaluation, Gate, GateRule};
+use crate::domain::Version;
 use crate::store::{Store, StoreResult};
 
 const PAGE: u32 = 1000;
@@ -105,4 +106,43 @@ impl Scores {
             })
             .collect()
     }
+}
+
+/// What a label's gate says of a version.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GateVerdict {
+    Passed,
+    /// The version has no succeeded evaluation on the gate's dataset.
+    NotEvaluated,
+    /// The newest such evaluation breaks rules: (rule index, why) each.
+    Broken {
+        evaluation: Uuid,
+        violations: Vec<(usize, String)>,
+    },
+}
+
+/// Checks `version` against `gate`: its newest succeeded evaluation on the
+/// gate's dataset must meet every rule.
+pub async fn check_gate(
+    store: &Arc<dyn Store>,
+    gate: &Gate,
+    version: &Version,
+) -> StoreResult<GateVerdict> {
+    let Some(evaluation) = store
+        .find_passing_candidate(version.id, gate.dataset_id)
+        .await?
+    else {
+        return Ok(GateVerdict::NotEvaluated);
+    };
+    let violations = Scores::load(store, &evaluation)
+        .await?
+        .gate_violations(&gate.rules);
+    Ok(if violations.is_empty() {
+        GateVerdict::Passed
+    } else {
+        GateVerdict::Broken {
+            evaluation: evaluation.id,
+            violations,
+        }
+    })
 }

@@ -187,6 +187,7 @@ impl Core {
         body: &Value,
         model: String,
         parse: ReplyParser,
+        meter: Option<&super::CallMeter>,
     ) -> Result<Completion, ProviderError> {
         let span = tracing::info_span!(
             "chat",
@@ -205,7 +206,7 @@ impl Core {
             error.type = tracing::field::Empty,
         );
         let result = self
-            .call_with_retries(url, body, model, parse)
+            .call_with_retries(url, body, model, parse, meter)
             .instrument(span.clone())
             .await;
         match &result {
@@ -249,6 +250,7 @@ impl Core {
         body: &Value,
         model: String,
         parse: ReplyParser,
+        meter: Option<&super::CallMeter>,
     ) -> Result<Completion, ProviderError> {
         // Held across retries and backoff too: the limit is on calls, so a
         // struggling provider is not handed more work while it recovers.
@@ -260,6 +262,9 @@ impl Core {
         let mut attempts: u32 = 0;
         let mut retried_malformed = false;
         loop {
+            if meter.is_some_and(|meter| !meter.admit()) {
+                return Err(ProviderError::BudgetExhausted);
+            }
             attempts += 1;
             let started = Instant::now();
             let outcome = self.attempt(url, body, parse).await;

@@ -36,6 +36,103 @@ pub trait LlmProvider: Send + Sync {
     /// One completion, retried as configured; waits for a free slot first
     /// when `max_concurrency` calls are in flight.
     async fn complete(&self, request: &CompletionRequest) -> Result<Completion, ProviderError>;
+
+    /// [`complete`](Self::complete) with every attempt (retries included)
+    /// counted by `meter`, which may refuse an attempt once its budget is
+    /// spent: the call then fails with [`ProviderError::BudgetExhausted`].
+    async fn complete_metered(
+        &self,
+        request: &CompletionRequest,
+        meter: &CallMeter,
+    ) -> Result<Completion, ProviderError> {
+        if !meter.admit() {
+            return Err(ProviderError::BudgetExhausted);
+        }
+        let completion = self.complete(request).await?;
+        meter.add_attempts(completion.attempts.saturating_sub(1));
+        meter.add_cost(completion.cost_usd);
+        Ok(completion)
+    }
+}
+
+/// Counts provider attempts and their cost across calls, and refuses new
+/// attempts once `max_calls` attempts were made or `max_cost_usd` was spent.
+/// Shared by every call of one job, whatever the provider.
+#[derive(Debug, Default)]
+pub struct CallMeter {
+    attempts: std::sync::atomic::AtomicU64,
+    /// Spent so far, in millionths of a dollar (atomics hold no floats).
+    cost_micro_usd: std::sync::atomic::AtomicU64,
+    max_calls: Option<u64>,
+    max_cost_usd: Option<f64>,
+}
+
+impl CallMeter {
+    /// A meter that starts from `attempts` and `cost_usd` already spent.
+    pub fn new(
+        max_calls: Option<u64>,
+        max_cost_usd: Option<f64>,
+        attempts: u64,
+        cost_usd: f64,
+    ) -> Self {
+        Self {
+            attempts: attempts.into(),
+            cost_micro_usd: to_micro(cost_usd).into(),
+            max_calls,
+            max_cost_usd,
+        }
+    }
+
+    /// Takes one attempt from the budget; false when none is left.
+    pub fn admit(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.cost_spent() {
+            return false;
+        }
+        self.attempts
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |made| {
+                match self.max_calls {
+                    Some(max) if made >= max => None,
+                    _ => Some(made + 1),
+                }
+            })
+            .is_ok()
+    }
+
+    fn add_attempts(&self, more: u32) {
+        self.attempts
+            .fetch_add(u64::from(more), std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn add_cost(&self, cost_usd: Option<f64>) {
+        if let Some(cost) = cost_usd {
+            self.cost_micro_usd
+                .fetch_add(to_micro(cost), std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn cost_spent(&self) -> bool {
+        self.max_cost_usd.is_some_and(|max| self.cost_usd() >= max)
+    }
+
+    /// Whether the budget refuses further attempts.
+    pub fn exhausted(&self) -> bool {
+        self.cost_spent() || self.max_calls.is_some_and(|max| self.attempts() >= max)
+    }
+
+    pub fn attempts(&self) -> u64 {
+        self.attempts.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn cost_usd(&self) -> f64 {
+        self.cost_micro_usd
+            .load(std::sync::atomic::Ordering::SeqCst) as f64
+            / 1e6
+    }
+}
+
+fn to_micro(usd: f64) -> u64 {
+    (usd.max(0.0) * 1e6).round() as u64
 }
 
 /// What to ask a provider.
@@ -119,6 +216,9 @@ pub enum ProviderError {
     /// empty at start-up.
     #[error("no API key: set the environment variable {env} and restart")]
     MissingApiKey { env: String },
+    /// The job's call or cost budget is spent; no attempt was made.
+    #[error("the call budget is spent")]
+    BudgetExhausted,
 }
 
 fn retry_hint(secs: &Option<u64>) -> String {
@@ -147,6 +247,7 @@ impl ProviderError {
             Self::Malformed(_) => "provider_malformed_reply",
             Self::NoModel => "provider_no_model",
             Self::MissingApiKey { .. } => "provider_missing_api_key",
+            Self::BudgetExhausted => "budget_exhausted",
         }
     }
 }
@@ -232,6 +333,31 @@ impl LlmProvider for HttpProvider {
     }
 
     async fn complete(&self, request: &CompletionRequest) -> Result<Completion, ProviderError> {
+        let (url, body, model, parse) = self.prepare(request)?;
+        self.core.call(&url, &body, model, parse, None).await
+    }
+
+    async fn complete_metered(
+        &self,
+        request: &CompletionRequest,
+        meter: &CallMeter,
+    ) -> Result<Completion, ProviderError> {
+        let (url, body, model, parse) = self.prepare(request)?;
+        let completion = self
+            .core
+            .call(&url, &body, model, parse, Some(meter))
+            .await?;
+        meter.add_cost(completion.cost_usd);
+        Ok(completion)
+    }
+}
+
+impl HttpProvider {
+    /// The URL, body, model and reply parser of one call.
+    fn prepare(
+        &self,
+        request: &CompletionRequest,
+    ) -> Result<(String, Value, String, client::ReplyParser), ProviderError> {
         let model = self.core.prepare(request)?;
         let kind = self.core.kind;
         let mut body = requests::request_body(
@@ -252,7 +378,7 @@ impl LlmProvider for HttpProvider {
                 fields.insert("model".into(), Value::String(model.clone()));
             }
         }
-        self.core.call(&url, &body, model, parse).await
+        Ok((url, body, model, parse))
     }
 }
 

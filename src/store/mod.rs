@@ -24,6 +24,7 @@ use crate::domain::auth::{Actor, Scope};
 use crate::domain::jobs::{
     Evaluation, Gate, GateRule, ItemResult, Job, JobStatus, NewEvaluation, StoredResult,
 };
+use crate::domain::optimization::{NewOptimization, Optimization, OptimizationState};
 use crate::domain::{
     ApiKey, AuditEntry, Bump, Dataset, DatasetItem, Label, LabelMove, LabelName, Page, Project,
     ProjectId, Prompt, PromptContent, PromptName, PromptSummary, Version, VersionRef,
@@ -59,6 +60,8 @@ pub enum StoreError {
     JobNotFound,
     #[error("evaluation not found")]
     EvaluationNotFound,
+    #[error("optimization not found")]
+    OptimizationNotFound,
     /// The job already ended (succeeded, failed or cancelled).
     #[error("the job already {}", .0.as_str())]
     JobFinished(crate::domain::jobs::JobStatus),
@@ -340,6 +343,33 @@ pub trait Store: Send + Sync + 'static {
     async fn get_evaluation(&self, project: ProjectId, id: Uuid) -> StoreResult<Evaluation>;
     /// The evaluation a job runs (the worker knows jobs, not projects).
     async fn get_evaluation_of_job(&self, job_id: Uuid) -> StoreResult<Evaluation>;
+    /// Creates an optimization and its queued job, in one transaction.
+    async fn insert_optimization(
+        &self,
+        project: ProjectId,
+        new: NewOptimization,
+        actor: &Actor,
+    ) -> StoreResult<Optimization>;
+    async fn get_optimization(&self, project: ProjectId, id: Uuid) -> StoreResult<Optimization>;
+    /// The optimization a job runs.
+    async fn get_optimization_of_job(&self, job_id: Uuid) -> StoreResult<Optimization>;
+    /// Saves how far an optimization got, with its job's progress, in one transaction.
+    async fn save_optimization_state(
+        &self,
+        id: Uuid,
+        state: &OptimizationState,
+        progress_done: i64,
+    ) -> StoreResult<()>;
+    /// Saves the final state and, unless the optimization already has one,
+    /// creates `result` as a version of `prompt`, in one transaction: however
+    /// often a resumed job gets here, there is one result version at most.
+    /// Returns the result version, new or earlier.
+    async fn finish_optimization(
+        &self,
+        id: Uuid,
+        state: &OptimizationState,
+        result: Option<(ProjectId, PromptName, NewVersion, Actor)>,
+    ) -> StoreResult<Option<semver::Version>>;
     /// The newest succeeded evaluation of a version on a dataset.
     async fn find_passing_candidate(
         &self,

@@ -13,6 +13,7 @@ use crate::domain::auth::Scope;
 use crate::domain::jobs::{
     Evaluation, Gate, GateRule, ItemResult, Job, JobStatus, MetricSpec, StoredResult,
 };
+use crate::domain::optimization::{Optimization, OptimizationSpec, OptimizationState};
 use crate::domain::{
     content::PromptBody, ApiKey, AuditEntry, ChatMessage, Dataset, DatasetItem, Engine, Label,
     LabelMove, Project, Prompt, PromptContent, Version,
@@ -482,5 +483,58 @@ impl From<GateRow> for Gate {
             created_at: row.created_at,
             updated_at: row.updated_at,
         }
+    }
+}
+
+pub const OPTIMIZATION_SELECT: &str =
+    "select o.id, o.project_id, o.job_id, p.name as prompt_name, \
+     v.version, o.version_id, d.name as dataset_name, o.dataset_id, o.item_count, o.spec, o.state, \
+     r.version as result_version, o.created_at, o.created_by \
+     from optimization o \
+     join prompt p on p.id = o.prompt_id \
+     join prompt_version v on v.id = o.version_id \
+     join dataset d on d.id = o.dataset_id \
+     left join prompt_version r on r.id = o.result_version_id";
+
+#[derive(FromRow)]
+pub struct OptimizationRow {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub job_id: Uuid,
+    pub prompt_name: String,
+    pub version: String,
+    pub version_id: Uuid,
+    pub dataset_name: String,
+    pub dataset_id: Uuid,
+    pub item_count: i64,
+    pub spec: Json<OptimizationSpec>,
+    pub state: Json<OptimizationState>,
+    pub result_version: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub created_by: Option<String>,
+}
+
+impl OptimizationRow {
+    pub fn with_job(self, job: Job) -> Result<Optimization, StoreError> {
+        Ok(Optimization {
+            id: self.id,
+            project_id: self.project_id,
+            job,
+            prompt_name: self.prompt_name,
+            version: parse_semver(&self.version)?,
+            version_id: self.version_id,
+            dataset_name: self.dataset_name,
+            dataset_id: self.dataset_id,
+            item_count: self.item_count,
+            spec: self.spec.0,
+            state: self.state.0,
+            result_version: self
+                .result_version
+                .as_deref()
+                .map(parse_semver)
+                .transpose()?,
+            created_at: self.created_at,
+            created_by: self.created_by,
+        })
     }
 }

@@ -43,10 +43,11 @@ macro_rules! impl_store {
         use crate::domain::names::LATEST;
         use crate::domain::jobs::{
             Evaluation, Gate, GateRule, ItemResult, Job, JobStatus, NewEvaluation, StoredResult,
-            EVALUATION_JOB,
+            EVALUATION_JOB, OPTIMIZATION_JOB,
         };
+        use crate::domain::optimization::{NewOptimization, Optimization, OptimizationState};
         use crate::store::rows::{
-            parse_semver, AuditRow, DatasetItemRow, DatasetRow, EvaluationRow, GateRow, JobRow, KeyRow, ResultRow, LabelMoveRow, LabelRow, ProjectRow, PromptRow,
+            parse_semver, AuditRow, DatasetItemRow, DatasetRow, EvaluationRow, OptimizationRow, OPTIMIZATION_SELECT, GateRow, JobRow, KeyRow, ResultRow, LabelMoveRow, LabelRow, ProjectRow, PromptRow,
             VersionRow, DATASET_SELECT, EVALUATION_SELECT, GATE_SELECT, JOB_COLUMNS, KEY_SELECT, RESULT_COLUMNS, LABEL_MOVE_SELECT, LABEL_SELECT, PROMPT_COLUMNS,
             VERSION_SELECT,
         };
@@ -227,6 +228,117 @@ macro_rules! impl_store {
                 let target = format!("prompts/{}/labels/{label}", prompt.name);
                 Self::audit(conn, prompt.project_id, actor, action, &target, before, after).await?;
                 Self::notify(conn, Invalidation::Prompt(prompt_id)).await
+            }
+
+            /// Creates a version inside the caller's transaction (see `create_version`).
+            async fn write_version(
+                tx: &mut Conn,
+                project: ProjectId,
+                name: &PromptName,
+                new: NewVersion,
+                actor: &Actor,
+            ) -> StoreResult<CreatedVersion> {
+                // Locks the prompt row: concurrent posts to one prompt queue here.
+                let prompt = Self::prompt_row(tx, project, name, true).await?;
+                if prompt.archived_at.is_some() {
+                    return Err(StoreError::PromptArchived);
+                }
+                let latest = Self::latest_version(tx, prompt.id).await?;
+                let latest_semver = latest.as_ref().map(|v| v.version.clone());
+                if let Some(expected) = &new.expected_latest {
+                    if *expected != latest_semver {
+                        return Err(StoreError::VersionConflict(format!(
+                            "expected_latest is {}, but the latest version is {}",
+                            expected.as_ref().map_or("none".to_owned(), |v| v.to_string()),
+                            latest_semver.as_ref().map_or("none".to_owned(), |v| v.to_string()),
+                        )));
+                    }
+                }
+                let content_hash = new.content.content_hash();
+
+                let (version, created) = match latest {
+                    Some(latest) if latest.content_hash == content_hash => (latest, false),
+                    latest => {
+                        let number = next_version(latest_semver.as_ref(), new.bump, new.version.as_ref())
+                            .map_err(|e| StoreError::VersionConflict(e.to_string()))?;
+                        let parent = match &new.parent {
+                            Some(p) => Some((
+                                Self::version_id_of(tx, prompt.id, p)
+                                    .await?
+                                    .ok_or_else(|| StoreError::ParentNotFound(p.to_string()))?,
+                                p.clone(),
+                            )),
+                            None => latest.as_ref().map(|l| (l.id, l.version.clone())),
+                        };
+                        let seq = latest.as_ref().map_or(1, |l| l.seq + 1);
+                        let version = Version {
+                            id: Uuid::now_v7(),
+                            prompt_id: prompt.id,
+                            prompt_name: prompt.name.clone(),
+                            version: number,
+                            seq,
+                            content: new.content,
+                            variables: new.variables,
+                            message: new.message,
+                            metadata: new.metadata,
+                            parent: parent.as_ref().map(|(_, v)| v.clone()),
+                            content_hash,
+                            created_at: now(),
+                            created_by: Some(actor.key_name.clone()),
+                        };
+                        let content = &version.content;
+                        sqlx::query(
+                            "insert into prompt_version (id, prompt_id, version, seq, prompt_type, \
+                             engine, template, messages, model_config, input_schema, output_schema, \
+                             variables, message, metadata, parent_id, content_hash, created_at, created_by) \
+                             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+                        )
+                        .bind(version.id)
+                        .bind(version.prompt_id)
+                        .bind(version.version.to_string())
+                        .bind(version.seq)
+                        .bind(content.prompt_type().as_str())
+                        .bind(content.engine.as_str())
+                        .bind(content.template())
+                        .bind(content.messages().map(Json))
+                        .bind(Json(&content.model_config))
+                        .bind(content.input_schema.as_ref().map(Json))
+                        .bind(content.output_schema.as_ref().map(Json))
+                        .bind(Json(&version.variables))
+                        .bind(&version.message)
+                        .bind(Json(&version.metadata))
+                        .bind(parent.map(|(id, _)| id))
+                        .bind(&version.content_hash)
+                        .bind(version.created_at)
+                        .bind(&version.created_by)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| {
+                            if is_unique_violation(&e) {
+                                StoreError::VersionConflict("another version took this number first; retry".into())
+                            } else {
+                                e.into()
+                            }
+                        })?;
+                        Self::audit(
+                            tx,
+                            project,
+                            actor,
+                            "version.create",
+                            &format!("prompts/{}/versions/{}", prompt.name, version.version),
+                            None,
+                            Some(json!({"version": version.version.to_string(), "content_hash": version.content_hash})),
+                        )
+                        .await?;
+                        // `latest` moved: caches keyed by this prompt are stale.
+                        Self::notify(tx, Invalidation::Prompt(prompt.id)).await?;
+                        (version, true)
+                    }
+                };
+                for label in &new.labels {
+                    Self::move_label(tx, &prompt, label.as_str(), Some(version.id), None, "label.set", actor).await?;
+                }
+                Ok(CreatedVersion { version, created })
             }
 
             async fn label(conn: &mut Conn, prompt_id: Uuid, label: &str) -> StoreResult<Label> {
@@ -451,108 +563,9 @@ macro_rules! impl_store {
             ) -> StoreResult<CreatedVersion> {
                 crate::store::annotate("promptreg.prompt", &name);
                 let mut tx = self.writer().begin().await?;
-                // Locks the prompt row: concurrent posts to one prompt queue here.
-                let prompt = Self::prompt_row(&mut tx, project, name, true).await?;
-                if prompt.archived_at.is_some() {
-                    return Err(StoreError::PromptArchived);
-                }
-                let latest = Self::latest_version(&mut tx, prompt.id).await?;
-                let latest_semver = latest.as_ref().map(|v| v.version.clone());
-                if let Some(expected) = &new.expected_latest {
-                    if *expected != latest_semver {
-                        return Err(StoreError::VersionConflict(format!(
-                            "expected_latest is {}, but the latest version is {}",
-                            expected.as_ref().map_or("none".to_owned(), |v| v.to_string()),
-                            latest_semver.as_ref().map_or("none".to_owned(), |v| v.to_string()),
-                        )));
-                    }
-                }
-                let content_hash = new.content.content_hash();
-
-                let (version, created) = match latest {
-                    Some(latest) if latest.content_hash == content_hash => (latest, false),
-                    latest => {
-                        let number = next_version(latest_semver.as_ref(), new.bump, new.version.as_ref())
-                            .map_err(|e| StoreError::VersionConflict(e.to_string()))?;
-                        let parent = match &new.parent {
-                            Some(p) => Some((
-                                Self::version_id_of(&mut tx, prompt.id, p)
-                                    .await?
-                                    .ok_or_else(|| StoreError::ParentNotFound(p.to_string()))?,
-                                p.clone(),
-                            )),
-                            None => latest.as_ref().map(|l| (l.id, l.version.clone())),
-                        };
-                        let seq = latest.as_ref().map_or(1, |l| l.seq + 1);
-                        let version = Version {
-                            id: Uuid::now_v7(),
-                            prompt_id: prompt.id,
-                            prompt_name: prompt.name.clone(),
-                            version: number,
-                            seq,
-                            content: new.content,
-                            variables: new.variables,
-                            message: new.message,
-                            metadata: new.metadata,
-                            parent: parent.as_ref().map(|(_, v)| v.clone()),
-                            content_hash,
-                            created_at: now(),
-                            created_by: Some(actor.key_name.clone()),
-                        };
-                        let content = &version.content;
-                        sqlx::query(
-                            "insert into prompt_version (id, prompt_id, version, seq, prompt_type, \
-                             engine, template, messages, model_config, input_schema, output_schema, \
-                             variables, message, metadata, parent_id, content_hash, created_at, created_by) \
-                             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
-                        )
-                        .bind(version.id)
-                        .bind(version.prompt_id)
-                        .bind(version.version.to_string())
-                        .bind(version.seq)
-                        .bind(content.prompt_type().as_str())
-                        .bind(content.engine.as_str())
-                        .bind(content.template())
-                        .bind(content.messages().map(Json))
-                        .bind(Json(&content.model_config))
-                        .bind(content.input_schema.as_ref().map(Json))
-                        .bind(content.output_schema.as_ref().map(Json))
-                        .bind(Json(&version.variables))
-                        .bind(&version.message)
-                        .bind(Json(&version.metadata))
-                        .bind(parent.map(|(id, _)| id))
-                        .bind(&version.content_hash)
-                        .bind(version.created_at)
-                        .bind(&version.created_by)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| {
-                            if is_unique_violation(&e) {
-                                StoreError::VersionConflict("another version took this number first; retry".into())
-                            } else {
-                                e.into()
-                            }
-                        })?;
-                        Self::audit(
-                            &mut tx,
-                            project,
-                            actor,
-                            "version.create",
-                            &format!("prompts/{}/versions/{}", prompt.name, version.version),
-                            None,
-                            Some(json!({"version": version.version.to_string(), "content_hash": version.content_hash})),
-                        )
-                        .await?;
-                        // `latest` moved: caches keyed by this prompt are stale.
-                        Self::notify(&mut tx, Invalidation::Prompt(prompt.id)).await?;
-                        (version, true)
-                    }
-                };
-                for label in &new.labels {
-                    Self::move_label(&mut tx, &prompt, label.as_str(), Some(version.id), None, "label.set", actor).await?;
-                }
+                let created = Self::write_version(&mut tx, project, name, new, actor).await?;
                 tx.commit().await?;
-                Ok(CreatedVersion { version, created })
+                Ok(created)
             }
 
             async fn get_version(
@@ -1050,6 +1063,125 @@ macro_rules! impl_store {
                     .ok_or(StoreError::EvaluationNotFound)?;
                 let job = self.get_job(row.project_id, row.job_id).await?;
                 row.with_job(job)
+            }
+
+            async fn insert_optimization(&self, project: ProjectId, new: NewOptimization, actor: &Actor) -> StoreResult<Optimization> {
+                let at = now();
+                let (id, job_id) = (Uuid::now_v7(), Uuid::now_v7());
+                let mut tx = self.writer().begin().await?;
+                sqlx::query(
+                    "insert into job (id, project_id, kind, payload, status, attempts, max_attempts, run_after, \
+                     progress_done, progress_total, cancel_requested, created_at, updated_at, trace_parent) \
+                     values ($1, $2, $3, $4, 'queued', 0, $5, $6, 0, $7, false, $6, $6, $8)",
+                )
+                .bind(job_id)
+                .bind(project)
+                .bind(OPTIMIZATION_JOB)
+                .bind(Json(json!({"optimization_id": id})))
+                .bind(new.max_attempts)
+                .bind(at)
+                .bind(i64::from(new.spec.max_iterations))
+                .bind(&new.trace_parent)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "insert into optimization (id, project_id, job_id, prompt_id, version_id, dataset_id, \
+                     item_count, spec, state, created_at, created_by) \
+                     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(id)
+                .bind(project)
+                .bind(job_id)
+                .bind(new.prompt_id)
+                .bind(new.version_id)
+                .bind(new.dataset_id)
+                .bind(new.item_count)
+                .bind(Json(&new.spec))
+                .bind(Json(OptimizationState::default()))
+                .bind(at)
+                .bind(&actor.key_name)
+                .execute(&mut *tx)
+                .await?;
+                Self::audit(&mut tx, project, actor, "optimization.create", &format!("optimizations/{id}"), None,
+                    Some(json!({"job_id": job_id, "strategy": new.spec.strategy.as_str()}))).await?;
+                tx.commit().await?;
+                self.get_optimization(project, id).await
+            }
+
+            async fn get_optimization(&self, project: ProjectId, id: Uuid) -> StoreResult<Optimization> {
+                let row: OptimizationRow = sqlx::query_as(&format!("{OPTIMIZATION_SELECT} where o.id = $1 and o.project_id = $2"))
+                    .bind(id)
+                    .bind(project)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .ok_or(StoreError::OptimizationNotFound)?;
+                let job = self.get_job(project, row.job_id).await?;
+                row.with_job(job)
+            }
+
+            async fn get_optimization_of_job(&self, job_id: Uuid) -> StoreResult<Optimization> {
+                let row: OptimizationRow = sqlx::query_as(&format!("{OPTIMIZATION_SELECT} where o.job_id = $1"))
+                    .bind(job_id)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .ok_or(StoreError::OptimizationNotFound)?;
+                let job = self.get_job(row.project_id, row.job_id).await?;
+                row.with_job(job)
+            }
+
+            async fn save_optimization_state(&self, id: Uuid, state: &OptimizationState, progress_done: i64) -> StoreResult<()> {
+                let at = now();
+                let mut tx = self.writer().begin().await?;
+                sqlx::query("update optimization set state = $1 where id = $2")
+                    .bind(Json(state))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("update job set progress_done = $1, updated_at = $2 where id = (select job_id from optimization where id = $3)")
+                    .bind(progress_done)
+                    .bind(at)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn finish_optimization(
+                &self,
+                id: Uuid,
+                state: &OptimizationState,
+                result: Option<(ProjectId, PromptName, NewVersion, Actor)>
+            ) -> StoreResult<Option<semver::Version>> {
+                let mut tx = self.writer().begin().await?;
+                let earlier = sqlx::query_scalar::<_, Option<Uuid>>(&format!(
+                    "select result_version_id from optimization where id = $1{}", Self::LOCK_ROW
+                ))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::OptimizationNotFound)?;
+                let version = match (earlier, result) {
+                    (Some(earlier), _) => Self::semver_of(&mut tx, Some(earlier)).await?,
+                    (None, None) => None,
+                    (None, Some((project, name, new, actor))) => {
+                        crate::store::annotate("promptreg.prompt", &name);
+                        let created = Self::write_version(&mut tx, project, &name, new, &actor).await?;
+                        sqlx::query("update optimization set result_version_id = $1 where id = $2")
+                            .bind(created.version.id)
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                        Some(created.version.version.to_string())
+                    }
+                };
+                sqlx::query("update optimization set state = $1 where id = $2")
+                    .bind(Json(state))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                version.as_deref().map(parse_semver).transpose()
             }
 
             async fn find_passing_candidate(&self, version_id: Uuid, dataset_id: Uuid) -> StoreResult<Option<Evaluation>> {

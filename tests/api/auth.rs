@@ -68,7 +68,7 @@ fn scoped_routes() -> Vec<(Method, String, String, Scheme)> {
 /// returns the concrete path and body. `n` keeps names unique.
 async fn prepare(
     app: &TestApp,
-    walk: &(String, String),
+    walk: &(String, String, String),
     method: &Method,
     template: &str,
     n: usize,
@@ -123,6 +123,7 @@ async fn prepare(
         ("POST", "/v1/projects") => (template.to_owned(), Some(json!({"name": fresh}))),
         ("POST", "/v1/datasets") => (template.to_owned(), Some(json!({"name": fresh}))),
         ("POST", "/v1/evaluations") => (template.to_owned(), Some(walk_evaluation())),
+        ("POST", "/v1/optimizations") => (template.to_owned(), Some(walk_optimization())),
         ("POST", "/v1/scores") => (
             template.to_owned(),
             Some(json!({"metrics": ["exact_match"], "items": [{"output": "a", "expected": "a"}]})),
@@ -165,6 +166,10 @@ async fn prepare(
                     "/v1/evaluations/{id}",
                     &format!("/v1/evaluations/{}", walk.0),
                 )
+                .replace(
+                    "/v1/optimizations/{id}",
+                    &format!("/v1/optimizations/{}", walk.2),
+                )
                 .replace("{name}", "walk")
                 .replace("{ref}", "1.0.0")
                 .replace("{label}", "production");
@@ -190,9 +195,15 @@ fn walk_evaluation() -> Value {
     json!({"prompt": "walk", "ref": "1.0.0", "dataset": "walk", "provider": "walk", "metrics": ["exact_match"]})
 }
 
-/// The evaluation (and its job) the walk reads: cancelled at once, so its
-/// event stream ends at once.
-async fn walk_ids(app: &TestApp) -> (String, String) {
+/// An optimization like [`walk_evaluation`]; `fewshot` needs no optimizer.
+fn walk_optimization() -> Value {
+    json!({"prompt": "walk", "ref": "1.0.0", "dataset": "walk", "metric": "exact_match",
+           "target": {"provider": "walk"}, "strategy": "fewshot"})
+}
+
+/// The evaluation (and its job) and the optimization the walk reads:
+/// cancelled at once, so their event streams end at once.
+async fn walk_ids(app: &TestApp) -> (String, String, String) {
     let created = app.post("/v1/evaluations", walk_evaluation()).await;
     assert_eq!(created.status, 202, "{}", created.body);
     let job = created.body["job_id"]
@@ -200,9 +211,18 @@ async fn walk_ids(app: &TestApp) -> (String, String) {
         .unwrap_or_default()
         .to_owned();
     app.post(&format!("/v1/jobs/{job}/cancel"), json!({})).await;
+    let optimization = app.post("/v1/optimizations", walk_optimization()).await;
+    assert_eq!(optimization.status, 202, "{}", optimization.body);
+    let optimization_job = optimization.body["job_id"].as_str().unwrap_or_default();
+    app.post(&format!("/v1/jobs/{optimization_job}/cancel"), json!({}))
+        .await;
     (
         created.body["id"].as_str().unwrap_or_default().to_owned(),
         job,
+        optimization.body["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
     )
 }
 
@@ -212,6 +232,14 @@ async fn every_route_answers_each_kind_of_key_exactly(app: TestApp) {
     app.seed_version("walk", "two").await;
     app.set_label("walk", "production", "1.0.0").await;
     app.post("/v1/datasets", json!({"name": "walk"})).await;
+    // Two items: an optimization needs a training and a validation item.
+    let items = app
+        .post(
+            "/v1/datasets/walk/items",
+            json!([{"input": {}, "expected": "a"}, {"input": {}, "expected": "b"}]),
+        )
+        .await;
+    assert_eq!(items.status, 200, "{}", items.body);
     let walk = walk_ids(&app).await;
 
     let mut keys: Vec<(String, String, String)> = Vec::new();
@@ -308,7 +336,12 @@ async fn every_route_answers_each_kind_of_key_exactly(app: TestApp) {
         let response = call(Some((other_id.as_str(), other.as_str())), path, body).await;
         // Routes naming the project's resources in the path, body or query.
         let names_resources = template.contains('{')
-            || ["/v1/evaluations", "/v1/evaluations/compare"].contains(&template.as_str());
+            || [
+                "/v1/evaluations",
+                "/v1/evaluations/compare",
+                "/v1/optimizations",
+            ]
+            .contains(&template.as_str());
         if names_resources {
             assert_eq!(
                 response.status,

@@ -66,7 +66,7 @@ fn prompt_folder() -> tempfile::TempDir {
 }
 
 /// Runs the `promptreg` binary with `args` against `server`.
-async fn cli(server: &str, args: &[&str]) -> Output {
+pub(crate) async fn cli(server: &str, args: &[&str]) -> Output {
     cli_in_ci(server, args, &[]).await
 }
 

@@ -12,6 +12,7 @@ mod fake_llm;
 mod labels;
 mod langfuse;
 mod observability;
+mod optimizations;
 mod prompts;
 mod providers;
 mod render;

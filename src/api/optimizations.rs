@@ -1,0 +1,420 @@
+//! Optimizations: a durable job that proposes better templates for a
+//! version, scores them on a dataset and keeps the best as a new version.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::auth::{scope, Auth};
+use super::extract::{label_name, prompt_name, version_ref, Json, Path};
+use super::jobs::Progress;
+use super::scores::{parse_metrics, MetricRequest};
+use super::AppState;
+use crate::domain::auth::Scope;
+use crate::domain::jobs::JobStatus;
+use crate::domain::optimization::{
+    Budget, Candidate, Iteration, ModelChoice, NewOptimization, Optimization, OptimizationSpec,
+    Promotion, Split, SplitScores, StopReason, StrategyName, Template,
+};
+use crate::error::{ApiError, FieldError, Problem};
+use crate::optimize::runner::split_sizes;
+
+/// Tries per optimization job before it counts as failed.
+const MAX_ATTEMPTS: i32 = 3;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "prompt": "support/triage",
+    "ref": "production",
+    "dataset": "support/tickets",
+    "split": {"train": 0.6, "seed": 7},
+    "metric": {"name": "exact_match", "params": {"ignore_case": true}},
+    "target": {"provider": "local", "model": "qwen2.5-0.5b-instruct", "params": {"temperature": 0}},
+    "optimizer": {"provider": "local", "model": "qwen2.5-0.5b-instruct"},
+    "strategy": "opro",
+    "max_iterations": 5,
+    "candidates_per_iteration": 4,
+    "patience": 2,
+    "target_score": 0.95,
+    "budget": {"max_calls": 2000},
+    "promote_to": "staging",
+    "min_improvement": 0.05
+}))]
+pub struct CreateOptimizationRequest {
+    prompt: String,
+    /// A semver or label (default: the server's default label, `production`).
+    #[serde(rename = "ref")]
+    reference: Option<String>,
+    dataset: String,
+    /// Default: 60% training, seed 0.
+    split: Option<Split>,
+    /// A deterministic metric (see `GET /v1/metrics`), not `llm_judge`.
+    metric: MetricRequest,
+    /// The model the prompt is for: it answers every scored item.
+    target: ModelChoice,
+    /// The model that proposes candidates (`opro`, `critique`); `fewshot` needs none.
+    optimizer: Option<ModelChoice>,
+    strategy: StrategyName,
+    /// 1 to 100 (default 5).
+    max_iterations: Option<u32>,
+    /// 1 to 16 (default 4).
+    candidates_per_iteration: Option<u32>,
+    /// Iterations without a better validation score before stopping: 1 to 100 (default 3).
+    patience: Option<u32>,
+    /// Stop once the validation score reaches this (0 to 1).
+    target_score: Option<f64>,
+    budget: Option<Budget>,
+    /// Provider calls in flight at most (1 to 256, default 8).
+    concurrency: Option<u32>,
+    /// Demonstrations per candidate (`fewshot`): 1 to 16 (default 3).
+    num_demos: Option<u32>,
+    /// Point this label at the result when it beats the base by `min_improvement`
+    /// on validation and the label's gate passes. Needs the `promote` scope.
+    promote_to: Option<String>,
+    /// Default 0: any improvement.
+    min_improvement: Option<f64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OptimizationUsage {
+    /// Provider requests made, retries included, across both models.
+    calls: u64,
+    /// From the providers' configured prices; 0 when they have none.
+    cost_usd: f64,
+}
+
+/// The best candidate so far: its template and scores.
+#[derive(Serialize, ToSchema)]
+pub struct Best {
+    template: Template,
+    train_score: Option<f64>,
+    val_score: Option<f64>,
+    /// The iteration that proposed it.
+    iteration: u32,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OptimizationResponse {
+    id: Uuid,
+    job_id: Uuid,
+    status: JobStatus,
+    #[schema(example = "support/triage")]
+    prompt: String,
+    /// The base version.
+    #[schema(example = "1.0.0")]
+    version: String,
+    dataset: String,
+    strategy: StrategyName,
+    metric: crate::domain::jobs::MetricSpec,
+    split: Split,
+    target: ModelChoice,
+    optimizer: Option<ModelChoice>,
+    max_iterations: u32,
+    candidates_per_iteration: u32,
+    patience: u32,
+    target_score: Option<f64>,
+    budget: Budget,
+    concurrency: u32,
+    num_demos: u32,
+    promote_to: Option<String>,
+    min_improvement: f64,
+    /// Training and validation items.
+    train_items: i64,
+    val_items: i64,
+    /// Iterations completed of `max_iterations`.
+    progress: Progress,
+    /// The base version, scored like every candidate.
+    baseline: SplitScores,
+    iterations: Vec<Iteration>,
+    /// The candidate with the best validation score, if any was scored.
+    best: Option<Best>,
+    /// The version created from the best candidate; `null` while running,
+    /// when cancelled, or when no candidate beat the baseline.
+    result_version: Option<String>,
+    stop_reason: Option<StopReason>,
+    promotion: Option<Promotion>,
+    usage: OptimizationUsage,
+    error: Option<String>,
+    created_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<Optimization> for OptimizationResponse {
+    fn from(o: Optimization) -> Self {
+        let spec = o.spec;
+        let state = o.state;
+        let best = state.best().map(|best: &Candidate| Best {
+            template: best.template.clone(),
+            train_score: best.train_score,
+            val_score: best.val_score,
+            iteration: state
+                .iterations
+                .iter()
+                .find(|i| i.candidates.iter().any(|c| std::ptr::eq(c, best)))
+                .map_or(0, |i| i.number),
+        });
+        let (train, val) =
+            split_sizes(usize::try_from(o.item_count).unwrap_or(0), spec.split.train);
+        Self {
+            id: o.id,
+            job_id: o.job.id,
+            status: o.job.status,
+            prompt: o.prompt_name,
+            version: o.version.to_string(),
+            dataset: o.dataset_name,
+            strategy: spec.strategy,
+            metric: spec.metric,
+            split: spec.split,
+            target: spec.target,
+            optimizer: spec.optimizer,
+            max_iterations: spec.max_iterations,
+            candidates_per_iteration: spec.candidates_per_iteration,
+            patience: spec.patience,
+            target_score: spec.target_score,
+            budget: spec.budget,
+            concurrency: spec.concurrency,
+            num_demos: spec.num_demos,
+            promote_to: spec.promote_to,
+            min_improvement: spec.min_improvement,
+            train_items: train as i64,
+            val_items: val as i64,
+            progress: Progress::of(&o.job),
+            baseline: state.baseline,
+            best,
+            result_version: o.result_version.map(|v| v.to_string()),
+            stop_reason: state.stop_reason,
+            promotion: state.promotion.clone(),
+            usage: OptimizationUsage {
+                calls: state.calls,
+                cost_usd: state.cost_usd,
+            },
+            iterations: state.iterations,
+            error: o.job.error,
+            created_at: o.created_at,
+            finished_at: o.job.finished_at,
+        }
+    }
+}
+
+fn bounded(
+    errors: &mut Vec<FieldError>,
+    field: &str,
+    value: Option<u32>,
+    default: u32,
+    max: u32,
+) -> u32 {
+    let value = value.unwrap_or(default);
+    if !(1..=max).contains(&value) {
+        errors.push(FieldError::new(field, format!("1 to {max}")));
+    }
+    value
+}
+
+/// Checks every field and names each one that is wrong.
+fn parse_spec(
+    state: &AppState,
+    body: &CreateOptimizationRequest,
+) -> Result<OptimizationSpec, ApiError> {
+    let mut errors = Vec::new();
+    let split = body.split.unwrap_or_default();
+    if !(split.train > 0.0 && split.train < 1.0) {
+        errors.push(FieldError::new(
+            "split.train",
+            "a share strictly between 0 and 1",
+        ));
+    }
+    let metric = match parse_metrics("metric", vec![body.metric.clone()], false) {
+        Ok((mut specs, _)) => specs.pop(),
+        Err(ApiError::Validation(found)) => {
+            errors.extend(found.into_iter().map(|e| FieldError {
+                field: "metric".to_owned(),
+                ..e
+            }));
+            None
+        }
+        Err(other) => return Err(other),
+    };
+    let max_iterations = bounded(&mut errors, "max_iterations", body.max_iterations, 5, 100);
+    let candidates_per_iteration = bounded(
+        &mut errors,
+        "candidates_per_iteration",
+        body.candidates_per_iteration,
+        4,
+        16,
+    );
+    let patience = bounded(&mut errors, "patience", body.patience, 3, 100);
+    let concurrency = bounded(&mut errors, "concurrency", body.concurrency, 8, 256);
+    let num_demos = bounded(&mut errors, "num_demos", body.num_demos, 3, 16);
+    if let Some(target) = body.target_score {
+        if !(0.0..=1.0).contains(&target) {
+            errors.push(FieldError::new("target_score", "0 to 1"));
+        }
+    }
+    let budget = body.budget.unwrap_or_default();
+    if budget.max_calls == Some(0) {
+        errors.push(FieldError::new("budget.max_calls", "at least 1"));
+    }
+    if budget
+        .max_cost_usd
+        .is_some_and(|c| !(c > 0.0 && c.is_finite()))
+    {
+        errors.push(FieldError::new("budget.max_cost_usd", "a positive amount"));
+    }
+    let min_improvement = body.min_improvement.unwrap_or(0.0);
+    if !(0.0..=1.0).contains(&min_improvement) {
+        errors.push(FieldError::new("min_improvement", "0 to 1"));
+    }
+    if let Some(label) = &body.promote_to {
+        if let Err(e) = label_name("promote_to", label) {
+            errors.push(FieldError::new("promote_to", e.to_string()));
+        }
+    }
+    match (&body.optimizer, body.strategy) {
+        (None, StrategyName::Opro | StrategyName::Critique) => errors.push(FieldError::new(
+            "optimizer",
+            format!("{} needs an optimizer model", body.strategy.as_str()),
+        )),
+        (Some(optimizer), _) => check_provider(
+            state,
+            &mut errors,
+            "optimizer.provider",
+            &optimizer.provider,
+        ),
+        (None, StrategyName::Fewshot) => {}
+    }
+    check_provider(state, &mut errors, "target.provider", &body.target.provider);
+    match metric {
+        Some(metric) if errors.is_empty() => Ok(OptimizationSpec {
+            split,
+            metric,
+            target: body.target.clone(),
+            optimizer: body.optimizer.clone(),
+            strategy: body.strategy,
+            max_iterations,
+            candidates_per_iteration,
+            patience,
+            target_score: body.target_score,
+            budget,
+            concurrency,
+            num_demos,
+            promote_to: body.promote_to.clone(),
+            min_improvement,
+        }),
+        _ => Err(ApiError::Validation(errors)),
+    }
+}
+
+fn check_provider(state: &AppState, errors: &mut Vec<FieldError>, field: &str, name: &str) {
+    if state.providers.get(name).is_none() {
+        let known: Vec<String> = state.providers.list().into_iter().map(|p| p.name).collect();
+        errors.push(FieldError::new(
+            field,
+            format!(
+                "no provider named {name:?} is configured; configured: {}",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        ));
+    }
+}
+
+/// Start an optimization: answers 202 with it; a worker runs it.
+#[utoipa::path(post, path = "/v1/optimizations", tag = "optimizations",
+    security(("bearer" = ["evaluate"])),
+    request_body = CreateOptimizationRequest,
+    responses(
+        (status = 202, description = "Queued", body = OptimizationResponse),
+        (status = 403, description = "`forbidden`: `promote_to` needs the `promote` scope too", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`prompt_not_found`, `version_not_found`, `label_not_found` or `dataset_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create_optimization(
+    State(state): State<AppState>,
+    auth: Auth<scope::Evaluate>,
+    Json(body): Json<CreateOptimizationRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    // The `evaluate` scope covers the result version the job writes (it
+    // moves no label by itself); moving a label is `promote`'s.
+    if body.promote_to.is_some() {
+        auth.also_require(&state, Scope::Promote)?;
+    }
+    let name = prompt_name(&body.prompt)?;
+    let reference = match &body.reference {
+        Some(r) => version_ref("ref", r)?,
+        None => state.renderer.default_ref(),
+    };
+    let spec = parse_spec(&state, &body)?;
+    let version = state
+        .registry
+        .get_version(auth.project, &name, &reference)
+        .await
+        .map_err(|e| ApiError::from_store(e, name.as_str()))?;
+    let store = state.registry.store();
+    let dataset = store
+        .get_dataset(auth.project, &body.dataset)
+        .await
+        .map_err(|e| ApiError::from_store(e, &body.dataset))?;
+    if dataset.item_count < 2 {
+        return Err(ApiError::validation(
+            "dataset",
+            format!(
+                "dataset {:?} has {} item(s); an optimization needs at least 2 (training and validation)",
+                dataset.name, dataset.item_count
+            ),
+        ));
+    }
+    let optimization = store
+        .insert_optimization(
+            auth.project,
+            NewOptimization {
+                prompt_id: version.prompt_id,
+                version_id: version.id,
+                dataset_id: dataset.id,
+                item_count: dataset.item_count,
+                spec,
+                max_attempts: MAX_ATTEMPTS,
+                trace_parent: crate::telemetry::trace::current_traceparent(),
+            },
+            &auth.actor(),
+        )
+        .await
+        .map_err(|e| ApiError::from_store(e, name.as_str()))?;
+    state.wake_workers();
+    let location = format!("/v1/optimizations/{}", optimization.id);
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        axum::Json(OptimizationResponse::from(optimization)),
+    ))
+}
+
+/// An optimization: status, every iteration's candidates and scores, the
+/// baseline, the best, the result version, why it stopped, calls and cost.
+#[utoipa::path(get, path = "/v1/optimizations/{id}", tag = "optimizations",
+    security(("bearer" = ["read"])),
+    params(("id" = Uuid, Path, description = "The optimization's id")),
+    responses(
+        (status = 200, description = "The optimization", body = OptimizationResponse),
+        (status = 404, description = "`optimization_not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_optimization(
+    State(state): State<AppState>,
+    auth: Auth<scope::Read>,
+    Path(id): Path<Uuid>,
+) -> Result<axum::Json<OptimizationResponse>, ApiError> {
+    let optimization = state
+        .registry
+        .store()
+        .get_optimization(auth.project, id)
+        .await
+        .map_err(|e| ApiError::from_store(e, ""))?;
+    Ok(axum::Json(optimization.into()))
+}
