@@ -221,14 +221,28 @@ pub fn candidates_from_reply(reply: &str, context: &Context<'_>) -> Vec<Candidat
             "the optimizer's reply has no <prompt>…</prompt>".to_owned(),
         )];
     }
+    // Templates scored or proposed before: a repeat would cost calls and
+    // tell nothing new.
+    let mut seen: Vec<Template> = std::iter::once(Template::from(context.base.clone()))
+        .chain(
+            context
+                .state
+                .iterations
+                .iter()
+                .flat_map(|i| &i.candidates)
+                .map(|c| c.template.clone()),
+        )
+        .collect();
     found
         .into_iter()
         .map(|text| {
-            check_candidate(
-                with_instruction(context.base, text),
-                context.engine,
-                context.variables,
-            )
+            let body = with_instruction(context.base, text);
+            let template = Template::from(body.clone());
+            if seen.contains(&template) {
+                return Candidate::discarded(template, "repeats an earlier template".to_owned());
+            }
+            seen.push(template);
+            check_candidate(body, context.engine, context.variables)
         })
         .collect()
 }

@@ -285,6 +285,11 @@ async fn opro_finds_a_better_prompt_and_validation_decides(url: String) {
     );
     assert_eq!(first[2]["discarded"], "drops variable(s) text");
     assert!(first[1]["train_score"].is_null() && first[2]["val_score"].is_null());
+    // The optimizer repeating itself costs no calls.
+    assert_eq!(
+        iterations[3]["candidates"][0]["discarded"], "repeats an earlier template",
+        "{done}"
+    );
     let second = &iterations[1]["candidates"][0];
     assert!(template_of(second).contains("GENERAL"));
     assert!(close(&second["val_score"], 1.0));
