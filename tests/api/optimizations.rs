@@ -512,6 +512,17 @@ async fn a_target_score_stops_early_and_promotion_follows_the_rules(url: String)
     assert!(!labels.to_string().contains("canary"), "{labels}");
 }
 
+const STRATEGIES: [&str; 3] = ["opro", "critique", "fewshot"];
+
+/// `fewshot` takes no optimizer.
+fn for_strategy(strategy: &str, extra: Value) -> Value {
+    let mut body = request(strategy, extra);
+    if strategy == "fewshot" {
+        body["optimizer"] = Value::Null;
+    }
+    body
+}
+
 async fn the_budget_stops_the_job_where_it_should(url: String) {
     let Setup {
         app,
@@ -524,64 +535,93 @@ async fn the_budget_stops_the_job_where_it_should(url: String) {
     })
     .await;
     script_optimizer(&optimizer, vec![BLAND]);
-    // One retried 500: the retry is a call too.
-    target.push(Reply::Status(500, Some(0)));
     let budget = 15;
-    let created = start(
-        &app,
-        request(
-            "opro",
-            json!({"budget": {"max_calls": budget}, "concurrency": 2}),
-        ),
-    )
-    .await;
-    drain(&worker(&app)).await;
-    let done = get(&app, &created).await;
-    assert_eq!(done["status"], "succeeded", "{done}");
-    assert_eq!(done["stop_reason"], "budget");
-    let made = (target.request_count() + optimizer.request_count()) as u64;
-    assert_eq!(done["usage"]["calls"].as_u64(), Some(made), "{done}");
-    assert!(made <= budget, "{made} calls for a budget of {budget}");
-    // The baseline (10 calls and the retry) and one proposal fit; the
-    // first iteration's scoring does not.
-    assert_eq!(optimizer.request_count(), 1);
-    assert!(made >= budget - 2, "{made}");
-    assert!(done["result_version"].is_null());
+    for strategy in STRATEGIES {
+        let before = target.request_count() + optimizer.request_count();
+        // One retried 500: the retry is a call too.
+        target.push(Reply::Status(500, Some(0)));
+        let created = start(
+            &app,
+            for_strategy(
+                strategy,
+                json!({"budget": {"max_calls": budget}, "concurrency": 2}),
+            ),
+        )
+        .await;
+        drain(&worker(&app)).await;
+        let done = get(&app, &created).await;
+        assert_eq!(done["status"], "succeeded", "{strategy}: {done}");
+        assert_eq!(done["stop_reason"], "budget", "{strategy}: {done}");
+        // The budget is used up exactly: a call past it is never made.
+        assert_eq!(
+            done["usage"]["calls"].as_u64(),
+            Some(budget),
+            "{strategy}: {done}"
+        );
+        let made = (target.request_count() + optimizer.request_count() - before) as u64;
+        // A call counted as it left may be dropped before the fake saw it.
+        assert!(made <= budget && made + 2 >= budget, "{strategy}: {made}");
+        // The baseline (10 calls and the retry) fits; the first
+        // iteration's scoring does not.
+        assert!(
+            close(&done["baseline"]["val_score"], baseline_scores().1),
+            "{strategy}: {done}"
+        );
+        assert!(done["result_version"].is_null());
+    }
+    assert_eq!(optimizer.request_count(), 1, "only opro got to ask");
     assert_eq!(versions(&app).await.len(), 1);
 }
 
-async fn cancel_stops_the_job_and_creates_no_version(url: String) {
+async fn cancel_stops_the_job_at_any_step_and_creates_no_version(url: String) {
     let Setup {
         app,
         target,
         optimizer,
     } = setup(&url, |_| {}).await;
-    script_optimizer(&optimizer, vec![SECOND]);
-    target.set_latency(Duration::from_millis(300));
-    let created = start(&app, request("opro", json!({"concurrency": 1}))).await;
-    let job = format!("/v1/jobs/{}", created["job_id"].as_str().expect("job"));
-    let running = worker(&app);
-    let task = tokio::spawn(async move { running.run_once().await });
-    while target.request_count() < 3 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    script_optimizer(&optimizer, vec![FIRST, SECOND, BLAND]);
+    target.set_latency(Duration::from_millis(150));
+    // In the baseline, then inside the first iterations of each strategy.
+    let steps = [("opro", 0), ("opro", 1), ("critique", 1), ("fewshot", 1)];
+    for (strategy, iterations) in steps {
+        let created = start(
+            &app,
+            for_strategy(strategy, json!({"concurrency": 1, "patience": 5})),
+        )
+        .await;
+        let job = format!("/v1/jobs/{}", created["job_id"].as_str().expect("job"));
+        let running = worker(&app);
+        let task = tokio::spawn(async move { running.run_once().await });
+        let calls = target.request_count();
+        loop {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let now = get(&app, &created).await;
+            let started = now["iterations"].as_array().map_or(0, Vec::len);
+            if started >= iterations && target.request_count() > calls + 2 {
+                break;
+            }
+        }
+        let cancel = app.post(&format!("{job}/cancel"), json!({})).await;
+        assert_eq!(cancel.status, 200, "{}", cancel.body);
+        let ran = task.await.expect("task").expect("worker");
+        assert!(
+            matches!(
+                ran,
+                Ran::Job(_, promptreg::domain::jobs::JobStatus::Cancelled)
+            ),
+            "{strategy}: {ran:?}"
+        );
+        let done = get(&app, &created).await;
+        assert_eq!(done["status"], "cancelled");
+        assert!(done["result_version"].is_null());
+        assert!(done["stop_reason"].is_null());
+        if iterations == 0 {
+            assert!(
+                target.request_count() - calls < ITEMS,
+                "cancel stopped the baseline"
+            );
+        }
     }
-    let cancel = app.post(&format!("{job}/cancel"), json!({})).await;
-    assert_eq!(cancel.status, 200, "{}", cancel.body);
-    let ran = task.await.expect("task").expect("worker");
-    assert!(
-        matches!(
-            ran,
-            Ran::Job(_, promptreg::domain::jobs::JobStatus::Cancelled)
-        ),
-        "{ran:?}"
-    );
-    let done = get(&app, &created).await;
-    assert_eq!(done["status"], "cancelled");
-    assert!(done["result_version"].is_null());
-    assert!(
-        target.request_count() < ITEMS,
-        "cancel stopped the baseline"
-    );
     assert_eq!(versions(&app).await.len(), 1);
 }
 
@@ -644,6 +684,64 @@ async fn a_killed_worker_s_job_resumes_and_makes_one_version(url: String) {
     let all = versions(&app).await;
     assert_eq!(all.len(), 2, "exactly one result version");
     assert_eq!(all[0]["metadata"]["optimization_id"], created["id"]);
+}
+
+/// Kills the worker once the first iteration is saved; another one finishes
+/// the job with exactly one result version.
+async fn killed_and_resumed(url: String, strategy: &str) {
+    let Setup {
+        app,
+        target,
+        optimizer,
+    } = setup(&url, |config| config.worker.lease_secs = 1).await;
+    script_optimizer(&optimizer, vec![SECOND, BLAND]);
+    target.set_latency(Duration::from_millis(20));
+    let positives = train_seqs()
+        .iter()
+        .filter(|s| label_of(**s) == "positive")
+        .count();
+    let created = start(
+        &app,
+        for_strategy(
+            strategy,
+            json!({"concurrency": 2, "max_iterations": 2, "num_demos": positives + 1}),
+        ),
+    )
+    .await;
+    let first = worker(&app);
+    let killed = tokio::spawn(async move { first.run_once().await });
+    loop {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let now = get(&app, &created).await;
+        if now["iterations"].as_array().map_or(0, Vec::len) >= 1 {
+            break;
+        }
+    }
+    killed.abort();
+    let _ = killed.await;
+    let second = worker(&app);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !matches!(second.run_once().await.expect("worker"), Ran::Job(..)) {
+        assert!(tokio::time::Instant::now() < deadline, "never taken over");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let done = get(&app, &created).await;
+    assert_eq!(done["status"], "succeeded", "{strategy}: {done}");
+    let job = format!("/v1/jobs/{}", created["job_id"].as_str().expect("job"));
+    assert_eq!(app.get(&job).await.body["attempts"], 2);
+    assert!(close(&done["best"]["val_score"], 1.0), "{strategy}: {done}");
+    let all = versions(&app).await;
+    assert_eq!(all.len(), 2, "{strategy}: exactly one result version");
+    assert_eq!(all[0]["metadata"]["optimization_id"], created["id"]);
+    assert_eq!(all[0]["metadata"]["strategy"], strategy);
+}
+
+async fn a_killed_critique_job_resumes_with_one_version(url: String) {
+    killed_and_resumed(url, "critique").await;
+}
+
+async fn a_killed_fewshot_job_resumes_with_one_version(url: String) {
+    killed_and_resumed(url, "fewshot").await;
 }
 
 async fn events_stream_each_iteration(url: String) {
@@ -822,8 +920,10 @@ backend_url_tests!(
     fewshot_bootstraps_and_fills_demonstrations,
     a_target_score_stops_early_and_promotion_follows_the_rules,
     the_budget_stops_the_job_where_it_should,
-    cancel_stops_the_job_and_creates_no_version,
+    cancel_stops_the_job_at_any_step_and_creates_no_version,
     a_killed_worker_s_job_resumes_and_makes_one_version,
     events_stream_each_iteration,
+    a_killed_critique_job_resumes_with_one_version,
+    a_killed_fewshot_job_resumes_with_one_version,
     bad_optimization_requests_name_the_problem,
 );
