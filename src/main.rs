@@ -174,57 +174,8 @@ enum ClientCommand {
 
 #[derive(clap::Args)]
 struct OptimizeArgs {
-    name: String,
-    /// A semver or label (default: the server's default label).
-    #[arg(long = "ref")]
-    reference: Option<String>,
-    #[arg(long)]
-    dataset: String,
-    /// A deterministic metric, e.g. exact_match.
-    #[arg(long)]
-    metric: String,
-    /// opro, critique or fewshot.
-    #[arg(long)]
-    strategy: String,
-    /// The provider of the model the prompt is for.
-    #[arg(long)]
-    target_provider: String,
-    #[arg(long)]
-    target_model: Option<String>,
-    /// The provider of the model that proposes candidates (not for fewshot).
-    #[arg(long)]
-    optimizer_provider: Option<String>,
-    #[arg(long)]
-    optimizer_model: Option<String>,
-    /// The training share of the dataset (default 0.6).
-    #[arg(long)]
-    train: Option<f64>,
-    #[arg(long)]
-    seed: Option<u64>,
-    #[arg(long)]
-    max_iterations: Option<u32>,
-    #[arg(long = "candidates")]
-    candidates_per_iteration: Option<u32>,
-    #[arg(long)]
-    patience: Option<u32>,
-    #[arg(long)]
-    target_score: Option<f64>,
-    #[arg(long)]
-    max_calls: Option<u64>,
-    #[arg(long)]
-    max_cost_usd: Option<f64>,
-    #[arg(long)]
-    concurrency: Option<u32>,
-    #[arg(long)]
-    num_demos: Option<u32>,
-    /// Move this label to the result if it earns it.
-    #[arg(long)]
-    promote_to: Option<String>,
-    #[arg(long)]
-    min_improvement: Option<f64>,
-    /// Follow the optimization to its end with a progress bar.
-    #[arg(long)]
-    wait: bool,
+    #[command(flatten)]
+    options: promptreg::client::optimize::OptimizeOptions,
     #[command(flatten)]
     remote: RemoteArgs,
 }
@@ -427,59 +378,12 @@ async fn client_command(command: ClientCommand) -> ExitCode {
         },
         ClientCommand::Optimize(args) => {
             let OptimizeArgs {
-                name,
-                reference,
-                dataset,
-                metric,
-                strategy,
-                target_provider,
-                target_model,
-                optimizer_provider,
-                optimizer_model,
-                train,
-                seed,
-                max_iterations,
-                candidates_per_iteration,
-                patience,
-                target_score,
-                max_calls,
-                max_cost_usd,
-                concurrency,
-                num_demos,
-                promote_to,
-                min_improvement,
-                wait,
+                mut options,
                 remote,
             } = *args;
+            options.progress = remote.output == Output::Human;
             match remote.client() {
-                Ok(client) => {
-                    let options = promptreg::client::optimize::OptimizeOptions {
-                        name,
-                        reference,
-                        dataset,
-                        metric,
-                        strategy,
-                        target_provider,
-                        target_model,
-                        optimizer_provider,
-                        optimizer_model,
-                        train,
-                        seed,
-                        max_iterations,
-                        candidates_per_iteration,
-                        patience,
-                        target_score,
-                        max_calls,
-                        max_cost_usd,
-                        concurrency,
-                        num_demos,
-                        promote_to,
-                        min_improvement,
-                        wait,
-                        progress: remote.output == Output::Human,
-                    };
-                    commands::optimize(&client, &options, remote.output).await
-                }
+                Ok(client) => commands::optimize(&client, &options, remote.output).await,
                 Err(code) => code,
             }
         }

@@ -195,12 +195,14 @@ pub async fn diff(client: &Client, name: &str, from: &str, to: &str, output: Out
     }
 }
 
-pub async fn evaluate(
-    client: &Client,
-    options: &super::evaluate::EvaluateOptions,
-    output: Output,
-) -> ExitCode {
-    match super::evaluate::evaluate(client, options).await {
+/// How a job command (`evaluate`, `optimize`) ended, for people and for exit codes.
+pub trait JobReport: Serialize {
+    fn human(&self) -> String;
+    fn succeeded(&self) -> bool;
+}
+
+fn job_report(result: Result<impl JobReport, ClientError>, output: Output) -> ExitCode {
+    match result {
         Ok(report) => {
             match output {
                 Output::Json => print_json(&report),
@@ -212,21 +214,20 @@ pub async fn evaluate(
     }
 }
 
+pub async fn evaluate(
+    client: &Client,
+    options: &super::evaluate::EvaluateOptions,
+    output: Output,
+) -> ExitCode {
+    job_report(super::evaluate::evaluate(client, options).await, output)
+}
+
 pub async fn optimize(
     client: &Client,
     options: &super::optimize::OptimizeOptions,
     output: Output,
 ) -> ExitCode {
-    match super::optimize::optimize(client, options).await {
-        Ok(report) => {
-            match output {
-                Output::Json => print_json(&report),
-                Output::Human => print!("{}", report.human()),
-            }
-            status(report.succeeded())
-        }
-        Err(e) => fail(output, &e),
-    }
+    job_report(super::optimize::optimize(client, options).await, output)
 }
 
 pub async fn promote(

@@ -33,13 +33,13 @@ pub struct EvaluateReport {
     pub gate_failures: Vec<String>,
 }
 
-impl EvaluateReport {
-    pub fn succeeded(&self) -> bool {
+impl super::commands::JobReport for EvaluateReport {
+    fn succeeded(&self) -> bool {
         let status = self.evaluation["status"].as_str().unwrap_or_default();
         matches!(status, "succeeded" | "queued" | "running") && self.gate_failures.is_empty()
     }
 
-    pub fn human(&self) -> String {
+    fn human(&self) -> String {
         let e = &self.evaluation;
         let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
         let mut out = format!(

@@ -10,31 +10,61 @@ use serde_json::{json, Value};
 
 use super::http::{Client, ClientError};
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct OptimizeOptions {
     pub name: String,
+    /// A semver or label (default: the server's default label).
+    #[arg(long = "ref")]
     pub reference: Option<String>,
+    #[arg(long)]
     pub dataset: String,
+    /// A deterministic metric, e.g. exact_match.
+    #[arg(long)]
     pub metric: String,
+    /// opro, critique or fewshot.
+    #[arg(long)]
     pub strategy: String,
+    /// The provider of the model the prompt is for.
+    #[arg(long)]
     pub target_provider: String,
+    #[arg(long)]
     pub target_model: Option<String>,
+    /// The provider of the model that proposes candidates (not for fewshot).
+    #[arg(long)]
     pub optimizer_provider: Option<String>,
+    #[arg(long)]
     pub optimizer_model: Option<String>,
+    /// The training share of the dataset (default 0.6).
+    #[arg(long)]
     pub train: Option<f64>,
+    #[arg(long)]
     pub seed: Option<u64>,
+    #[arg(long)]
     pub max_iterations: Option<u32>,
+    #[arg(long = "candidates")]
     pub candidates_per_iteration: Option<u32>,
+    #[arg(long)]
     pub patience: Option<u32>,
+    #[arg(long)]
     pub target_score: Option<f64>,
+    #[arg(long)]
     pub max_calls: Option<u64>,
+    #[arg(long)]
     pub max_cost_usd: Option<f64>,
+    #[arg(long)]
     pub concurrency: Option<u32>,
+    #[arg(long)]
     pub num_demos: Option<u32>,
+    /// Move this label to the result if it earns it.
+    #[arg(long)]
     pub promote_to: Option<String>,
+    #[arg(long)]
     pub min_improvement: Option<f64>,
+    /// Follow the optimization to its end with a progress bar.
+    #[arg(long)]
     pub wait: bool,
-    /// Draw a progress bar on stderr while waiting.
+    /// Draw a progress bar on stderr while waiting (set from `--output`).
+    #[arg(skip)]
     pub progress: bool,
 }
 
@@ -44,15 +74,15 @@ pub struct OptimizeReport {
     pub optimization: Value,
 }
 
-impl OptimizeReport {
-    pub fn succeeded(&self) -> bool {
+impl super::commands::JobReport for OptimizeReport {
+    fn succeeded(&self) -> bool {
         matches!(
             self.optimization["status"].as_str(),
             Some("succeeded" | "queued" | "running")
         )
     }
 
-    pub fn human(&self) -> String {
+    fn human(&self) -> String {
         let o = &self.optimization;
         let text = |v: &Value| v.as_str().unwrap_or("-").to_owned();
         let score = |v: &Value| v.as_f64().map_or("-".to_owned(), |s| format!("{s:.3}"));

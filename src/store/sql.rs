@@ -341,6 +341,37 @@ macro_rules! impl_store {
                 Ok(CreatedVersion { version, created })
             }
 
+            /// Inserts a queued job; the caller's transaction adds what it works on.
+            #[allow(clippy::too_many_arguments)]
+            async fn queue_job(
+                conn: &mut Conn,
+                id: Uuid,
+                project: ProjectId,
+                kind: &str,
+                payload: Value,
+                max_attempts: i32,
+                at: chrono::DateTime<chrono::Utc>,
+                progress_total: i64,
+                trace_parent: Option<&str>,
+            ) -> StoreResult<()> {
+                sqlx::query(
+                    "insert into job (id, project_id, kind, payload, status, attempts, max_attempts, run_after, \
+                     progress_done, progress_total, cancel_requested, created_at, updated_at, trace_parent) \
+                     values ($1, $2, $3, $4, 'queued', 0, $5, $6, 0, $7, false, $6, $6, $8)",
+                )
+                .bind(id)
+                .bind(project)
+                .bind(kind)
+                .bind(Json(payload))
+                .bind(max_attempts)
+                .bind(at)
+                .bind(progress_total)
+                .bind(trace_parent)
+                .execute(&mut *conn)
+                .await?;
+                Ok(())
+            }
+
             async fn label(conn: &mut Conn, prompt_id: Uuid, label: &str) -> StoreResult<Label> {
                 let sql = format!("{LABEL_SELECT} where l.prompt_id = $1 and l.name = $2");
                 sqlx::query_as::<_, LabelRow>(&sql)
@@ -1002,21 +1033,8 @@ macro_rules! impl_store {
                 let at = now();
                 let (id, job_id) = (Uuid::now_v7(), Uuid::now_v7());
                 let mut tx = self.writer().begin().await?;
-                sqlx::query(
-                    "insert into job (id, project_id, kind, payload, status, attempts, max_attempts, run_after, \
-                     progress_done, progress_total, cancel_requested, created_at, updated_at, trace_parent) \
-                     values ($1, $2, $3, $4, 'queued', 0, $5, $6, 0, $7, false, $6, $6, $8)",
-                )
-                .bind(job_id)
-                .bind(project)
-                .bind(EVALUATION_JOB)
-                .bind(Json(json!({"evaluation_id": id})))
-                .bind(new.max_attempts)
-                .bind(at)
-                .bind(new.item_count)
-                .bind(&new.trace_parent)
-                .execute(&mut *tx)
-                .await?;
+                Self::queue_job(&mut tx, job_id, project, EVALUATION_JOB, json!({"evaluation_id": id}),
+                    new.max_attempts, at, new.item_count, new.trace_parent.as_deref()).await?;
                 sqlx::query(
                     "insert into evaluation (id, project_id, job_id, prompt_id, version_id, dataset_id, provider, \
                      model, params, metrics, concurrency, item_count, created_at, created_by) \
@@ -1069,21 +1087,8 @@ macro_rules! impl_store {
                 let at = now();
                 let (id, job_id) = (Uuid::now_v7(), Uuid::now_v7());
                 let mut tx = self.writer().begin().await?;
-                sqlx::query(
-                    "insert into job (id, project_id, kind, payload, status, attempts, max_attempts, run_after, \
-                     progress_done, progress_total, cancel_requested, created_at, updated_at, trace_parent) \
-                     values ($1, $2, $3, $4, 'queued', 0, $5, $6, 0, $7, false, $6, $6, $8)",
-                )
-                .bind(job_id)
-                .bind(project)
-                .bind(OPTIMIZATION_JOB)
-                .bind(Json(json!({"optimization_id": id})))
-                .bind(new.max_attempts)
-                .bind(at)
-                .bind(i64::from(new.spec.max_iterations))
-                .bind(&new.trace_parent)
-                .execute(&mut *tx)
-                .await?;
+                Self::queue_job(&mut tx, job_id, project, OPTIMIZATION_JOB, json!({"optimization_id": id}),
+                    new.max_attempts, at, i64::from(new.spec.max_iterations), new.trace_parent.as_deref()).await?;
                 sqlx::query(
                     "insert into optimization (id, project_id, job_id, prompt_id, version_id, dataset_id, \
                      item_count, spec, state, created_at, created_by) \

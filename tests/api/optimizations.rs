@@ -635,18 +635,8 @@ async fn a_killed_worker_s_job_resumes_and_makes_one_version(url: String) {
     target.set_latency(Duration::from_millis(20));
     let created = start(&app, request("opro", json!({"concurrency": 2}))).await;
     let job = format!("/v1/jobs/{}", created["job_id"].as_str().expect("job"));
-    let first = worker(&app);
-    let killed = tokio::spawn(async move { first.run_once().await });
     // Killed inside the second iteration, once its proposal is saved.
-    loop {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        let now = get(&app, &created).await;
-        if now["iterations"].as_array().map_or(0, Vec::len) >= 2 {
-            break;
-        }
-    }
-    killed.abort();
-    let _ = killed.await;
+    kill_after(&app, &created, 2).await;
     let before = get(&app, &created).await;
     assert_eq!(
         before["iterations"].as_array().map(Vec::len),
@@ -654,16 +644,7 @@ async fn a_killed_worker_s_job_resumes_and_makes_one_version(url: String) {
         "{before}"
     );
     let calls_before = target.request_count();
-
-    let second = worker(&app);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ran::Job(..) = second.run_once().await.expect("worker") {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never taken over");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    resume(&app).await;
     let done = get(&app, &created).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(app.get(&job).await.body["attempts"], 2);
@@ -684,6 +665,31 @@ async fn a_killed_worker_s_job_resumes_and_makes_one_version(url: String) {
     let all = versions(&app).await;
     assert_eq!(all.len(), 2, "exactly one result version");
     assert_eq!(all[0]["metadata"]["optimization_id"], created["id"]);
+}
+
+/// Runs a worker on the job and kills it once `iterations` are saved.
+async fn kill_after(app: &TestApp, created: &Value, iterations: usize) {
+    let first = worker(app);
+    let killed = tokio::spawn(async move { first.run_once().await });
+    loop {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let now = get(app, created).await;
+        if now["iterations"].as_array().map_or(0, Vec::len) >= iterations {
+            break;
+        }
+    }
+    killed.abort();
+    let _ = killed.await;
+}
+
+/// Another worker takes the job over once the dead one's lease expires.
+async fn resume(app: &TestApp) {
+    let second = worker(app);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !matches!(second.run_once().await.expect("worker"), Ran::Job(..)) {
+        assert!(tokio::time::Instant::now() < deadline, "never taken over");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Kills the worker once the first iteration is saved; another one finishes
@@ -708,23 +714,8 @@ async fn killed_and_resumed(url: String, strategy: &str) {
         ),
     )
     .await;
-    let first = worker(&app);
-    let killed = tokio::spawn(async move { first.run_once().await });
-    loop {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        let now = get(&app, &created).await;
-        if now["iterations"].as_array().map_or(0, Vec::len) >= 1 {
-            break;
-        }
-    }
-    killed.abort();
-    let _ = killed.await;
-    let second = worker(&app);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !matches!(second.run_once().await.expect("worker"), Ran::Job(..)) {
-        assert!(tokio::time::Instant::now() < deadline, "never taken over");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    kill_after(&app, &created, 1).await;
+    resume(&app).await;
     let done = get(&app, &created).await;
     assert_eq!(done["status"], "succeeded", "{strategy}: {done}");
     let job = format!("/v1/jobs/{}", created["job_id"].as_str().expect("job"));
