@@ -61,8 +61,9 @@ pub trait LlmProvider: Send + Sync {
 #[derive(Debug, Default)]
 pub struct CallMeter {
     attempts: std::sync::atomic::AtomicU64,
-    /// Spent so far, in millionths of a dollar (atomics hold no floats).
-    cost_micro_usd: std::sync::atomic::AtomicU64,
+    /// Spent so far, in 10⁻¹² dollars (atomics hold no floats; a cheap
+    /// call costs well under a millionth).
+    cost_pico_usd: std::sync::atomic::AtomicU64,
     max_calls: Option<u64>,
     max_cost_usd: Option<f64>,
 }
@@ -77,7 +78,7 @@ impl CallMeter {
     ) -> Self {
         Self {
             attempts: attempts.into(),
-            cost_micro_usd: to_micro(cost_usd).into(),
+            cost_pico_usd: to_pico(cost_usd).into(),
             max_calls,
             max_cost_usd,
         }
@@ -106,8 +107,8 @@ impl CallMeter {
 
     pub fn add_cost(&self, cost_usd: Option<f64>) {
         if let Some(cost) = cost_usd {
-            self.cost_micro_usd
-                .fetch_add(to_micro(cost), std::sync::atomic::Ordering::SeqCst);
+            self.cost_pico_usd
+                .fetch_add(to_pico(cost), std::sync::atomic::Ordering::SeqCst);
         }
     }
 
@@ -125,14 +126,12 @@ impl CallMeter {
     }
 
     pub fn cost_usd(&self) -> f64 {
-        self.cost_micro_usd
-            .load(std::sync::atomic::Ordering::SeqCst) as f64
-            / 1e6
+        self.cost_pico_usd.load(std::sync::atomic::Ordering::SeqCst) as f64 / 1e12
     }
 }
 
-fn to_micro(usd: f64) -> u64 {
-    (usd.max(0.0) * 1e6).round() as u64
+fn to_pico(usd: f64) -> u64 {
+    (usd.max(0.0) * 1e12).round() as u64
 }
 
 /// What to ask a provider.
@@ -432,6 +431,26 @@ fn info(name: &str, config: &ProviderConfig) -> ProviderInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_meter_admits_exactly_its_calls() {
+        let meter = CallMeter::new(Some(3), None, 1, 0.0);
+        assert!(meter.admit() && meter.admit());
+        assert!(!meter.admit(), "the fourth attempt");
+        assert_eq!(meter.attempts(), 3);
+        assert!(meter.exhausted());
+    }
+
+    #[test]
+    fn a_meter_keeps_tiny_costs_and_stops_once_spent() {
+        let meter = CallMeter::new(None, Some(0.000_002), 0, 0.0);
+        meter.add_cost(Some(0.000_000_15));
+        assert!((meter.cost_usd() - 0.000_000_15).abs() < 1e-15);
+        assert!(meter.admit());
+        meter.add_cost(Some(0.000_002));
+        assert!(!meter.admit());
+        assert!(meter.exhausted());
+    }
     use crate::config::{ModelPrice, Redacted};
 
     #[test]
@@ -477,6 +496,7 @@ mod tests {
                 "provider_missing_api_key",
                 false,
             ),
+            (ProviderError::BudgetExhausted, "budget_exhausted", false),
         ];
         for (error, code, retryable) in cases {
             assert_eq!(error.code(), code, "{error:?}");

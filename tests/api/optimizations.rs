@@ -573,6 +573,52 @@ async fn the_budget_stops_the_job_where_it_should(url: String) {
     assert_eq!(versions(&app).await.len(), 1);
 }
 
+async fn a_cost_budget_stops_the_job_within_one_batch(url: String) {
+    // Every call costs 10 input and 5 output tokens: $0.00002.
+    let per_call = 10.0 * 1e-6 + 5.0 * 2e-6;
+    let Setup {
+        app,
+        target,
+        optimizer,
+    } = setup(&url, |config| {
+        for provider in ["target", "optimizer"] {
+            if let Some(config) = config.providers.get_mut(provider) {
+                config.prices.insert(
+                    crate::fake_llm::FAKE_MODEL.to_owned(),
+                    promptreg::config::ModelPrice {
+                        input_per_million: 1.0,
+                        output_per_million: 2.0,
+                    },
+                );
+            }
+        }
+    })
+    .await;
+    script_optimizer(&optimizer, vec![FIRST, SECOND]);
+    let max_cost = 12.5 * per_call;
+    let concurrency = 3;
+    let created = start(
+        &app,
+        request(
+            "opro",
+            json!({"budget": {"max_cost_usd": max_cost}, "concurrency": concurrency}),
+        ),
+    )
+    .await;
+    drain(&worker(&app)).await;
+    let done = get(&app, &created).await;
+    assert_eq!(done["stop_reason"], "budget", "{done}");
+    let spent = done["usage"]["cost_usd"].as_f64().expect("cost");
+    let made = (target.request_count() + optimizer.request_count()) as f64;
+    assert!(
+        (spent - made * per_call).abs() < 1e-9,
+        "{spent} for {made} calls"
+    );
+    // Spent past the limit by at most the calls that were in flight.
+    assert!(spent >= max_cost, "{spent}");
+    assert!(spent <= max_cost + concurrency as f64 * per_call, "{spent}");
+}
+
 async fn cancel_stops_the_job_at_any_step_and_creates_no_version(url: String) {
     let Setup {
         app,
@@ -911,6 +957,7 @@ backend_url_tests!(
     fewshot_bootstraps_and_fills_demonstrations,
     a_target_score_stops_early_and_promotion_follows_the_rules,
     the_budget_stops_the_job_where_it_should,
+    a_cost_budget_stops_the_job_within_one_batch,
     cancel_stops_the_job_at_any_step_and_creates_no_version,
     a_killed_worker_s_job_resumes_and_makes_one_version,
     events_stream_each_iteration,
