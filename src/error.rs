@@ -520,6 +520,7 @@ impl ApiError {
                 column: None,
             }),
             StoreError::Corrupt(message) => Self::Internal(anyhow::anyhow!(message)),
+            StoreError::JobNotHeld => Self::Internal(anyhow::anyhow!("job not held")),
             StoreError::Database(err) => match err {
                 sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
                     tracing::error!(error = %err, "database unavailable");

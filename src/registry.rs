@@ -124,10 +124,14 @@ impl Registry {
         &self,
         id: Uuid,
         prompt_id: Uuid,
+        owner: &str,
         state: &crate::domain::optimization::OptimizationState,
         result: Option<(ProjectId, PromptName, NewVersion, Actor)>,
     ) -> StoreResult<Option<semver::Version>> {
-        let version = self.store.finish_optimization(id, state, result).await?;
+        let version = self
+            .store
+            .finish_optimization(id, owner, state, result)
+            .await?;
         self.invalidate(prompt_id);
         Ok(version)
     }

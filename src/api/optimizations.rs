@@ -288,6 +288,22 @@ fn parse_spec(
         (None, StrategyName::Fewshot) => {}
     }
     check_provider(state, &mut errors, "target.provider", &body.target.provider);
+    if budget.max_cost_usd.is_some() {
+        // A provider without prices makes every call free: the limit would never bite.
+        let providers = state.providers.list();
+        let called = std::iter::once(&body.target.provider)
+            .chain(body.optimizer.as_ref().map(|o| &o.provider));
+        for name in called {
+            if let Some(info) = providers.iter().find(|p| &p.name == name) {
+                if info.models.is_empty() {
+                    errors.push(FieldError::new(
+                        "budget.max_cost_usd",
+                        format!("provider {name:?} has no prices configured, so its calls cost nothing; configure [providers.{name}.prices] or use max_calls"),
+                    ));
+                }
+            }
+        }
+    }
     match metric {
         Some(metric) if errors.is_empty() => Ok(OptimizationSpec {
             split,

@@ -44,7 +44,12 @@ fn history(context: &Context<'_>) -> Vec<(String, f64)> {
     if let Some(score) = context.state.baseline.train_score {
         scored.push((instruction(context.base).to_owned(), score));
     }
+    // Only scores over the whole training split compare with each other.
+    let whole = context.train.len() as u32;
     for candidate in context.state.iterations.iter().flat_map(|i| &i.candidates) {
+        if candidate.train_items < whole {
+            continue;
+        }
         if let (Some(score), None) = (candidate.train_score, &candidate.discarded) {
             let body = PromptBody::from(candidate.template.clone());
             let text = instruction(&body).to_owned();

@@ -64,8 +64,15 @@ impl OptimizationRunner {
     }
 }
 
+/// Database trouble may pass; a prompt or optimization that changed under
+/// the job (archived, deleted, renumbered) will not.
 fn store_error(e: StoreError) -> JobError {
-    JobError::retryable(format!("store: {e}"))
+    match e {
+        StoreError::Database(_) | StoreError::JobNotHeld => {
+            JobError::retryable(format!("store: {e}"))
+        }
+        other => JobError::permanent(other.to_string()),
+    }
 }
 
 /// Splits items into training and validation, shuffled by `seed`; each
@@ -162,6 +169,7 @@ impl JobRunner for OptimizationRunner {
         let (train, val) = split(items, spec.split.train, spec.split.seed);
         let mut run = Run {
             runner: self,
+            owner: job.lease_owner.clone().unwrap_or_default(),
             optimization: &optimization,
             base: &base,
             train: Arc::new(train),
@@ -175,17 +183,29 @@ impl JobRunner for OptimizationRunner {
             match run.iterate().await {
                 Ok(()) => {}
                 Err(StepError::Budget) => run.state.stop_reason = Some(StopReason::Budget),
-                Err(StepError::Stopped) => return Ok(Finished::Stopped),
+                Err(StepError::Stopped) => {
+                    // Keep the calls made, for a resumed job's budget.
+                    let _ = run.save().await;
+                    return Ok(Finished::Stopped);
+                }
                 Err(StepError::Failed(e)) => {
-                    // Keep the calls made; the next attempt resumes from here.
                     let _ = run.save().await;
                     return Err(e);
                 }
             }
             run.state.finished = true;
         }
-        run.finish(&name).await?;
-        Ok(Finished::Succeeded)
+        if stop.is_stopped() {
+            let _ = run.save().await;
+            return Ok(Finished::Stopped);
+        }
+        match run.finish(&name).await {
+            Ok(()) => Ok(Finished::Succeeded),
+            // Cancelled or taken over at the last moment: no version.
+            Err(StepError::Stopped) => Ok(Finished::Stopped),
+            Err(StepError::Budget) => Ok(Finished::Succeeded),
+            Err(StepError::Failed(e)) => Err(e),
+        }
     }
 }
 
@@ -216,6 +236,8 @@ impl OptimizationRunner {
 /// One attempt at one optimization.
 struct Run<'a> {
     runner: &'a OptimizationRunner,
+    /// This worker, as the job's lease names it: saves need to hold it.
+    owner: String,
     optimization: &'a Optimization,
     base: &'a Version,
     train: Arc<Vec<DatasetItem>>,
@@ -231,18 +253,20 @@ impl Run<'_> {
         self.state.iterations.iter().filter(|i| i.complete).count()
     }
 
-    async fn save(&mut self) -> Result<(), JobError> {
+    /// Saves the state; a worker that lost the job stops here.
+    async fn save(&mut self) -> Result<(), StepError> {
         self.state.calls = self.meter.attempts();
         self.state.cost_usd = self.meter.cost_usd();
         self.runner
             .store
             .save_optimization_state(
                 self.optimization.id,
+                &self.owner,
                 &self.state,
                 self.completed_iterations() as i64,
             )
             .await
-            .map_err(store_error)
+            .map_err(step_error)
     }
 
     /// The loop, from wherever the saved state left it.
@@ -471,7 +495,7 @@ impl Run<'_> {
 
     /// Writes the result version (once), moves the label when asked and
     /// earned, and saves the final state.
-    async fn finish(&mut self, name: &PromptName) -> Result<(), JobError> {
+    async fn finish(&mut self, name: &PromptName) -> Result<(), StepError> {
         let optimization = self.optimization;
         let spec = &optimization.spec;
         let baseline = self.state.baseline.val_score;
@@ -505,9 +529,15 @@ impl Run<'_> {
         let version = self
             .runner
             .registry
-            .finish_optimization(optimization.id, self.base.prompt_id, &self.state, result)
+            .finish_optimization(
+                optimization.id,
+                self.base.prompt_id,
+                &self.owner,
+                &self.state,
+                result,
+            )
             .await
-            .map_err(store_error)?;
+            .map_err(step_error)?;
         if let Some(label) = &spec.promote_to {
             let promotion = self
                 .promote(name, label, version.as_ref(), winner.as_ref(), &actor)
@@ -629,6 +659,13 @@ impl Run<'_> {
             moved: true,
             reason: None,
         })
+    }
+}
+
+fn step_error(e: StoreError) -> StepError {
+    match e {
+        StoreError::JobNotHeld => StepError::Stopped,
+        other => StepError::Failed(store_error(other)),
     }
 }
 

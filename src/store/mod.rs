@@ -65,6 +65,10 @@ pub enum StoreError {
     /// The job already ended (succeeded, failed or cancelled).
     #[error("the job already {}", .0.as_str())]
     JobFinished(crate::domain::jobs::JobStatus),
+    /// The worker no longer holds the job (its lease passed to another
+    /// worker, or a cancel was asked for): it must stop writing.
+    #[error("the job is no longer held by this worker")]
+    JobNotHeld,
     #[error("a dataset with this name already exists")]
     DatasetExists,
     /// An upload's item could not be read; nothing of the upload was kept.
@@ -354,19 +358,25 @@ pub trait Store: Send + Sync + 'static {
     /// The optimization a job runs.
     async fn get_optimization_of_job(&self, job_id: Uuid) -> StoreResult<Optimization>;
     /// Saves how far an optimization got, with its job's progress, in one transaction.
+    /// Only while `owner` holds the job's lease: otherwise
+    /// [`StoreError::JobNotHeld`], and nothing is written.
     async fn save_optimization_state(
         &self,
         id: Uuid,
+        owner: &str,
         state: &OptimizationState,
         progress_done: i64,
     ) -> StoreResult<()>;
     /// Saves the final state and, unless the optimization already has one,
     /// creates `result` as a version of `prompt`, in one transaction: however
     /// often a resumed job gets here, there is one result version at most.
-    /// Returns the result version, new or earlier.
+    /// Returns the result version, new or earlier. Writes nothing
+    /// ([`StoreError::JobNotHeld`]) unless `owner` holds the job's lease and
+    /// no cancel was asked for.
     async fn finish_optimization(
         &self,
         id: Uuid,
+        owner: &str,
         state: &OptimizationState,
         result: Option<(ProjectId, PromptName, NewVersion, Actor)>,
     ) -> StoreResult<Option<semver::Version>>;

@@ -1134,14 +1134,21 @@ macro_rules! impl_store {
                 row.with_job(job)
             }
 
-            async fn save_optimization_state(&self, id: Uuid, state: &OptimizationState, progress_done: i64) -> StoreResult<()> {
+            async fn save_optimization_state(&self, id: Uuid, owner: &str, state: &OptimizationState, progress_done: i64) -> StoreResult<()> {
                 let at = now();
                 let mut tx = self.writer().begin().await?;
-                sqlx::query("update optimization set state = $1 where id = $2")
-                    .bind(Json(state))
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+                let saved = sqlx::query(
+                    "update optimization set state = $1 where id = $2 and job_id in \
+                     (select id from job where lease_owner = $3 and status = 'running')",
+                )
+                .bind(Json(state))
+                .bind(id)
+                .bind(owner)
+                .execute(&mut *tx)
+                .await?;
+                if saved.rows_affected() == 0 {
+                    return Err(StoreError::JobNotHeld);
+                }
                 sqlx::query("update job set progress_done = $1, updated_at = $2 where id = (select job_id from optimization where id = $3)")
                     .bind(progress_done)
                     .bind(at)
@@ -1155,10 +1162,24 @@ macro_rules! impl_store {
             async fn finish_optimization(
                 &self,
                 id: Uuid,
+                owner: &str,
                 state: &OptimizationState,
                 result: Option<(ProjectId, PromptName, NewVersion, Actor)>
             ) -> StoreResult<Option<semver::Version>> {
                 let mut tx = self.writer().begin().await?;
+                // Locks the job: a cancel either came first (no version) or
+                // waits for this and finds the result written.
+                let cancel_requested = sqlx::query_scalar::<_, bool>(&format!(
+                    "select cancel_requested from job where id = (select job_id from optimization where id = $1) \
+                     and lease_owner = $2 and status = 'running'{}", Self::LOCK_ROW
+                ))
+                .bind(id)
+                .bind(owner)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if cancel_requested != Some(false) {
+                    return Err(StoreError::JobNotHeld);
+                }
                 let earlier = sqlx::query_scalar::<_, Option<Uuid>>(&format!(
                     "select result_version_id from optimization where id = $1{}", Self::LOCK_ROW
                 ))
@@ -1384,11 +1405,19 @@ macro_rules! impl_store {
                         .execute(&mut *tx)
                         .await?;
                 } else {
-                    sqlx::query("update job set cancel_requested = true, updated_at = $1 where id = $2")
-                        .bind(at)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
+                    // An optimization that wrote its result version is done:
+                    // cancelling it now would leave that version behind.
+                    let asked = sqlx::query(
+                        "update job set cancel_requested = true, updated_at = $1 where id = $2 \
+                         and not exists (select 1 from optimization where job_id = $2 and result_version_id is not null)",
+                    )
+                    .bind(at)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                    if asked.rows_affected() == 0 {
+                        return Err(StoreError::JobFinished(JobStatus::Succeeded));
+                    }
                 }
                 Self::audit(&mut tx, project, actor, "job.cancel", &format!("jobs/{id}"),
                     Some(json!({"status": job.status.as_str()})), None).await?;

@@ -639,7 +639,12 @@ async fn cancel_stops_the_job_at_any_step_and_creates_no_version(url: String) {
         let running = worker(&app);
         let task = tokio::spawn(async move { running.run_once().await });
         let calls = target.request_count();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{strategy}: never got there"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
             let now = get(&app, &created).await;
             let started = now["iterations"].as_array().map_or(0, Vec::len);
@@ -702,10 +707,11 @@ async fn a_killed_worker_s_job_resumes_and_makes_one_version(url: String) {
         "{done}"
     );
     assert_eq!(optimizer.request_count(), 4);
+    // Only iteration 2's scoring and iteration 3 were left: 10 calls each.
     assert!(
-        target.request_count() - calls_before < 40,
+        target.request_count() - calls_before <= 20,
         "{}",
-        target.request_count()
+        target.request_count() - calls_before
     );
     assert!(template_of(&done["best"]).contains("GENERAL"));
     let all = versions(&app).await;
@@ -717,7 +723,9 @@ async fn a_killed_worker_s_job_resumes_and_makes_one_version(url: String) {
 async fn kill_after(app: &TestApp, created: &Value, iterations: usize) {
     let first = worker(app);
     let killed = tokio::spawn(async move { first.run_once().await });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
+        assert!(tokio::time::Instant::now() < deadline, "never got there");
         tokio::time::sleep(Duration::from_millis(10)).await;
         let now = get(app, created).await;
         if now["iterations"].as_array().map_or(0, Vec::len) >= iterations {
@@ -864,6 +872,17 @@ async fn bad_optimization_requests_name_the_problem(url: String) {
         ],
         "{}",
         bad.body
+    );
+    // No prices: the calls would cost nothing and the limit never bite.
+    let free = app
+        .post(
+            "/v1/optimizations",
+            request("opro", json!({"budget": {"max_cost_usd": 1.0}})),
+        )
+        .await;
+    assert_eq!(
+        fields(&free),
+        vec!["budget.max_cost_usd", "budget.max_cost_usd"]
     );
     let judge = app
         .post(
