@@ -12,10 +12,12 @@ use super::http::{Client, ClientError};
 
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct OptimizeOptions {
+    /// The prompt to optimize.
     pub name: String,
     /// A semver or label (default: the server's default label).
     #[arg(long = "ref")]
     pub reference: Option<String>,
+    /// The dataset, split into training and validation items.
     #[arg(long)]
     pub dataset: String,
     /// A deterministic metric, e.g. exact_match.
@@ -27,37 +29,49 @@ pub struct OptimizeOptions {
     /// The provider of the model the prompt is for.
     #[arg(long)]
     pub target_provider: String,
+    /// Default: the version's model_config.model, else the provider's default.
     #[arg(long)]
     pub target_model: Option<String>,
     /// The provider of the model that proposes candidates (not for fewshot).
     #[arg(long)]
     pub optimizer_provider: Option<String>,
+    /// Default: the provider's default model.
     #[arg(long)]
     pub optimizer_model: Option<String>,
     /// The training share of the dataset (default 0.6).
     #[arg(long)]
     pub train: Option<f64>,
+    /// Seeds the split, the minibatches and the demonstration sets (default 0).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// 1 to 100 (default 5).
     #[arg(long)]
     pub max_iterations: Option<u32>,
+    /// Candidates per iteration, 1 to 16 (default 4).
     #[arg(long = "candidates")]
     pub candidates_per_iteration: Option<u32>,
+    /// Iterations without a better validation score before stopping (default 3).
     #[arg(long)]
     pub patience: Option<u32>,
+    /// Stop once the validation score reaches this (0 to 1).
     #[arg(long)]
     pub target_score: Option<f64>,
+    /// Provider requests at most, retries included, both models together.
     #[arg(long)]
     pub max_calls: Option<u64>,
+    /// Spend at most this, from the providers' configured prices.
     #[arg(long)]
     pub max_cost_usd: Option<f64>,
+    /// Provider calls in flight at most (default 8).
     #[arg(long)]
     pub concurrency: Option<u32>,
+    /// Demonstrations per candidate, for fewshot (default 3).
     #[arg(long)]
     pub num_demos: Option<u32>,
     /// Move this label to the result if it earns it.
     #[arg(long)]
     pub promote_to: Option<String>,
+    /// The validation gain --promote-to needs (default 0).
     #[arg(long)]
     pub min_improvement: Option<f64>,
     /// Follow the optimization to its end with a progress bar.
