@@ -292,15 +292,15 @@ impl Follow {
                 let candidates: Vec<_> = iteration
                     .candidates
                     .iter()
-                    .map(|c| json!({"train_score": c.train_score, "val_score": c.val_score, "discarded": c.discarded}))
+                    .map(|c| json!({"train_score": c.train_score, "train_items": c.train_items, "val_score": c.val_score, "discarded": c.discarded}))
                     .collect();
                 let data = json!({
                     "iteration": iteration.number,
                     "candidates": candidates,
                     "baseline_val_score": state.baseline.val_score,
-                    "best_val_score": state.best_val_score(),
-                    "calls": state.calls,
-                    "cost_usd": state.cost_usd,
+                    "best_val_score": state.best_val_score_through(iteration.number),
+                    "calls": iteration.calls,
+                    "cost_usd": iteration.cost_usd,
                 });
                 self.pending.push_back(
                     Event::default()

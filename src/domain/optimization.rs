@@ -192,6 +192,11 @@ pub struct Iteration {
     pub diagnosis: Option<String>,
     /// Every step of the iteration is done.
     pub complete: bool,
+    /// Calls and cost of the whole job when the iteration completed.
+    #[serde(default)]
+    pub calls: u64,
+    #[serde(default)]
+    pub cost_usd: f64,
 }
 
 /// What happened to `promote_to`.
@@ -246,11 +251,18 @@ impl OptimizationState {
 
     /// The best validation score so far, the baseline's included.
     pub fn best_val_score(&self) -> Option<f64> {
-        let best = self.best().and_then(|c| c.val_score);
-        match (self.baseline.val_score, best) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        }
+        self.best_val_score_through(u32::MAX)
+    }
+
+    /// The best validation score once iteration `number` was done.
+    pub fn best_val_score_through(&self, number: u32) -> Option<f64> {
+        self.iterations
+            .iter()
+            .filter(|i| i.number <= number)
+            .flat_map(|i| &i.candidates)
+            .filter_map(|c| c.val_score)
+            .chain(self.baseline.val_score)
+            .reduce(f64::max)
     }
 }
 
@@ -310,6 +322,8 @@ mod tests {
                 candidates: vec![scored(None), first, scored(Some(0.8)), scored(Some(0.1))],
                 diagnosis: None,
                 complete: true,
+                calls: 0,
+                cost_usd: 0.0,
             }],
             ..Default::default()
         };

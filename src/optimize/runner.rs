@@ -321,6 +321,8 @@ impl Run<'_> {
                     candidates: proposal.candidates,
                     diagnosis: proposal.diagnosis,
                     complete: false,
+                    calls: 0,
+                    cost_usd: 0.0,
                 });
                 self.save().await?;
             }
@@ -451,6 +453,8 @@ impl Run<'_> {
         };
         if let Some(last) = self.state.iterations.last_mut() {
             last.complete = true;
+            last.calls = self.meter.attempts();
+            last.cost_usd = self.meter.cost_usd();
         }
         self.save().await?;
         Ok(())

@@ -826,6 +826,11 @@ async fn events_stream_each_iteration(url: String) {
     assert_eq!(iterations[0]["iteration"], 1);
     assert!(close(&iterations[0]["best_val_score"], 1.0), "{body}");
     assert_eq!(iterations[1]["iteration"], 2);
+    // Each as it was when the iteration completed.
+    assert!(
+        iterations[1]["calls"].as_u64() > iterations[0]["calls"].as_u64(),
+        "{body}"
+    );
     assert_eq!(
         iterations[1]["candidates"].as_array().map(Vec::len),
         Some(1),
