@@ -1,8 +1,9 @@
 //! Optimization: propose candidate templates for a prompt version, score
 //! them against a dataset with the target model, keep the best. The
 //! strategies (`opro`, `critique`, `fewshot`) only propose; `scoring` runs
-//! the target model and the metric; `runner` is the job that drives the
-//! loop, saves every step and writes the result version.
+//! the target model and the metric; `halving` scores an iteration's
+//! candidates; `runner` is the job that drives the loop and saves every
+//! step; `result` writes the result version and moves the label.
 //!
 //! A candidate from the optimizer model is the text between `<prompt>` and
 //! `</prompt>`. It replaces the base template's instruction: the whole text
@@ -11,7 +12,9 @@
 
 mod critique;
 mod fewshot;
+mod halving;
 mod opro;
+mod result;
 pub mod runner;
 mod scoring;
 

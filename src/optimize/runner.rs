@@ -1,9 +1,8 @@
-//! The optimization job. Scores the baseline, then iterates: propose
-//! candidates, score them on a training minibatch, the better half on the
-//! whole training split, the iteration's best on the validation split (the
-//! score that decides). Stops at the target score, out of patience, at
-//! `max_iterations` or when the budget is spent, and writes the best
-//! candidate as a new version when it beats the baseline.
+//! The optimization job. Scores the baseline, then iterates: the strategy
+//! proposes candidates and `halving` scores them. Stops at the target
+//! score, out of patience, at `max_iterations` or when the budget is spent,
+//! and `result` writes the best candidate as a new version when it beats
+//! the baseline.
 //!
 //! Every step saves the state before the next begins, and each step reads
 //! the state to see whether it is already done: a job resumed on another
@@ -14,37 +13,32 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use serde_json::{json, Map};
 
 use super::fewshot::demo_pool;
 use super::scoring::mean;
-use super::{rng, strategy, Context, Optimizer, Outcome, Scorer, StepError};
-use crate::domain::auth::Actor;
-use crate::domain::content::PromptBody;
+use super::{strategy, Context, Optimizer, Outcome, Scorer, StepError};
 use crate::domain::jobs::Job;
 use crate::domain::optimization::{
-    Candidate, Iteration, Optimization, OptimizationState, Promotion, StopReason, StrategyName,
+    Iteration, Optimization, OptimizationState, StopReason, StrategyName,
 };
-use crate::domain::{DatasetItem, LabelName, PromptName, Version, VersionRef};
-use crate::eval::report::{check_gate, GateVerdict};
+use crate::domain::{DatasetItem, PromptName, Version, VersionRef};
 use crate::eval::Metric;
 use crate::providers::{CallMeter, Providers};
 use crate::registry::Registry;
 use crate::render::Renderer;
-use crate::store::{NewVersion, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::worker::{Finished, JobError, JobRunner, StopSignal};
 
 /// Items read from the store at once.
 const PAGE: u32 = 500;
 /// Training items a candidate is first scored on, at least (all when fewer).
-const MIN_MINIBATCH: usize = 4;
-const PURPOSE_MINIBATCH: u64 = 1;
+pub(super) const MIN_MINIBATCH: usize = 4;
 /// Scores closer than this are equal.
-const EPSILON: f64 = 1e-9;
+pub(super) const EPSILON: f64 = 1e-9;
 
 pub struct OptimizationRunner {
-    store: Arc<dyn Store>,
-    registry: Arc<Registry>,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) registry: Arc<Registry>,
     renderer: Arc<Renderer>,
     providers: Arc<Providers>,
 }
@@ -66,7 +60,7 @@ impl OptimizationRunner {
 
 /// Database trouble may pass; a prompt or optimization that changed under
 /// the job (archived, deleted, renumbered) will not.
-fn store_error(e: StoreError) -> JobError {
+pub(super) fn store_error(e: StoreError) -> JobError {
     match e {
         StoreError::Database(_) | StoreError::JobNotHeld => {
             JobError::retryable(format!("store: {e}"))
@@ -94,11 +88,6 @@ pub fn split_sizes(n: usize, train: f64) -> (usize, usize) {
         .clamp(1, n.saturating_sub(1).max(1))
         .min(n);
     (take, n - take)
-}
-
-/// Training items a candidate is scored on first.
-fn minibatch_size(train: usize) -> usize {
-    train.div_ceil(4).max(MIN_MINIBATCH).min(train)
 }
 
 #[async_trait]
@@ -234,27 +223,27 @@ impl OptimizationRunner {
 }
 
 /// One attempt at one optimization.
-struct Run<'a> {
-    runner: &'a OptimizationRunner,
+pub(super) struct Run<'a> {
+    pub(super) runner: &'a OptimizationRunner,
     /// This worker, as the job's lease names it: saves need to hold it.
-    owner: String,
-    optimization: &'a Optimization,
-    base: &'a Version,
-    train: Arc<Vec<DatasetItem>>,
-    val: Arc<Vec<DatasetItem>>,
-    scorer: Scorer,
-    optimizer: Option<Optimizer>,
-    meter: Arc<CallMeter>,
-    state: OptimizationState,
+    pub(super) owner: String,
+    pub(super) optimization: &'a Optimization,
+    pub(super) base: &'a Version,
+    pub(super) train: Arc<Vec<DatasetItem>>,
+    pub(super) val: Arc<Vec<DatasetItem>>,
+    pub(super) scorer: Scorer,
+    pub(super) optimizer: Option<Optimizer>,
+    pub(super) meter: Arc<CallMeter>,
+    pub(super) state: OptimizationState,
 }
 
 impl Run<'_> {
-    fn completed_iterations(&self) -> usize {
+    pub(super) fn completed_iterations(&self) -> usize {
         self.state.iterations.iter().filter(|i| i.complete).count()
     }
 
     /// Saves the state; a worker that lost the job stops here.
-    async fn save(&mut self) -> Result<(), StepError> {
+    pub(super) async fn save(&mut self) -> Result<(), StepError> {
         self.state.calls = self.meter.attempts();
         self.state.cost_usd = self.meter.cost_usd();
         self.runner
@@ -349,324 +338,9 @@ impl Run<'_> {
         }
         None
     }
-
-    /// Successive halving over the last iteration's candidates: each rung
-    /// skips what a saved state shows done.
-    async fn score_iteration(&mut self) -> Result<(), StepError> {
-        let Some(iteration) = self.state.iterations.last() else {
-            return Ok(());
-        };
-        let number = iteration.number;
-        let before = self.best_before_last();
-        // Owned handles: the items stay borrowed while candidates are updated.
-        let (train, val) = (self.train.clone(), self.val.clone());
-        let live: Vec<usize> = (0..iteration.candidates.len())
-            .filter(|&i| iteration.candidates[i].discarded.is_none())
-            .collect();
-
-        // Rung 1: every candidate on a minibatch of the training split.
-        let size = minibatch_size(train.len());
-        let mut order: Vec<usize> = (0..train.len()).collect();
-        order.shuffle(&mut rng(
-            self.optimization.spec.split.seed,
-            number,
-            PURPOSE_MINIBATCH,
-        ));
-        let (in_batch, rest) = order.split_at(size);
-        let batch: Vec<&DatasetItem> = in_batch.iter().map(|&i| &train[i]).collect();
-        let todo: Vec<usize> = live
-            .iter()
-            .copied()
-            .filter(|&i| iteration.candidates[i].minibatch_score.is_none())
-            .collect();
-        if !todo.is_empty() {
-            let scored = self.score(&todo, &batch).await?;
-            for (i, outcomes) in todo.iter().zip(scored) {
-                let candidate = self.candidate(*i);
-                let score = mean(&outcomes);
-                candidate.minibatch_score = Some(score);
-                candidate.train_score = Some(score);
-                candidate.train_items = batch.len() as u32;
-            }
-            self.save().await?;
-        }
-
-        // Rung 2: the better half on the rest of the training split.
-        let mut ranked = live.clone();
-        let candidates = &self.last().candidates;
-        ranked.sort_by(|&a, &b| {
-            let score = |i: usize| candidates[i].minibatch_score.unwrap_or(0.0);
-            score(b).total_cmp(&score(a))
-        });
-        ranked.truncate(live.len().div_ceil(2));
-        let rest: Vec<&DatasetItem> = rest.iter().map(|&i| &train[i]).collect();
-        let todo: Vec<usize> = ranked
-            .iter()
-            .copied()
-            .filter(|&i| (candidates[i].train_items as usize) < train.len())
-            .collect();
-        if !todo.is_empty() {
-            let scored = self.score(&todo, &rest).await?;
-            let all = train.len() as f64;
-            let batch_len = batch.len() as f64;
-            for (i, outcomes) in todo.iter().zip(scored) {
-                let candidate = self.candidate(*i);
-                let batch_sum = candidate.minibatch_score.unwrap_or(0.0) * batch_len;
-                let rest_sum: f64 = outcomes.iter().map(|o| o.score).sum();
-                candidate.train_score = Some((batch_sum + rest_sum) / all);
-                candidate.train_items = all as u32;
-            }
-            self.save().await?;
-        }
-
-        // Rung 3: the iteration's best on training, on validation.
-        let candidates = &self.last().candidates;
-        let leader = ranked.iter().copied().max_by(|&a, &b| {
-            let score = |i: usize| candidates[i].train_score.unwrap_or(0.0);
-            // Ties go to the earlier candidate.
-            score(a).total_cmp(&score(b)).then(b.cmp(&a))
-        });
-        if let Some(leader) = leader.filter(|&i| candidates[i].val_score.is_none()) {
-            let val: Vec<&DatasetItem> = val.iter().collect();
-            let scored = self.score(&[leader], &val).await?;
-            self.candidate(leader).val_score = scored.first().map(|o| mean(o));
-            self.save().await?;
-        }
-
-        let best_now = self
-            .last()
-            .candidates
-            .iter()
-            .filter_map(|c| c.val_score)
-            .fold(None, |best: Option<f64>, v| {
-                Some(best.map_or(v, |b| b.max(v)))
-            });
-        let improved = match (best_now, before) {
-            (Some(now), Some(before)) => now > before + EPSILON,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        self.state.stale_iterations = if improved {
-            0
-        } else {
-            self.state.stale_iterations + 1
-        };
-        if let Some(last) = self.state.iterations.last_mut() {
-            last.complete = true;
-            last.calls = self.meter.attempts();
-            last.cost_usd = self.meter.cost_usd();
-        }
-        self.save().await?;
-        Ok(())
-    }
-
-    /// The best validation score before the last iteration.
-    fn best_before_last(&self) -> Option<f64> {
-        let earlier = OptimizationState {
-            baseline: self.state.baseline,
-            iterations: self.state.iterations[..self.state.iterations.len().saturating_sub(1)]
-                .to_vec(),
-            ..Default::default()
-        };
-        earlier.best_val_score()
-    }
-
-    fn last(&self) -> &Iteration {
-        self.state
-            .iterations
-            .last()
-            .expect("score_iteration runs with an iteration")
-    }
-
-    fn candidate(&mut self, index: usize) -> &mut Candidate {
-        let last = self.state.iterations.len() - 1;
-        &mut self.state.iterations[last].candidates[index]
-    }
-
-    /// Outcomes of the last iteration's candidates `indices` on `items`.
-    async fn score(
-        &self,
-        indices: &[usize],
-        items: &[&DatasetItem],
-    ) -> Result<Vec<Vec<Outcome>>, StepError> {
-        let bodies: Vec<PromptBody> = indices
-            .iter()
-            .map(|&i| PromptBody::from(self.last().candidates[i].template.clone()))
-            .collect();
-        let refs: Vec<&PromptBody> = bodies.iter().collect();
-        self.scorer.score_many(&refs, items).await
-    }
-
-    /// Writes the result version (once), moves the label when asked and
-    /// earned, and saves the final state.
-    async fn finish(&mut self, name: &PromptName) -> Result<(), StepError> {
-        let optimization = self.optimization;
-        let spec = &optimization.spec;
-        let baseline = self.state.baseline.val_score;
-        let winner = self
-            .state
-            .best()
-            .filter(|best| match (best.val_score, baseline) {
-                (Some(best), Some(baseline)) => best > baseline + EPSILON,
-                (Some(_), None) => true,
-                _ => false,
-            })
-            .cloned();
-        let actor = Actor {
-            key_id: None,
-            key_name: optimization
-                .created_by
-                .clone()
-                .unwrap_or_else(|| "system".to_owned()),
-        };
-        let result = match &winner {
-            None => None,
-            Some(winner) => Some((
-                optimization.project_id,
-                name.clone(),
-                self.new_version(winner)?,
-                actor.clone(),
-            )),
-        };
-        self.state.calls = self.meter.attempts();
-        self.state.cost_usd = self.meter.cost_usd();
-        let version = self
-            .runner
-            .registry
-            .finish_optimization(
-                optimization.id,
-                self.base.prompt_id,
-                &self.owner,
-                &self.state,
-                result,
-            )
-            .await
-            .map_err(step_error)?;
-        if let Some(label) = &spec.promote_to {
-            let promotion = self
-                .promote(name, label, version.as_ref(), winner.as_ref(), &actor)
-                .await?;
-            self.state.promotion = Some(promotion);
-            self.save().await?;
-        }
-        Ok(())
-    }
-
-    fn new_version(&self, winner: &Candidate) -> Result<NewVersion, JobError> {
-        let optimization = self.optimization;
-        let spec = &optimization.spec;
-        let body = PromptBody::from(winner.template.clone());
-        let content = crate::domain::PromptContent {
-            body,
-            ..self.base.content.clone()
-        };
-        let variables = crate::template::variables(content.engine, &content.body)
-            .map_err(|e| JobError::permanent(format!("the best candidate: {e}")))?;
-        let (baseline, best) = (
-            self.state.baseline.val_score.unwrap_or(0.0),
-            winner.val_score.unwrap_or(0.0),
-        );
-        let mut metadata = Map::new();
-        for (key, value) in [
-            ("optimization_id", json!(optimization.id)),
-            ("job_id", json!(optimization.job.id)),
-            ("strategy", json!(spec.strategy.as_str())),
-            ("metric", json!(spec.metric.name)),
-            ("dataset", json!(optimization.dataset_name)),
-            ("baseline_val_score", json!(baseline)),
-            ("best_val_score", json!(best)),
-        ] {
-            metadata.insert(key.to_owned(), value);
-        }
-        Ok(NewVersion {
-            content,
-            variables,
-            message: Some(format!(
-                "Optimized by {} from {} on {}: validation {} {baseline:.3} -> {best:.3} (optimization {})",
-                spec.strategy.as_str(),
-                optimization.version,
-                optimization.dataset_name,
-                spec.metric.name,
-                optimization.id
-            )),
-            metadata,
-            version: None,
-            bump: None,
-            parent: Some(optimization.version.clone()),
-            expected_latest: None,
-            labels: Vec::new(),
-        })
-    }
-
-    async fn promote(
-        &self,
-        name: &PromptName,
-        label: &str,
-        version: Option<&semver::Version>,
-        winner: Option<&Candidate>,
-        actor: &Actor,
-    ) -> Result<Promotion, JobError> {
-        let optimization = self.optimization;
-        let not_moved = |reason: String| Promotion {
-            label: label.to_owned(),
-            moved: false,
-            reason: Some(reason),
-        };
-        let (Some(version), Some(best)) = (version, winner.and_then(|w| w.val_score)) else {
-            return Ok(not_moved("no candidate beat the baseline".to_owned()));
-        };
-        let gain = best - self.state.baseline.val_score.unwrap_or(0.0);
-        let min = optimization.spec.min_improvement;
-        if gain + EPSILON < min {
-            return Ok(not_moved(format!(
-                "the validation score improved by {gain:.4}, less than min_improvement {min}"
-            )));
-        }
-        let project = optimization.project_id;
-        let store = &self.runner.store;
-        if let Some(gate) = store
-            .find_gate(project, name, label)
-            .await
-            .map_err(store_error)?
-        {
-            let created = self
-                .runner
-                .registry
-                .get_version(project, name, &VersionRef::Exact(version.clone()))
-                .await
-                .map_err(store_error)?;
-            match check_gate(store, &gate, &created).await.map_err(store_error)? {
-                GateVerdict::Passed => {}
-                GateVerdict::NotEvaluated => {
-                    return Ok(not_moved(format!(
-                        "label {label:?} is gated: version {version} has no succeeded evaluation on dataset {:?}; evaluate it, then move the label",
-                        gate.dataset_name
-                    )))
-                }
-                GateVerdict::Broken { violations, .. } => {
-                    let why: Vec<String> = violations.into_iter().map(|(_, why)| why).collect();
-                    return Ok(not_moved(format!(
-                        "label {label:?} is gated: {}",
-                        why.join("; ")
-                    )));
-                }
-            }
-        }
-        let label_name = LabelName::parse(label).map_err(|e| JobError::permanent(e.to_string()))?;
-        self.runner
-            .registry
-            .set_label(project, name, &label_name, version, actor)
-            .await
-            .map_err(store_error)?;
-        Ok(Promotion {
-            label: label.to_owned(),
-            moved: true,
-            reason: None,
-        })
-    }
 }
 
-fn step_error(e: StoreError) -> StepError {
+pub(super) fn step_error(e: StoreError) -> StepError {
     match e {
         StoreError::JobNotHeld => StepError::Stopped,
         other => StepError::Failed(store_error(other)),
@@ -690,9 +364,9 @@ mod tests {
             .map(|i| DatasetItem {
                 id: uuid::Uuid::now_v7(),
                 seq: i as i64 + 1,
-                input: Map::new(),
+                input: serde_json::Map::new(),
                 expected: None,
-                metadata: Map::new(),
+                metadata: serde_json::Map::new(),
                 created_at: chrono::Utc::now(),
             })
             .collect()
@@ -709,12 +383,5 @@ mod tests {
         assert_ne!(seqs(&train), seqs(&other));
         let (train, val) = split(items(2), 0.99, 1);
         assert_eq!((train.len(), val.len()), (1, 1));
-    }
-
-    #[test]
-    fn minibatches_are_a_quarter_but_not_tiny() {
-        assert_eq!(minibatch_size(3), 3);
-        assert_eq!(minibatch_size(8), 4);
-        assert_eq!(minibatch_size(40), 10);
     }
 }

@@ -1,0 +1,184 @@
+//! The end of an optimization: the best candidate written as a version
+//! (once, with its lineage) and the label moved when the result earns it.
+
+use serde_json::{json, Map};
+
+use super::runner::{step_error, store_error, Run, EPSILON};
+use super::StepError;
+use crate::domain::auth::Actor;
+use crate::domain::content::PromptBody;
+use crate::domain::optimization::{Candidate, Promotion};
+use crate::domain::{LabelName, PromptName, VersionRef};
+use crate::eval::report::{check_gate, GateVerdict};
+use crate::store::NewVersion;
+use crate::worker::JobError;
+
+impl Run<'_> {
+    /// Writes the result version (once), moves the label when asked and
+    /// earned, and saves the final state.
+    pub(super) async fn finish(&mut self, name: &PromptName) -> Result<(), StepError> {
+        let optimization = self.optimization;
+        let spec = &optimization.spec;
+        let baseline = self.state.baseline.val_score;
+        let winner = self
+            .state
+            .best()
+            .filter(|best| match (best.val_score, baseline) {
+                (Some(best), Some(baseline)) => best > baseline + EPSILON,
+                (Some(_), None) => true,
+                _ => false,
+            })
+            .cloned();
+        let actor = Actor {
+            key_id: None,
+            key_name: optimization
+                .created_by
+                .clone()
+                .unwrap_or_else(|| "system".to_owned()),
+        };
+        let result = match &winner {
+            None => None,
+            Some(winner) => Some((
+                optimization.project_id,
+                name.clone(),
+                self.new_version(winner)?,
+                actor.clone(),
+            )),
+        };
+        self.state.calls = self.meter.attempts();
+        self.state.cost_usd = self.meter.cost_usd();
+        let version = self
+            .runner
+            .registry
+            .finish_optimization(
+                optimization.id,
+                self.base.prompt_id,
+                &self.owner,
+                &self.state,
+                result,
+            )
+            .await
+            .map_err(step_error)?;
+        if let Some(label) = &spec.promote_to {
+            let promotion = self
+                .promote(name, label, version.as_ref(), winner.as_ref(), &actor)
+                .await?;
+            self.state.promotion = Some(promotion);
+            self.save().await?;
+        }
+        Ok(())
+    }
+
+    fn new_version(&self, winner: &Candidate) -> Result<NewVersion, JobError> {
+        let optimization = self.optimization;
+        let spec = &optimization.spec;
+        let body = PromptBody::from(winner.template.clone());
+        let content = crate::domain::PromptContent {
+            body,
+            ..self.base.content.clone()
+        };
+        let variables = crate::template::variables(content.engine, &content.body)
+            .map_err(|e| JobError::permanent(format!("the best candidate: {e}")))?;
+        let (baseline, best) = (
+            self.state.baseline.val_score.unwrap_or(0.0),
+            winner.val_score.unwrap_or(0.0),
+        );
+        let mut metadata = Map::new();
+        for (key, value) in [
+            ("optimization_id", json!(optimization.id)),
+            ("job_id", json!(optimization.job.id)),
+            ("strategy", json!(spec.strategy.as_str())),
+            ("metric", json!(spec.metric.name)),
+            ("dataset", json!(optimization.dataset_name)),
+            ("baseline_val_score", json!(baseline)),
+            ("best_val_score", json!(best)),
+        ] {
+            metadata.insert(key.to_owned(), value);
+        }
+        Ok(NewVersion {
+            content,
+            variables,
+            message: Some(format!(
+                "Optimized by {} from {} on {}: validation {} {baseline:.3} -> {best:.3} (optimization {})",
+                spec.strategy.as_str(),
+                optimization.version,
+                optimization.dataset_name,
+                spec.metric.name,
+                optimization.id
+            )),
+            metadata,
+            version: None,
+            bump: None,
+            parent: Some(optimization.version.clone()),
+            expected_latest: None,
+            labels: Vec::new(),
+        })
+    }
+
+    async fn promote(
+        &self,
+        name: &PromptName,
+        label: &str,
+        version: Option<&semver::Version>,
+        winner: Option<&Candidate>,
+        actor: &Actor,
+    ) -> Result<Promotion, JobError> {
+        let optimization = self.optimization;
+        let not_moved = |reason: String| Promotion {
+            label: label.to_owned(),
+            moved: false,
+            reason: Some(reason),
+        };
+        let (Some(version), Some(best)) = (version, winner.and_then(|w| w.val_score)) else {
+            return Ok(not_moved("no candidate beat the baseline".to_owned()));
+        };
+        let gain = best - self.state.baseline.val_score.unwrap_or(0.0);
+        let min = optimization.spec.min_improvement;
+        if gain + EPSILON < min {
+            return Ok(not_moved(format!(
+                "the validation score improved by {gain:.4}, less than min_improvement {min}"
+            )));
+        }
+        let project = optimization.project_id;
+        let store = &self.runner.store;
+        if let Some(gate) = store
+            .find_gate(project, name, label)
+            .await
+            .map_err(store_error)?
+        {
+            let created = self
+                .runner
+                .registry
+                .get_version(project, name, &VersionRef::Exact(version.clone()))
+                .await
+                .map_err(store_error)?;
+            match check_gate(store, &gate, &created).await.map_err(store_error)? {
+                GateVerdict::Passed => {}
+                GateVerdict::NotEvaluated => {
+                    return Ok(not_moved(format!(
+                        "label {label:?} is gated: version {version} has no succeeded evaluation on dataset {:?}; evaluate it, then move the label",
+                        gate.dataset_name
+                    )))
+                }
+                GateVerdict::Broken { violations, .. } => {
+                    let why: Vec<String> = violations.into_iter().map(|(_, why)| why).collect();
+                    return Ok(not_moved(format!(
+                        "label {label:?} is gated: {}",
+                        why.join("; ")
+                    )));
+                }
+            }
+        }
+        let label_name = LabelName::parse(label).map_err(|e| JobError::permanent(e.to_string()))?;
+        self.runner
+            .registry
+            .set_label(project, name, &label_name, version, actor)
+            .await
+            .map_err(store_error)?;
+        Ok(Promotion {
+            label: label.to_owned(),
+            moved: true,
+            reason: None,
+        })
+    }
+}
