@@ -839,6 +839,116 @@ async fn events_stream_each_iteration(url: String) {
     assert_eq!(events.last().map(|(e, _)| e.as_str()), Some("done"));
 }
 
+/// The guarantees the job's last step leans on, driven through the store as
+/// a worker would, with cancels through HTTP: only the lease holder writes,
+/// a cancel that came first means no version, a result written first makes
+/// a late cancel a 409, and finishing twice writes one version.
+async fn only_the_lease_holder_finishes_and_cancel_and_result_never_cross(url: String) {
+    use promptreg::domain::optimization::OptimizationState;
+    use promptreg::store::StoreError;
+    let Setup { app, .. } = setup(&url, |_| {}).await;
+    let store = app.state.registry.store().clone();
+    let project = store.get_project("default").await.expect("project").id;
+    let name = promptreg::domain::PromptName::parse("sentiment").expect("name");
+    let result = || {
+        let content = promptreg::domain::PromptContent {
+            body: promptreg::domain::content::PromptBody::Text("GENERAL {{text}}".into()),
+            engine: promptreg::domain::Engine::Handlebars,
+            model_config: serde_json::Map::new(),
+            input_schema: None,
+            output_schema: None,
+        };
+        let version = promptreg::store::NewVersion {
+            content,
+            variables: vec!["text".to_owned()],
+            message: None,
+            metadata: serde_json::Map::new(),
+            version: None,
+            bump: None,
+            parent: Some(semver::Version::new(1, 0, 0)),
+            expected_latest: None,
+            labels: Vec::new(),
+        };
+        Some((
+            project,
+            name.clone(),
+            version,
+            promptreg::domain::auth::Actor::system(),
+        ))
+    };
+    let state = OptimizationState::default();
+    let id =
+        |created: &Value| uuid::Uuid::parse_str(created["id"].as_str().expect("id")).expect("uuid");
+    let lease = Duration::from_secs(30);
+
+    // Cancelled first: the holder can no longer finish, and no version appears.
+    let first = start(&app, for_strategy("fewshot", json!({}))).await;
+    let claimed = store
+        .claim_job("w1", lease)
+        .await
+        .expect("claim")
+        .expect("a job");
+    assert_eq!(
+        claimed.id.to_string(),
+        first["job_id"].as_str().expect("job")
+    );
+    let not_held = store
+        .save_optimization_state(id(&first), "w2", &state, 0)
+        .await;
+    assert!(
+        matches!(not_held, Err(StoreError::JobNotHeld)),
+        "{not_held:?}"
+    );
+    store
+        .save_optimization_state(id(&first), "w1", &state, 0)
+        .await
+        .expect("the holder saves");
+    let job = first["job_id"].as_str().expect("job");
+    let cancel = app.post(&format!("/v1/jobs/{job}/cancel"), json!({})).await;
+    assert_eq!(cancel.status, 200, "{}", cancel.body);
+    let refused = store
+        .finish_optimization(id(&first), "w1", &state, result())
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::JobNotHeld)),
+        "{refused:?}"
+    );
+    assert_eq!(versions(&app).await.len(), 1);
+
+    // Result first: finishing again writes no second version, and a late
+    // cancel is refused.
+    let second = start(&app, for_strategy("fewshot", json!({}))).await;
+    let claimed = store
+        .claim_job("w1", lease)
+        .await
+        .expect("claim")
+        .expect("a job");
+    assert_eq!(
+        claimed.id.to_string(),
+        second["job_id"].as_str().expect("job")
+    );
+    let other = store
+        .finish_optimization(id(&second), "w2", &state, result())
+        .await;
+    assert!(matches!(other, Err(StoreError::JobNotHeld)), "{other:?}");
+    let made = store
+        .finish_optimization(id(&second), "w1", &state, result())
+        .await
+        .expect("finish")
+        .expect("a version");
+    let again = store
+        .finish_optimization(id(&second), "w1", &state, result())
+        .await
+        .expect("finish again");
+    assert_eq!(again.as_ref(), Some(&made));
+    assert_eq!(versions(&app).await.len(), 2);
+    let job = second["job_id"].as_str().expect("job");
+    let late = app.post(&format!("/v1/jobs/{job}/cancel"), json!({})).await;
+    late.assert_problem(409, "job_finished");
+    let shown = get(&app, &second).await;
+    assert_eq!(shown["result_version"], made.to_string());
+}
+
 async fn bad_optimization_requests_name_the_problem(url: String) {
     let Setup { app, .. } = setup(&url, |_| {}).await;
     let fields = |response: &crate::support::TestResponse| {
@@ -987,5 +1097,6 @@ backend_url_tests!(
     events_stream_each_iteration,
     a_killed_critique_job_resumes_with_one_version,
     a_killed_fewshot_job_resumes_with_one_version,
+    only_the_lease_holder_finishes_and_cancel_and_result_never_cross,
     bad_optimization_requests_name_the_problem,
 );
