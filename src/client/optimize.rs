@@ -23,6 +23,9 @@ pub struct OptimizeOptions {
     /// A deterministic metric, e.g. exact_match.
     #[arg(long)]
     pub metric: String,
+    /// The metric's parameters as JSON, e.g. '{"case_sensitive": false}'.
+    #[arg(long, value_parser = parse_json_object)]
+    pub metric_params: Option<serde_json::Map<String, Value>>,
     /// opro, critique or fewshot.
     #[arg(long)]
     pub strategy: String,
@@ -161,11 +164,19 @@ impl super::commands::JobReport for OptimizeReport {
     }
 }
 
+fn parse_json_object(raw: &str) -> Result<serde_json::Map<String, Value>, String> {
+    match serde_json::from_str(raw) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(_) => Err("a JSON object, e.g. '{\"case_sensitive\": false}'".to_owned()),
+        Err(e) => Err(format!("not JSON: {e}")),
+    }
+}
+
 fn request_body(options: &OptimizeOptions) -> Value {
     let mut body = json!({
         "prompt": options.name,
         "dataset": options.dataset,
-        "metric": {"name": options.metric},
+        "metric": {"name": options.metric, "params": options.metric_params},
         "strategy": options.strategy,
         "target": {"provider": options.target_provider},
     });

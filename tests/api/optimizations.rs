@@ -1058,6 +1058,8 @@ async fn the_cli_optimizes_and_waits(url: String) {
             "reviews",
             "--metric",
             "exact_match",
+            "--metric-params",
+            r#"{"trim": true}"#,
             "--strategy",
             "opro",
             "--target-provider",
@@ -1077,6 +1079,10 @@ async fn the_cli_optimizes_and_waits(url: String) {
     assert_eq!(report["stop_reason"], "max_iterations");
     assert!(report["result_version"].is_string(), "{report}");
     assert!(close(&report["best"]["val_score"], 1.0), "{report}");
+    assert_eq!(
+        report["metric"],
+        json!({"name": "exact_match", "params": {"trim": true}})
+    );
     // A usage error is the CLI's, before any request.
     let usage = crate::cli::cli(&server, &["optimize", "sentiment"]).await;
     assert_eq!(usage.status.code(), Some(2));
