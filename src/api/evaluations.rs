@@ -242,17 +242,8 @@ pub async fn create_evaluation(
             format!("1 to {MAX_CONCURRENCY}"),
         ));
     }
-    if state.providers.get(&body.provider).is_none() {
-        let known: Vec<String> = state.providers.list().into_iter().map(|p| p.name).collect();
-        return Err(ApiError::ProviderNotFound(format!(
-            "no provider named {:?} is configured; configured: {}",
-            body.provider,
-            if known.is_empty() {
-                "none".to_owned()
-            } else {
-                known.join(", ")
-            }
-        )));
+    if let Some(why) = super::providers::unknown(&state, &body.provider) {
+        return Err(ApiError::ProviderNotFound(why));
     }
     let version = state
         .registry

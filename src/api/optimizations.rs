@@ -15,10 +15,11 @@ use super::jobs::Progress;
 use super::scores::{parse_metrics, MetricRequest};
 use super::AppState;
 use crate::domain::auth::Scope;
+use crate::domain::content::PromptBody;
 use crate::domain::jobs::JobStatus;
 use crate::domain::optimization::{
     Budget, Candidate, Iteration, ModelChoice, NewOptimization, Optimization, OptimizationSpec,
-    Promotion, Split, SplitScores, StopReason, StrategyName, Template,
+    Promotion, Split, SplitScores, StopReason, StrategyName,
 };
 use crate::error::{ApiError, FieldError, Problem};
 use crate::optimize::runner::split_sizes;
@@ -91,7 +92,7 @@ pub struct OptimizationUsage {
 /// The best candidate so far: its template and scores.
 #[derive(Serialize, ToSchema)]
 pub struct Best {
-    template: Template,
+    template: PromptBody,
     train_score: Option<f64>,
     val_score: Option<f64>,
     /// The iteration that proposed it.
@@ -326,19 +327,8 @@ fn parse_spec(
 }
 
 fn check_provider(state: &AppState, errors: &mut Vec<FieldError>, field: &str, name: &str) {
-    if state.providers.get(name).is_none() {
-        let known: Vec<String> = state.providers.list().into_iter().map(|p| p.name).collect();
-        errors.push(FieldError::new(
-            field,
-            format!(
-                "no provider named {name:?} is configured; configured: {}",
-                if known.is_empty() {
-                    "none".to_owned()
-                } else {
-                    known.join(", ")
-                }
-            ),
-        ));
+    if let Some(why) = super::providers::unknown(state, name) {
+        errors.push(FieldError::new(field, why));
     }
 }
 

@@ -85,7 +85,9 @@ impl ChatMessage {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A template: the text, or the chat messages (as JSON, a string or an array).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
 pub enum PromptBody {
     Text(String),
     Chat(Vec<ChatMessage>),

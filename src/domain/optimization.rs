@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::content::{ChatMessage, PromptBody};
+use super::content::PromptBody;
 use super::jobs::{Job, MetricSpec};
 use super::ProjectId;
 
@@ -110,32 +110,6 @@ pub enum StopReason {
     Budget,
 }
 
-/// A template as optimizations show and store it: the text, or the chat messages.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(untagged)]
-pub enum Template {
-    Text(String),
-    Chat(Vec<ChatMessage>),
-}
-
-impl From<PromptBody> for Template {
-    fn from(body: PromptBody) -> Self {
-        match body {
-            PromptBody::Text(text) => Self::Text(text),
-            PromptBody::Chat(messages) => Self::Chat(messages),
-        }
-    }
-}
-
-impl From<Template> for PromptBody {
-    fn from(template: Template) -> Self {
-        match template {
-            Template::Text(text) => Self::Text(text),
-            Template::Chat(messages) => Self::Chat(messages),
-        }
-    }
-}
-
 /// Train and validation scores; `None` until measured.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SplitScores {
@@ -146,7 +120,7 @@ pub struct SplitScores {
 /// One proposed template and how far successive halving took it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Candidate {
-    pub template: Template,
+    pub template: PromptBody,
     /// The mean metric on the training items it was scored on (a minibatch,
     /// or all of them when it got that far); `null` when discarded.
     pub train_score: Option<f64>,
@@ -163,7 +137,7 @@ pub struct Candidate {
 }
 
 impl Candidate {
-    pub fn new(template: Template) -> Self {
+    pub fn new(template: PromptBody) -> Self {
         Self {
             template,
             train_score: None,
@@ -174,7 +148,7 @@ impl Candidate {
         }
     }
 
-    pub fn discarded(template: Template, why: String) -> Self {
+    pub fn discarded(template: PromptBody, why: String) -> Self {
         Self {
             discarded: Some(why),
             ..Self::new(template)
@@ -304,14 +278,14 @@ mod tests {
     fn scored(val: Option<f64>) -> Candidate {
         Candidate {
             val_score: val,
-            ..Candidate::new(Template::Text(String::new()))
+            ..Candidate::new(PromptBody::Text(String::new()))
         }
     }
 
     #[test]
     fn the_first_of_equal_validation_scores_is_best() {
         let mut first = scored(Some(0.8));
-        first.template = Template::Text("first".into());
+        first.template = PromptBody::Text("first".into());
         let state = OptimizationState {
             baseline: SplitScores {
                 train_score: Some(0.5),
@@ -329,7 +303,7 @@ mod tests {
         };
         assert_eq!(
             state.best().map(|c| &c.template),
-            Some(&Template::Text("first".into()))
+            Some(&PromptBody::Text("first".into()))
         );
         assert_eq!(state.best_val_score(), Some(0.8));
     }

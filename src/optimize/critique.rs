@@ -31,7 +31,7 @@ fn beam(context: &Context<'_>) -> Vec<PromptBody> {
     }
     for candidate in context.state.iterations.iter().flat_map(|i| &i.candidates) {
         if let Some(val) = candidate.val_score {
-            scored.push((PromptBody::from(candidate.template.clone()), val));
+            scored.push((candidate.template.clone(), val));
         }
     }
     // Stable: equal scores keep the earlier template first.

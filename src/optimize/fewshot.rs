@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::{check_candidate, format_input, rng, Context, Proposal, StepError, Strategy};
 use crate::domain::content::PromptBody;
-use crate::domain::optimization::{Demo, Template};
+use crate::domain::optimization::Demo;
 use crate::domain::{ChatMessage, Engine};
 
 /// Draws per wanted candidate before giving up on finding new sets.
@@ -27,7 +27,7 @@ impl Strategy for FewShot {
         let (bootstrapped, labelled): (Vec<&Demo>, Vec<&Demo>) =
             demos.iter().partition(|d| d.bootstrapped);
         let k = context.num_demos.min(demos.len());
-        let tried: Vec<&Template> = context
+        let tried: Vec<&PromptBody> = context
             .state
             .iterations
             .iter()
@@ -36,7 +36,7 @@ impl Strategy for FewShot {
             .collect();
         let mut random = rng(context.seed, context.iteration, PURPOSE_DEMOS);
         let mut candidates = Vec::new();
-        let mut seen: Vec<Template> = Vec::new();
+        let mut seen: Vec<PromptBody> = Vec::new();
         for _ in 0..context.count * DRAWS_PER_CANDIDATE {
             if candidates.len() == context.count || k == 0 {
                 break;
@@ -57,11 +57,10 @@ impl Strategy for FewShot {
             };
             set.sort_by_key(|d| format_input(&d.input));
             let body = with_demos(context.base, context.engine, &set);
-            let template = Template::from(body.clone());
-            if tried.contains(&&template) || seen.contains(&template) {
+            if tried.contains(&&body) || seen.contains(&body) {
                 continue;
             }
-            seen.push(template);
+            seen.push(body.clone());
             candidates.push(check_candidate(body, context.engine, context.variables));
         }
         Ok(Proposal {

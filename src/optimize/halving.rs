@@ -9,7 +9,7 @@ use super::runner::{Run, EPSILON, MIN_MINIBATCH};
 use super::scoring::mean;
 use super::{rng, Outcome, StepError};
 use crate::domain::content::PromptBody;
-use crate::domain::optimization::{Candidate, Iteration, OptimizationState};
+use crate::domain::optimization::{Candidate, Iteration};
 use crate::domain::DatasetItem;
 
 /// Which shuffle picks an iteration's minibatch.
@@ -28,7 +28,7 @@ impl Run<'_> {
             return Ok(());
         };
         let number = iteration.number;
-        let before = self.best_before_last();
+        let before = self.state.best_val_score_through(number - 1);
         // Owned handles: the items stay borrowed while candidates are updated.
         let (train, val) = (self.train.clone(), self.val.clone());
         let live: Vec<usize> = (0..iteration.candidates.len())
@@ -131,17 +131,6 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// The best validation score before the last iteration.
-    fn best_before_last(&self) -> Option<f64> {
-        let earlier = OptimizationState {
-            baseline: self.state.baseline,
-            iterations: self.state.iterations[..self.state.iterations.len().saturating_sub(1)]
-                .to_vec(),
-            ..Default::default()
-        };
-        earlier.best_val_score()
-    }
-
     fn last(&self) -> &Iteration {
         self.state
             .iterations
@@ -160,12 +149,12 @@ impl Run<'_> {
         indices: &[usize],
         items: &[&DatasetItem],
     ) -> Result<Vec<Vec<Outcome>>, StepError> {
-        let bodies: Vec<PromptBody> = indices
+        let last = self.last();
+        let bodies: Vec<&PromptBody> = indices
             .iter()
-            .map(|&i| PromptBody::from(self.last().candidates[i].template.clone()))
+            .map(|&i| &last.candidates[i].template)
             .collect();
-        let refs: Vec<&PromptBody> = bodies.iter().collect();
-        self.scorer.score_many(&refs, items).await
+        self.scorer.score_many(&bodies, items).await
     }
 }
 

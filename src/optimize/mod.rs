@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::domain::content::PromptBody;
-use crate::domain::optimization::{Candidate, OptimizationState, StrategyName, Template};
+use crate::domain::optimization::{Candidate, OptimizationState, StrategyName};
 use crate::domain::{ChatMessage, DatasetItem, Engine};
 use crate::providers::{CallMeter, CompletionRequest, LlmProvider, ProviderError};
 use crate::template::{Rendered, RenderedMessage};
@@ -190,13 +190,12 @@ pub fn with_instruction(body: &PromptBody, text: String) -> PromptBody {
 
 /// A candidate body as the job keeps it: checked, or discarded with the reason.
 pub fn check_candidate(body: PromptBody, engine: Engine, variables: &[String]) -> Candidate {
-    let template = Template::from(body.clone());
     if let Err(e) = crate::template::check(engine, &body) {
-        return Candidate::discarded(template, format!("does not compile: {e}"));
+        return Candidate::discarded(body, format!("does not compile: {e}"));
     }
     let used: BTreeSet<String> = match crate::template::variables(engine, &body) {
         Ok(used) => used.into_iter().collect(),
-        Err(e) => return Candidate::discarded(template, format!("does not compile: {e}")),
+        Err(e) => return Candidate::discarded(body, format!("does not compile: {e}")),
     };
     let dropped: Vec<&str> = variables
         .iter()
@@ -204,12 +203,9 @@ pub fn check_candidate(body: PromptBody, engine: Engine, variables: &[String]) -
         .map(String::as_str)
         .collect();
     if !dropped.is_empty() {
-        return Candidate::discarded(
-            template,
-            format!("drops variable(s) {}", dropped.join(", ")),
-        );
+        return Candidate::discarded(body, format!("drops variable(s) {}", dropped.join(", ")));
     }
-    Candidate::new(template)
+    Candidate::new(body)
 }
 
 /// The candidates of an optimizer reply: each `<prompt>` as the base's new
@@ -220,13 +216,13 @@ pub fn candidates_from_reply(reply: &str, context: &Context<'_>) -> Vec<Candidat
     if found.is_empty() {
         let excerpt: String = reply.chars().take(200).collect();
         return vec![Candidate::discarded(
-            Template::Text(excerpt),
+            PromptBody::Text(excerpt),
             "the optimizer's reply has no <prompt>…</prompt>".to_owned(),
         )];
     }
     // Templates scored or proposed before: a repeat would cost calls and
     // tell nothing new.
-    let mut seen: Vec<Template> = std::iter::once(Template::from(context.base.clone()))
+    let mut seen: Vec<PromptBody> = std::iter::once(context.base.clone())
         .chain(
             context
                 .state
@@ -240,11 +236,10 @@ pub fn candidates_from_reply(reply: &str, context: &Context<'_>) -> Vec<Candidat
         .into_iter()
         .map(|text| {
             let body = with_instruction(context.base, text);
-            let template = Template::from(body.clone());
-            if seen.contains(&template) {
-                return Candidate::discarded(template, "repeats an earlier template".to_owned());
+            if seen.contains(&body) {
+                return Candidate::discarded(body, "repeats an earlier template".to_owned());
             }
-            seen.push(template);
+            seen.push(body.clone());
             check_candidate(body, context.engine, context.variables)
         })
         .collect()

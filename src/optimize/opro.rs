@@ -9,7 +9,6 @@ use super::{
     candidates_from_reply, format_input, instruction, placeholders, Context, Proposal, StepError,
     Strategy,
 };
-use crate::domain::content::PromptBody;
 
 /// Templates shown to the optimizer at most.
 const HISTORY: usize = 8;
@@ -51,8 +50,7 @@ fn history(context: &Context<'_>) -> Vec<(String, f64)> {
             continue;
         }
         if let (Some(score), None) = (candidate.train_score, &candidate.discarded) {
-            let body = PromptBody::from(candidate.template.clone());
-            let text = instruction(&body).to_owned();
+            let text = instruction(&candidate.template).to_owned();
             if !scored.iter().any(|(t, _)| *t == text) {
                 scored.push((text, score));
             }

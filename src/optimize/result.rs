@@ -6,7 +6,6 @@ use serde_json::{json, Map};
 use super::runner::{step_error, store_error, Run, EPSILON};
 use super::StepError;
 use crate::domain::auth::Actor;
-use crate::domain::content::PromptBody;
 use crate::domain::optimization::{Candidate, Promotion};
 use crate::domain::{LabelName, PromptName, VersionRef};
 use crate::eval::report::{check_gate, GateVerdict};
@@ -72,7 +71,7 @@ impl Run<'_> {
     fn new_version(&self, winner: &Candidate) -> Result<NewVersion, JobError> {
         let optimization = self.optimization;
         let spec = &optimization.spec;
-        let body = PromptBody::from(winner.template.clone());
+        let body = winner.template.clone();
         let content = crate::domain::PromptContent {
             body,
             ..self.base.content.clone()

@@ -66,10 +66,19 @@ impl Scorer {
     ) -> Result<Vec<Vec<Outcome>>, StepError> {
         // Futures built up front and boxed: a lazily mapped stream of
         // borrowing closures is not provably `Send` inside the job's future.
+        let contents: Vec<PromptContent> = bodies
+            .iter()
+            .map(|body| PromptContent {
+                body: (*body).clone(),
+                ..self.base.clone()
+            })
+            .collect();
+        let mut params = self.base.model_config.clone();
+        params.extend(self.params.clone());
         let mut calls: Vec<BoxFuture<'_, Result<Outcome, StepError>>> = Vec::new();
-        for body in bodies {
+        for content in &contents {
             for item in items {
-                calls.push(self.score_one(body, item).boxed());
+                calls.push(self.score_one(content, &params, item).boxed());
             }
         }
         let flat: Vec<Outcome> = futures::stream::iter(calls)
@@ -93,29 +102,29 @@ impl Scorer {
         Ok(scored.pop().unwrap_or_default())
     }
 
-    async fn score_one(&self, body: &PromptBody, item: &DatasetItem) -> Result<Outcome, StepError> {
+    /// One item under `content`, called with `params`.
+    async fn score_one(
+        &self,
+        content: &PromptContent,
+        params: &Map<String, Value>,
+        item: &DatasetItem,
+    ) -> Result<Outcome, StepError> {
         if self.stop.is_stopped() {
             return Err(StepError::Stopped);
         }
-        let content = PromptContent {
-            body: body.clone(),
-            ..self.base.clone()
-        };
         let input = Value::Object(item.input.clone());
         let rendered = match self
             .renderer
-            .render_content(self.project, &content, &input)
+            .render_content(self.project, content, &input)
             .await
         {
             Ok((rendered, _)) => rendered,
             Err(e) => return Ok(Outcome::failed(format!("render: {e}"))),
         };
-        let mut params = content.model_config.clone();
-        params.extend(self.params.clone());
         let request = CompletionRequest {
             rendered,
             model: self.model.clone(),
-            params,
+            params: params.clone(),
             output_schema: content.output_schema.clone(),
         };
         let call = self.target.complete_metered(&request, &self.meter);

@@ -879,19 +879,26 @@ async fn only_the_lease_holder_finishes_and_cancel_and_result_never_cross(url: S
     let state = OptimizationState::default();
     let id =
         |created: &Value| uuid::Uuid::parse_str(created["id"].as_str().expect("id")).expect("uuid");
-    let lease = Duration::from_secs(30);
+    // Queued, then claimed by `owner` as a worker would.
+    let start_claimed = |owner: &'static str| {
+        let (app, store) = (&app, &store);
+        async move {
+            let created = start(app, for_strategy("fewshot", json!({}))).await;
+            let claimed = store
+                .claim_job(owner, Duration::from_secs(30))
+                .await
+                .expect("claim")
+                .expect("a job");
+            assert_eq!(
+                claimed.id.to_string(),
+                created["job_id"].as_str().expect("job")
+            );
+            created
+        }
+    };
 
     // Cancelled first: the holder can no longer finish, and no version appears.
-    let first = start(&app, for_strategy("fewshot", json!({}))).await;
-    let claimed = store
-        .claim_job("w1", lease)
-        .await
-        .expect("claim")
-        .expect("a job");
-    assert_eq!(
-        claimed.id.to_string(),
-        first["job_id"].as_str().expect("job")
-    );
+    let first = start_claimed("w1").await;
     let not_held = store
         .save_optimization_state(id(&first), "w2", &state, 0)
         .await;
@@ -917,16 +924,7 @@ async fn only_the_lease_holder_finishes_and_cancel_and_result_never_cross(url: S
 
     // Result first: finishing again writes no second version, and a late
     // cancel is refused.
-    let second = start(&app, for_strategy("fewshot", json!({}))).await;
-    let claimed = store
-        .claim_job("w1", lease)
-        .await
-        .expect("claim")
-        .expect("a job");
-    assert_eq!(
-        claimed.id.to_string(),
-        second["job_id"].as_str().expect("job")
-    );
+    let second = start_claimed("w1").await;
     let other = store
         .finish_optimization(id(&second), "w2", &state, result())
         .await;
