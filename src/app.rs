@@ -22,18 +22,16 @@ use crate::api::{self, AppState, Services};
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::domain::auth::KeySecret;
-use crate::domain::jobs::{EVALUATION_JOB, OPTIMIZATION_JOB};
 use crate::domain::LabelName;
 use crate::error::ApiError;
-use crate::eval::runner::EvaluationRunner;
-use crate::optimize::runner::OptimizationRunner;
 use crate::providers::Providers;
-use crate::registry::Registry;
-use crate::render::Renderer;
+use crate::services;
+use crate::services::render::Renderer;
+use crate::services::Registry;
 use crate::store::{self, Store};
 use crate::telemetry;
 use crate::telemetry::http::RequestMetricsLayer;
-use crate::worker::{JobRunner, Worker};
+use crate::worker::Worker;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -126,8 +124,10 @@ pub fn build_app(state: AppState) -> Router {
                 // A bug (say, a template parser's panic on odd input) costs one
                 // request a 500, not the connection.
                 .layer(CatchPanicLayer::custom(|_| {
-                    ApiError::Internal(anyhow::anyhow!("a request handler panicked"))
-                        .into_response()
+                    ApiError::from(crate::services::ServiceError::Internal(anyhow::anyhow!(
+                        "a request handler panicked"
+                    )))
+                    .into_response()
                 }))
                 .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
                     ApiError::Timeout
@@ -243,29 +243,13 @@ fn on_response<B>(response: &axum::http::Response<B>, latency: Duration, span: &
 /// A job worker over this state's store, providers and renderer, with the
 /// configured lease; woken by jobs queued in this process.
 pub fn worker(state: &AppState) -> Worker {
-    let evaluations: Arc<dyn JobRunner> = Arc::new(EvaluationRunner::new(
-        state.registry.store().clone(),
-        state.renderer.clone(),
-        state.providers.clone(),
-    ));
-    let optimizations: Arc<dyn JobRunner> = Arc::new(OptimizationRunner::new(
-        state.registry.clone(),
-        state.renderer.clone(),
-        state.providers.clone(),
-    ));
-    let config = &state.config.worker;
-    Worker::new(
-        state.registry.store().clone(),
-        [
-            (EVALUATION_JOB.to_owned(), evaluations),
-            (OPTIMIZATION_JOB.to_owned(), optimizations),
-        ]
-        .into_iter()
-        .collect(),
-        Duration::from_secs(config.lease_secs.max(1)),
-        Duration::from_millis(config.poll_interval_ms.max(10)),
+    services::jobs::worker(
+        &state.registry,
+        &state.renderer,
+        &state.providers,
+        &state.config.worker,
+        state.jobs_queued.clone(),
     )
-    .woken_by(state.jobs_queued.clone())
 }
 
 /// Runs `count` workers until `shutdown`; each gives its job in hand back
@@ -289,11 +273,7 @@ pub async fn run_workers(config: Config, count: Option<usize>) -> anyhow::Result
     let (state, _) = build_state(config).await?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let mut workers = spawn_workers(&state, count, &shutdown);
-    tracing::info!(
-        count,
-        backend = state.registry.store().backend(),
-        "workers running"
-    );
+    tracing::info!(count, backend = state.registry.backend(), "workers running");
     shutdown_signal().await;
     shutdown.cancel();
     while workers.join_next().await.is_some() {}
@@ -313,7 +293,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             secret.expose()
         );
     }
-    let backend = state.registry.store().backend();
+    let backend = state.registry.backend();
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;

@@ -13,11 +13,9 @@ use super::auth::{scope, Auth};
 use super::extract::{Json, PageParams, Path, Query};
 use super::AppState;
 use crate::domain::auth::Scope;
-use crate::domain::names::parse_project_name;
 use crate::domain::{ApiKey, AuditEntry, Project};
 use crate::error::{ApiError, Problem};
-
-const MAX_KEY_NAME: usize = 64;
+use crate::services::{admin, ServiceError};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -157,36 +155,16 @@ pub async fn create_key(
     auth: Auth<scope::Admin>,
     Json(body): Json<CreateKeyRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > MAX_KEY_NAME || name.chars().any(char::is_control)
-    {
-        return Err(ApiError::validation(
-            "name",
-            format!("1 to {MAX_KEY_NAME} printable characters"),
-        ));
-    }
-    if body.scopes.is_empty() {
-        return Err(ApiError::validation("scopes", "give at least one scope"));
-    }
-    let project = match &body.project {
-        None => auth.project,
-        Some(project) => {
-            let store = state.registry.store();
-            store
-                .get_project(project)
-                .await
-                .map_err(|e| ApiError::from_store(e, project))?
-                .id
-        }
-    };
-    let mut scopes = body.scopes;
-    scopes.sort();
-    scopes.dedup();
-    let (key, secret) = state
-        .auth
-        .create_key(project, name, scopes, &auth.actor())
-        .await
-        .map_err(|e| ApiError::from_store(e, ""))?;
+    let (key, secret) = admin::create_key(
+        &state.registry,
+        &state.auth,
+        auth.project,
+        &auth.actor(),
+        &body.name,
+        body.scopes,
+        body.project.as_deref(),
+    )
+    .await?;
     let location = format!("/v1/keys/{}", key.id);
     let body = CreatedKeyResponse {
         key: key.into(),
@@ -209,12 +187,7 @@ pub async fn list_keys(
     State(state): State<AppState>,
     auth: Auth<scope::Admin>,
 ) -> Result<axum::Json<KeyList>, ApiError> {
-    let keys = state
-        .registry
-        .store()
-        .list_keys(auth.project)
-        .await
-        .map_err(|e| ApiError::from_store(e, ""))?;
+    let keys = admin::list_keys(&state.registry, auth.project).await?;
     Ok(axum::Json(KeyList {
         items: keys.into_iter().map(KeyResponse::from).collect(),
     }))
@@ -233,12 +206,8 @@ pub async fn revoke_key(
     auth: Auth<scope::Admin>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::KeyNotFound)?;
-    state
-        .auth
-        .revoke_key(auth.project, id, &auth.actor())
-        .await
-        .map_err(|e| ApiError::from_store(e, ""))?;
+    let id = Uuid::parse_str(&id).map_err(|_| ServiceError::KeyNotFound)?;
+    admin::revoke_key(&state.auth, auth.project, &auth.actor(), id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -256,13 +225,7 @@ pub async fn create_project(
     auth: Auth<scope::Admin>,
     Json(body): Json<CreateProjectRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let name = parse_project_name(&body.name).map_err(|e| ApiError::invalid_name("name", e))?;
-    let project = state
-        .registry
-        .store()
-        .insert_project(&name, &auth.actor())
-        .await
-        .map_err(|e| ApiError::from_store(e, &name))?;
+    let project = admin::create_project(&state.registry, &auth.actor(), &body.name).await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(ProjectResponse::from(project)),
@@ -279,12 +242,7 @@ pub async fn list_projects(
     State(state): State<AppState>,
     _auth: Auth<scope::Admin>,
 ) -> Result<axum::Json<ProjectList>, ApiError> {
-    let projects = state
-        .registry
-        .store()
-        .list_projects()
-        .await
-        .map_err(|e| ApiError::from_store(e, ""))?;
+    let projects = admin::list_projects(&state.registry).await?;
     Ok(axum::Json(ProjectList {
         items: projects.into_iter().map(ProjectResponse::from).collect(),
     }))
@@ -303,12 +261,7 @@ pub async fn list_audit(
     auth: Auth<scope::Admin>,
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<AuditPage>, ApiError> {
-    let page = state
-        .registry
-        .store()
-        .list_audit(auth.project, page.to_request()?)
-        .await
-        .map_err(|e| ApiError::from_store(e, ""))?;
+    let page = admin::list_audit(&state.registry, auth.project, page.to_request()?).await?;
     Ok(axum::Json(AuditPage {
         items: page
             .items

@@ -17,17 +17,11 @@ use super::extract::{prompt_name, version_ref, Json, PageParams, Path, Query};
 use super::jobs::Progress;
 use super::scores::{parse_metrics, MetricRequest};
 use super::AppState;
-use crate::domain::jobs::{Evaluation, JobStatus, MetricSpec, NewEvaluation};
+use crate::domain::jobs::{Evaluation, JobStatus, MetricSpec};
 use crate::error::{ApiError, Problem};
-use crate::eval::judge::{default_template, JudgeSpec, Rubric, LLM_JUDGE};
 use crate::eval::report::Scores;
 use crate::eval::stats::{Comparison, Summary};
-use crate::store::{cursor, PageKey};
-
-const DEFAULT_CONCURRENCY: u32 = 8;
-const MAX_CONCURRENCY: u32 = 256;
-/// Tries per evaluation job before it counts as failed.
-const MAX_ATTEMPTS: i32 = 3;
+use crate::services::evaluations::{self, EvaluationSpec};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -124,96 +118,6 @@ impl EvaluationResponse {
     }
 }
 
-/// Checks each LLM judge's provider, makes sure its judge prompt exists in
-/// the registry (created from the rubric's default template the first time,
-/// then the team's to edit), and pins the prompt's latest version.
-async fn pin_judges(
-    state: &AppState,
-    auth: &Auth<scope::Evaluate>,
-    specs: &mut [MetricSpec],
-) -> Result<(), ApiError> {
-    for (i, spec) in specs.iter_mut().enumerate() {
-        if spec.name != LLM_JUDGE {
-            continue;
-        }
-        let mut judge = JudgeSpec::parse(&spec.params)
-            .map_err(|e| ApiError::validation(format!("metrics[{i}]"), e))?;
-        if state.providers.get(&judge.provider).is_none() {
-            return Err(ApiError::ProviderNotFound(format!(
-                "metrics[{i}]: no provider named {:?} is configured",
-                judge.provider
-            )));
-        }
-        let name = prompt_name(&judge.prompt_name())?;
-        let latest = version_ref("ref", crate::domain::names::LATEST)?;
-        let version = match state
-            .registry
-            .get_version(auth.project, &name, &latest)
-            .await
-        {
-            Ok(version) => version,
-            Err(crate::store::StoreError::PromptNotFound) => {
-                create_judge_prompt(state, auth, &name, judge.rubric).await?
-            }
-            Err(e) => return Err(ApiError::from_store(e, name.as_str())),
-        };
-        judge.prompt_version = Some(version.version.to_string());
-        spec.params = serde_json::to_value(&judge).unwrap_or(Value::Null);
-    }
-    Ok(())
-}
-
-async fn create_judge_prompt(
-    state: &AppState,
-    auth: &Auth<scope::Evaluate>,
-    name: &crate::domain::PromptName,
-    rubric: Rubric,
-) -> Result<std::sync::Arc<crate::domain::Version>, ApiError> {
-    let store = |e| ApiError::from_store(e, name.as_str());
-    let created = state
-        .registry
-        .create_prompt(
-            auth.project,
-            crate::store::NewPrompt {
-                name: name.clone(),
-                description: format!("LLM judge: {}", rubric.as_str()),
-                tags: vec!["judge".to_owned()],
-            },
-            &auth.actor(),
-        )
-        .await;
-    match created {
-        Ok(_) | Err(crate::store::StoreError::PromptExists) => {}
-        Err(e) => return Err(store(e)),
-    }
-    let content = crate::domain::PromptContent {
-        body: crate::domain::content::PromptBody::Text(default_template(rubric)),
-        engine: crate::domain::Engine::Handlebars,
-        model_config: Map::new(),
-        input_schema: None,
-        output_schema: None,
-    };
-    let variables =
-        crate::template::variables(content.engine, &content.body).map_err(ApiError::from)?;
-    let new = crate::store::NewVersion {
-        content,
-        variables,
-        message: Some("The default judge prompt; edit it like any other prompt".to_owned()),
-        metadata: Map::new(),
-        version: None,
-        bump: None,
-        parent: None,
-        expected_latest: None,
-        labels: Vec::new(),
-    };
-    let created = state
-        .registry
-        .create_version(auth.project, name, new, &auth.actor())
-        .await
-        .map_err(store)?;
-    Ok(std::sync::Arc::new(created.version))
-}
-
 /// Start an evaluation: answers 202 with it; a worker runs it.
 #[utoipa::path(post, path = "/v1/evaluations", tag = "evaluations",
     security(("bearer" = ["evaluate"])),
@@ -228,53 +132,30 @@ pub async fn create_evaluation(
     auth: Auth<scope::Evaluate>,
     Json(body): Json<CreateEvaluationRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let name = prompt_name(&body.prompt)?;
+    let prompt = prompt_name(&body.prompt)?;
     let reference = match &body.reference {
         Some(r) => version_ref("ref", r)?,
         None => state.renderer.default_ref(),
     };
-    let (mut metric_specs, _) = parse_metrics("metrics", body.metrics, true)?;
-    pin_judges(&state, &auth, &mut metric_specs).await?;
-    let concurrency = body.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
-    if !(1..=MAX_CONCURRENCY).contains(&concurrency) {
-        return Err(ApiError::validation(
-            "concurrency",
-            format!("1 to {MAX_CONCURRENCY}"),
-        ));
-    }
-    if let Some(why) = super::providers::unknown(&state, &body.provider) {
-        return Err(ApiError::ProviderNotFound(why));
-    }
-    let version = state
-        .registry
-        .get_version(auth.project, &name, &reference)
-        .await
-        .map_err(|e| ApiError::from_store(e, name.as_str()))?;
-    let store = state.registry.store();
-    let dataset = store
-        .get_dataset(auth.project, &body.dataset)
-        .await
-        .map_err(|e| ApiError::from_store(e, &body.dataset))?;
-    let evaluation = store
-        .insert_evaluation(
-            auth.project,
-            NewEvaluation {
-                prompt_id: version.prompt_id,
-                version_id: version.id,
-                dataset_id: dataset.id,
-                item_count: dataset.item_count,
-                provider: body.provider,
-                model: body.model,
-                params: body.params.unwrap_or_default(),
-                metrics: metric_specs,
-                concurrency: concurrency as i32,
-                max_attempts: MAX_ATTEMPTS,
-                trace_parent: crate::telemetry::trace::current_traceparent(),
-            },
-            &auth.actor(),
-        )
-        .await
-        .map_err(|e| ApiError::from_store(e, name.as_str()))?;
+    let (metrics, _) = parse_metrics("metrics", body.metrics, true)?;
+    let spec = EvaluationSpec {
+        prompt,
+        reference,
+        dataset: body.dataset,
+        provider: body.provider,
+        model: body.model,
+        params: body.params.unwrap_or_default(),
+        metrics,
+        concurrency: body.concurrency,
+    };
+    let evaluation = evaluations::start(
+        &state.registry,
+        &state.providers,
+        auth.project,
+        &auth.actor(),
+        spec,
+    )
+    .await?;
     state.wake_workers();
     let location = format!("/v1/evaluations/{}", evaluation.id);
     Ok((
@@ -297,14 +178,7 @@ pub async fn get_evaluation(
     auth: Auth<scope::Read>,
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<EvaluationResponse>, ApiError> {
-    let store = state.registry.store();
-    let evaluation = store
-        .get_evaluation(auth.project, id)
-        .await
-        .map_err(|e| ApiError::from_store(e, ""))?;
-    let scores = Scores::load(store, &evaluation)
-        .await
-        .map_err(|e| ApiError::from_store(e, ""))?;
+    let (evaluation, scores) = evaluations::get(&state.registry, auth.project, id).await?;
     Ok(axum::Json(EvaluationResponse::new(evaluation, &scores)))
 }
 
@@ -365,29 +239,10 @@ pub async fn list_results(
     Path(id): Path<Uuid>,
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<ResultPage>, ApiError> {
-    let page = page.to_request()?;
-    let store = state.registry.store();
-    let evaluation = store
-        .get_evaluation(auth.project, id)
-        .await
-        .map_err(|e| ApiError::from_store(e, ""))?;
-    let after = match page.after {
-        Some(PageKey::Int(id)) => id,
-        _ => 0,
-    };
-    let mut results = store
-        .list_results(evaluation.id, after, page.limit + 1)
-        .await
-        .map_err(|e| ApiError::from_store(e, ""))?;
-    let next_cursor = (results.len() > page.limit as usize)
-        .then(|| {
-            results.truncate(page.limit as usize);
-            results.last().map(|r| cursor::encode(PageKey::Int(r.id)))
-        })
-        .flatten();
+    let page = evaluations::results(&state.registry, auth.project, id, page.to_request()?).await?;
     Ok(axum::Json(ResultPage {
-        items: results.into_iter().map(ResultResponse::from).collect(),
-        next_cursor,
+        items: page.items.into_iter().map(ResultResponse::from).collect(),
+        next_cursor: page.next_cursor,
     }))
 }
 
@@ -426,33 +281,12 @@ pub async fn compare_evaluations(
     auth: Auth<scope::Read>,
     Query(params): Query<CompareParams>,
 ) -> Result<axum::Json<CompareResponse>, ApiError> {
-    let store = state.registry.store();
-    let project = auth.project;
-    let load = |id| async move {
-        let evaluation = store
-            .get_evaluation(project, id)
-            .await
-            .map_err(|e| ApiError::from_store(e, ""))?;
-        let scores = Scores::load(store, &evaluation)
-            .await
-            .map_err(|e| ApiError::from_store(e, ""))?;
-        Ok::<_, ApiError>((evaluation, scores))
-    };
-    let (a, a_scores) = load(params.a).await?;
-    let (b, b_scores) = load(params.b).await?;
-    if a.dataset_id != b.dataset_id {
-        return Err(ApiError::validation(
-            "b",
-            format!(
-                "evaluation a ran on dataset {:?} and b on {:?}; compare evaluations of one dataset",
-                a.dataset_name, b.dataset_name
-            ),
-        ));
-    }
+    let (a, b, metrics) =
+        evaluations::compare(&state.registry, auth.project, params.a, params.b).await?;
     Ok(axum::Json(CompareResponse {
         a: a.id,
         b: b.id,
         dataset: a.dataset_name,
-        metrics: a_scores.compare(&b_scores),
+        metrics,
     }))
 }

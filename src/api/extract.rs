@@ -56,7 +56,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let inner = err.into_inner();
         match inner.classify() {
             serde_json::error::Category::Data => {
-                ApiError::Validation(vec![data_error(&path, &inner.to_string())])
+                ApiError::invalid(vec![data_error(&path, &inner.to_string())])
             }
             _ => ApiError::MalformedJson(inner.to_string()),
         }
@@ -103,7 +103,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
                     .filter(|(field, _)| !field.contains(' '))
                 {
                     Some((field, message)) => ApiError::validation(field, message),
-                    None => ApiError::Validation(vec![data_error(".", detail)]),
+                    None => ApiError::invalid(vec![data_error(".", detail)]),
                 }
             })
     }

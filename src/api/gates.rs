@@ -12,11 +12,8 @@ use super::auth::{scope, Auth};
 use super::extract::{label_name, prompt_name, Json, Path};
 use super::AppState;
 use crate::domain::jobs::{Gate, GateRule};
-use crate::domain::{LabelName, ProjectId, PromptName, Version};
-use crate::error::{ApiError, FieldError, Problem};
-use crate::eval::judge::is_judge_score;
-use crate::eval::report::{check_gate, GateVerdict};
-use crate::eval::METRIC_NAMES;
+use crate::error::{ApiError, Problem};
+use crate::services::labels;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -53,41 +50,6 @@ pub struct GateList {
     items: Vec<GateResponse>,
 }
 
-fn check_rules(rules: &[GateRule]) -> Result<(), ApiError> {
-    if rules.is_empty() {
-        return Err(ApiError::validation("rules", "give at least one rule"));
-    }
-    let mut errors = Vec::new();
-    for (i, rule) in rules.iter().enumerate() {
-        let field = format!("rules[{i}]");
-        if !(METRIC_NAMES.contains(&rule.metric.as_str()) || is_judge_score(&rule.metric)) {
-            errors.push(FieldError::new(
-                &field,
-                format!(
-                    "unknown metric {:?}; known: {} and llm_judge_<rubric>",
-                    rule.metric,
-                    METRIC_NAMES.join(", ")
-                ),
-            ));
-        }
-        if rule.min.is_none() && rule.max.is_none() {
-            errors.push(FieldError::new(&field, "give `min`, `max` or both"));
-        }
-        if [rule.min, rule.max]
-            .into_iter()
-            .flatten()
-            .any(|b| !b.is_finite())
-        {
-            errors.push(FieldError::new(&field, "bounds are finite numbers"));
-        }
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::Validation(errors))
-    }
-}
-
 /// Set the gate on a label: which dataset, which rules.
 #[utoipa::path(put, path = "/v1/prompts/{name}/gates/{label}", tag = "gates",
     security(("bearer" = ["promote"])),
@@ -109,25 +71,16 @@ pub async fn put_gate(
 ) -> Result<axum::Json<GateResponse>, ApiError> {
     let name = prompt_name(&name)?;
     let label = label_name("label", &label)?;
-    check_rules(&body.rules)?;
-    let gate = state
-        .registry
-        .store()
-        .put_gate(
-            auth.project,
-            &name,
-            &label,
-            &body.dataset,
-            &body.rules,
-            &auth.actor(),
-        )
-        .await
-        .map_err(|e| match e {
-            crate::store::StoreError::DatasetNotFound => {
-                ApiError::DatasetNotFound(body.dataset.clone())
-            }
-            other => ApiError::from_store(other, name.as_str()),
-        })?;
+    let gate = labels::put_gate(
+        &state.registry,
+        auth.project,
+        &auth.actor(),
+        &name,
+        &label,
+        &body.dataset,
+        &body.rules,
+    )
+    .await?;
     Ok(axum::Json(gate.into()))
 }
 
@@ -145,12 +98,7 @@ pub async fn list_gates(
     Path(name): Path<String>,
 ) -> Result<axum::Json<GateList>, ApiError> {
     let name = prompt_name(&name)?;
-    let gates = state
-        .registry
-        .store()
-        .list_gates(auth.project, &name)
-        .await
-        .map_err(|e| ApiError::from_store(e, name.as_str()))?;
+    let gates = labels::list_gates(&state.registry, auth.project, &name).await?;
     Ok(axum::Json(GateList {
         items: gates.into_iter().map(GateResponse::from).collect(),
     }))
@@ -174,107 +122,6 @@ pub async fn delete_gate(
 ) -> Result<StatusCode, ApiError> {
     let name = prompt_name(&name)?;
     let label = label_name("label", &label)?;
-    let deleted = state
-        .registry
-        .store()
-        .delete_gate(auth.project, &name, &label, &auth.actor())
-        .await
-        .map_err(|e| ApiError::from_store(e, name.as_str()))?;
-    if deleted {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::GateNotFound(label.to_string()))
-    }
-}
-
-/// A version post cannot move a gated label: the new version has no
-/// evaluation yet. Post it without the label, evaluate it, then move it.
-pub async fn refuse_gated_label(
-    state: &AppState,
-    project: ProjectId,
-    name: &PromptName,
-    label: &LabelName,
-) -> Result<(), ApiError> {
-    let gate = state
-        .registry
-        .store()
-        .find_gate(project, name, label.as_str())
-        .await
-        .map_err(|e| ApiError::from_store(e, name.as_str()))?;
-    match gate {
-        None => Ok(()),
-        Some(gate) => Err(ApiError::GateFailed {
-            label: label.to_string(),
-            reason: format!(
-                "a new version has no evaluation on {:?} yet; post it without this label, evaluate it, then move the label",
-                gate.dataset_name
-            ),
-            failed: vec![FieldError::new(
-                "labels",
-                format!("label {label:?} is gated"),
-            )],
-        }),
-    }
-}
-
-/// Refuses (412 `gate_failed`) to point `label` at `version` unless the
-/// label has no gate, or a succeeded evaluation of that version on the
-/// gate's dataset meets every rule.
-pub async fn enforce(
-    state: &AppState,
-    project: ProjectId,
-    name: &PromptName,
-    label: &LabelName,
-    version: &Version,
-) -> Result<(), ApiError> {
-    let store = state.registry.store();
-    let gate = store
-        .find_gate(project, name, label.as_str())
-        .await
-        .map_err(|e| ApiError::from_store(e, name.as_str()))?;
-    let Some(gate) = gate else {
-        return Ok(());
-    };
-    let failed = |reason: String, failed: Vec<FieldError>| ApiError::GateFailed {
-        label: label.to_string(),
-        reason,
-        failed,
-    };
-    let verdict = check_gate(store, &gate, version)
-        .await
-        .map_err(|e| ApiError::from_store(e, name.as_str()))?;
-    let (evaluation, violations) = match verdict {
-        GateVerdict::Passed => return Ok(()),
-        GateVerdict::Broken {
-            evaluation,
-            violations,
-        } => (evaluation, violations),
-        GateVerdict::NotEvaluated => {
-            let why = format!(
-                "version {} has no succeeded evaluation on dataset {:?}",
-                version.version, gate.dataset_name
-            );
-            let errors = gate
-                .rules
-                .iter()
-                .enumerate()
-                .map(|(i, _)| FieldError::new(format!("rules[{i}]"), why.clone()))
-                .collect();
-            return Err(failed(why, errors));
-        }
-    };
-    let reason = format!(
-        "evaluation {} of version {} breaks {} of {} rules",
-        evaluation,
-        version.version,
-        violations.len(),
-        gate.rules.len()
-    );
-    Err(failed(
-        reason,
-        violations
-            .into_iter()
-            .map(|(i, why)| FieldError::new(format!("rules[{i}]"), why))
-            .collect(),
-    ))
+    labels::delete_gate(&state.registry, auth.project, &auth.actor(), &name, &label).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use crate::error::ApiError;
+use crate::services::{jobs, ServiceError};
 
 #[derive(Serialize, ToSchema)]
 pub struct HealthResponse {
@@ -34,7 +35,7 @@ pub async fn readyz(
 ) -> Result<(StatusCode, axum::Json<HealthResponse>), ApiError> {
     state.registry.ping().await.map_err(|err| {
         tracing::warn!(error = %err, "readiness check failed");
-        ApiError::Unavailable
+        ServiceError::Unavailable
     })?;
     Ok((StatusCode::OK, axum::Json(HealthResponse { status: "ok" })))
 }
@@ -69,17 +70,17 @@ pub async fn metrics(
             .auth
             .authorize(&caller, crate::domain::auth::Scope::Admin)?;
     }
-    let store = state.registry.store();
     // A database that does not answer leaves the job gauges at their last
     // values; the rest of the scrape still helps whoever is debugging that.
-    let jobs = match store.count_unfinished_jobs().await {
+    let jobs = match jobs::count_unfinished(&state.registry).await {
         Ok(jobs) => Some(jobs),
         Err(err) => {
             tracing::warn!(error = %err, "cannot count jobs for the metrics scrape");
             None
         }
     };
-    let text = crate::telemetry::metrics::render(handle, jobs.as_deref(), store.pool_connections());
+    let pool = state.registry.pool_connections();
+    let text = crate::telemetry::metrics::render(handle, jobs.as_deref(), pool);
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -10,8 +10,9 @@ use utoipa::ToSchema;
 use super::auth::{scope, Auth};
 use super::extract::{prompt_name, semver, Json, PageParams, Path, Query};
 use super::AppState;
-use crate::domain::{Label, LabelMove, LabelName, PromptName, VersionRef};
+use crate::domain::{Label, LabelMove, LabelName, PromptName};
 use crate::error::{ApiError, Problem};
+use crate::services::labels;
 
 #[derive(Serialize, ToSchema)]
 pub struct LabelResponse {
@@ -101,11 +102,7 @@ pub async fn list_labels(
     Path(name): Path<String>,
 ) -> Result<axum::Json<LabelList>, ApiError> {
     let name = prompt_name(&name)?;
-    let labels = state
-        .registry
-        .list_labels(auth.project, &name)
-        .await
-        .map_err(|e| ApiError::from_store(e, name.as_str()))?;
+    let labels = labels::list_labels(&state.registry, auth.project, &name).await?;
     Ok(axum::Json(LabelList {
         items: labels.into_iter().map(LabelResponse::from).collect(),
     }))
@@ -132,17 +129,15 @@ pub async fn set_label(
 ) -> Result<axum::Json<LabelResponse>, ApiError> {
     let (name, label) = names(&name, &label)?;
     let version = semver("version", &body.version)?;
-    let target = state
-        .registry
-        .get_version(auth.project, &name, &VersionRef::Exact(version.clone()))
-        .await
-        .map_err(|e| ApiError::from_store(e, name.as_str()))?;
-    super::gates::enforce(&state, auth.project, &name, &label, &target).await?;
-    let moved = state
-        .registry
-        .set_label(auth.project, &name, &label, &version, &auth.actor())
-        .await
-        .map_err(|e| ApiError::from_store(e, name.as_str()))?;
+    let moved = labels::move_label(
+        &state.registry,
+        auth.project,
+        &auth.actor(),
+        &name,
+        &label,
+        &version,
+    )
+    .await?;
     Ok(axum::Json(moved.into()))
 }
 
@@ -164,11 +159,7 @@ pub async fn delete_label(
     Path((name, label)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let (name, label) = names(&name, &label)?;
-    state
-        .registry
-        .delete_label(auth.project, &name, &label, &auth.actor())
-        .await
-        .map_err(|e| ApiError::from_store(e, name.as_str()))?;
+    labels::delete_label(&state.registry, auth.project, &auth.actor(), &name, &label).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -191,11 +182,14 @@ pub async fn label_history(
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<LabelMovePage>, ApiError> {
     let (name, label) = names(&name, &label)?;
-    let page = state
-        .registry
-        .list_label_moves(auth.project, &name, &label, page.to_request()?)
-        .await
-        .map_err(|e| ApiError::from_store(e, name.as_str()))?;
+    let page = labels::label_history(
+        &state.registry,
+        auth.project,
+        &name,
+        &label,
+        page.to_request()?,
+    )
+    .await?;
     Ok(axum::Json(LabelMovePage {
         items: page
             .items
@@ -225,10 +219,7 @@ pub async fn rollback_label(
     Path((name, label)): Path<(String, String)>,
 ) -> Result<axum::Json<LabelResponse>, ApiError> {
     let (name, label) = names(&name, &label)?;
-    let moved = state
-        .registry
-        .rollback_label(auth.project, &name, &label, &auth.actor())
-        .await
-        .map_err(|e| ApiError::from_store(e, name.as_str()))?;
+    let moved =
+        labels::rollback_label(&state.registry, auth.project, &auth.actor(), &name, &label).await?;
     Ok(axum::Json(moved.into()))
 }

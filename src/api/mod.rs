@@ -33,8 +33,8 @@ use utoipa::Modify;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::error::{ApiError, FieldError, Problem};
-use crate::registry::Registry;
-use crate::render::Renderer;
+use crate::services::render::Renderer;
+use crate::services::Registry;
 
 /// What handlers share; one `Arc`, so the per-request clone is one increment.
 #[derive(Clone)]

@@ -18,14 +18,14 @@ use crate::domain::auth::Scope;
 use crate::domain::content::PromptBody;
 use crate::domain::jobs::JobStatus;
 use crate::domain::optimization::{
-    Budget, Candidate, Iteration, ModelChoice, NewOptimization, Optimization, OptimizationSpec,
-    Promotion, Split, SplitScores, StopReason, StrategyName,
+    Budget, Candidate, Iteration, ModelChoice, Optimization, OptimizationSpec, Promotion, Split,
+    SplitScores, StopReason, StrategyName,
 };
 use crate::error::{ApiError, FieldError, Problem};
 use crate::optimize::runner::split_sizes;
-
-/// Tries per optimization job before it counts as failed.
-const MAX_ATTEMPTS: i32 = 3;
+use crate::providers::Providers;
+use crate::services::evaluations::unknown_provider;
+use crate::services::{optimizations, ServiceError};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -218,7 +218,7 @@ fn bounded(
 
 /// Checks every field and names each one that is wrong.
 fn parse_spec(
-    state: &AppState,
+    providers: &Providers,
     body: &CreateOptimizationRequest,
 ) -> Result<OptimizationSpec, ApiError> {
     let mut errors = Vec::new();
@@ -231,7 +231,7 @@ fn parse_spec(
     }
     let metric = match parse_metrics("metric", vec![body.metric.clone()], false) {
         Ok((mut specs, _)) => specs.pop(),
-        Err(ApiError::Validation(found)) => {
+        Err(ApiError::Service(ServiceError::Validation(found))) => {
             errors.extend(found.into_iter().map(|e| FieldError {
                 field: "metric".to_owned(),
                 ..e
@@ -281,17 +281,22 @@ fn parse_spec(
             format!("{} needs an optimizer model", body.strategy.as_str()),
         )),
         (Some(optimizer), _) => check_provider(
-            state,
+            providers,
             &mut errors,
             "optimizer.provider",
             &optimizer.provider,
         ),
         (None, StrategyName::Fewshot) => {}
     }
-    check_provider(state, &mut errors, "target.provider", &body.target.provider);
+    check_provider(
+        providers,
+        &mut errors,
+        "target.provider",
+        &body.target.provider,
+    );
     if budget.max_cost_usd.is_some() {
         // A provider without prices makes every call free: the limit would never bite.
-        let providers = state.providers.list();
+        let providers = providers.list();
         let called = std::iter::once(&body.target.provider)
             .chain(body.optimizer.as_ref().map(|o| &o.provider));
         for name in called {
@@ -322,12 +327,12 @@ fn parse_spec(
             promote_to: body.promote_to.clone(),
             min_improvement,
         }),
-        _ => Err(ApiError::Validation(errors)),
+        _ => Err(ApiError::invalid(errors)),
     }
 }
 
-fn check_provider(state: &AppState, errors: &mut Vec<FieldError>, field: &str, name: &str) {
-    if let Some(why) = super::providers::unknown(state, name) {
+fn check_provider(providers: &Providers, errors: &mut Vec<FieldError>, field: &str, name: &str) {
+    if let Some(why) = unknown_provider(providers, name) {
         errors.push(FieldError::new(field, why));
     }
 }
@@ -357,42 +362,17 @@ pub async fn create_optimization(
         Some(r) => version_ref("ref", r)?,
         None => state.renderer.default_ref(),
     };
-    let spec = parse_spec(&state, &body)?;
-    let version = state
-        .registry
-        .get_version(auth.project, &name, &reference)
-        .await
-        .map_err(|e| ApiError::from_store(e, name.as_str()))?;
-    let store = state.registry.store();
-    let dataset = store
-        .get_dataset(auth.project, &body.dataset)
-        .await
-        .map_err(|e| ApiError::from_store(e, &body.dataset))?;
-    if dataset.item_count < 2 {
-        return Err(ApiError::validation(
-            "dataset",
-            format!(
-                "dataset {:?} has {} item(s); an optimization needs at least 2 (training and validation)",
-                dataset.name, dataset.item_count
-            ),
-        ));
-    }
-    let optimization = store
-        .insert_optimization(
-            auth.project,
-            NewOptimization {
-                prompt_id: version.prompt_id,
-                version_id: version.id,
-                dataset_id: dataset.id,
-                item_count: dataset.item_count,
-                spec,
-                max_attempts: MAX_ATTEMPTS,
-                trace_parent: crate::telemetry::trace::current_traceparent(),
-            },
-            &auth.actor(),
-        )
-        .await
-        .map_err(|e| ApiError::from_store(e, name.as_str()))?;
+    let spec = parse_spec(&state.providers, &body)?;
+    let optimization = optimizations::start(
+        &state.registry,
+        auth.project,
+        &auth.actor(),
+        &name,
+        &reference,
+        &body.dataset,
+        spec,
+    )
+    .await?;
     state.wake_workers();
     let location = format!("/v1/optimizations/{}", optimization.id);
     Ok((
@@ -416,11 +396,6 @@ pub async fn get_optimization(
     auth: Auth<scope::Read>,
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<OptimizationResponse>, ApiError> {
-    let optimization = state
-        .registry
-        .store()
-        .get_optimization(auth.project, id)
-        .await
-        .map_err(|e| ApiError::from_store(e, ""))?;
+    let optimization = optimizations::get(&state.registry, auth.project, id).await?;
     Ok(axum::Json(optimization.into()))
 }

@@ -167,8 +167,7 @@ pub async fn create_prompt(
     let created = state
         .registry
         .create_prompt(auth.project, new, &auth.actor())
-        .await
-        .map_err(|e| ApiError::from_store(e, name.as_str()))?;
+        .await?;
     let location = prompt_path(name.as_str());
     Ok((
         StatusCode::CREATED,
@@ -203,8 +202,7 @@ pub async fn list_prompts(
             &filter,
             page_request(params.limit, params.cursor.as_deref())?,
         )
-        .await
-        .map_err(|e| ApiError::from_store(e, ""))?;
+        .await?;
     Ok(axum::Json(PromptPage {
         items: page.items.into_iter().map(PromptResponse::from).collect(),
         next_cursor: page.next_cursor,
@@ -225,11 +223,7 @@ pub async fn get_prompt(
     Path(name): Path<String>,
 ) -> Result<axum::Json<PromptResponse>, ApiError> {
     let name = prompt_name(&name)?;
-    let prompt = state
-        .registry
-        .get_prompt(auth.project, &name)
-        .await
-        .map_err(|e| ApiError::from_store(e, name.as_str()))?;
+    let prompt = state.registry.get_prompt(auth.project, &name).await?;
     Ok(axum::Json(prompt.into()))
 }
 
@@ -291,5 +285,5 @@ async fn update(
         .update_prompt(caller.project, name, patch, &caller.actor())
         .await
         .map(PromptResponse::from)
-        .map_err(|e| ApiError::from_store(e, name.as_str()))
+        .map_err(ApiError::from)
 }

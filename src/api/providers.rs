@@ -9,20 +9,6 @@ use super::AppState;
 use crate::providers::ProviderInfo;
 
 /// Why `name` cannot be used, when no provider of that name is configured.
-pub fn unknown(state: &AppState, name: &str) -> Option<String> {
-    if state.providers.get(name).is_some() {
-        return None;
-    }
-    let known: Vec<String> = state.providers.list().into_iter().map(|p| p.name).collect();
-    Some(format!(
-        "no provider named {name:?} is configured; configured: {}",
-        if known.is_empty() {
-            "none".to_owned()
-        } else {
-            known.join(", ")
-        }
-    ))
-}
 
 #[derive(Serialize, ToSchema)]
 pub struct ProviderList {

@@ -165,8 +165,7 @@ pub async fn render_prompt(
     let output = state
         .renderer
         .render_version(auth.project, &name, &reference, &variables)
-        .await
-        .map_err(|e| ApiError::from_render(e, name.as_str()))?;
+        .await?;
     let version = &output.version;
     let prompt = Some((version.prompt_name.clone(), version.version.to_string()));
     Ok(axum::Json(response(
@@ -207,7 +206,7 @@ pub async fn render_template(
     let content = match content {
         Some(content) if errors.is_empty() => content,
         _ => {
-            return Err(ApiError::Validation(
+            return Err(ApiError::invalid(
                 errors.into_iter().map(FieldError::from).collect(),
             ))
         }
@@ -216,8 +215,7 @@ pub async fn render_template(
     let (rendered, resolved) = state
         .renderer
         .render_content(auth.project, &content, &variables)
-        .await
-        .map_err(|e| ApiError::from_render(e, ""))?;
+        .await?;
     Ok(axum::Json(response(
         None,
         &content,

@@ -101,7 +101,7 @@ pub fn parse_metrics(
     if errors.is_empty() {
         Ok((specs, metrics))
     } else {
-        Err(ApiError::Validation(errors))
+        Err(ApiError::invalid(errors))
     }
 }
 

@@ -19,6 +19,7 @@ use crate::domain::content::{diff_contents, parse_content, ContentFields};
 use crate::domain::ProjectId;
 use crate::domain::{Bump, ChatMessage, Engine, LabelName, PromptType, Version, VersionRef};
 use crate::error::{ApiError, FieldError, Problem};
+use crate::services::versions;
 use crate::store::NewVersion;
 
 const MAX_MESSAGE_LEN: usize = 4096;
@@ -199,7 +200,7 @@ fn parse_new_version(body: CreateVersionRequest) -> Result<NewVersion, ApiError>
             expected_latest,
             labels,
         }),
-        _ => Err(ApiError::Validation(errors)),
+        _ => Err(ApiError::invalid(errors)),
     }
 }
 
@@ -228,23 +229,19 @@ pub async fn create_version(
     Json(body): Json<CreateVersionRequest>,
 ) -> Result<Response, ApiError> {
     let name = prompt_name(&name)?;
-    let mut new = parse_new_version(body)?;
+    let new = parse_new_version(body)?;
     if !new.labels.is_empty() {
         auth.also_require(&state, Scope::Promote)?;
-        for label in &new.labels {
-            super::gates::refuse_gated_label(&state, auth.project, &name, label).await?;
-        }
     }
-    new.variables = state
-        .renderer
-        .check_new_content(auth.project, &name, &new.content)
-        .await
-        .map_err(|e| ApiError::from_render(e, name.as_str()))?;
-    let result = state
-        .registry
-        .create_version(auth.project, &name, new, &auth.actor())
-        .await
-        .map_err(|e| ApiError::from_store(e, name.as_str()))?;
+    let result = versions::create_version(
+        &state.registry,
+        &state.renderer,
+        auth.project,
+        &auth.actor(),
+        &name,
+        new,
+    )
+    .await?;
     let body = axum::Json(VersionResponse::from(&result.version));
     if !result.created {
         return Ok((StatusCode::OK, body).into_response());
@@ -275,8 +272,7 @@ pub async fn list_versions(
     let page = state
         .registry
         .list_versions(auth.project, &name, page.to_request()?)
-        .await
-        .map_err(|e| ApiError::from_store(e, name.as_str()))?;
+        .await?;
     Ok(axum::Json(VersionPage {
         items: page.items.iter().map(VersionResponse::from).collect(),
         next_cursor: page.next_cursor,
@@ -364,7 +360,7 @@ async fn resolve(
         .registry
         .get_version(project, name, reference)
         .await
-        .map_err(|e| ApiError::from_store(e, name.as_str()))
+        .map_err(ApiError::from)
 }
 
 /// RFC 9110 weak comparison against every tag of `If-None-Match` (or `*`).

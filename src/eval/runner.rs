@@ -16,7 +16,7 @@ use super::metrics::{Metric, Sample};
 use crate::domain::jobs::{Evaluation, ItemResult, Job};
 use crate::domain::{DatasetItem, PromptName, VersionRef};
 use crate::providers::{CompletionRequest, LlmProvider, Providers};
-use crate::render::Renderer;
+use crate::services::render::Renderer;
 use crate::store::{Store, StoreError};
 use crate::worker::{Finished, JobError, JobRunner, StopSignal};
 

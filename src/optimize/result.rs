@@ -3,12 +3,12 @@
 
 use serde_json::{json, Map};
 
-use super::runner::{step_error, store_error, Run, EPSILON};
+use super::runner::{step_error, Run, EPSILON};
 use super::StepError;
 use crate::domain::auth::Actor;
 use crate::domain::optimization::{Candidate, Promotion};
-use crate::domain::{LabelName, PromptName, VersionRef};
-use crate::eval::report::{check_gate, GateVerdict};
+use crate::domain::{LabelName, PromptName};
+use crate::services::{labels, ServiceError};
 use crate::store::NewVersion;
 use crate::worker::JobError;
 
@@ -139,41 +139,24 @@ impl Run<'_> {
             )));
         }
         let project = optimization.project_id;
-        let store = &self.runner.store;
-        if let Some(gate) = store
-            .find_gate(project, name, label)
-            .await
-            .map_err(store_error)?
-        {
-            let created = self
-                .runner
-                .registry
-                .get_version(project, name, &VersionRef::Exact(version.clone()))
-                .await
-                .map_err(store_error)?;
-            match check_gate(store, &gate, &created).await.map_err(store_error)? {
-                GateVerdict::Passed => {}
-                GateVerdict::NotEvaluated => {
-                    return Ok(not_moved(format!(
-                        "label {label:?} is gated: version {version} has no succeeded evaluation on dataset {:?}; evaluate it, then move the label",
-                        gate.dataset_name
-                    )))
-                }
-                GateVerdict::Broken { violations, .. } => {
-                    let why: Vec<String> = violations.into_iter().map(|(_, why)| why).collect();
-                    return Ok(not_moved(format!(
-                        "label {label:?} is gated: {}",
-                        why.join("; ")
-                    )));
-                }
-            }
-        }
         let label_name = LabelName::parse(label).map_err(|e| JobError::permanent(e.to_string()))?;
-        self.runner
-            .registry
-            .set_label(project, name, &label_name, version, actor)
-            .await
-            .map_err(store_error)?;
+        let moved = labels::move_label(
+            &self.runner.registry,
+            project,
+            actor,
+            name,
+            &label_name,
+            version,
+        )
+        .await;
+        match moved {
+            Ok(_) => {}
+            Err(gate @ ServiceError::GateFailed { .. }) => return Ok(not_moved(gate.to_string())),
+            Err(ServiceError::Unavailable) => {
+                return Err(JobError::retryable("the database is unavailable").into())
+            }
+            Err(other) => return Err(JobError::permanent(other.to_string()).into()),
+        }
         Ok(Promotion {
             label: label.to_owned(),
             moved: true,

@@ -24,8 +24,8 @@ use crate::domain::optimization::{
 use crate::domain::{DatasetItem, PromptName, Version, VersionRef};
 use crate::eval::Metric;
 use crate::providers::{CallMeter, Providers};
-use crate::registry::Registry;
-use crate::render::Renderer;
+use crate::services::render::Renderer;
+use crate::services::Registry;
 use crate::store::{Store, StoreError};
 use crate::worker::{Finished, JobError, JobRunner, StopSignal};
 
@@ -45,12 +45,13 @@ pub struct OptimizationRunner {
 
 impl OptimizationRunner {
     pub fn new(
+        store: Arc<dyn Store>,
         registry: Arc<Registry>,
         renderer: Arc<Renderer>,
         providers: Arc<Providers>,
     ) -> Self {
         Self {
-            store: registry.store().clone(),
+            store,
             registry,
             renderer,
             providers,
@@ -62,7 +63,7 @@ impl OptimizationRunner {
 /// the job (archived, deleted, renumbered) will not.
 pub(super) fn store_error(e: StoreError) -> JobError {
     match e {
-        StoreError::Database(_) | StoreError::JobNotHeld => {
+        StoreError::Database(_) | StoreError::Unavailable(_) | StoreError::JobNotHeld => {
             JobError::retryable(format!("store: {e}"))
         }
         other => JobError::permanent(other.to_string()),

@@ -13,7 +13,7 @@ use crate::domain::content::PromptBody;
 use crate::domain::{DatasetItem, ProjectId, PromptContent};
 use crate::eval::{Metric, Sample};
 use crate::providers::{CallMeter, CompletionRequest, LlmProvider, ProviderError};
-use crate::render::Renderer;
+use crate::services::render::Renderer;
 use crate::worker::StopSignal;
 
 /// One item's result under one template.

@@ -30,32 +30,34 @@ use crate::domain::{
     ProjectId, Prompt, PromptContent, PromptName, PromptSummary, Version, VersionRef,
 };
 
+/// What went wrong, with its subject named, so that every front door can
+/// say so without knowing which call it made.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("prompt not found")]
-    PromptNotFound,
-    #[error("version {0} not found")]
-    VersionNotFound(String),
-    #[error("label {0} is not set")]
-    LabelNotFound(String),
-    #[error("a prompt with this name already exists")]
-    PromptExists,
-    #[error("the prompt is archived and takes no new versions")]
-    PromptArchived,
+    #[error("no prompt named {0:?}")]
+    PromptNotFound(String),
+    #[error("prompt {prompt:?} has no version {reference}")]
+    VersionNotFound { prompt: String, reference: String },
+    #[error("prompt {prompt:?} has no label {label:?}")]
+    LabelNotFound { prompt: String, label: String },
+    #[error("a prompt named {0:?} already exists")]
+    PromptExists(String),
+    #[error("prompt {0:?} is archived: it takes no new versions")]
+    PromptArchived(String),
     #[error("{0}")]
     VersionConflict(String),
-    #[error("label {0} has no previous target to roll back to")]
-    NoPreviousTarget(String),
-    #[error("parent version {0} does not exist")]
-    ParentNotFound(String),
-    #[error("project not found")]
-    ProjectNotFound,
-    #[error("a project with this name already exists")]
-    ProjectExists,
+    #[error("label {label:?} of prompt {prompt:?} has no previous target to roll back to")]
+    NoPreviousTarget { prompt: String, label: String },
+    #[error("prompt {prompt:?} has no version {parent}")]
+    ParentNotFound { prompt: String, parent: String },
+    #[error("no project named {0:?}")]
+    ProjectNotFound(String),
+    #[error("a project named {0:?} already exists")]
+    ProjectExists(String),
     #[error("key not found")]
     KeyNotFound,
-    #[error("dataset not found")]
-    DatasetNotFound,
+    #[error("no dataset named {0:?}")]
+    DatasetNotFound(String),
     #[error("job not found")]
     JobNotFound,
     #[error("evaluation not found")]
@@ -69,15 +71,52 @@ pub enum StoreError {
     /// worker, or a cancel was asked for): it must stop writing.
     #[error("the job is no longer held by this worker")]
     JobNotHeld,
-    #[error("a dataset with this name already exists")]
-    DatasetExists,
+    #[error("a dataset named {0:?} already exists")]
+    DatasetExists(String),
     /// An upload's item could not be read; nothing of the upload was kept.
     #[error("{0}")]
     InvalidItem(ItemError),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    /// The database cannot be reached or is shutting down: worth retrying
+    /// later. Holds the cause, for logs only.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     #[error(transparent)]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        if is_unavailable(&err) {
+            Self::Unavailable(err.to_string())
+        } else {
+            Self::Database(err)
+        }
+    }
+}
+
+/// Whether `err` means the database is down, unreachable or going away
+/// (a refused or dropped connection, an exhausted pool, a server shutting
+/// down or starting up), rather than a fault of the query.
+fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // Postgres SQLSTATE classes 08 (connection exception) and 57P
+        // (operator intervention: admin or crash shutdown, cannot connect
+        // now); SQLite's SQLITE_BUSY (5) and SQLITE_CANTOPEN (14).
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || code.starts_with("57P") || code == "5" || code == "14"
+        }),
+        sqlx::Error::Protocol(message) => {
+            message.contains("connection") || message.contains("unexpected eof")
+        }
+        _ => false,
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -202,6 +241,23 @@ pub enum PageKey {
 pub struct PageRequest {
     pub limit: u32,
     pub after: Option<PageKey>,
+}
+
+/// A page from rows fetched with `limit + 1`: the extra row only tells that
+/// another page follows, whose cursor is the last kept row's `key`.
+pub fn page_from_overfetch<T>(
+    mut items: Vec<T>,
+    limit: u32,
+    key: impl Fn(&T) -> PageKey,
+) -> Page<T> {
+    let limit = limit as usize;
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|last| cursor::encode(key(last)))
+    } else {
+        None
+    };
+    Page { items, next_cursor }
 }
 
 /// A change that may make cached label resolutions stale.

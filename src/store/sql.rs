@@ -84,7 +84,7 @@ macro_rules! impl_store {
                     .bind(name.as_str())
                     .fetch_optional(&mut *conn)
                     .await?
-                    .ok_or(StoreError::PromptNotFound)
+                    .ok_or_else(|| StoreError::PromptNotFound(name.to_string()))
             }
 
             async fn latest_version(
@@ -241,7 +241,7 @@ macro_rules! impl_store {
                 // Locks the prompt row: concurrent posts to one prompt queue here.
                 let prompt = Self::prompt_row(tx, project, name, true).await?;
                 if prompt.archived_at.is_some() {
-                    return Err(StoreError::PromptArchived);
+                    return Err(StoreError::PromptArchived(name.to_string()));
                 }
                 let latest = Self::latest_version(tx, prompt.id).await?;
                 let latest_semver = latest.as_ref().map(|v| v.version.clone());
@@ -265,7 +265,7 @@ macro_rules! impl_store {
                             Some(p) => Some((
                                 Self::version_id_of(tx, prompt.id, p)
                                     .await?
-                                    .ok_or_else(|| StoreError::ParentNotFound(p.to_string()))?,
+                                    .ok_or_else(|| StoreError::ParentNotFound { prompt: name.to_string(), parent: p.to_string() })?,
                                 p.clone(),
                             )),
                             None => latest.as_ref().map(|l| (l.id, l.version.clone())),
@@ -372,14 +372,14 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            async fn label(conn: &mut Conn, prompt_id: Uuid, label: &str) -> StoreResult<Label> {
+            async fn label(conn: &mut Conn, prompt: &PromptRow, label: &str) -> StoreResult<Label> {
                 let sql = format!("{LABEL_SELECT} where l.prompt_id = $1 and l.name = $2");
                 sqlx::query_as::<_, LabelRow>(&sql)
-                    .bind(prompt_id)
+                    .bind(prompt.id)
                     .bind(label)
                     .fetch_optional(&mut *conn)
                     .await?
-                    .ok_or_else(|| StoreError::LabelNotFound(label.to_owned()))?
+                    .ok_or_else(|| StoreError::LabelNotFound { prompt: prompt.name.clone(), label: label.to_owned() })?
                     .try_into()
             }
         }
@@ -457,7 +457,7 @@ macro_rules! impl_store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| if is_unique_violation(&e) { StoreError::PromptExists } else { e.into() })?;
+                .map_err(|e| if is_unique_violation(&e) { StoreError::PromptExists(prompt.name.clone()) } else { e.into() })?;
                 let after = json!({"name": prompt.name, "description": prompt.description, "tags": prompt.tags});
                 Self::audit(&mut tx, project, actor, "prompt.create", &format!("prompts/{}", prompt.name), None, Some(after)).await?;
                 tx.commit().await?;
@@ -468,7 +468,7 @@ macro_rules! impl_store {
                 crate::store::annotate("promptreg.prompt", &name);
                 let filter = PromptFilter { name: Some(name.clone()), include_archived: true, ..PromptFilter::default() };
                 let page = self.list_prompts(project, &filter, PageRequest { limit: 1, after: None }).await?;
-                page.items.into_iter().next().ok_or(StoreError::PromptNotFound)
+                page.items.into_iter().next().ok_or_else(|| StoreError::PromptNotFound(name.to_string()))
             }
 
             async fn list_prompts(
@@ -637,9 +637,9 @@ macro_rules! impl_store {
                         Self::prompt_row(&mut conn, project, name, false).await?;
                         Err(match reference {
                             VersionRef::Label(l) if l.as_str() != LATEST => {
-                                StoreError::LabelNotFound(l.to_string())
+                                StoreError::LabelNotFound { prompt: name.to_string(), label: l.to_string() }
                             }
-                            other => StoreError::VersionNotFound(other.to_string()),
+                            other => StoreError::VersionNotFound { prompt: name.to_string(), reference: other.to_string() },
                         })
                     }
                 }
@@ -667,12 +667,8 @@ macro_rules! impl_store {
                     .bind(i64::from(page.limit) + 1)
                     .fetch_all(&mut *conn)
                     .await?;
-                let mut items = rows.into_iter().map(Version::try_from).collect::<StoreResult<Vec<_>>>()?;
-                let next_cursor = (items.len() > page.limit as usize).then(|| {
-                    items.truncate(page.limit as usize);
-                    items.last().map(|v| cursor::encode(PageKey::Int(v.seq)))
-                }).flatten();
-                Ok(Page { items, next_cursor })
+                let items = rows.into_iter().map(Version::try_from).collect::<StoreResult<Vec<_>>>()?;
+                Ok(crate::store::page_from_overfetch(items, page.limit, |v| PageKey::Int(v.seq)))
             }
 
             async fn list_labels(&self, project: ProjectId, name: &PromptName) -> StoreResult<Vec<Label>> {
@@ -698,9 +694,9 @@ macro_rules! impl_store {
                 let prompt = Self::prompt_row(&mut tx, project, name, true).await?;
                 let version_id = Self::version_id_of(&mut tx, prompt.id, version)
                     .await?
-                    .ok_or_else(|| StoreError::VersionNotFound(version.to_string()))?;
+                    .ok_or_else(|| StoreError::VersionNotFound { prompt: name.to_string(), reference: version.to_string() })?;
                 Self::move_label(&mut tx, &prompt, label.as_str(), Some(version_id), None, "label.set", actor).await?;
-                let result = Self::label(&mut tx, prompt.id, label.as_str()).await?;
+                let result = Self::label(&mut tx, &prompt, label.as_str()).await?;
                 tx.commit().await?;
                 Ok(result)
             }
@@ -716,7 +712,7 @@ macro_rules! impl_store {
                 crate::store::annotate("promptreg.label", &label);
                 let mut tx = self.writer().begin().await?;
                 let prompt = Self::prompt_row(&mut tx, project, name, true).await?;
-                let removed = Self::label(&mut tx, prompt.id, label.as_str()).await?;
+                let removed = Self::label(&mut tx, &prompt, label.as_str()).await?;
                 Self::move_label(&mut tx, &prompt, label.as_str(), None, None, "label.delete", actor).await?;
                 tx.commit().await?;
                 Ok(removed)
@@ -747,12 +743,12 @@ macro_rules! impl_store {
                 .await?;
                 match undoable {
                     None if Self::current_label_target(&mut tx, prompt.id, label.as_str()).await?.is_none() => {
-                        Err(StoreError::LabelNotFound(label.to_string()))
+                        Err(StoreError::LabelNotFound { prompt: name.to_string(), label: label.to_string() })
                     }
-                    None | Some((_, None)) => Err(StoreError::NoPreviousTarget(label.to_string())),
+                    None | Some((_, None)) => Err(StoreError::NoPreviousTarget { prompt: name.to_string(), label: label.to_string() }),
                     Some((move_id, Some(previous))) => {
                         Self::move_label(&mut tx, &prompt, label.as_str(), Some(previous), Some(move_id), "label.rollback", actor).await?;
-                        let result = Self::label(&mut tx, prompt.id, label.as_str()).await?;
+                        let result = Self::label(&mut tx, &prompt, label.as_str()).await?;
                         tx.commit().await?;
                         Ok(result)
                     }
@@ -786,14 +782,10 @@ macro_rules! impl_store {
                     .fetch_all(&mut *conn)
                     .await?;
                 if rows.is_empty() && page.after.is_none() {
-                    return Err(StoreError::LabelNotFound(label.to_string()));
+                    return Err(StoreError::LabelNotFound { prompt: name.to_string(), label: label.to_string() });
                 }
-                let mut items = rows.into_iter().map(LabelMove::try_from).collect::<StoreResult<Vec<_>>>()?;
-                let next_cursor = (items.len() > page.limit as usize).then(|| {
-                    items.truncate(page.limit as usize);
-                    items.last().map(|m| cursor::encode(PageKey::Int(m.id)))
-                }).flatten();
-                Ok(Page { items, next_cursor })
+                let items = rows.into_iter().map(LabelMove::try_from).collect::<StoreResult<Vec<_>>>()?;
+                Ok(crate::store::page_from_overfetch(items, page.limit, |m| PageKey::Int(m.id)))
             }
 
             async fn insert_project(&self, name: &str, actor: &Actor) -> StoreResult<Project> {
@@ -805,7 +797,7 @@ macro_rules! impl_store {
                     .bind(project.created_at)
                     .execute(&mut *tx)
                     .await
-                    .map_err(|e| if is_unique_violation(&e) { StoreError::ProjectExists } else { e.into() })?;
+                    .map_err(|e| if is_unique_violation(&e) { StoreError::ProjectExists(name.to_owned()) } else { e.into() })?;
                 Self::audit(&mut tx, project.id, actor, "project.create", &format!("projects/{name}"), None, Some(json!({"name": name}))).await?;
                 tx.commit().await?;
                 Ok(project)
@@ -824,7 +816,7 @@ macro_rules! impl_store {
                     .fetch_optional(self.reader())
                     .await?
                     .map(Project::from)
-                    .ok_or(StoreError::ProjectNotFound)
+                    .ok_or_else(|| StoreError::ProjectNotFound(name.to_owned()))
             }
 
             async fn insert_key(&self, project: ProjectId, new: NewKey, actor: &Actor) -> StoreResult<ApiKey> {
@@ -934,7 +926,7 @@ macro_rules! impl_store {
                 .bind(at)
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| if is_unique_violation(&e) { StoreError::DatasetExists } else { e.into() })?;
+                .map_err(|e| if is_unique_violation(&e) { StoreError::DatasetExists(dataset.name.clone()) } else { e.into() })?;
                 Self::audit(&mut tx, project, actor, "dataset.create", &format!("datasets/{name}"), None,
                     Some(json!({"name": dataset.name, "description": dataset.description}))).await?;
                 tx.commit().await?;
@@ -948,7 +940,7 @@ macro_rules! impl_store {
                     .fetch_optional(self.reader())
                     .await?
                     .map(Dataset::from)
-                    .ok_or(StoreError::DatasetNotFound)
+                    .ok_or_else(|| StoreError::DatasetNotFound(name.to_owned()))
             }
 
             async fn list_datasets(&self, project: ProjectId, page: PageRequest) -> StoreResult<Page<Dataset>> {
@@ -956,7 +948,7 @@ macro_rules! impl_store {
                     Some(PageKey::Id(id)) => id,
                     _ => Uuid::max(),
                 };
-                let mut items: Vec<Dataset> = sqlx::query_as::<_, DatasetRow>(&format!(
+                let items: Vec<Dataset> = sqlx::query_as::<_, DatasetRow>(&format!(
                     "{DATASET_SELECT} where d.project_id = $1 and d.id < $2 order by d.id desc limit $3"
                 ))
                 .bind(project)
@@ -967,11 +959,7 @@ macro_rules! impl_store {
                 .into_iter()
                 .map(Dataset::from)
                 .collect();
-                let next_cursor = (items.len() > page.limit as usize).then(|| {
-                    items.truncate(page.limit as usize);
-                    items.last().map(|d| cursor::encode(PageKey::Id(d.id)))
-                }).flatten();
-                Ok(Page { items, next_cursor })
+                Ok(crate::store::page_from_overfetch(items, page.limit, |d| PageKey::Id(d.id)))
             }
 
             async fn append_items(
@@ -993,7 +981,7 @@ macro_rules! impl_store {
                 .fetch_optional(&mut *tx)
                 .await?
                 .map(Dataset::from)
-                .ok_or(StoreError::DatasetNotFound)?;
+                .ok_or_else(|| StoreError::DatasetNotFound(name.to_owned()))?;
                 let mut seq = dataset.item_count;
                 let at = now();
                 while let Some(batch) = items.next().await {
@@ -1442,7 +1430,7 @@ macro_rules! impl_store {
                     .bind(dataset)
                     .fetch_optional(&mut *tx)
                     .await?
-                    .ok_or(StoreError::DatasetNotFound)?;
+                    .ok_or_else(|| StoreError::DatasetNotFound(dataset.to_owned()))?;
                 sqlx::query(
                     "insert into gate (prompt_id, label, dataset_id, rules, created_at, updated_at) \
                      values ($1, $2, $3, $4, $5, $5) \
@@ -1458,7 +1446,7 @@ macro_rules! impl_store {
                 Self::audit(&mut tx, project, actor, "gate.put", &format!("prompts/{prompt}/gates/{label}"), None,
                     Some(json!({"dataset": dataset, "rules": rules}))).await?;
                 tx.commit().await?;
-                self.find_gate(project, prompt, label.as_str()).await?.ok_or(StoreError::PromptNotFound)
+                self.find_gate(project, prompt, label.as_str()).await?.ok_or_else(|| StoreError::PromptNotFound(prompt.to_string()))
             }
 
             async fn find_gate(&self, project: ProjectId, prompt: &PromptName, label: &str) -> StoreResult<Option<Gate>> {
@@ -1510,7 +1498,7 @@ macro_rules! impl_store {
                     Some(PageKey::Int(seq)) => seq,
                     _ => 0,
                 };
-                let mut items: Vec<DatasetItem> = sqlx::query_as::<_, DatasetItemRow>(
+                let items: Vec<DatasetItem> = sqlx::query_as::<_, DatasetItemRow>(
                     "select id, seq, input, expected, metadata, created_at from dataset_item \
                      where dataset_id = $1 and seq > $2 order by seq limit $3",
                 )
@@ -1522,11 +1510,7 @@ macro_rules! impl_store {
                 .into_iter()
                 .map(DatasetItem::from)
                 .collect();
-                let next_cursor = (items.len() > page.limit as usize).then(|| {
-                    items.truncate(page.limit as usize);
-                    items.last().map(|i| cursor::encode(PageKey::Int(i.seq)))
-                }).flatten();
-                Ok(Page { items, next_cursor })
+                Ok(crate::store::page_from_overfetch(items, page.limit, |i| PageKey::Int(i.seq)))
             }
 
             async fn list_audit(&self, project: ProjectId, page: PageRequest) -> StoreResult<Page<AuditEntry>> {
@@ -1543,12 +1527,8 @@ macro_rules! impl_store {
                 .bind(i64::from(page.limit) + 1)
                 .fetch_all(self.reader())
                 .await?;
-                let mut items: Vec<AuditEntry> = rows.into_iter().map(AuditEntry::from).collect();
-                let next_cursor = (items.len() > page.limit as usize).then(|| {
-                    items.truncate(page.limit as usize);
-                    items.last().map(|e| cursor::encode(PageKey::Int(e.id)))
-                }).flatten();
-                Ok(Page { items, next_cursor })
+                let items: Vec<AuditEntry> = rows.into_iter().map(AuditEntry::from).collect();
+                Ok(crate::store::page_from_overfetch(items, page.limit, |e| PageKey::Int(e.id)))
             }
 
             async fn subscribe_invalidations(

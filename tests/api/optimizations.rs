@@ -847,7 +847,8 @@ async fn only_the_lease_holder_finishes_and_cancel_and_result_never_cross(url: S
     use promptreg::domain::optimization::OptimizationState;
     use promptreg::store::StoreError;
     let Setup { app, .. } = setup(&url, |_| {}).await;
-    let store = app.state.registry.store().clone();
+    // A second connection to the same database, as another worker has.
+    let store = promptreg::store::connect(&url, 2).await.expect("store");
     let project = store.get_project("default").await.expect("project").id;
     let name = promptreg::domain::PromptName::parse("sentiment").expect("name");
     let result = || {

@@ -72,7 +72,7 @@ impl LangfuseError {
 impl From<ApiError> for LangfuseError {
     fn from(err: ApiError) -> Self {
         use StatusCode as S;
-        if let ApiError::Internal(cause) = &err {
+        if let ApiError::Service(crate::services::ServiceError::Internal(cause)) = &err {
             // Logged once, here, as `ApiError` does; the client gets a generic message.
             tracing::error!(error = format!("{cause:#}"), "request failed");
         }
@@ -108,6 +108,18 @@ impl From<ApiError> for LangfuseError {
             retry_after,
             ..Self::new(status, error, message)
         }
+    }
+}
+
+impl From<crate::services::ServiceError> for LangfuseError {
+    fn from(err: crate::services::ServiceError) -> Self {
+        ApiError::from(err).into()
+    }
+}
+
+impl From<crate::store::StoreError> for LangfuseError {
+    fn from(err: crate::store::StoreError) -> Self {
+        ApiError::from(err).into()
     }
 }
 
@@ -245,14 +257,15 @@ mod tests {
 
     #[test]
     fn what_cannot_succeed_later_is_never_a_conflict_or_server_error() {
+        use crate::services::ServiceError;
         for (err, status, name) in [
             (
-                ApiError::PromptArchived("p".into()),
+                ApiError::from(ServiceError::PromptArchived("p".into())),
                 400,
                 "InvalidRequestError",
             ),
             (
-                ApiError::VersionConflict("x".into()),
+                ApiError::from(ServiceError::VersionConflict("x".into())),
                 400,
                 "InvalidRequestError",
             ),
@@ -262,11 +275,15 @@ mod tests {
                 "InvalidRequestError",
             ),
             (
-                ApiError::PromptNotFound("p".into()),
+                ApiError::from(ServiceError::PromptNotFound("p".into())),
                 404,
                 "LangfuseNotFoundError",
             ),
-            (ApiError::Unavailable, 503, "ServiceUnavailableError"),
+            (
+                ApiError::from(ServiceError::Unavailable),
+                503,
+                "ServiceUnavailableError",
+            ),
         ] {
             let mapped = LangfuseError::from(err);
             assert_eq!(mapped.status.as_u16(), status);

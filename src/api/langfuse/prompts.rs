@@ -23,7 +23,8 @@ use crate::domain::{
     Engine, LabelName, ProjectId, PromptName, PromptSummary, PromptType, Version, VersionRef,
 };
 use crate::error::{ApiError, FieldError};
-use crate::store::{NewPrompt, NewVersion, PageKey, PageRequest, PromptFilter, PromptPatch};
+use crate::services::{labels, versions, ServiceError};
+use crate::store::{NewVersion, PageKey, PageRequest, PromptFilter};
 
 const MAX_MESSAGE_LEN: usize = 4096;
 /// Lists walk the store in pages of this many.
@@ -86,7 +87,7 @@ pub async fn get_prompt(
                 .registry
                 .get_version(auth.project, &name, &reference)
                 .await
-                .map_err(|e| ApiError::from_store(e, name.as_str()))?
+                .map_err(ApiError::from)?
         }
     };
     let summary = summary(&state, auth.project, &name).await?;
@@ -123,7 +124,7 @@ async fn version_by_seq(
         .registry
         .list_versions(project, name, page)
         .await
-        .map_err(|e| ApiError::from_store(e, name.as_str()))?;
+        .map_err(ApiError::from)?;
     found
         .items
         .into_iter()
@@ -139,7 +140,7 @@ async fn summary(state: &AppState, project: ProjectId, name: &PromptName) -> Res
         .registry
         .get_prompt(project, name)
         .await
-        .map_err(|e| ApiError::from_store(e, name.as_str()))?)
+        .map_err(ApiError::from)?)
 }
 
 /// The version as Langfuse sends it, its registry partials inlined.
@@ -153,7 +154,7 @@ async fn answer(
         .renderer
         .inline_partials(project, version)
         .await
-        .map_err(|e| ApiError::from_render(e, &version.prompt_name))?;
+        .map_err(ApiError::from)?;
     Ok(LangfusePrompt::new(version, &body, summary))
 }
 
@@ -274,7 +275,7 @@ fn parse_create(body: CreatePromptBody) -> std::result::Result<ParsedCreate, Api
             },
             tags,
         }),
-        _ => Err(ApiError::Validation(errors)),
+        _ => Err(ApiError::invalid(errors)),
     }
 }
 
@@ -307,95 +308,25 @@ pub async fn create_prompt(
     body: std::result::Result<Json<CreatePromptBody>, ApiError>,
 ) -> Result<Response> {
     let Json(body) = body?;
-    let ParsedCreate {
-        name,
-        mut new,
-        tags,
-    } = parse_create(body)?;
+    let ParsedCreate { name, new, tags } = parse_create(body)?;
     let project = auth.project;
-    let from_store = |e| LangfuseError::from(ApiError::from_store(e, name.as_str()));
     if !new.labels.is_empty() {
         auth.also_require(&state, Scope::Promote)?;
-        for label in &new.labels {
-            crate::api::gates::refuse_gated_label(&state, project, &name, label).await?;
-        }
     }
-    // Everything is checked before anything is written.
-    let existing = match state.registry.get_prompt(project, &name).await {
-        Ok(summary) => Some(summary),
-        Err(crate::store::StoreError::PromptNotFound) => None,
-        Err(e) => return Err(from_store(e)),
-    };
-    if let Some(summary) = &existing {
-        if summary.prompt.archived {
-            return Err(ApiError::PromptArchived(name.to_string()).into());
-        }
-        if summary.latest_version.is_some() {
-            let latest = state
-                .registry
-                .get_version(project, &name, &VersionRef::Label(latest_label()))
-                .await
-                .map_err(from_store)?;
-            let (was, is) = (latest.content.prompt_type(), new.content.prompt_type());
-            if was != is {
-                return Err(LangfuseError::invalid(format!(
-                    "type: prompt {:?} is a {} prompt; a {} version cannot be added",
-                    name.as_str(),
-                    was.as_str(),
-                    is.as_str()
-                )));
-            }
-        }
-    }
-    new.variables = state
-        .renderer
-        .check_new_content(project, &name, &new.content)
-        .await
-        .map_err(|e| match ApiError::from_render(e, name.as_str()) {
-            ApiError::TemplateSyntax(error) => ApiError::TemplateSyntax(as_prompt_field(error)),
-            other => other,
-        })?;
-
-    let actor = auth.actor();
-    match &existing {
-        None => {
-            let created = state
-                .registry
-                .create_prompt(
-                    project,
-                    NewPrompt {
-                        name: name.clone(),
-                        description: String::new(),
-                        tags: tags.clone().unwrap_or_default(),
-                    },
-                    &actor,
-                )
-                .await;
-            // A concurrent create of the same prompt is as good as ours.
-            match created {
-                Ok(_) | Err(crate::store::StoreError::PromptExists) => {}
-                Err(e) => return Err(from_store(e)),
-            }
-        }
-        Some(summary) => {
-            if let Some(tags) = tags.clone().filter(|t| *t != summary.prompt.tags) {
-                let patch = PromptPatch {
-                    tags: Some(tags),
-                    ..PromptPatch::default()
-                };
-                state
-                    .registry
-                    .update_prompt(project, &name, patch, &actor)
-                    .await
-                    .map_err(from_store)?;
-            }
-        }
-    }
-    let result = state
-        .registry
-        .create_version(project, &name, new, &actor)
-        .await
-        .map_err(from_store)?;
+    let result = versions::publish(
+        &state.registry,
+        &state.renderer,
+        project,
+        &auth.actor(),
+        &name,
+        new,
+        tags,
+    )
+    .await
+    .map_err(|e| match e {
+        ServiceError::TemplateSyntax(error) => ServiceError::TemplateSyntax(as_prompt_field(error)),
+        other => other,
+    })?;
     let summary = summary(&state, project, &name).await?;
     let body = axum::Json(answer(&state, project, &result.version, &summary).await?);
     let status = if result.created {
@@ -404,10 +335,6 @@ pub async fn create_prompt(
         StatusCode::OK
     };
     Ok((status, body).into_response())
-}
-
-fn latest_label() -> LabelName {
-    LabelName::parse(LATEST).expect("`latest` is a label")
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -451,17 +378,15 @@ pub async fn update_prompt_version(
     }
     let project = auth.project;
     let version = version_by_seq(&state, project, &name, &seq).await?;
-    for label in &labels {
-        crate::api::gates::enforce(&state, project, &name, label, &version).await?;
-    }
-    let actor = auth.actor();
-    for label in &labels {
-        state
-            .registry
-            .set_label(project, &name, label, &version.version, &actor)
-            .await
-            .map_err(|e| ApiError::from_store(e, name.as_str()))?;
-    }
+    labels::move_labels(
+        &state.registry,
+        project,
+        &auth.actor(),
+        &name,
+        &labels,
+        &version.version,
+    )
+    .await?;
     let summary = summary(&state, project, &name).await?;
     Ok(axum::Json(
         answer(&state, project, &version, &summary).await?,
@@ -564,7 +489,7 @@ pub async fn list_prompts(
         include_archived: false,
     };
     let project = auth.project;
-    let store_error = |e| LangfuseError::from(ApiError::from_store(e, ""));
+    let store_error = |e| LangfuseError::from(ApiError::from(e));
 
     let mut matching = Vec::new();
     let mut after = None;
@@ -638,7 +563,7 @@ async fn prompt_meta(
                 },
             )
             .await
-            .map_err(|e| ApiError::from_store(e, name.as_str()))?;
+            .map_err(ApiError::from)?;
         versions.extend(found.items);
         match found
             .next_cursor

@@ -18,7 +18,7 @@ use crate::domain::content::PromptBody;
 use crate::domain::{
     ChatMessage, Engine, LabelName, ProjectId, PromptContent, PromptName, Version, VersionRef,
 };
-use crate::registry::Registry;
+use crate::services::Registry;
 use crate::store::StoreError;
 use crate::telemetry::metrics;
 use crate::template::{self, CompiledBody, Include, Limits, Rendered, TemplateError};

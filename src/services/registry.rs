@@ -30,7 +30,8 @@ use crate::telemetry::metrics;
 type Resolutions = Arc<RwLock<HashMap<LabelName, Arc<Version>>>>;
 
 pub struct Registry {
-    store: Arc<dyn Store>,
+    /// Reached only by the use-cases in `services`: no front door sees the store.
+    pub(super) store: Arc<dyn Store>,
     /// (project, name) → prompt id. Names are never reused for another prompt.
     prompt_ids: Cache<(ProjectId, PromptName), Uuid>,
     exact: Cache<(Uuid, semver::Version), Arc<Version>>,
@@ -47,8 +48,14 @@ impl Registry {
         }
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+    /// The database connections now, for the metrics scrape.
+    pub fn pool_connections(&self) -> crate::store::PoolConnections {
+        self.store.pool_connections()
+    }
+
+    /// Which backend the store is, for logs.
+    pub fn backend(&self) -> &'static str {
+        self.store.backend()
     }
 
     /// Drops cached resolutions another process announced as stale.
@@ -195,7 +202,7 @@ impl Registry {
         self.store.list_labels(project, name).await
     }
 
-    pub async fn set_label(
+    pub(super) async fn set_label(
         &self,
         project: ProjectId,
         name: &PromptName,
@@ -211,7 +218,7 @@ impl Registry {
         Ok(moved)
     }
 
-    pub async fn delete_label(
+    pub(super) async fn delete_label(
         &self,
         project: ProjectId,
         name: &PromptName,
@@ -223,7 +230,7 @@ impl Registry {
         Ok(removed)
     }
 
-    pub async fn rollback_label(
+    pub(super) async fn rollback_label(
         &self,
         project: ProjectId,
         name: &PromptName,

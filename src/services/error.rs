@@ -1,0 +1,280 @@
+//! `ServiceError`: the one error type the use-cases return. It names what
+//! was refused and the field or subject at fault, and knows nothing of HTTP:
+//! each front door (problem+json on `/v1`, Langfuse's `{message, error}`,
+//! the HTML pages) decides how to show it.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::domain::names::LabelError;
+use crate::domain::NameError;
+use crate::services::render::RenderError;
+use crate::store::StoreError;
+use crate::template::TemplateError;
+
+/// A field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldError {
+    /// A JSON path into the body (`labels[0]`), a parameter, a variable name
+    /// or a JSON pointer into the variables (`/customer/age`).
+    #[schema(example = "labels[0]")]
+    pub field: String,
+    #[schema(example = "label \"Prod\" must match [a-z][a-z0-9_-]{0,63}")]
+    pub message: String,
+    /// For template syntax errors: 1-based line and column in that template.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
+}
+
+impl From<crate::domain::content::ContentError> for FieldError {
+    fn from(e: crate::domain::content::ContentError) -> Self {
+        Self::new(e.field, e.message)
+    }
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+            line: None,
+            column: None,
+        }
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.field)?;
+        if let (Some(line), Some(column)) = (self.line, self.column) {
+            write!(f, " (line {line}, column {column})")?;
+        } else if let Some(line) = self.line {
+            write!(f, " (line {line})")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("no prompt named {0:?}")]
+    PromptNotFound(String),
+    #[error("prompt {prompt:?} has no version {reference}")]
+    VersionNotFound { prompt: String, reference: String },
+    #[error("prompt {prompt:?} has no label {label:?}")]
+    LabelNotFound { prompt: String, label: String },
+    #[error("a prompt named {0:?} already exists")]
+    PromptExists(String),
+    #[error("prompt {0:?} is archived: it takes no new versions")]
+    PromptArchived(String),
+    #[error("{message}")]
+    InvalidName { field: String, message: String },
+    #[error("{message}")]
+    InvalidLabel { field: String, message: String },
+    #[error("{message}")]
+    ReservedLabel { field: String, message: String },
+    #[error("{0}")]
+    VersionConflict(String),
+    #[error("label {0:?} has no previous target to roll back to")]
+    NoPreviousTarget(String),
+    #[error("the request is not valid")]
+    Validation(Vec<FieldError>),
+    #[error("{0}")]
+    TemplateSyntax(FieldError),
+    #[error("missing variables: {}", .0.join(", "))]
+    MissingVariables(Vec<String>),
+    #[error("the variables do not match the input schema")]
+    InvalidVariables(Vec<FieldError>),
+    #[error("{0}")]
+    IncludeCycle(String),
+    #[error("{0}")]
+    IncludeDepth(String),
+    #[error("{0}")]
+    IncludeNotFound(String),
+    #[error("{0}")]
+    IncludeInvalid(String),
+    #[error("the rendered output is larger than {0} bytes")]
+    OutputTooLarge(usize),
+    #[error("{0}")]
+    RenderFailed(String),
+    #[error("no project named {0:?}")]
+    ProjectNotFound(String),
+    #[error("a project named {0:?} already exists")]
+    ProjectExists(String),
+    #[error("no key with this id in your project")]
+    KeyNotFound,
+    #[error("no dataset named {0:?}")]
+    DatasetNotFound(String),
+    #[error("no job with this id in your project")]
+    JobNotFound,
+    #[error("label {0:?} has no gate")]
+    GateNotFound(String),
+    #[error("no evaluation with this id in your project")]
+    EvaluationNotFound,
+    #[error("no optimization with this id in your project")]
+    OptimizationNotFound,
+    #[error("the job already {0}; there is nothing to cancel")]
+    JobFinished(&'static str),
+    #[error("{0}")]
+    ProviderNotFound(String),
+    #[error("label {label:?} is gated: {reason}")]
+    GateFailed {
+        label: String,
+        reason: String,
+        failed: Vec<FieldError>,
+    },
+    #[error("a dataset named {0:?} already exists")]
+    DatasetExists(String),
+    /// An uploaded item was refused; nothing of the upload was kept.
+    #[error("{}; nothing of this upload was kept", .0.message)]
+    InvalidItem(FieldError),
+    #[error("the database is not reachable")]
+    Unavailable,
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ServiceError {
+    pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldError::new(field, message)])
+    }
+
+    pub fn invalid_name(field: &str, err: NameError) -> Self {
+        Self::InvalidName {
+            field: field.into(),
+            message: err.0,
+        }
+    }
+
+    pub fn invalid_label(field: &str, err: LabelError) -> Self {
+        match err {
+            LabelError::Invalid(e) => Self::InvalidLabel {
+                field: field.into(),
+                message: e.0,
+            },
+            reserved @ LabelError::Reserved(_) => Self::ReservedLabel {
+                field: field.into(),
+                message: reserved.to_string(),
+            },
+        }
+    }
+
+    /// The fields at fault, for the `errors` of a problem document.
+    pub fn field_errors(&self) -> Vec<FieldError> {
+        match self {
+            Self::Validation(errors) | Self::InvalidVariables(errors) => errors.clone(),
+            Self::TemplateSyntax(error) | Self::InvalidItem(error) => vec![error.clone()],
+            Self::GateFailed { failed, .. } => failed.clone(),
+            Self::MissingVariables(names) => names
+                .iter()
+                .map(|n| FieldError::new(n, "required by the template but not given"))
+                .collect(),
+            Self::InvalidName { field, message }
+            | Self::InvalidLabel { field, message }
+            | Self::ReservedLabel { field, message } => vec![FieldError::new(field, message)],
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl From<TemplateError> for ServiceError {
+    fn from(err: TemplateError) -> Self {
+        match err {
+            TemplateError::Syntax {
+                message_index,
+                line,
+                column,
+                message,
+            } => {
+                let field = match message_index {
+                    Some(i) => format!("messages[{i}].content"),
+                    None => "template".to_owned(),
+                };
+                Self::TemplateSyntax(FieldError {
+                    field,
+                    message,
+                    line,
+                    column,
+                })
+            }
+            TemplateError::MissingVariables(names) => Self::MissingVariables(names),
+            TemplateError::InvalidPlaceholder { field, message } => {
+                Self::InvalidVariables(vec![FieldError::new(format!("/{field}"), message)])
+            }
+            TemplateError::OutputTooLarge { limit } => Self::OutputTooLarge(limit),
+            TemplateError::Render {
+                message_index: Some(i),
+                message,
+            } => Self::RenderFailed(format!("messages[{i}]: {message}")),
+            TemplateError::Render {
+                message_index: None,
+                message,
+            } => Self::RenderFailed(message),
+        }
+    }
+}
+
+impl From<RenderError> for ServiceError {
+    fn from(err: RenderError) -> Self {
+        match err {
+            RenderError::Template(t) => Self::from(t),
+            RenderError::InvalidSchema { field, message } => Self::validation(field, message),
+            RenderError::InvalidVariables(errors) => Self::InvalidVariables(
+                errors
+                    .into_iter()
+                    .map(|(pointer, message)| FieldError::new(pointer, message))
+                    .collect(),
+            ),
+            e @ RenderError::IncludeCycle(_) => Self::IncludeCycle(e.to_string()),
+            e @ RenderError::IncludeDepth(_) => Self::IncludeDepth(e.to_string()),
+            e @ RenderError::IncludeInvalid { .. } => Self::IncludeInvalid(e.to_string()),
+            RenderError::IncludeNotFound {
+                source: source @ (StoreError::Unavailable(_) | StoreError::Database(_)),
+                ..
+            } => Self::from(source),
+            e @ RenderError::IncludeNotFound { .. } => Self::IncludeNotFound(e.to_string()),
+            RenderError::Store(e) => Self::from(e),
+        }
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::PromptNotFound(prompt) => Self::PromptNotFound(prompt),
+            StoreError::VersionNotFound { prompt, reference } => {
+                Self::VersionNotFound { prompt, reference }
+            }
+            StoreError::LabelNotFound { prompt, label } => Self::LabelNotFound { prompt, label },
+            StoreError::PromptExists(prompt) => Self::PromptExists(prompt),
+            StoreError::PromptArchived(prompt) => Self::PromptArchived(prompt),
+            StoreError::VersionConflict(message) => Self::VersionConflict(message),
+            StoreError::NoPreviousTarget { label, .. } => Self::NoPreviousTarget(label),
+            e @ StoreError::ParentNotFound { .. } => Self::validation("parent", e.to_string()),
+            StoreError::ProjectNotFound(project) => Self::ProjectNotFound(project),
+            StoreError::ProjectExists(project) => Self::ProjectExists(project),
+            StoreError::KeyNotFound => Self::KeyNotFound,
+            StoreError::DatasetNotFound(dataset) => Self::DatasetNotFound(dataset),
+            StoreError::JobNotFound => Self::JobNotFound,
+            StoreError::EvaluationNotFound => Self::EvaluationNotFound,
+            StoreError::OptimizationNotFound => Self::OptimizationNotFound,
+            StoreError::JobFinished(status) => Self::JobFinished(status.as_str()),
+            StoreError::DatasetExists(dataset) => Self::DatasetExists(dataset),
+            StoreError::InvalidItem(e) => Self::InvalidItem(FieldError {
+                field: format!("items[{}]", e.item.saturating_sub(1)),
+                message: e.to_string(),
+                line: e.line.and_then(|l| usize::try_from(l).ok()),
+                column: None,
+            }),
+            StoreError::Unavailable(cause) => {
+                tracing::error!(error = %cause, "database unavailable");
+                Self::Unavailable
+            }
+            e @ (StoreError::Corrupt(_) | StoreError::JobNotHeld | StoreError::Database(_)) => {
+                Self::Internal(e.into())
+            }
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! Evaluations: a version run over a dataset with a provider and scored by
+//! metrics, queued as a durable job in the transaction that creates it;
+//! their results, aggregates and comparisons.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::domain::auth::Actor;
+use crate::domain::content::PromptBody;
+use crate::domain::jobs::{Evaluation, MetricSpec, NewEvaluation, StoredResult};
+use crate::domain::names::LATEST;
+use crate::domain::{
+    Engine, LabelName, Page, ProjectId, PromptContent, PromptName, Version, VersionRef,
+};
+use crate::eval::judge::{default_template, JudgeSpec, Rubric, LLM_JUDGE};
+use crate::eval::report::Scores;
+use crate::eval::stats::Comparison;
+use crate::providers::Providers;
+use crate::store::{page_from_overfetch, NewPrompt, NewVersion, PageKey, PageRequest, StoreError};
+
+use super::{Registry, ServiceError, ServiceResult};
+
+const DEFAULT_CONCURRENCY: u32 = 8;
+const MAX_CONCURRENCY: u32 = 256;
+/// Tries per evaluation job before it counts as failed.
+const MAX_ATTEMPTS: i32 = 3;
+
+/// What to evaluate, as a caller asks for it.
+#[derive(Debug, Clone)]
+pub struct EvaluationSpec {
+    pub prompt: PromptName,
+    pub reference: VersionRef,
+    pub dataset: String,
+    pub provider: String,
+    pub model: Option<String>,
+    pub params: Map<String, Value>,
+    pub metrics: Vec<MetricSpec>,
+    pub concurrency: Option<u32>,
+}
+
+/// Why `name` cannot be used as a provider, or `None` when it is configured.
+pub fn unknown_provider(providers: &Providers, name: &str) -> Option<String> {
+    if providers.get(name).is_some() {
+        return None;
+    }
+    let known: Vec<String> = providers.list().into_iter().map(|p| p.name).collect();
+    Some(format!(
+        "no provider named {name:?} is configured; configured: {}",
+        if known.is_empty() {
+            "none".to_owned()
+        } else {
+            known.join(", ")
+        }
+    ))
+}
+
+/// Queues an evaluation (answered before it runs; a worker runs it).
+pub async fn start(
+    registry: &Registry,
+    providers: &Providers,
+    project: ProjectId,
+    actor: &Actor,
+    mut spec: EvaluationSpec,
+) -> ServiceResult<Evaluation> {
+    pin_judges(registry, providers, project, actor, &mut spec.metrics).await?;
+    let concurrency = spec.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+    if !(1..=MAX_CONCURRENCY).contains(&concurrency) {
+        return Err(ServiceError::validation(
+            "concurrency",
+            format!("1 to {MAX_CONCURRENCY}"),
+        ));
+    }
+    if let Some(why) = unknown_provider(providers, &spec.provider) {
+        return Err(ServiceError::ProviderNotFound(why));
+    }
+    let version = registry
+        .get_version(project, &spec.prompt, &spec.reference)
+        .await?;
+    let dataset = registry.store.get_dataset(project, &spec.dataset).await?;
+    let new = NewEvaluation {
+        prompt_id: version.prompt_id,
+        version_id: version.id,
+        dataset_id: dataset.id,
+        item_count: dataset.item_count,
+        provider: spec.provider,
+        model: spec.model,
+        params: spec.params,
+        metrics: spec.metrics,
+        concurrency: concurrency as i32,
+        max_attempts: MAX_ATTEMPTS,
+        trace_parent: crate::telemetry::trace::current_traceparent(),
+    };
+    Ok(registry
+        .store
+        .insert_evaluation(project, new, actor)
+        .await?)
+}
+
+/// Checks each LLM judge's provider, makes sure its judge prompt exists in
+/// the registry (created from the rubric's default template the first time,
+/// then the team's to edit), and pins the prompt's latest version.
+async fn pin_judges(
+    registry: &Registry,
+    providers: &Providers,
+    project: ProjectId,
+    actor: &Actor,
+    specs: &mut [MetricSpec],
+) -> ServiceResult<()> {
+    for (i, spec) in specs.iter_mut().enumerate() {
+        if spec.name != LLM_JUDGE {
+            continue;
+        }
+        let mut judge = JudgeSpec::parse(&spec.params)
+            .map_err(|e| ServiceError::validation(format!("metrics[{i}]"), e))?;
+        if providers.get(&judge.provider).is_none() {
+            return Err(ServiceError::ProviderNotFound(format!(
+                "metrics[{i}]: no provider named {:?} is configured",
+                judge.provider
+            )));
+        }
+        let name = PromptName::parse(&judge.prompt_name())
+            .map_err(|e| ServiceError::invalid_name(&format!("metrics[{i}]"), e))?;
+        let latest =
+            LabelName::parse(LATEST).map_err(|e| ServiceError::Internal(anyhow::anyhow!("{e}")))?;
+        let version = match registry
+            .get_version(project, &name, &VersionRef::Label(latest))
+            .await
+        {
+            Ok(version) => version,
+            Err(StoreError::PromptNotFound(_)) => {
+                create_judge_prompt(registry, project, actor, &name, judge.rubric).await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        judge.prompt_version = Some(version.version.to_string());
+        spec.params = serde_json::to_value(&judge).unwrap_or(Value::Null);
+    }
+    Ok(())
+}
+
+async fn create_judge_prompt(
+    registry: &Registry,
+    project: ProjectId,
+    actor: &Actor,
+    name: &PromptName,
+    rubric: Rubric,
+) -> ServiceResult<Arc<Version>> {
+    let prompt = NewPrompt {
+        name: name.clone(),
+        description: format!("LLM judge: {}", rubric.as_str()),
+        tags: vec!["judge".to_owned()],
+    };
+    match registry.create_prompt(project, prompt, actor).await {
+        Ok(_) | Err(StoreError::PromptExists(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let content = PromptContent {
+        body: PromptBody::Text(default_template(rubric)),
+        engine: Engine::Handlebars,
+        model_config: Map::new(),
+        input_schema: None,
+        output_schema: None,
+    };
+    let variables = crate::template::variables(content.engine, &content.body)?;
+    let new = NewVersion {
+        content,
+        variables,
+        message: Some("The default judge prompt; edit it like any other prompt".to_owned()),
+        metadata: Map::new(),
+        version: None,
+        bump: None,
+        parent: None,
+        expected_latest: None,
+        labels: Vec::new(),
+    };
+    let created = registry.create_version(project, name, new, actor).await?;
+    Ok(Arc::new(created.version))
+}
+
+/// An evaluation with its scores so far.
+pub async fn get(
+    registry: &Registry,
+    project: ProjectId,
+    id: Uuid,
+) -> ServiceResult<(Evaluation, Scores)> {
+    let evaluation = registry.store.get_evaluation(project, id).await?;
+    let scores = Scores::load(&registry.store, &evaluation).await?;
+    Ok((evaluation, scores))
+}
+
+/// Per-item results in the order they completed.
+pub async fn results(
+    registry: &Registry,
+    project: ProjectId,
+    id: Uuid,
+    page: PageRequest,
+) -> ServiceResult<Page<StoredResult>> {
+    let evaluation = registry.store.get_evaluation(project, id).await?;
+    let after = match page.after {
+        Some(PageKey::Int(id)) => id,
+        _ => 0,
+    };
+    let results = registry
+        .store
+        .list_results(evaluation.id, after, page.limit + 1)
+        .await?;
+    Ok(page_from_overfetch(results, page.limit, |r| {
+        PageKey::Int(r.id)
+    }))
+}
+
+/// Two evaluations of one dataset compared item by item: per metric both
+/// scored, the paired difference b − a.
+pub async fn compare(
+    registry: &Registry,
+    project: ProjectId,
+    a: Uuid,
+    b: Uuid,
+) -> ServiceResult<(Evaluation, Evaluation, BTreeMap<String, Comparison>)> {
+    let (a, a_scores) = get(registry, project, a).await?;
+    let (b, b_scores) = get(registry, project, b).await?;
+    if a.dataset_id != b.dataset_id {
+        return Err(ServiceError::validation(
+            "b",
+            format!(
+                "evaluation a ran on dataset {:?} and b on {:?}; compare evaluations of one dataset",
+                a.dataset_name, b.dataset_name
+            ),
+        ));
+    }
+    let metrics = a_scores.compare(&b_scores);
+    Ok((a, b, metrics))
+}

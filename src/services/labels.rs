@@ -1,0 +1,247 @@
+//! Labels: named pointers to versions, their history and rollback, and the
+//! gates that guard them. [`move_label`] is the only way a label moves to a
+//! chosen version, and [`check_gate`] the only place a gate is decided, so
+//! every caller (the label route, a version post with labels, the Langfuse
+//! routes, an optimization's promotion) gets the same answer.
+
+use crate::domain::auth::Actor;
+use crate::domain::jobs::{Gate, GateRule};
+use crate::domain::{
+    Label, LabelMove, LabelName, Page, ProjectId, PromptName, Version, VersionRef,
+};
+use crate::eval::judge::is_judge_score;
+use crate::eval::report::{self, GateVerdict};
+use crate::eval::METRIC_NAMES;
+use crate::store::PageRequest;
+
+use super::{FieldError, Registry, ServiceError, ServiceResult};
+
+pub async fn list_labels(
+    registry: &Registry,
+    project: ProjectId,
+    name: &PromptName,
+) -> ServiceResult<Vec<Label>> {
+    Ok(registry.list_labels(project, name).await?)
+}
+
+/// Points `label` at `version`, once the label's gate (if any) passes.
+pub async fn move_label(
+    registry: &Registry,
+    project: ProjectId,
+    actor: &Actor,
+    name: &PromptName,
+    label: &LabelName,
+    version: &semver::Version,
+) -> ServiceResult<Label> {
+    let moved = move_labels(
+        registry,
+        project,
+        actor,
+        name,
+        std::slice::from_ref(label),
+        version,
+    )
+    .await?;
+    moved
+        .into_iter()
+        .next()
+        .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("a label move answered nothing")))
+}
+
+/// Points every label of `labels` at `version`, once all their gates pass:
+/// either every gate passes and each label moves, or none moves.
+pub async fn move_labels(
+    registry: &Registry,
+    project: ProjectId,
+    actor: &Actor,
+    name: &PromptName,
+    labels: &[LabelName],
+    version: &semver::Version,
+) -> ServiceResult<Vec<Label>> {
+    let target = registry
+        .get_version(project, name, &VersionRef::Exact(version.clone()))
+        .await?;
+    for label in labels {
+        check_gate(registry, project, name, label, Some(&target)).await?;
+    }
+    let mut moved = Vec::with_capacity(labels.len());
+    for label in labels {
+        moved.push(
+            registry
+                .set_label(project, name, label, version, actor)
+                .await?,
+        );
+    }
+    Ok(moved)
+}
+
+/// Moves `label` back to its previous target. Rollbacks skip the gate on
+/// purpose: they return to a version the label already held, and an
+/// emergency rollback must never wait for an evaluation.
+pub async fn rollback_label(
+    registry: &Registry,
+    project: ProjectId,
+    actor: &Actor,
+    name: &PromptName,
+    label: &LabelName,
+) -> ServiceResult<Label> {
+    Ok(registry.rollback_label(project, name, label, actor).await?)
+}
+
+pub async fn delete_label(
+    registry: &Registry,
+    project: ProjectId,
+    actor: &Actor,
+    name: &PromptName,
+    label: &LabelName,
+) -> ServiceResult<Label> {
+    Ok(registry.delete_label(project, name, label, actor).await?)
+}
+
+pub async fn label_history(
+    registry: &Registry,
+    project: ProjectId,
+    name: &PromptName,
+    label: &LabelName,
+    page: PageRequest,
+) -> ServiceResult<Page<LabelMove>> {
+    Ok(registry
+        .list_label_moves(project, name, label, page)
+        .await?)
+}
+
+/// Refuses (`GateFailed`) to point `label` at `candidate` unless the label
+/// has no gate, or a succeeded evaluation of that version on the gate's
+/// dataset meets every rule. `None` is a version about to be created, which
+/// cannot have been evaluated yet.
+pub async fn check_gate(
+    registry: &Registry,
+    project: ProjectId,
+    name: &PromptName,
+    label: &LabelName,
+    candidate: Option<&Version>,
+) -> ServiceResult<()> {
+    let store = &registry.store;
+    let Some(gate) = store.find_gate(project, name, label.as_str()).await? else {
+        return Ok(());
+    };
+    let verdict = match candidate {
+        Some(version) => report::check_gate(store, &gate, version).await?,
+        None => GateVerdict::NotEvaluated,
+    };
+    let failed = |reason: String, failed: Vec<FieldError>| ServiceError::GateFailed {
+        label: label.to_string(),
+        reason,
+        failed,
+    };
+    let subject = match candidate {
+        Some(version) => format!("version {}", version.version),
+        None => "a new version".to_owned(),
+    };
+    match verdict {
+        GateVerdict::Passed => Ok(()),
+        GateVerdict::NotEvaluated => {
+            let why = format!(
+                "{subject} has no succeeded evaluation on dataset {:?}",
+                gate.dataset_name
+            );
+            let errors = (0..gate.rules.len())
+                .map(|i| FieldError::new(format!("rules[{i}]"), why.clone()))
+                .collect();
+            Err(failed(why, errors))
+        }
+        GateVerdict::Broken {
+            evaluation,
+            violations,
+        } => {
+            let reason = format!(
+                "evaluation {evaluation} of {subject} breaks {} of {} rules",
+                violations.len(),
+                gate.rules.len()
+            );
+            let errors = violations
+                .into_iter()
+                .map(|(i, why)| FieldError::new(format!("rules[{i}]"), why))
+                .collect();
+            Err(failed(reason, errors))
+        }
+    }
+}
+
+/// Creates or replaces the gate on `label`.
+pub async fn put_gate(
+    registry: &Registry,
+    project: ProjectId,
+    actor: &Actor,
+    name: &PromptName,
+    label: &LabelName,
+    dataset: &str,
+    rules: &[GateRule],
+) -> ServiceResult<Gate> {
+    check_rules(rules)?;
+    Ok(registry
+        .store
+        .put_gate(project, name, label, dataset, rules, actor)
+        .await?)
+}
+
+pub async fn list_gates(
+    registry: &Registry,
+    project: ProjectId,
+    name: &PromptName,
+) -> ServiceResult<Vec<Gate>> {
+    Ok(registry.store.list_gates(project, name).await?)
+}
+
+pub async fn delete_gate(
+    registry: &Registry,
+    project: ProjectId,
+    actor: &Actor,
+    name: &PromptName,
+    label: &LabelName,
+) -> ServiceResult<()> {
+    if registry
+        .store
+        .delete_gate(project, name, label, actor)
+        .await?
+    {
+        Ok(())
+    } else {
+        Err(ServiceError::GateNotFound(label.to_string()))
+    }
+}
+
+fn check_rules(rules: &[GateRule]) -> ServiceResult<()> {
+    if rules.is_empty() {
+        return Err(ServiceError::validation("rules", "give at least one rule"));
+    }
+    let mut errors = Vec::new();
+    for (i, rule) in rules.iter().enumerate() {
+        let field = format!("rules[{i}]");
+        if !(METRIC_NAMES.contains(&rule.metric.as_str()) || is_judge_score(&rule.metric)) {
+            errors.push(FieldError::new(
+                &field,
+                format!(
+                    "unknown metric {:?}; known: {} and llm_judge_<rubric>",
+                    rule.metric,
+                    METRIC_NAMES.join(", ")
+                ),
+            ));
+        }
+        if rule.min.is_none() && rule.max.is_none() {
+            errors.push(FieldError::new(&field, "give `min`, `max` or both"));
+        }
+        if [rule.min, rule.max]
+            .into_iter()
+            .flatten()
+            .any(|b| !b.is_finite())
+        {
+            errors.push(FieldError::new(&field, "bounds are finite numbers"));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ServiceError::Validation(errors))
+    }
+}
