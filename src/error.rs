@@ -263,7 +263,7 @@ fn service_parts(err: &ServiceError) -> (StatusCode, &'static str, &'static str)
 }
 
 /// What a `503 unavailable` asks a client to wait before trying again.
-const UNAVAILABLE_RETRY_SECS: u64 = 2;
+pub const UNAVAILABLE_RETRY_SECS: u64 = 2;
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

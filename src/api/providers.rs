@@ -8,8 +8,6 @@ use super::auth::{scope, Auth};
 use super::AppState;
 use crate::providers::ProviderInfo;
 
-/// Why `name` cannot be used, when no provider of that name is configured.
-
 #[derive(Serialize, ToSchema)]
 pub struct ProviderList {
     items: Vec<ProviderInfo>,

@@ -153,9 +153,9 @@ impl Run<'_> {
             Ok(_) => {}
             Err(gate @ ServiceError::GateFailed { .. }) => return Ok(not_moved(gate.to_string())),
             Err(ServiceError::Unavailable) => {
-                return Err(JobError::retryable("the database is unavailable").into())
+                return Err(JobError::retryable("the database is unavailable"))
             }
-            Err(other) => return Err(JobError::permanent(other.to_string()).into()),
+            Err(other) => return Err(JobError::permanent(other.to_string())),
         }
         Ok(Promotion {
             label: label.to_owned(),

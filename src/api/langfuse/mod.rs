@@ -102,6 +102,9 @@ impl From<ApiError> for LangfuseError {
         };
         let retry_after = match err {
             ApiError::RateLimited(wait) => Some(wait),
+            ApiError::Service(crate::services::ServiceError::Unavailable) => {
+                Some(Duration::from_secs(crate::error::UNAVAILABLE_RETRY_SECS))
+            }
             _ => None,
         };
         Self {
