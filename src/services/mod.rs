@@ -11,6 +11,7 @@ pub mod evaluations;
 pub mod jobs;
 pub mod labels;
 pub mod optimizations;
+pub mod prompts;
 mod registry;
 pub mod render;
 pub mod versions;

@@ -2,8 +2,6 @@
 //! version (and the prompt, if new), move labels to a version, and list
 //! prompts. Each is the `/v1` operation it stands for, through the registry.
 
-use std::sync::Arc;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -23,12 +21,10 @@ use crate::domain::{
     Engine, LabelName, ProjectId, PromptName, PromptSummary, PromptType, Version, VersionRef,
 };
 use crate::error::{ApiError, FieldError};
-use crate::services::{labels, versions, ServiceError};
-use crate::store::{NewVersion, PageKey, PageRequest, PromptFilter};
+use crate::services::{labels, prompts, versions, ServiceError};
+use crate::store::{NewVersion, PromptFilter};
 
 const MAX_MESSAGE_LEN: usize = 4096;
-/// Lists walk the store in pages of this many.
-const WALK_PAGE: u32 = 100;
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 100;
 
@@ -74,7 +70,9 @@ pub async fn get_prompt(
                 "give `version` or `label`, not both",
             ))
         }
-        (Some(raw), None) => version_by_seq(&state, auth.project, &name, &parse_seq(&raw)?).await?,
+        (Some(raw), None) => {
+            prompts::version_by_seq(&state.registry, auth.project, &name, parse_seq(&raw)?).await?
+        }
         (None, label) => {
             let reference = match label {
                 Some(raw) => VersionRef::Label(
@@ -90,10 +88,7 @@ pub async fn get_prompt(
                 .map_err(ApiError::from)?
         }
     };
-    let summary = summary(&state, auth.project, &name).await?;
-    Ok(axum::Json(
-        answer(&state, auth.project, &version, &summary).await?,
-    ))
+    Ok(axum::Json(answer(&state, auth.project, &version).await?))
 }
 
 /// A version number: a positive integer.
@@ -109,53 +104,14 @@ fn parse_seq(raw: &str) -> Result<i64> {
         })
 }
 
-/// Version number `seq` of `name`: the first of the versions below `seq + 1`.
-async fn version_by_seq(
-    state: &AppState,
-    project: ProjectId,
-    name: &PromptName,
-    seq: &i64,
-) -> Result<Arc<Version>> {
-    let page = PageRequest {
-        limit: 1,
-        after: Some(PageKey::Int(seq.saturating_add(1))),
-    };
-    let found = state
-        .registry
-        .list_versions(project, name, page)
-        .await
-        .map_err(ApiError::from)?;
-    found
-        .items
-        .into_iter()
-        .find(|v| v.seq == *seq)
-        .map(Arc::new)
-        .ok_or_else(|| {
-            LangfuseError::not_found(format!("prompt {:?} has no version {seq}", name.as_str()))
-        })
-}
-
-async fn summary(state: &AppState, project: ProjectId, name: &PromptName) -> Result<PromptSummary> {
-    Ok(state
-        .registry
-        .get_prompt(project, name)
-        .await
-        .map_err(ApiError::from)?)
-}
-
 /// The version as Langfuse sends it, its registry partials inlined.
-async fn answer(
-    state: &AppState,
-    project: ProjectId,
-    version: &Version,
-    summary: &PromptSummary,
-) -> Result<LangfusePrompt> {
-    let body = state
-        .renderer
-        .inline_partials(project, version)
-        .await
-        .map_err(ApiError::from)?;
-    Ok(LangfusePrompt::new(version, &body, summary))
+async fn answer(state: &AppState, project: ProjectId, version: &Version) -> Result<LangfusePrompt> {
+    let published = prompts::published(&state.registry, &state.renderer, project, version).await?;
+    Ok(LangfusePrompt::new(
+        version,
+        &published.body,
+        &published.summary,
+    ))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -327,8 +283,7 @@ pub async fn create_prompt(
         ServiceError::TemplateSyntax(error) => ServiceError::TemplateSyntax(as_prompt_field(error)),
         other => other,
     })?;
-    let summary = summary(&state, project, &name).await?;
-    let body = axum::Json(answer(&state, project, &result.version, &summary).await?);
+    let body = axum::Json(answer(&state, project, &result.version).await?);
     let status = if result.created {
         StatusCode::CREATED
     } else {
@@ -377,7 +332,7 @@ pub async fn update_prompt_version(
         }
     }
     let project = auth.project;
-    let version = version_by_seq(&state, project, &name, &seq).await?;
+    let version = prompts::version_by_seq(&state.registry, project, &name, seq).await?;
     labels::move_labels(
         &state.registry,
         project,
@@ -387,10 +342,7 @@ pub async fn update_prompt_version(
         &version.version,
     )
     .await?;
-    let summary = summary(&state, project, &name).await?;
-    Ok(axum::Json(
-        answer(&state, project, &version, &summary).await?,
-    ))
+    Ok(axum::Json(answer(&state, project, &version).await?))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -489,37 +441,16 @@ pub async fn list_prompts(
         include_archived: false,
     };
     let project = auth.project;
-    let store_error = |e| LangfuseError::from(ApiError::from(e));
-
-    let mut matching = Vec::new();
-    let mut after = None;
-    loop {
-        let found = state
-            .registry
-            .list_prompts(
-                project,
-                &filter,
-                PageRequest {
-                    limit: WALK_PAGE,
-                    after,
-                },
-            )
-            .await
-            .map_err(store_error)?;
-        matching.extend(found.items.into_iter().filter(|s| {
+    let matching: Vec<PromptSummary> = prompts::all_prompts(&state.registry, project, &filter)
+        .await?
+        .into_iter()
+        .filter(|s| {
             s.latest_version.is_some()
                 && label
                     .as_ref()
                     .is_none_or(|l| l.is_reserved() || s.labels.contains_key(l.as_str()))
-        }));
-        match found
-            .next_cursor
-            .and_then(|c| crate::store::cursor::decode(&c))
-        {
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
+        })
+        .collect();
     let total_items = matching.len();
     let start = usize::try_from(page.saturating_sub(1))
         .unwrap_or(usize::MAX)
@@ -549,30 +480,7 @@ async fn prompt_meta(
     label: Option<&LabelName>,
 ) -> Result<Option<LangfusePromptMeta>> {
     let name = prompt_name(&summary.prompt.name)?;
-    let mut versions = Vec::new();
-    let mut after = None;
-    loop {
-        let found = state
-            .registry
-            .list_versions(
-                project,
-                &name,
-                PageRequest {
-                    limit: WALK_PAGE,
-                    after,
-                },
-            )
-            .await
-            .map_err(ApiError::from)?;
-        versions.extend(found.items);
-        match found
-            .next_cursor
-            .and_then(|c| crate::store::cursor::decode(&c))
-        {
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
+    let versions = prompts::all_versions(&state.registry, project, &name).await?;
     // Newest first, as the store lists them.
     let target = label
         .filter(|l| !l.is_reserved())

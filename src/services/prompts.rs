@@ -1,0 +1,99 @@
+//! Reading prompts whole: every prompt or version of a listing (for clients
+//! that page by number rather than by cursor), a version by its number, and
+//! a version as a client that renders templates itself needs it (registry
+//! partials written out inline).
+
+use std::sync::Arc;
+
+use crate::domain::content::PromptBody;
+use crate::domain::{Page, ProjectId, PromptName, PromptSummary, Version};
+use crate::store::{cursor, PageKey, PageRequest, PromptFilter, StoreError};
+
+use super::render::Renderer;
+use super::{Registry, ServiceError, ServiceResult};
+
+/// Rows read per page while walking a whole listing.
+const WALK_PAGE: u32 = 100;
+
+/// Every prompt `filter` matches, newest first.
+pub async fn all_prompts(
+    registry: &Registry,
+    project: ProjectId,
+    filter: &PromptFilter,
+) -> ServiceResult<Vec<PromptSummary>> {
+    walk(|page| registry.list_prompts(project, filter, page)).await
+}
+
+/// Every version of `name`, newest first.
+pub async fn all_versions(
+    registry: &Registry,
+    project: ProjectId,
+    name: &PromptName,
+) -> ServiceResult<Vec<Version>> {
+    walk(|page| registry.list_versions(project, name, page)).await
+}
+
+async fn walk<T, F, Fut>(mut list: F) -> ServiceResult<Vec<T>>
+where
+    F: FnMut(PageRequest) -> Fut,
+    Fut: std::future::Future<Output = Result<Page<T>, StoreError>>,
+{
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let found = list(PageRequest {
+            limit: WALK_PAGE,
+            after,
+        })
+        .await?;
+        all.extend(found.items);
+        match found.next_cursor.and_then(|c| cursor::decode(&c)) {
+            Some(next) => after = Some(next),
+            None => return Ok(all),
+        }
+    }
+}
+
+/// Version number `seq` (1, 2, 3… in order of creation) of `name`.
+pub async fn version_by_seq(
+    registry: &Registry,
+    project: ProjectId,
+    name: &PromptName,
+    seq: i64,
+) -> ServiceResult<Arc<Version>> {
+    // The first version below `seq + 1`, newest first, is `seq` if it exists.
+    let page = PageRequest {
+        limit: 1,
+        after: Some(PageKey::Int(seq.saturating_add(1))),
+    };
+    let found = registry.list_versions(project, name, page).await?;
+    found
+        .items
+        .into_iter()
+        .find(|v| v.seq == seq)
+        .map(Arc::new)
+        .ok_or_else(|| ServiceError::VersionNotFound {
+            prompt: name.to_string(),
+            reference: seq.to_string(),
+        })
+}
+
+/// A version with its prompt, and its body with registry partials written
+/// out inline.
+pub struct Published {
+    pub summary: PromptSummary,
+    pub body: PromptBody,
+}
+
+pub async fn published(
+    registry: &Registry,
+    renderer: &Renderer,
+    project: ProjectId,
+    version: &Version,
+) -> ServiceResult<Published> {
+    let name = PromptName::parse(&version.prompt_name)
+        .map_err(|e| ServiceError::Internal(anyhow::anyhow!("stored prompt name: {e}")))?;
+    let summary = registry.get_prompt(project, &name).await?;
+    let body = renderer.inline_partials(project, version).await?;
+    Ok(Published { summary, body })
+}
