@@ -14,7 +14,6 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::auth::Scope;
-use crate::providers::ProviderKind;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
 
@@ -139,6 +138,20 @@ pub struct CacheConfig {
 pub enum LogFormat {
     Pretty,
     Json,
+}
+
+// An LLM provider's wire format: the `kind` of a `[providers.NAME]`, and
+// the request shape the render endpoint's `format` asks for (a provider's
+// kind is exactly the request it takes). `RequestFormat` in the OpenAPI
+// document, as before; not a doc comment, which would become the schema's
+// description.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = RequestFormat)]
+pub enum ProviderKind {
+    Openai,
+    Anthropic,
+    Gemini,
 }
 
 /// One LLM provider, `[providers.NAME]`. API keys never live in files: the

@@ -12,7 +12,8 @@ use super::AppState;
 use crate::domain::content::{parse_content, ContentFields};
 use crate::domain::{ChatMessage, Engine, PromptContent, PromptType};
 use crate::error::{ApiError, FieldError, Problem};
-use crate::providers::requests::{request_body, RequestFormat};
+use crate::providers::requests::request_body;
+use crate::providers::ProviderKind;
 use crate::template::{Rendered, RenderedMessage};
 
 #[derive(Deserialize, ToSchema)]
@@ -26,7 +27,7 @@ pub struct RenderRequest {
     #[serde(default)]
     variables: Map<String, Value>,
     /// Also answer the request body for this provider's API.
-    format: Option<RequestFormat>,
+    format: Option<ProviderKind>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -43,7 +44,7 @@ pub struct RenderTemplateRequest {
     output_schema: Option<Value>,
     #[serde(default)]
     variables: Map<String, Value>,
-    format: Option<RequestFormat>,
+    format: Option<ProviderKind>,
 }
 
 /// A prompt version the render used.
@@ -96,7 +97,7 @@ fn response(
     content: &PromptContent,
     rendered: Rendered,
     resolved: Vec<(String, semver::Version)>,
-    format: Option<RequestFormat>,
+    format: Option<ProviderKind>,
 ) -> RenderResponse {
     let request = format.map(|f| {
         request_body(

@@ -11,32 +11,10 @@ use serde_json::{json, Value};
 
 use super::files::Severity;
 use super::http::{segment, Client, ClientError};
+use super::report::{fail, job_report, print_json, status};
+pub use super::report::{Output, FAILED, USAGE};
 use super::{pull, push, validate};
 use crate::domain::LabelName;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Output {
-    Human,
-    Json,
-}
-
-pub const FAILED: u8 = 1;
-pub const USAGE: u8 = 2;
-
-fn print_json(value: &impl Serialize) {
-    match serde_json::to_string_pretty(value) {
-        Ok(text) => println!("{text}"),
-        Err(e) => eprintln!("promptreg: cannot encode the report: {e}"),
-    }
-}
-
-fn status(ok: bool) -> ExitCode {
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(FAILED)
-    }
-}
 
 fn require_dir(dir: &Path) -> Result<(), ExitCode> {
     if dir.is_dir() {
@@ -195,25 +173,6 @@ pub async fn diff(client: &Client, name: &str, from: &str, to: &str, output: Out
     }
 }
 
-/// How a job command (`evaluate`, `optimize`) ended, for people and for exit codes.
-pub trait JobReport: Serialize {
-    fn human(&self) -> String;
-    fn succeeded(&self) -> bool;
-}
-
-fn job_report(result: Result<impl JobReport, ClientError>, output: Output) -> ExitCode {
-    match result {
-        Ok(report) => {
-            match output {
-                Output::Json => print_json(&report),
-                Output::Human => print!("{}", report.human()),
-            }
-            status(report.succeeded())
-        }
-        Err(e) => fail(output, &e),
-    }
-}
-
 pub async fn evaluate(
     client: &Client,
     options: &super::evaluate::EvaluateOptions,
@@ -269,13 +228,4 @@ fn label_moved(
         }
         Err(e) => fail(output, &e),
     }
-}
-
-/// Reports a failed request: on stderr for people, as `{"error"}` for machines.
-fn fail(output: Output, e: &ClientError) -> ExitCode {
-    match output {
-        Output::Json => print_json(&json!({ "error": e.to_string(), "code": e.code() })),
-        Output::Human => eprintln!("promptreg: {e}"),
-    }
-    ExitCode::from(FAILED)
 }

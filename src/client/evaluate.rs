@@ -33,7 +33,7 @@ pub struct EvaluateReport {
     pub gate_failures: Vec<String>,
 }
 
-impl super::commands::JobReport for EvaluateReport {
+impl super::report::JobReport for EvaluateReport {
     fn succeeded(&self) -> bool {
         let status = self.evaluation["status"].as_str().unwrap_or_default();
         matches!(status, "succeeded" | "queued" | "running") && self.gate_failures.is_empty()

@@ -1,6 +1,7 @@
 //! The commands CI runs against a server: `push`, `pull`, `validate`,
-//! `diff`, `promote`, `rollback`, `evaluate` and `optimize`. Prompt files live in `files`; the
-//! offline checks in `validate`; HTTP with retries in `http`.
+//! `diff`, `promote`, `rollback`, `evaluate` and `optimize`. Prompt files
+//! live in `files`; the offline checks in `validate`; HTTP with retries in
+//! `http`; output formats, exit statuses and job reports in `report`.
 
 pub mod commands;
 pub mod evaluate;
@@ -10,4 +11,5 @@ pub mod optimize;
 pub mod pull;
 pub mod push;
 pub mod remote;
+pub mod report;
 pub mod validate;

@@ -91,7 +91,7 @@ pub struct OptimizeReport {
     pub optimization: Value,
 }
 
-impl super::commands::JobReport for OptimizeReport {
+impl super::report::JobReport for OptimizeReport {
     fn succeeded(&self) -> bool {
         matches!(
             self.optimization["status"].as_str(),

@@ -54,8 +54,12 @@ impl Strategy for Critique {
             )));
         };
         let beam = beam(context);
-        let index = (context.iteration as usize).saturating_sub(1) % beam.len();
-        let current = &beam[index];
+        // Round robin over the beam (never empty: the base when nothing is scored).
+        let current = (context.iteration as usize)
+            .saturating_sub(1)
+            .checked_rem(beam.len())
+            .and_then(|index| beam.get(index))
+            .unwrap_or(context.base);
         let text = instruction(current).to_owned();
 
         let items: Vec<&DatasetItem> = context

@@ -120,7 +120,8 @@ pub fn with_demos(base: &PromptBody, engine: Engine, demos: &[&Demo]) -> PromptB
                 .get(last_user)
                 .and_then(ChatMessage::content)
                 .unwrap_or_default();
-            let mut out = messages[..last_user].to_vec();
+            let (before, after) = messages.split_at(last_user.min(messages.len()));
+            let mut out = before.to_vec();
             for demo in demos {
                 out.push(ChatMessage::User {
                     content: literal(engine, &user_text(engine, user_template, demo)),
@@ -129,7 +130,7 @@ pub fn with_demos(base: &PromptBody, engine: Engine, demos: &[&Demo]) -> PromptB
                     content: literal(engine, &demo.output),
                 });
             }
-            out.extend_from_slice(&messages[last_user..]);
+            out.extend_from_slice(after);
             PromptBody::Chat(out)
         }
     }

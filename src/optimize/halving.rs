@@ -11,6 +11,7 @@ use super::{rng, Outcome, StepError};
 use crate::domain::content::PromptBody;
 use crate::domain::optimization::{Candidate, Iteration};
 use crate::domain::DatasetItem;
+use crate::worker::JobError;
 
 /// Which shuffle picks an iteration's minibatch.
 const PURPOSE_MINIBATCH: u64 = 1;
@@ -20,19 +21,40 @@ pub(super) fn minibatch_size(train: usize) -> usize {
     train.div_ceil(4).max(MIN_MINIBATCH).min(train)
 }
 
+/// A saved state this code could not have written. Permanent: a retry
+/// reads the same state.
+fn inconsistent(what: String) -> StepError {
+    StepError::Failed(JobError::permanent(format!(
+        "the saved optimization state is inconsistent: {what}"
+    )))
+}
+
+fn no_iteration() -> StepError {
+    inconsistent("there is no iteration to score".to_owned())
+}
+
+fn no_candidate(number: u32, index: usize) -> StepError {
+    inconsistent(format!("iteration {number} has no candidate {index}"))
+}
+
 impl Run<'_> {
     /// Successive halving over the last iteration's candidates: each rung
     /// skips what a saved state shows done.
     pub(super) async fn score_iteration(&mut self) -> Result<(), StepError> {
-        let Some(iteration) = self.state.iterations.last() else {
-            return Ok(());
-        };
+        let iteration = self.last()?;
         let number = iteration.number;
-        let before = self.state.best_val_score_through(number - 1);
+        let previous = number
+            .checked_sub(1)
+            .ok_or_else(|| inconsistent("an iteration is numbered 0".to_owned()))?;
+        let before = self.state.best_val_score_through(previous);
         // Owned handles: the items stay borrowed while candidates are updated.
         let (train, val) = (self.train.clone(), self.val.clone());
-        let live: Vec<usize> = (0..iteration.candidates.len())
-            .filter(|&i| iteration.candidates[i].discarded.is_none())
+        let live: Vec<usize> = iteration
+            .candidates
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.discarded.is_none())
+            .map(|(i, _)| i)
             .collect();
 
         // Rung 1: every candidate on a minibatch of the training split.
@@ -44,16 +66,17 @@ impl Run<'_> {
             PURPOSE_MINIBATCH,
         ));
         let (in_batch, rest) = order.split_at(size);
-        let batch: Vec<&DatasetItem> = in_batch.iter().map(|&i| &train[i]).collect();
-        let todo: Vec<usize> = live
-            .iter()
-            .copied()
-            .filter(|&i| iteration.candidates[i].minibatch_score.is_none())
-            .collect();
+        let batch: Vec<&DatasetItem> = in_batch.iter().filter_map(|&i| train.get(i)).collect();
+        let mut todo = Vec::new();
+        for &i in &live {
+            if self.candidate(i)?.minibatch_score.is_none() {
+                todo.push(i);
+            }
+        }
         if !todo.is_empty() {
             let scored = self.score(&todo, &batch).await?;
             for (i, outcomes) in todo.iter().zip(scored) {
-                let candidate = self.candidate(*i);
+                let candidate = self.candidate_mut(*i)?;
                 let score = mean(&outcomes);
                 candidate.minibatch_score = Some(score);
                 candidate.train_score = Some(score);
@@ -63,25 +86,24 @@ impl Run<'_> {
         }
 
         // Rung 2: the better half on the rest of the training split.
-        let mut ranked = live.clone();
-        let candidates = &self.last().candidates;
-        ranked.sort_by(|&a, &b| {
-            let score = |i: usize| candidates[i].minibatch_score.unwrap_or(0.0);
-            score(b).total_cmp(&score(a))
-        });
+        let mut ranked = self.scores(&live, |c| c.minibatch_score)?;
+        // Stable: equal scores keep the earlier candidate first.
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
         ranked.truncate(live.len().div_ceil(2));
-        let rest: Vec<&DatasetItem> = rest.iter().map(|&i| &train[i]).collect();
-        let todo: Vec<usize> = ranked
-            .iter()
-            .copied()
-            .filter(|&i| (candidates[i].train_items as usize) < train.len())
-            .collect();
+        let ranked: Vec<usize> = ranked.into_iter().map(|(i, _)| i).collect();
+        let rest: Vec<&DatasetItem> = rest.iter().filter_map(|&i| train.get(i)).collect();
+        let mut todo = Vec::new();
+        for &i in &ranked {
+            if (self.candidate(i)?.train_items as usize) < train.len() {
+                todo.push(i);
+            }
+        }
         if !todo.is_empty() {
             let scored = self.score(&todo, &rest).await?;
             let all = train.len() as f64;
             let batch_len = batch.len() as f64;
             for (i, outcomes) in todo.iter().zip(scored) {
-                let candidate = self.candidate(*i);
+                let candidate = self.candidate_mut(*i)?;
                 let batch_sum = candidate.minibatch_score.unwrap_or(0.0) * batch_len;
                 let rest_sum: f64 = outcomes.iter().map(|o| o.score).sum();
                 candidate.train_score = Some((batch_sum + rest_sum) / all);
@@ -91,21 +113,23 @@ impl Run<'_> {
         }
 
         // Rung 3: the iteration's best on training, on validation.
-        let candidates = &self.last().candidates;
-        let leader = ranked.iter().copied().max_by(|&a, &b| {
-            let score = |i: usize| candidates[i].train_score.unwrap_or(0.0);
+        let leader = self
+            .scores(&ranked, |c| c.train_score)?
+            .into_iter()
             // Ties go to the earlier candidate.
-            score(a).total_cmp(&score(b)).then(b.cmp(&a))
-        });
-        if let Some(leader) = leader.filter(|&i| candidates[i].val_score.is_none()) {
-            let val: Vec<&DatasetItem> = val.iter().collect();
-            let scored = self.score(&[leader], &val).await?;
-            self.candidate(leader).val_score = scored.first().map(|o| mean(o));
-            self.save().await?;
+            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
+            .map(|(i, _)| i);
+        if let Some(leader) = leader {
+            if self.candidate(leader)?.val_score.is_none() {
+                let val: Vec<&DatasetItem> = val.iter().collect();
+                let scored = self.score(&[leader], &val).await?;
+                self.candidate_mut(leader)?.val_score = scored.first().map(|o| mean(o));
+                self.save().await?;
+            }
         }
 
         let best_now = self
-            .last()
+            .last()?
             .candidates
             .iter()
             .filter_map(|c| c.val_score)
@@ -131,16 +155,39 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn last(&self) -> &Iteration {
-        self.state
-            .iterations
-            .last()
-            .expect("score_iteration runs with an iteration")
+    /// The iteration being scored: the last one.
+    fn last(&self) -> Result<&Iteration, StepError> {
+        self.state.iterations.last().ok_or_else(no_iteration)
     }
 
-    fn candidate(&mut self, index: usize) -> &mut Candidate {
-        let last = self.state.iterations.len() - 1;
-        &mut self.state.iterations[last].candidates[index]
+    /// Candidate `index` of the iteration being scored.
+    fn candidate(&self, index: usize) -> Result<&Candidate, StepError> {
+        let iteration = self.last()?;
+        iteration
+            .candidates
+            .get(index)
+            .ok_or_else(|| no_candidate(iteration.number, index))
+    }
+
+    fn candidate_mut(&mut self, index: usize) -> Result<&mut Candidate, StepError> {
+        let iteration = self.state.iterations.last_mut().ok_or_else(no_iteration)?;
+        let number = iteration.number;
+        iteration
+            .candidates
+            .get_mut(index)
+            .ok_or_else(|| no_candidate(number, index))
+    }
+
+    /// Each of candidates `indices` with its `score` (0 when it has none).
+    fn scores(
+        &self,
+        indices: &[usize],
+        score: impl Fn(&Candidate) -> Option<f64>,
+    ) -> Result<Vec<(usize, f64)>, StepError> {
+        indices
+            .iter()
+            .map(|&i| Ok((i, score(self.candidate(i)?).unwrap_or(0.0))))
+            .collect()
     }
 
     /// Outcomes of the last iteration's candidates `indices` on `items`.
@@ -149,11 +196,10 @@ impl Run<'_> {
         indices: &[usize],
         items: &[&DatasetItem],
     ) -> Result<Vec<Vec<Outcome>>, StepError> {
-        let last = self.last();
         let bodies: Vec<&PromptBody> = indices
             .iter()
-            .map(|&i| &last.candidates[i].template)
-            .collect();
+            .map(|&i| self.candidate(i).map(|c| &c.template))
+            .collect::<Result<_, _>>()?;
         self.scorer.score_many(&bodies, items).await
     }
 }

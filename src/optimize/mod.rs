@@ -152,7 +152,8 @@ pub fn instruction(body: &PromptBody) -> &str {
     match body {
         PromptBody::Text(text) => text,
         PromptBody::Chat(messages) => instruction_index(messages)
-            .and_then(|i| messages[i].content())
+            .and_then(|i| messages.get(i))
+            .and_then(ChatMessage::content)
             .unwrap_or_default(),
     }
 }
@@ -174,9 +175,9 @@ pub fn with_instruction(body: &PromptBody, text: String) -> PromptBody {
         PromptBody::Text(_) => PromptBody::Text(text),
         PromptBody::Chat(messages) => {
             let mut messages = messages.clone();
-            match instruction_index(&messages) {
-                Some(i) => {
-                    messages[i] = match &messages[i] {
+            match instruction_index(&messages).and_then(|i| messages.get_mut(i)) {
+                Some(message) => {
+                    *message = match message {
                         ChatMessage::User { .. } => ChatMessage::User { content: text },
                         _ => ChatMessage::System { content: text },
                     }

@@ -23,9 +23,8 @@ use utoipa::ToSchema;
 use crate::config::ProviderConfig;
 use crate::template::Rendered;
 
-/// A provider's wire format. The same enum as the render endpoint's
-/// `format`: a provider's kind is exactly the request shape it takes.
-pub use requests::RequestFormat as ProviderKind;
+/// A provider's wire format, defined with the configuration that names it.
+pub use crate::config::ProviderKind;
 
 #[async_trait::async_trait]
 pub trait LlmProvider: Send + Sync {

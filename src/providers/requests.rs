@@ -14,21 +14,12 @@
 //!   `responseMimeType: application/json`. The model is part of Gemini's URL,
 //!   not of its body.
 
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use utoipa::ToSchema;
 
+use crate::config::ProviderKind;
 use crate::template::{Rendered, RenderedMessage};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum RequestFormat {
-    Openai,
-    Anthropic,
-    Gemini,
-}
-
-impl RequestFormat {
+impl ProviderKind {
     /// `gen_ai.provider.name` as OpenTelemetry's GenAI conventions spell it.
     pub fn otel_name(self) -> &'static str {
         match self {
@@ -56,16 +47,16 @@ const OPENAI_ONLY: &[&str] = &[
 
 /// The body to send to `format`'s API for this rendered prompt.
 pub fn request_body(
-    format: RequestFormat,
+    format: ProviderKind,
     rendered: &Rendered,
     model_config: &Map<String, Value>,
     output_schema: Option<&Value>,
 ) -> Value {
     let messages = as_messages(rendered);
     match format {
-        RequestFormat::Openai => openai(&messages, model_config, output_schema),
-        RequestFormat::Anthropic => anthropic(&messages, model_config),
-        RequestFormat::Gemini => gemini(&messages, model_config, output_schema),
+        ProviderKind::Openai => openai(&messages, model_config, output_schema),
+        ProviderKind::Anthropic => anthropic(&messages, model_config),
+        ProviderKind::Gemini => gemini(&messages, model_config, output_schema),
     }
 }
 
@@ -225,7 +216,7 @@ mod tests {
     #[test]
     fn openai_passes_config_through_and_maps_output_schema() {
         let schema = json!({"type": "object"});
-        let body = request_body(RequestFormat::Openai, &chat(), &config(), Some(&schema));
+        let body = request_body(ProviderKind::Openai, &chat(), &config(), Some(&schema));
         assert_eq!(body["model"], "m-1");
         assert_eq!(body["seed"], 7);
         assert_eq!(
@@ -239,7 +230,7 @@ mod tests {
 
     #[test]
     fn anthropic_splits_system_and_requires_max_tokens() {
-        let body = request_body(RequestFormat::Anthropic, &chat(), &config(), None);
+        let body = request_body(ProviderKind::Anthropic, &chat(), &config(), None);
         assert_eq!(body["system"], "Be brief.");
         assert_eq!(
             body["messages"][0],
@@ -251,7 +242,7 @@ mod tests {
         assert!(body.get("seed").is_none() && body.get("stop").is_none());
 
         let text = request_body(
-            RequestFormat::Anthropic,
+            ProviderKind::Anthropic,
             &Rendered::Text("Hi".into()),
             &Map::new(),
             None,
@@ -265,7 +256,7 @@ mod tests {
     #[test]
     fn gemini_uses_contents_system_instruction_and_generation_config() {
         let schema = json!({"type": "object"});
-        let body = request_body(RequestFormat::Gemini, &chat(), &config(), Some(&schema));
+        let body = request_body(ProviderKind::Gemini, &chat(), &config(), Some(&schema));
         assert_eq!(
             body["systemInstruction"],
             json!({"parts": [{"text": "Be brief."}]})

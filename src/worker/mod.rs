@@ -3,14 +3,19 @@
 //! is renewed by heartbeats. A worker that dies simply stops renewing: once
 //! its lease expires any worker claims the job again, and the job's runner
 //! skips what was already stored. Cancellation is a flag the heartbeat reads.
+//! A runner that panics fails its job, not the worker: the panic is caught,
+//! the job ends `failed` and the worker takes the next one.
 //! This module knows jobs, not what they do: runners do the work.
 
+use std::any::Any;
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::FutureExt;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -235,7 +240,10 @@ impl Worker {
         };
 
         let stop = StopSignal::default();
-        let work = runner.run(job, &stop);
+        // A panic ends this future with `Err`, never the worker's task.
+        // Unwind safety holds: the panicked job's state is dropped unread
+        // (the job fails), and runners keep no job state between jobs.
+        let work = AssertUnwindSafe(runner.run(job, &stop)).catch_unwind();
         tokio::pin!(work);
         // A third of the lease keeps it alive; at least every second, so a
         // cancel is seen within a second.
@@ -262,10 +270,25 @@ impl Worker {
             stop.stop(StopReason::Shutdown);
             std::future::pending::<()>().await
         };
+        // The select drops the heartbeats once the work ends, panic or not.
         let outcome = tokio::select! {
             outcome = &mut work => outcome,
             _ = async { tokio::join!(beats, shutdown_seen) } => {
                 unreachable!("heartbeats and the shutdown watch never end")
+            }
+        };
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                tracing::error!(panic = panic_message(panic.as_ref()), "job runner panicked");
+                // A worker that lost the lease writes nothing: the holder decides.
+                if stop.reason() == StopReason::LeaseLost {
+                    return Ok(JobStatus::Running);
+                }
+                // Whatever else was asked (cancel, shutdown), a panic is a
+                // bug: fail now rather than hand the job to another worker
+                // to panic again.
+                return finish(JobStatus::Failed, Some(RUNNER_PANICKED.to_owned())).await;
             }
         };
         // A cancel requested during the last step is still a cancel.
@@ -305,6 +328,19 @@ impl Worker {
     }
 }
 
+/// A panicked job's error: the panic's own text may carry internals, so it
+/// goes to the log only.
+pub const RUNNER_PANICKED: &str = "internal_error: the job's runner panicked";
+
+/// The text of a panic's payload, when it has one.
+fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
 /// Exponential backoff with jitter for a job's next attempt: 2 s, 4 s, 8 s… (at most 5 min).
 pub fn backoff(attempts: i32) -> Duration {
     let base = Duration::from_secs(2u64.saturating_pow(attempts.clamp(1, 8) as u32))
@@ -332,5 +368,15 @@ mod tests {
         stop.stop(StopReason::Shutdown);
         assert!(stop.is_stopped());
         assert_eq!(stop.reason(), StopReason::Cancelled);
+    }
+
+    #[test]
+    fn a_panic_message_is_read_from_either_payload() {
+        let text: Box<dyn Any + Send> = Box::new("index out of bounds");
+        let formatted: Box<dyn Any + Send> = Box::new(format!("bad {}", 7));
+        let other: Box<dyn Any + Send> = Box::new(7_u8);
+        assert_eq!(panic_message(text.as_ref()), "index out of bounds");
+        assert_eq!(panic_message(formatted.as_ref()), "bad 7");
+        assert_eq!(panic_message(other.as_ref()), "(no message)");
     }
 }

@@ -18,3 +18,4 @@ mod providers;
 mod render;
 mod service;
 mod versions;
+mod worker_panics;
