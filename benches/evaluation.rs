@@ -65,7 +65,7 @@ async fn run(database_url: &str, fake: &fake_llm::FakeLlm) -> Duration {
     let mut provider = fake.config(ProviderKind::Openai);
     provider.max_concurrency = 64;
     config.providers.insert("fake".to_owned(), provider);
-    for limit in config.rate_limit.values_mut() {
+    for limit in config.rate_limit.each_mut() {
         limit.per_second = 1e9;
         limit.burst = 1_000_000_000;
     }

@@ -12,7 +12,7 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 use moka::sync::Cache;
 use uuid::Uuid;
 
-use crate::config::RateLimit;
+use crate::config::{RateLimit, RateLimits};
 use crate::domain::auth::{allows, Actor, KeySecret, Scope};
 use crate::domain::{ApiKey, ProjectId, DEFAULT_PROJECT};
 use crate::store::{Invalidation, NewKey, Store, StoreError};
@@ -69,10 +69,16 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(store: Arc<dyn Store>, limits: &HashMap<Scope, RateLimit>) -> anyhow::Result<Self> {
+    pub fn new(store: Arc<dyn Store>, limits: &RateLimits) -> anyhow::Result<Self> {
         let mut limiters = HashMap::new();
         for scope in Scope::ALL {
-            let limit = limits.get(&scope).copied().unwrap_or_default();
+            let limit = match scope {
+                Scope::Read => limits.read,
+                Scope::Write => limits.write,
+                Scope::Promote => limits.promote,
+                Scope::Evaluate => limits.evaluate,
+                Scope::Admin => limits.admin,
+            };
             limiters.insert(scope, DefaultKeyedRateLimiter::keyed(quota(scope, limit)?));
         }
         Ok(Self {

@@ -4,7 +4,7 @@
 //! that reads the environment: LLM providers' API keys too, resolved here from
 //! the variables their `api_key_env` names and kept [`Redacted`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -12,8 +12,6 @@ use std::path::Path;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
-
-use crate::domain::auth::Scope;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
 
@@ -34,7 +32,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub cache: CacheConfig,
     /// Token buckets per key, one per scope a route requires.
-    pub rate_limit: HashMap<Scope, RateLimit>,
+    pub rate_limit: RateLimits,
     /// LLM providers by name (`[providers.NAME]`); none by default.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
@@ -84,6 +82,30 @@ pub struct Redacted(pub String);
 impl fmt::Debug for Redacted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
+}
+
+/// A token bucket per key for the routes that need each scope.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimits {
+    pub read: RateLimit,
+    pub write: RateLimit,
+    pub promote: RateLimit,
+    pub evaluate: RateLimit,
+    pub admin: RateLimit,
+}
+
+impl RateLimits {
+    /// Every bucket, to tune them all at once.
+    pub fn each_mut(&mut self) -> [&mut RateLimit; 5] {
+        [
+            &mut self.read,
+            &mut self.write,
+            &mut self.promote,
+            &mut self.evaluate,
+            &mut self.admin,
+        ]
     }
 }
 
@@ -435,11 +457,6 @@ mod tests {
         assert_eq!(config.http.body_limit_bytes, 1024 * 1024);
         assert_eq!(config.default_ref, "production");
         assert_eq!(config.init_admin_key, Redacted::default());
-        assert_eq!(
-            config.rate_limit.len(),
-            Scope::ALL.len(),
-            "every scope has a limit"
-        );
         assert!(format!("{:?}", Redacted("pr_secret".into())).contains("***"));
         assert!(config.providers.is_empty(), "no provider by default");
     }
@@ -569,15 +586,15 @@ base_url = "http://127.0.0.1:9999/"
             let config =
                 Config::load(Some(Path::new("limits.toml")), &Overrides::default()).expect("load");
             assert_eq!(
-                config.rate_limit[&Scope::Read],
+                config.rate_limit.read,
                 RateLimit {
                     per_second: 1.0,
                     burst: 3
                 }
             );
             assert_eq!(
-                config.rate_limit[&Scope::Write],
-                Config::defaults().expect("defaults").rate_limit[&Scope::Write]
+                config.rate_limit.write,
+                Config::defaults().expect("defaults").rate_limit.write
             );
             assert_eq!(
                 config.init_admin_key.0,

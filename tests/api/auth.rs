@@ -723,14 +723,11 @@ async fn bootstrap_with_init_key_is_idempotent_postgres() {
 async fn rate_limit_answers_429_with_retry_after() {
     with_database(Backend::Sqlite, |url| async move {
         let mut config = test_config(&url);
-        config.rate_limit.insert(
-            promptreg::domain::auth::Scope::Read,
-            // One token every 5 s: no refill can sneak in between the requests.
-            promptreg::config::RateLimit {
-                per_second: 0.2,
-                burst: 3,
-            },
-        );
+        // One token every 5 s: no refill can sneak in between the requests.
+        config.rate_limit.read = promptreg::config::RateLimit {
+            per_second: 0.2,
+            burst: 3,
+        };
         let app = app_with(config).await;
         for _ in 0..3 {
             assert_eq!(app.get("/v1/prompts").await.status, StatusCode::OK);

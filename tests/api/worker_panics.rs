@@ -27,11 +27,13 @@ impl JobRunner for Panics {
     }
 }
 
-/// The real evaluation runner, and `Panics` for optimizations.
-fn worker(app: &TestApp) -> Worker {
+/// The real evaluation runner, and `Panics` for optimizations, over a
+/// connection of its own to the app's database, as a separate worker has.
+async fn worker(url: &str, app: &TestApp) -> Worker {
     let state = &app.state;
+    let store = promptreg::store::connect(url, 2).await.expect("store");
     let evaluations: Arc<dyn JobRunner> = Arc::new(EvaluationRunner::new(
-        state.registry.store().clone(),
+        store.clone(),
         state.renderer.clone(),
         state.providers.clone(),
     ));
@@ -45,7 +47,7 @@ fn worker(app: &TestApp) -> Worker {
     .into_iter()
     .collect();
     Worker::new(
-        state.registry.store().clone(),
+        store,
         runners,
         std::time::Duration::from_secs(30),
         std::time::Duration::from_millis(50),
@@ -120,7 +122,7 @@ async fn a_panicking_runner_fails_its_job_and_the_worker_goes_on(url: String) {
         .await;
     assert_eq!(evaluation.status, 202, "{}", evaluation.body);
     let (panicking, normal) = (job_id(&optimization.body), job_id(&evaluation.body));
-    let worker = worker(&app);
+    let worker = worker(&url, &app).await;
 
     let ran = worker
         .run_once()
