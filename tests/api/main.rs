@@ -9,6 +9,7 @@ mod datasets;
 mod errors;
 mod evaluations;
 mod fake_llm;
+mod gate_paths;
 mod labels;
 mod langfuse;
 mod observability;
