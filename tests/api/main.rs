@@ -1,5 +1,6 @@
 //! HTTP-level conformance suite: every behaviour runs against SQLite and Postgres.
-//! Provider clients (`providers`) run once, against the fake LLM (`fake_llm`).
+//! Provider clients (`providers`) run once, against the fake LLM (`fake_llm`);
+//! a database outage (`outage`) runs on Postgres only, on a private cluster.
 
 mod support;
 
@@ -9,10 +10,12 @@ mod datasets;
 mod errors;
 mod evaluations;
 mod fake_llm;
+mod gate_paths;
 mod labels;
 mod langfuse;
 mod observability;
 mod optimizations;
+mod outage;
 mod prompts;
 mod providers;
 mod render;
