@@ -13,7 +13,7 @@ macro_rules! impl_evaluation_store {
         };
         use crate::domain::ProjectId;
         use crate::store::rows::{EvaluationRow, ResultRow, EVALUATION_SELECT, RESULT_COLUMNS};
-        use crate::store::{now, EvaluationStore, JobStore, StoreError, StoreResult};
+        use crate::store::{now, EvaluationStore, StoreError, StoreResult};
 
         use super::$store;
 
@@ -59,8 +59,7 @@ macro_rules! impl_evaluation_store {
                     .fetch_optional(self.reader())
                     .await?
                     .ok_or(StoreError::EvaluationNotFound)?;
-                let job = self.get_job(project, row.job_id).await?;
-                row.with_job(job)
+                self.attach_job(row).await
             }
 
             async fn get_evaluation_of_job(&self, job_id: Uuid) -> StoreResult<Evaluation> {
@@ -69,8 +68,7 @@ macro_rules! impl_evaluation_store {
                     .fetch_optional(self.reader())
                     .await?
                     .ok_or(StoreError::EvaluationNotFound)?;
-                let job = self.get_job(row.project_id, row.job_id).await?;
-                row.with_job(job)
+                self.attach_job(row).await
             }
 
             async fn find_passing_candidate(&self, version_id: Uuid, dataset_id: Uuid) -> StoreResult<Option<Evaluation>> {
@@ -85,10 +83,7 @@ macro_rules! impl_evaluation_store {
                 .await?;
                 match row {
                     None => Ok(None),
-                    Some(row) => {
-                        let job = self.get_job(row.project_id, row.job_id).await?;
-                        row.with_job(job).map(Some)
-                    }
+                    Some(row) => self.attach_job(row).await.map(Some),
                 }
             }
 

@@ -12,7 +12,7 @@ macro_rules! impl_optimization_store {
         use crate::domain::optimization::{NewOptimization, Optimization, OptimizationState};
         use crate::domain::{ProjectId, PromptName};
         use crate::store::rows::{parse_semver, OptimizationRow, OPTIMIZATION_SELECT};
-        use crate::store::{now, JobStore, NewVersion, OptimizationStore, StoreError, StoreResult};
+        use crate::store::{now, NewVersion, OptimizationStore, StoreError, StoreResult};
 
         use super::$store;
 
@@ -55,8 +55,7 @@ macro_rules! impl_optimization_store {
                     .fetch_optional(self.reader())
                     .await?
                     .ok_or(StoreError::OptimizationNotFound)?;
-                let job = self.get_job(project, row.job_id).await?;
-                row.with_job(job)
+                self.attach_job(row).await
             }
 
             async fn get_optimization_of_job(&self, job_id: Uuid) -> StoreResult<Optimization> {
@@ -65,8 +64,7 @@ macro_rules! impl_optimization_store {
                     .fetch_optional(self.reader())
                     .await?
                     .ok_or(StoreError::OptimizationNotFound)?;
-                let job = self.get_job(row.project_id, row.job_id).await?;
-                row.with_job(job)
+                self.attach_job(row).await
             }
 
             async fn save_optimization_state(&self, id: Uuid, owner: &str, state: &OptimizationState, progress_done: i64) -> StoreResult<()> {

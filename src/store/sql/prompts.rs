@@ -128,12 +128,9 @@ macro_rules! impl_prompt_store {
                     qb.push(" and p.id < ").push_bind(after);
                 }
                 qb.push(" order by p.id desc limit ").push_bind(i64::from(page.limit) + 1);
-                let mut rows: Vec<PromptListRow> = qb.build_query_as().fetch_all(self.reader()).await?;
-
-                let next_cursor = (rows.len() > page.limit as usize).then(|| {
-                    rows.truncate(page.limit as usize);
-                    rows.last().map(|r| crate::store::cursor::encode(PageKey::Id(r.prompt.id)))
-                }).flatten();
+                let rows: Vec<PromptListRow> = qb.build_query_as().fetch_all(self.reader()).await?;
+                let Page { items: rows, next_cursor } =
+                    page_from_overfetch(rows, page.limit, |r| PageKey::Id(r.prompt.id));
 
                 let mut labels: BTreeMap<Uuid, BTreeMap<String, semver::Version>> = BTreeMap::new();
                 if !rows.is_empty() {

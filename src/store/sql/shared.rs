@@ -13,9 +13,9 @@ macro_rules! impl_shared {
 
         use crate::domain::auth::Actor;
         use crate::domain::{next_version, ProjectId, PromptName, Version};
-        use crate::store::rows::{PromptRow, VersionRow, PROMPT_COLUMNS, VERSION_SELECT};
+        use crate::store::rows::{JobOwner, PromptRow, VersionRow, PROMPT_COLUMNS, VERSION_SELECT};
         use crate::store::{
-            is_unique_violation, now, CreatedVersion, Invalidation, NewVersion, StoreError,
+            is_unique_violation, now, CreatedVersion, Invalidation, JobStore, NewVersion, StoreError,
             StoreResult,
         };
 
@@ -325,6 +325,14 @@ macro_rules! impl_shared {
                 .execute(&mut *conn)
                 .await?;
                 Ok(())
+            }
+
+            /// Reads the job that `row`'s evaluation or optimization runs,
+            /// and answers the two as one.
+            pub(super) async fn attach_job<R: JobOwner + Send>(&self, row: R) -> StoreResult<R::Joined> {
+                let (project, job_id) = row.job_key();
+                let job = self.get_job(project, job_id).await?;
+                row.with_job(job)
             }
         }
     };
