@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use crate::error::ApiError;
 use crate::services::{jobs, ServiceError};
+use crate::telemetry::metrics::{JobGauge, PoolGauge};
 
 #[derive(Serialize, ToSchema)]
 pub struct HealthResponse {
@@ -79,7 +80,22 @@ pub async fn metrics(
             None
         }
     };
+    // The metrics module knows no store types: hand it plain gauges.
+    let jobs: Option<Vec<JobGauge>> = jobs.as_ref().map(|counts| {
+        counts
+            .iter()
+            .map(|c| JobGauge {
+                kind: &c.kind,
+                status: c.status,
+                count: c.count,
+            })
+            .collect()
+    });
     let pool = state.registry.pool_connections();
+    let pool = PoolGauge {
+        idle: pool.idle,
+        active: pool.active,
+    };
     let text = crate::telemetry::metrics::render(handle, jobs.as_deref(), pool);
     Ok((
         [(

@@ -1,34 +1,76 @@
-//! Persistence. The `Store` trait names the use-cases; each multi-statement
-//! write is one transaction inside one method. This is the only module with SQL
-//! and it never sees HTTP types.
+//! Persistence. The use-cases are split by resource into one trait each
+//! (`PromptStore`, `DatasetStore`, `JobStore`, `EvaluationStore`,
+//! `OptimizationStore`, `GateStore`, `AdminStore`, and `BackendStore` for what
+//! a backend answers about itself); `Store` bundles them and is what the app
+//! holds, as `Arc<dyn Store>`. Each multi-statement write is one transaction
+//! inside one method. This is the only module with SQL and it never sees HTTP
+//! types.
 //!
 //! Both backends accept `$N` placeholders and the portable subset of SQL, so the
-//! use-cases are written once (`sql.rs`) and each backend adds only what truly
-//! differs: pools, row locking and change notification.
+//! use-cases are written once (`sql/`, one file per resource) and each backend
+//! adds only what truly differs: pools, row locking and change notification.
 
+mod admin;
+mod backend;
+mod datasets;
+mod evaluations;
+mod gates;
+mod jobs;
+mod optimizations;
 mod postgres;
+mod prompts;
 mod rows;
 mod sql;
 mod sqlite;
 
+pub use admin::{AdminStore, NewKey, StoredKey};
+pub use backend::{BackendStore, Invalidation, PoolConnections};
+pub use datasets::{DatasetStore, ItemBatches, ItemError};
+pub use evaluations::EvaluationStore;
+pub use gates::GateStore;
+pub use jobs::{JobCount, JobStore};
+pub use optimizations::OptimizationStore;
 pub use postgres::PostgresStore;
+pub use prompts::{CreatedVersion, NewPrompt, NewVersion, PromptFilter, PromptPatch, PromptStore};
 pub use sqlite::SqliteStore;
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::domain::auth::{Actor, Scope};
-use crate::domain::jobs::{
-    Evaluation, Gate, GateRule, ItemResult, Job, JobStatus, NewEvaluation, StoredResult,
-};
-use crate::domain::optimization::{NewOptimization, Optimization, OptimizationState};
-use crate::domain::{
-    ApiKey, AuditEntry, Bump, Dataset, DatasetItem, Label, LabelMove, LabelName, Page, Project,
-    ProjectId, Prompt, PromptContent, PromptName, PromptSummary, Version, VersionRef,
-};
+use crate::domain::Page;
+
+/// Every use-case of one database: what the app holds, as `Arc<dyn Store>`
+/// (a trait object answers its supertraits' methods with no import).
+pub trait Store:
+    BackendStore
+    + PromptStore
+    + DatasetStore
+    + JobStore
+    + EvaluationStore
+    + OptimizationStore
+    + GateStore
+    + AdminStore
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> Store for T where
+    T: BackendStore
+        + PromptStore
+        + DatasetStore
+        + JobStore
+        + EvaluationStore
+        + OptimizationStore
+        + GateStore
+        + AdminStore
+        + Send
+        + Sync
+        + 'static
+{
+}
 
 /// What went wrong, with its subject named, so that every front door can
 /// say so without knowing which call it made.
@@ -121,114 +163,6 @@ fn is_unavailable(err: &sqlx::Error) -> bool {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Connections open in a backend's pools: waiting for work, or lent out.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PoolConnections {
-    pub idle: u64,
-    pub active: u64,
-}
-
-impl PoolConnections {
-    fn of<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> Self {
-        let (size, idle) = (u64::from(pool.size()), pool.num_idle() as u64);
-        Self {
-            idle,
-            active: size.saturating_sub(idle),
-        }
-    }
-
-    fn plus(self, other: Self) -> Self {
-        Self {
-            idle: self.idle + other.idle,
-            active: self.active + other.active,
-        }
-    }
-}
-
-/// Jobs of one kind in one status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobCount {
-    pub kind: String,
-    pub status: JobStatus,
-    pub count: i64,
-}
-
-/// Why an uploaded item was refused: where (`item` is 1-based, `line` when
-/// the format has lines) and what.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("item {item}{}: {message}", .line.map(|l| format!(" (line {l})")).unwrap_or_default())]
-pub struct ItemError {
-    pub item: u64,
-    pub line: Option<u64>,
-    pub message: String,
-}
-
-/// Batches of items as an upload streams them in.
-pub type ItemBatches<'a> =
-    futures::stream::BoxStream<'a, Result<Vec<crate::domain::NewItem>, ItemError>>;
-
-#[derive(Debug, Clone)]
-pub struct NewPrompt {
-    pub name: PromptName,
-    pub description: String,
-    pub tags: Vec<String>,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct PromptPatch {
-    pub description: Option<String>,
-    pub tags: Option<Vec<String>>,
-    pub archived: Option<bool>,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct PromptFilter {
-    /// Exactly this name (archived or not, when `include_archived`).
-    pub name: Option<PromptName>,
-    pub tag: Option<String>,
-    pub query: Option<String>,
-    pub include_archived: bool,
-}
-
-/// What a caller asks for when posting content. Numbering, parent and
-/// idempotency are decided inside the store's transaction.
-#[derive(Debug, Clone)]
-pub struct NewVersion {
-    pub content: PromptContent,
-    pub variables: Vec<String>,
-    pub message: Option<String>,
-    pub metadata: Map<String, Value>,
-    pub version: Option<semver::Version>,
-    pub bump: Option<Bump>,
-    pub parent: Option<semver::Version>,
-    /// `Some(None)`: the caller expects the prompt to have no version yet.
-    pub expected_latest: Option<Option<semver::Version>>,
-    pub labels: Vec<LabelName>,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewKey {
-    pub name: String,
-    pub scopes: Vec<Scope>,
-    /// The secret's display prefix and its hash; the secret itself is never stored.
-    pub prefix: String,
-    pub secret_hash: String,
-}
-
-/// A key with its hash, to check a presented secret against.
-#[derive(Debug, Clone)]
-pub struct StoredKey {
-    pub key: ApiKey,
-    pub secret_hash: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct CreatedVersion {
-    pub version: Version,
-    /// False when the content equalled the latest version's and nothing was created.
-    pub created: bool,
-}
-
 /// Where a list page starts: after this key (exclusive), newest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PageKey {
@@ -260,313 +194,6 @@ pub fn page_from_overfetch<T>(
     Page { items, next_cursor }
 }
 
-/// A change that may make cached label resolutions stale.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Invalidation {
-    Prompt(Uuid),
-    /// A key was revoked.
-    Key(Uuid),
-    /// Notifications may have been missed (a lost connection): drop everything.
-    All,
-}
-
-#[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// Which backend this is, for logs.
-    fn backend(&self) -> &'static str;
-    /// The connection pools' state now, for the metrics scrape.
-    fn pool_connections(&self) -> PoolConnections;
-    async fn ping(&self) -> StoreResult<()>;
-    /// How many jobs of each kind are `queued` and `running` now.
-    async fn count_unfinished_jobs(&self) -> StoreResult<Vec<JobCount>>;
-    /// The id of project `name`, created if missing.
-    async fn ensure_project(&self, name: &str) -> StoreResult<ProjectId>;
-
-    async fn insert_prompt(
-        &self,
-        project: ProjectId,
-        new: NewPrompt,
-        actor: &Actor,
-    ) -> StoreResult<Prompt>;
-    async fn get_prompt(&self, project: ProjectId, name: &PromptName)
-        -> StoreResult<PromptSummary>;
-    async fn list_prompts(
-        &self,
-        project: ProjectId,
-        filter: &PromptFilter,
-        page: PageRequest,
-    ) -> StoreResult<Page<PromptSummary>>;
-    async fn update_prompt(
-        &self,
-        project: ProjectId,
-        name: &PromptName,
-        patch: PromptPatch,
-        actor: &Actor,
-    ) -> StoreResult<PromptSummary>;
-
-    async fn create_version(
-        &self,
-        project: ProjectId,
-        name: &PromptName,
-        new: NewVersion,
-        actor: &Actor,
-    ) -> StoreResult<CreatedVersion>;
-    async fn get_version(
-        &self,
-        project: ProjectId,
-        name: &PromptName,
-        reference: &VersionRef,
-    ) -> StoreResult<Version>;
-    async fn list_versions(
-        &self,
-        project: ProjectId,
-        name: &PromptName,
-        page: PageRequest,
-    ) -> StoreResult<Page<Version>>;
-
-    async fn list_labels(&self, project: ProjectId, name: &PromptName) -> StoreResult<Vec<Label>>;
-    async fn set_label(
-        &self,
-        project: ProjectId,
-        name: &PromptName,
-        label: &LabelName,
-        version: &semver::Version,
-        actor: &Actor,
-    ) -> StoreResult<Label>;
-    async fn delete_label(
-        &self,
-        project: ProjectId,
-        name: &PromptName,
-        label: &LabelName,
-        actor: &Actor,
-    ) -> StoreResult<Label>;
-    async fn rollback_label(
-        &self,
-        project: ProjectId,
-        name: &PromptName,
-        label: &LabelName,
-        actor: &Actor,
-    ) -> StoreResult<Label>;
-    async fn list_label_moves(
-        &self,
-        project: ProjectId,
-        name: &PromptName,
-        label: &LabelName,
-        page: PageRequest,
-    ) -> StoreResult<Page<LabelMove>>;
-
-    async fn insert_project(&self, name: &str, actor: &Actor) -> StoreResult<Project>;
-    async fn list_projects(&self) -> StoreResult<Vec<Project>>;
-    async fn get_project(&self, name: &str) -> StoreResult<Project>;
-
-    async fn insert_key(
-        &self,
-        project: ProjectId,
-        new: NewKey,
-        actor: &Actor,
-    ) -> StoreResult<ApiKey>;
-    /// Every key (any project, revoked too) whose secret starts with `prefix`.
-    async fn find_keys_by_prefix(&self, prefix: &str) -> StoreResult<Vec<StoredKey>>;
-    async fn list_keys(&self, project: ProjectId) -> StoreResult<Vec<ApiKey>>;
-    async fn revoke_key(&self, project: ProjectId, id: Uuid, actor: &Actor) -> StoreResult<ApiKey>;
-    async fn count_keys(&self) -> StoreResult<i64>;
-
-    async fn insert_dataset(
-        &self,
-        project: ProjectId,
-        name: &PromptName,
-        description: &str,
-        actor: &Actor,
-    ) -> StoreResult<Dataset>;
-    async fn get_dataset(&self, project: ProjectId, name: &str) -> StoreResult<Dataset>;
-    async fn list_datasets(
-        &self,
-        project: ProjectId,
-        page: PageRequest,
-    ) -> StoreResult<Page<Dataset>>;
-    /// Appends every item the stream yields, in one transaction: an item
-    /// error (or any failure) keeps none of them. Answers the dataset after.
-    async fn append_items(
-        &self,
-        project: ProjectId,
-        name: &str,
-        items: ItemBatches<'_>,
-        actor: &Actor,
-    ) -> StoreResult<Dataset>;
-    /// Creates an evaluation and its queued job, in one transaction.
-    async fn insert_evaluation(
-        &self,
-        project: ProjectId,
-        new: NewEvaluation,
-        actor: &Actor,
-    ) -> StoreResult<Evaluation>;
-    async fn get_evaluation(&self, project: ProjectId, id: Uuid) -> StoreResult<Evaluation>;
-    /// The evaluation a job runs (the worker knows jobs, not projects).
-    async fn get_evaluation_of_job(&self, job_id: Uuid) -> StoreResult<Evaluation>;
-    /// Creates an optimization and its queued job, in one transaction.
-    async fn insert_optimization(
-        &self,
-        project: ProjectId,
-        new: NewOptimization,
-        actor: &Actor,
-    ) -> StoreResult<Optimization>;
-    async fn get_optimization(&self, project: ProjectId, id: Uuid) -> StoreResult<Optimization>;
-    /// The optimization a job runs.
-    async fn get_optimization_of_job(&self, job_id: Uuid) -> StoreResult<Optimization>;
-    /// Saves how far an optimization got, with its job's progress, in one transaction.
-    /// Only while `owner` holds the job's lease: otherwise
-    /// [`StoreError::JobNotHeld`], and nothing is written.
-    async fn save_optimization_state(
-        &self,
-        id: Uuid,
-        owner: &str,
-        state: &OptimizationState,
-        progress_done: i64,
-    ) -> StoreResult<()>;
-    /// Saves the final state and, unless the optimization already has one,
-    /// creates `result` as a version of `prompt`, in one transaction: however
-    /// often a resumed job gets here, there is one result version at most.
-    /// Returns the result version, new or earlier. Writes nothing
-    /// ([`StoreError::JobNotHeld`]) unless `owner` holds the job's lease and
-    /// no cancel was asked for.
-    async fn finish_optimization(
-        &self,
-        id: Uuid,
-        owner: &str,
-        state: &OptimizationState,
-        result: Option<(ProjectId, PromptName, NewVersion, Actor)>,
-    ) -> StoreResult<Option<semver::Version>>;
-    /// The newest succeeded evaluation of a version on a dataset.
-    async fn find_passing_candidate(
-        &self,
-        version_id: Uuid,
-        dataset_id: Uuid,
-    ) -> StoreResult<Option<Evaluation>>;
-    /// Items of a dataset by id with `after < seq <= up_to`, in order (for the worker).
-    async fn list_items_for_run(
-        &self,
-        dataset_id: Uuid,
-        after: i64,
-        up_to: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<DatasetItem>>;
-    /// Ids of the items an evaluation already has results for.
-    async fn evaluated_items(&self, evaluation_id: Uuid) -> StoreResult<Vec<Uuid>>;
-    /// Stores items' results and counts them in the job's progress, in one
-    /// transaction, each item once: a second result for an item is ignored.
-    /// Answers how many were new.
-    async fn insert_results(
-        &self,
-        job_id: Uuid,
-        evaluation_id: Uuid,
-        results: &[ItemResult],
-    ) -> StoreResult<u64>;
-    /// Results in the order they were stored, after result id `after`.
-    async fn list_results(
-        &self,
-        evaluation_id: Uuid,
-        after: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<StoredResult>>;
-
-    async fn get_job(&self, project: ProjectId, id: Uuid) -> StoreResult<Job>;
-    /// Takes the next runnable job (queued and due, or running with an
-    /// expired lease) for `owner` until `lease` from now; `None` when idle.
-    async fn claim_job(&self, owner: &str, lease: std::time::Duration) -> StoreResult<Option<Job>>;
-    /// Extends `owner`'s lease. `None`: the lease was lost (another worker
-    /// took the job); else whether a cancel was requested.
-    async fn heartbeat(
-        &self,
-        job_id: Uuid,
-        owner: &str,
-        lease: std::time::Duration,
-    ) -> StoreResult<Option<bool>>;
-    /// Ends a job `owner` holds; false when it no longer holds it.
-    async fn complete_job(
-        &self,
-        job_id: Uuid,
-        owner: &str,
-        status: JobStatus,
-        error: Option<&str>,
-    ) -> StoreResult<bool>;
-    /// Puts a job `owner` holds back in the queue, due at `run_after`.
-    async fn retry_job(
-        &self,
-        job_id: Uuid,
-        owner: &str,
-        run_after: chrono::DateTime<chrono::Utc>,
-        error: &str,
-    ) -> StoreResult<bool>;
-    /// A queued job is cancelled at once; a running one is asked to stop.
-    async fn cancel_job(&self, project: ProjectId, id: Uuid, actor: &Actor) -> StoreResult<Job>;
-
-    /// Creates or replaces the gate on `label` of a prompt.
-    async fn put_gate(
-        &self,
-        project: ProjectId,
-        prompt: &PromptName,
-        label: &LabelName,
-        dataset: &str,
-        rules: &[GateRule],
-        actor: &Actor,
-    ) -> StoreResult<Gate>;
-    async fn find_gate(
-        &self,
-        project: ProjectId,
-        prompt: &PromptName,
-        label: &str,
-    ) -> StoreResult<Option<Gate>>;
-    async fn list_gates(&self, project: ProjectId, prompt: &PromptName) -> StoreResult<Vec<Gate>>;
-    /// False when there was no such gate.
-    async fn delete_gate(
-        &self,
-        project: ProjectId,
-        prompt: &PromptName,
-        label: &LabelName,
-        actor: &Actor,
-    ) -> StoreResult<bool>;
-
-    /// Items in upload order, after `page.after` (a `seq`).
-    async fn list_items(
-        &self,
-        project: ProjectId,
-        name: &str,
-        page: PageRequest,
-    ) -> StoreResult<Page<DatasetItem>>;
-
-    async fn list_audit(
-        &self,
-        project: ProjectId,
-        page: PageRequest,
-    ) -> StoreResult<Page<AuditEntry>>;
-
-    /// Label changes made by other processes sharing this database, where the
-    /// backend can tell (Postgres `LISTEN`); `None` when this process is the
-    /// only writer that matters (SQLite).
-    async fn subscribe_invalidations(
-        &self,
-    ) -> StoreResult<Option<tokio::sync::mpsc::Receiver<Invalidation>>>;
-}
-
-impl Invalidation {
-    /// The form sent through `NOTIFY`.
-    pub fn to_payload(self) -> String {
-        match self {
-            Self::Prompt(id) => format!("prompt:{id}"),
-            Self::Key(id) => format!("key:{id}"),
-            Self::All => "all".to_owned(),
-        }
-    }
-
-    pub fn from_payload(payload: &str) -> Option<Self> {
-        match payload.split_once(':') {
-            Some(("prompt", id)) => Uuid::parse_str(id).ok().map(Self::Prompt),
-            Some(("key", id)) => Uuid::parse_str(id).ok().map(Self::Key),
-            _ => (payload == "all").then_some(Self::All),
-        }
-    }
-}
-
 /// Opens the store `url` names (`sqlite://…` or `postgres://…`) and applies
 /// pending migrations.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn Store>> {
@@ -581,7 +208,7 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn 
     }
 }
 
-/// Runs one store use-case (`operation`, the `Store` method's name) inside
+/// Runs one store use-case (`operation`, the store method's name) inside
 /// a client span, and records its duration in
 /// `promptreg_db_query_duration_seconds`.
 pub(crate) async fn observe<T, F>(operation: &'static str, system: &'static str, work: F) -> T

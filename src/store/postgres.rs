@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::postgres::{PgListener, PgPoolOptions};
-use sqlx::{PgPool, Postgres};
+use sqlx::PgPool;
+
+use super::{Invalidation, PoolConnections, StoreResult};
 
 const INVALIDATION_CHANNEL: &str = "promptreg_invalidate";
 
@@ -33,8 +35,8 @@ impl PostgresStore {
         Ok(Self { pool })
     }
 
-    fn pool_stats(&self) -> super::PoolConnections {
-        super::PoolConnections::of(&self.pool)
+    fn pool_stats(&self) -> PoolConnections {
+        PoolConnections::of(&self.pool)
     }
 
     fn reader(&self) -> &PgPool {
@@ -83,4 +85,4 @@ impl PostgresStore {
     }
 }
 
-super::sql::impl_store!(PostgresStore, Postgres, "postgres");
+super::sql::impl_store!(PostgresStore, sqlx::Postgres, "postgres");

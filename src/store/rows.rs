@@ -394,8 +394,23 @@ pub struct EvaluationRow {
     pub created_by: Option<String>,
 }
 
-impl EvaluationRow {
-    pub fn with_job(self, job: Job) -> Result<Evaluation, StoreError> {
+/// A row of what a job runs (an evaluation, an optimization): read from
+/// its table without the job, then joined with it.
+pub trait JobOwner {
+    type Joined;
+    /// The project and id of the row's job.
+    fn job_key(&self) -> (Uuid, Uuid);
+    fn with_job(self, job: Job) -> Result<Self::Joined, StoreError>;
+}
+
+impl JobOwner for EvaluationRow {
+    type Joined = Evaluation;
+
+    fn job_key(&self) -> (Uuid, Uuid) {
+        (self.project_id, self.job_id)
+    }
+
+    fn with_job(self, job: Job) -> Result<Evaluation, StoreError> {
         Ok(Evaluation {
             id: self.id,
             project_id: self.project_id,
@@ -514,8 +529,14 @@ pub struct OptimizationRow {
     pub created_by: Option<String>,
 }
 
-impl OptimizationRow {
-    pub fn with_job(self, job: Job) -> Result<Optimization, StoreError> {
+impl JobOwner for OptimizationRow {
+    type Joined = Optimization;
+
+    fn job_key(&self) -> (Uuid, Uuid) {
+        (self.project_id, self.job_id)
+    }
+
+    fn with_job(self, job: Job) -> Result<Optimization, StoreError> {
         Ok(Optimization {
             id: self.id,
             project_id: self.project_id,

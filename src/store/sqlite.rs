@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool};
+use sqlx::SqlitePool;
+
+use super::{Invalidation, PoolConnections, StoreResult};
 
 pub struct SqliteStore {
     reader: SqlitePool,
@@ -75,13 +77,13 @@ impl SqliteStore {
         &self.writer
     }
 
-    fn pool_stats(&self) -> super::PoolConnections {
-        let writer = super::PoolConnections::of(&self.writer);
+    fn pool_stats(&self) -> PoolConnections {
+        let writer = PoolConnections::of(&self.writer);
         // In memory, the reader is the writer.
         if self.in_memory {
             return writer;
         }
-        writer.plus(super::PoolConnections::of(&self.reader))
+        writer.plus(PoolConnections::of(&self.reader))
     }
 
     async fn notify(_conn: &mut sqlx::SqliteConnection, _change: Invalidation) -> StoreResult<()> {
@@ -94,4 +96,4 @@ impl SqliteStore {
     }
 }
 
-super::sql::impl_store!(SqliteStore, Sqlite, "sqlite");
+super::sql::impl_store!(SqliteStore, sqlx::Sqlite, "sqlite");

@@ -16,7 +16,6 @@ use metrics::{counter, gauge, histogram, Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::domain::jobs::{JobStatus, JOB_KINDS};
-use crate::store::{JobCount, PoolConnections};
 
 pub const HTTP_REQUESTS: &str = "promptreg_http_requests_total";
 pub const HTTP_DURATION: &str = "promptreg_http_request_duration_seconds";
@@ -100,17 +99,28 @@ fn register_series() {
         }
     }
     set_jobs(&[]);
-    set_pool(PoolConnections::default());
+    set_pool(PoolGauge::default());
+}
+
+/// Jobs of one kind in one status, for `promptreg_jobs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobGauge<'a> {
+    pub kind: &'a str,
+    pub status: JobStatus,
+    pub count: i64,
+}
+
+/// Database connections, for `promptreg_db_pool_connections`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolGauge {
+    pub idle: u64,
+    pub active: u64,
 }
 
 /// The exposition text, with the gauges read at scrape time set first.
 /// `jobs` is `None` when they could not be counted: the gauges keep their
 /// last values.
-pub fn render(
-    handle: &PrometheusHandle,
-    jobs: Option<&[JobCount]>,
-    pool: PoolConnections,
-) -> String {
+pub fn render(handle: &PrometheusHandle, jobs: Option<&[JobGauge<'_>]>, pool: PoolGauge) -> String {
     if let Some(jobs) = jobs {
         set_jobs(jobs);
     }
@@ -121,7 +131,7 @@ pub fn render(
 }
 
 /// Every kind × {queued, running}, so a series that drops to zero says 0.
-fn set_jobs(jobs: &[JobCount]) {
+fn set_jobs(jobs: &[JobGauge<'_>]) {
     for kind in JOB_KINDS {
         for status in [JobStatus::Queued, JobStatus::Running] {
             let count = jobs
@@ -134,7 +144,7 @@ fn set_jobs(jobs: &[JobCount]) {
     }
 }
 
-fn set_pool(pool: PoolConnections) {
+fn set_pool(pool: PoolGauge) {
     gauge!(DB_POOL, "state" => "idle").set(pool.idle as f64);
     gauge!(DB_POOL, "state" => "active").set(pool.active as f64);
 }

@@ -1,0 +1,126 @@
+//! The use-cases in portable SQL, written once and instantiated for each
+//! backend by `impl_store!`: one macro per resource (`impl_prompt_store!`,
+//! `impl_dataset_store!`, …), each in its own file and expanded into a module
+//! of its own inside the backend's, plus `impl_shared!` for the steps several
+//! resources take. A backend type provides:
+//! - `fn reader(&self) -> &Pool<DB>` and `fn writer(&self) -> &Pool<DB>`;
+//! - `const LOCK_ROW: &str`, appended to a select that must lock its row
+//!   until commit (`for update` on Postgres; empty on SQLite, whose single
+//!   writer connection already serializes writes);
+//! - `const SKIP_LOCKED: &str`, the same for the job claim, which skips rows
+//!   another transaction holds;
+//! - `const TAG_MATCH: (&str, &str)`, the SQL around a bound tag that tests
+//!   whether `p.tags` (a JSON array) holds it;
+//! - `fn pool_stats(&self) -> PoolConnections`;
+//! - `async fn notify(conn, invalidation)`, run inside the writing
+//!   transaction so other processes hear of it on commit;
+//! - `async fn listen(&self)`, for `BackendStore::subscribe_invalidations`.
+
+mod admin;
+mod backend;
+mod datasets;
+mod evaluations;
+mod gates;
+mod jobs;
+mod optimizations;
+mod prompts;
+mod shared;
+
+pub(crate) use admin::impl_admin_store;
+pub(crate) use backend::impl_backend_store;
+pub(crate) use datasets::impl_dataset_store;
+pub(crate) use evaluations::impl_evaluation_store;
+pub(crate) use gates::impl_gate_store;
+pub(crate) use jobs::impl_job_store;
+pub(crate) use optimizations::impl_optimization_store;
+pub(crate) use prompts::impl_prompt_store;
+pub(crate) use shared::impl_shared;
+
+/// Escapes `%`, `_` and `\` so user text matches literally in `like … escape '\'`.
+pub fn like_pattern(query: &str) -> String {
+    let mut pattern = String::with_capacity(query.len() + 2);
+    pattern.push('%');
+    for c in query.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// Every store trait for backend type `$store` (an identifier in the calling
+/// module) on database `$db` (a full path, such as `sqlx::Sqlite`), whose
+/// spans and metrics name it `$backend`. Each part gets a module of its own,
+/// so that each file's `use` lines stand alone.
+macro_rules! impl_store {
+    ($store:ident, $db:ty, $backend:literal) => {
+        mod shared {
+            crate::store::sql::impl_shared!($store, $db);
+        }
+        mod backend {
+            crate::store::sql::impl_backend_store!($store, $db, $backend);
+        }
+        mod prompts {
+            crate::store::sql::impl_prompt_store!($store, $db, $backend);
+        }
+        mod datasets {
+            crate::store::sql::impl_dataset_store!($store, $db, $backend);
+        }
+        mod jobs {
+            crate::store::sql::impl_job_store!($store, $db, $backend);
+        }
+        mod evaluations {
+            crate::store::sql::impl_evaluation_store!($store, $db, $backend);
+        }
+        mod optimizations {
+            crate::store::sql::impl_optimization_store!($store, $db, $backend);
+        }
+        mod gates {
+            crate::store::sql::impl_gate_store!($store, $db, $backend);
+        }
+        mod admin {
+            crate::store::sql::impl_admin_store!($store, $db, $backend);
+        }
+    };
+}
+
+/// A store trait's impl with every use-case timed and traced: each async
+/// method's body runs inside [`crate::store::observe`], named after the
+/// method, so the metric's `operation` label and the span name can never
+/// drift from the code. Synchronous methods come first and are not timed.
+/// Arguments are plain `name: Type`; a trailing comma is fine.
+macro_rules! observed_impl {
+    (
+        impl $trait:ident for $store:ty as $system:literal {
+            $(fn $sync:ident(&$sync_self:ident $(,)?) -> $sync_ret:ty $sync_body:block)*
+            $(async fn $name:ident(&$this:ident $(, $arg:ident: $arg_ty:ty)* $(,)?) -> $ret:ty $body:block)*
+        }
+    ) => {
+        #[async_trait::async_trait]
+        impl $trait for $store {
+            // `self` is taken from the input, not written here: macro
+            // hygiene would make it a different `self` from the bodies'.
+            $(fn $sync(&$sync_self) -> $sync_ret $sync_body)*
+            $(
+                async fn $name(&$this $(, $arg: $arg_ty)*) -> $ret {
+                    crate::store::observe::<$ret, _>(stringify!($name), $system, async move $body).await
+                }
+            )*
+        }
+    };
+}
+
+pub(crate) use {impl_store, observed_impl};
+
+#[cfg(test)]
+mod tests {
+    use super::like_pattern;
+
+    #[test]
+    fn like_patterns_escape_wildcards_and_lower_case() {
+        assert_eq!(like_pattern("Greet"), "%greet%");
+        assert_eq!(like_pattern("50%_a\\b"), "%50\\%\\_a\\\\b%");
+    }
+}
