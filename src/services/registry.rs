@@ -126,7 +126,7 @@ impl Registry {
         Ok(created)
     }
 
-    /// See [`Store::finish_optimization`]; `prompt_id` is the optimized prompt's.
+    /// See [`OptimizationStore::finish_optimization`](crate::store::OptimizationStore::finish_optimization); `prompt_id` is the optimized prompt's.
     pub async fn finish_optimization(
         &self,
         id: Uuid,
