@@ -180,16 +180,10 @@ fn service_parts(err: &ServiceError) -> (StatusCode, &'static str, &'static str)
     use ServiceError as E;
     use StatusCode as S;
     match err {
-        E::PromptNotFound(_) => (S::NOT_FOUND, "prompt_not_found", "Prompt not found"),
-        E::VersionNotFound { .. } => (S::NOT_FOUND, "version_not_found", "Version not found"),
-        E::LabelNotFound { .. } => (S::NOT_FOUND, "label_not_found", "Label not found"),
-        E::PromptExists(_) => (S::CONFLICT, "prompt_exists", "Prompt exists"),
-        E::PromptArchived(_) => (S::CONFLICT, "prompt_archived", "Prompt archived"),
+        E::Store(err) => store_parts(err),
         E::InvalidName { .. } => (S::UNPROCESSABLE_ENTITY, "invalid_name", "Invalid name"),
         E::InvalidLabel { .. } => (S::UNPROCESSABLE_ENTITY, "invalid_label", "Invalid label"),
         E::ReservedLabel { .. } => (S::UNPROCESSABLE_ENTITY, "reserved_label", "Reserved label"),
-        E::VersionConflict(_) => (S::CONFLICT, "version_conflict", "Version conflict"),
-        E::NoPreviousTarget(_) => (S::CONFLICT, "no_previous_target", "No previous target"),
         E::Validation(_) => (
             S::UNPROCESSABLE_ENTITY,
             "validation_failed",
@@ -232,12 +226,40 @@ fn service_parts(err: &ServiceError) -> (StatusCode, &'static str, &'static str)
             "Output too large",
         ),
         E::RenderFailed(_) => (S::UNPROCESSABLE_ENTITY, "render_failed", "Render failed"),
+        E::GateNotFound(_) => (S::NOT_FOUND, "gate_not_found", "Gate not found"),
+        E::ProviderNotFound(_) => (
+            S::UNPROCESSABLE_ENTITY,
+            "provider_not_found",
+            "Provider not found",
+        ),
+        E::GateFailed { .. } => (S::PRECONDITION_FAILED, "gate_failed", "Gate failed"),
+        E::InvalidItem(_) => (S::UNPROCESSABLE_ENTITY, "invalid_item", "Invalid item"),
+        E::Unavailable => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
+        E::Internal(_) => (
+            S::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal server error",
+        ),
+    }
+}
+
+/// The status, code and title of what the store refused.
+fn store_parts(err: &StoreError) -> (StatusCode, &'static str, &'static str) {
+    use StatusCode as S;
+    use StoreError as E;
+    match err {
+        E::PromptNotFound(_) => (S::NOT_FOUND, "prompt_not_found", "Prompt not found"),
+        E::VersionNotFound { .. } => (S::NOT_FOUND, "version_not_found", "Version not found"),
+        E::LabelNotFound { .. } => (S::NOT_FOUND, "label_not_found", "Label not found"),
+        E::PromptExists(_) => (S::CONFLICT, "prompt_exists", "Prompt exists"),
+        E::PromptArchived(_) => (S::CONFLICT, "prompt_archived", "Prompt archived"),
+        E::VersionConflict(_) => (S::CONFLICT, "version_conflict", "Version conflict"),
+        E::NoPreviousTarget { .. } => (S::CONFLICT, "no_previous_target", "No previous target"),
         E::ProjectNotFound(_) => (S::NOT_FOUND, "project_not_found", "Project not found"),
         E::ProjectExists(_) => (S::CONFLICT, "project_exists", "Project exists"),
         E::KeyNotFound => (S::NOT_FOUND, "key_not_found", "Key not found"),
         E::DatasetNotFound(_) => (S::NOT_FOUND, "dataset_not_found", "Dataset not found"),
         E::JobNotFound => (S::NOT_FOUND, "job_not_found", "Job not found"),
-        E::GateNotFound(_) => (S::NOT_FOUND, "gate_not_found", "Gate not found"),
         E::EvaluationNotFound => (S::NOT_FOUND, "evaluation_not_found", "Evaluation not found"),
         E::OptimizationNotFound => (
             S::NOT_FOUND,
@@ -245,16 +267,14 @@ fn service_parts(err: &ServiceError) -> (StatusCode, &'static str, &'static str)
             "Optimization not found",
         ),
         E::JobFinished(_) => (S::CONFLICT, "job_finished", "Job finished"),
-        E::ProviderNotFound(_) => (
-            S::UNPROCESSABLE_ENTITY,
-            "provider_not_found",
-            "Provider not found",
-        ),
-        E::GateFailed { .. } => (S::PRECONDITION_FAILED, "gate_failed", "Gate failed"),
         E::DatasetExists(_) => (S::CONFLICT, "dataset_exists", "Dataset exists"),
-        E::InvalidItem(_) => (S::UNPROCESSABLE_ENTITY, "invalid_item", "Invalid item"),
-        E::Unavailable => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
-        E::Internal(_) => (
+        E::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
+        // Turned into other service errors before they get here.
+        E::ParentNotFound { .. }
+        | E::InvalidItem(_)
+        | E::JobNotHeld
+        | E::Corrupt(_)
+        | E::Database(_) => (
             S::INTERNAL_SERVER_ERROR,
             "internal",
             "Internal server error",

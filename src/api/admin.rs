@@ -16,6 +16,7 @@ use crate::domain::auth::Scope;
 use crate::domain::{ApiKey, AuditEntry, Project};
 use crate::error::{ApiError, Problem};
 use crate::services::{admin, ServiceError};
+use crate::store::StoreError;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -206,7 +207,7 @@ pub async fn revoke_key(
     auth: Auth<scope::Admin>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = Uuid::parse_str(&id).map_err(|_| ServiceError::KeyNotFound)?;
+    let id = Uuid::parse_str(&id).map_err(|_| ServiceError::Store(StoreError::KeyNotFound))?;
     admin::revoke_key(&state.auth, auth.project, &auth.actor(), id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -59,26 +59,16 @@ impl std::fmt::Display for FieldError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
-    #[error("no prompt named {0:?}")]
-    PromptNotFound(String),
-    #[error("prompt {prompt:?} has no version {reference}")]
-    VersionNotFound { prompt: String, reference: String },
-    #[error("prompt {prompt:?} has no label {label:?}")]
-    LabelNotFound { prompt: String, label: String },
-    #[error("a prompt named {0:?} already exists")]
-    PromptExists(String),
-    #[error("prompt {0:?} is archived: it takes no new versions")]
-    PromptArchived(String),
+    /// Something missing, existing already, or in the wrong state, as the
+    /// store found it; it names its subject.
+    #[error(transparent)]
+    Store(StoreError),
     #[error("{message}")]
     InvalidName { field: String, message: String },
     #[error("{message}")]
     InvalidLabel { field: String, message: String },
     #[error("{message}")]
     ReservedLabel { field: String, message: String },
-    #[error("{0}")]
-    VersionConflict(String),
-    #[error("label {0:?} has no previous target to roll back to")]
-    NoPreviousTarget(String),
     #[error("the request is not valid")]
     Validation(Vec<FieldError>),
     #[error("{0}")]
@@ -99,24 +89,8 @@ pub enum ServiceError {
     OutputTooLarge(usize),
     #[error("{0}")]
     RenderFailed(String),
-    #[error("no project named {0:?}")]
-    ProjectNotFound(String),
-    #[error("a project named {0:?} already exists")]
-    ProjectExists(String),
-    #[error("no key with this id in your project")]
-    KeyNotFound,
-    #[error("no dataset named {0:?}")]
-    DatasetNotFound(String),
-    #[error("no job with this id in your project")]
-    JobNotFound,
     #[error("label {0:?} has no gate")]
     GateNotFound(String),
-    #[error("no evaluation with this id in your project")]
-    EvaluationNotFound,
-    #[error("no optimization with this id in your project")]
-    OptimizationNotFound,
-    #[error("the job already {0}; there is nothing to cancel")]
-    JobFinished(&'static str),
     #[error("{0}")]
     ProviderNotFound(String),
     #[error("label {label:?} is gated: {reason}")]
@@ -125,8 +99,6 @@ pub enum ServiceError {
         reason: String,
         failed: Vec<FieldError>,
     },
-    #[error("a dataset named {0:?} already exists")]
-    DatasetExists(String),
     /// An uploaded item was refused; nothing of the upload was kept.
     #[error("{}; nothing of this upload was kept", .0.message)]
     InvalidItem(FieldError),
@@ -243,25 +215,7 @@ impl From<RenderError> for ServiceError {
 impl From<StoreError> for ServiceError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::PromptNotFound(prompt) => Self::PromptNotFound(prompt),
-            StoreError::VersionNotFound { prompt, reference } => {
-                Self::VersionNotFound { prompt, reference }
-            }
-            StoreError::LabelNotFound { prompt, label } => Self::LabelNotFound { prompt, label },
-            StoreError::PromptExists(prompt) => Self::PromptExists(prompt),
-            StoreError::PromptArchived(prompt) => Self::PromptArchived(prompt),
-            StoreError::VersionConflict(message) => Self::VersionConflict(message),
-            StoreError::NoPreviousTarget { label, .. } => Self::NoPreviousTarget(label),
             e @ StoreError::ParentNotFound { .. } => Self::validation("parent", e.to_string()),
-            StoreError::ProjectNotFound(project) => Self::ProjectNotFound(project),
-            StoreError::ProjectExists(project) => Self::ProjectExists(project),
-            StoreError::KeyNotFound => Self::KeyNotFound,
-            StoreError::DatasetNotFound(dataset) => Self::DatasetNotFound(dataset),
-            StoreError::JobNotFound => Self::JobNotFound,
-            StoreError::EvaluationNotFound => Self::EvaluationNotFound,
-            StoreError::OptimizationNotFound => Self::OptimizationNotFound,
-            StoreError::JobFinished(status) => Self::JobFinished(status.as_str()),
-            StoreError::DatasetExists(dataset) => Self::DatasetExists(dataset),
             StoreError::InvalidItem(e) => Self::InvalidItem(FieldError {
                 field: format!("items[{}]", e.item.saturating_sub(1)),
                 message: e.to_string(),
@@ -275,6 +229,7 @@ impl From<StoreError> for ServiceError {
             e @ (StoreError::Corrupt(_) | StoreError::JobNotHeld | StoreError::Database(_)) => {
                 Self::Internal(e.into())
             }
+            other => Self::Store(other),
         }
     }
 }

@@ -72,9 +72,11 @@ pub async fn version_by_seq(
         .into_iter()
         .find(|v| v.seq == seq)
         .map(Arc::new)
-        .ok_or_else(|| ServiceError::VersionNotFound {
-            prompt: name.to_string(),
-            reference: seq.to_string(),
+        .ok_or_else(|| {
+            ServiceError::Store(StoreError::VersionNotFound {
+                prompt: name.to_string(),
+                reference: seq.to_string(),
+            })
         })
 }
 

@@ -51,7 +51,9 @@ pub async fn publish(
     };
     if let Some(summary) = &existing {
         if summary.prompt.archived {
-            return Err(ServiceError::PromptArchived(name.to_string()));
+            return Err(ServiceError::Store(StoreError::PromptArchived(
+                name.to_string(),
+            )));
         }
         if summary.latest_version.is_some() {
             let latest = LabelName::parse(LATEST)

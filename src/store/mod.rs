@@ -88,7 +88,7 @@ pub enum StoreError {
     PromptArchived(String),
     #[error("{0}")]
     VersionConflict(String),
-    #[error("label {label:?} of prompt {prompt:?} has no previous target to roll back to")]
+    #[error("label {label:?} has no previous target to roll back to")]
     NoPreviousTarget { prompt: String, label: String },
     #[error("prompt {prompt:?} has no version {parent}")]
     ParentNotFound { prompt: String, parent: String },
@@ -96,18 +96,18 @@ pub enum StoreError {
     ProjectNotFound(String),
     #[error("a project named {0:?} already exists")]
     ProjectExists(String),
-    #[error("key not found")]
+    #[error("no key with this id in your project")]
     KeyNotFound,
     #[error("no dataset named {0:?}")]
     DatasetNotFound(String),
-    #[error("job not found")]
+    #[error("no job with this id in your project")]
     JobNotFound,
-    #[error("evaluation not found")]
+    #[error("no evaluation with this id in your project")]
     EvaluationNotFound,
-    #[error("optimization not found")]
+    #[error("no optimization with this id in your project")]
     OptimizationNotFound,
     /// The job already ended (succeeded, failed or cancelled).
-    #[error("the job already {}", .0.as_str())]
+    #[error("the job already {}; there is nothing to cancel", .0.as_str())]
     JobFinished(crate::domain::jobs::JobStatus),
     /// The worker no longer holds the job (its lease passed to another
     /// worker, or a cancel was asked for): it must stop writing.

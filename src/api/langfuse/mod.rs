@@ -261,14 +261,15 @@ mod tests {
     #[test]
     fn what_cannot_succeed_later_is_never_a_conflict_or_server_error() {
         use crate::services::ServiceError;
+        use crate::store::StoreError;
         for (err, status, name) in [
             (
-                ApiError::from(ServiceError::PromptArchived("p".into())),
+                ApiError::from(StoreError::PromptArchived("p".into())),
                 400,
                 "InvalidRequestError",
             ),
             (
-                ApiError::from(ServiceError::VersionConflict("x".into())),
+                ApiError::from(StoreError::VersionConflict("x".into())),
                 400,
                 "InvalidRequestError",
             ),
@@ -278,7 +279,7 @@ mod tests {
                 "InvalidRequestError",
             ),
             (
-                ApiError::from(ServiceError::PromptNotFound("p".into())),
+                ApiError::from(StoreError::PromptNotFound("p".into())),
                 404,
                 "LangfuseNotFoundError",
             ),
