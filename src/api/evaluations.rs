@@ -23,7 +23,7 @@ use crate::eval::report::Scores;
 use crate::eval::stats::{Comparison, Summary};
 use crate::services::evaluations::{self, EvaluationSpec};
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({
     "prompt": "support/greeting",
@@ -36,56 +36,59 @@ use crate::services::evaluations::{self, EvaluationSpec};
     "concurrency": 8
 }))]
 pub struct CreateEvaluationRequest {
-    prompt: String,
+    pub prompt: String,
     /// A semver or label (default: the server's default label, `production`).
-    #[serde(rename = "ref")]
-    reference: Option<String>,
-    dataset: String,
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    pub dataset: String,
     /// A provider configured on the server (`GET /v1/providers`).
-    provider: String,
+    pub provider: String,
     /// Default: the version's `model_config.model`, else the provider's default model.
-    model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// Merged over the version's `model_config` for every call.
-    params: Option<Map<String, Value>>,
-    metrics: Vec<MetricRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub params: Option<Map<String, Value>>,
+    pub metrics: Vec<MetricRequest>,
     /// Provider calls in flight at most (1 to 256, default 8).
-    concurrency: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Usage {
-    input_tokens: i64,
-    output_tokens: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
     /// From the provider's configured prices; 0 when it has none.
-    cost_usd: f64,
+    pub cost_usd: f64,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EvaluationResponse {
-    id: Uuid,
-    job_id: Uuid,
-    status: JobStatus,
+    pub id: Uuid,
+    pub job_id: Uuid,
+    pub status: JobStatus,
     #[schema(example = "support/greeting")]
-    prompt: String,
+    pub prompt: String,
     #[schema(example = "1.0.1")]
-    version: String,
-    dataset: String,
-    provider: String,
-    model: Option<String>,
-    params: Map<String, Value>,
+    pub version: String,
+    pub dataset: String,
+    pub provider: String,
+    pub model: Option<String>,
+    pub params: Map<String, Value>,
     /// The metrics asked for.
-    metric_specs: Vec<MetricSpec>,
-    concurrency: i32,
-    progress: Progress,
+    pub metric_specs: Vec<MetricSpec>,
+    pub concurrency: i32,
+    pub progress: Progress,
     /// Per metric over the scored items: mean, sample std, 95% CI of the mean, n.
     #[schema(value_type = BTreeMap<String, Object>, example = json!({"exact_match": {"mean": 0.8, "std": 0.4, "ci95": [0.6, 1.0], "n": 20}}))]
-    metrics: BTreeMap<String, Summary>,
+    pub metrics: BTreeMap<String, Summary>,
     /// Items whose result carries an error.
-    errors: i64,
-    usage: Usage,
-    error: Option<String>,
-    created_at: DateTime<Utc>,
-    finished_at: Option<DateTime<Utc>>,
+    pub errors: i64,
+    pub usage: Usage,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
 }
 
 impl EvaluationResponse {

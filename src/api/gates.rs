@@ -23,14 +23,14 @@ pub struct PutGateRequest {
     rules: Vec<GateRule>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct GateResponse {
     #[schema(example = "production")]
-    label: String,
-    dataset: String,
-    rules: Vec<GateRule>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
+    pub label: String,
+    pub dataset: String,
+    pub rules: Vec<GateRule>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
 }
 
 impl From<Gate> for GateResponse {
@@ -45,9 +45,9 @@ impl From<Gate> for GateResponse {
     }
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct GateList {
-    items: Vec<GateResponse>,
+    pub items: Vec<GateResponse>,
 }
 
 /// Set the gate on a label: which dataset, which rules.

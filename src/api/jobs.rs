@@ -8,7 +8,7 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use chrono::{DateTime, Utc};
 use futures::Stream;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -19,11 +19,11 @@ use crate::domain::jobs::{Job, JobStatus};
 use crate::error::{ApiError, Problem};
 use crate::services::jobs;
 
-#[derive(Serialize, ToSchema, Clone, Copy)]
+#[derive(Debug, Serialize, Deserialize, ToSchema, Clone, Copy)]
 pub struct Progress {
     /// Items with a stored result.
-    done: i64,
-    total: i64,
+    pub done: i64,
+    pub total: i64,
 }
 
 impl Progress {
@@ -35,25 +35,25 @@ impl Progress {
     }
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct JobResponse {
-    id: Uuid,
+    pub id: Uuid,
     #[schema(example = "evaluation")]
-    kind: String,
-    status: JobStatus,
-    progress: Progress,
+    pub kind: String,
+    pub status: JobStatus,
+    pub progress: Progress,
     /// Tries so far (a killed or failed try counts).
-    attempts: i32,
-    max_attempts: i32,
-    cancel_requested: bool,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub cancel_requested: bool,
     /// Why the job failed, or why its last try did.
-    error: Option<String>,
+    pub error: Option<String>,
     /// What the job works on, e.g. `{"evaluation_id": …}`.
     #[schema(value_type = Object)]
-    payload: serde_json::Value,
-    created_at: DateTime<Utc>,
-    started_at: Option<DateTime<Utc>>,
-    finished_at: Option<DateTime<Utc>>,
+    pub payload: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
 }
 
 impl From<Job> for JobResponse {

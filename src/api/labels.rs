@@ -14,14 +14,14 @@ use crate::domain::{Label, LabelMove, LabelName, PromptName};
 use crate::error::{ApiError, Problem};
 use crate::services::labels;
 
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct LabelResponse {
     #[schema(example = "production")]
-    name: String,
+    pub name: String,
     #[schema(example = "1.0.1")]
-    version: String,
-    updated_at: DateTime<Utc>,
-    updated_by: Option<String>,
+    pub version: String,
+    pub updated_at: DateTime<Utc>,
+    pub updated_by: Option<String>,
 }
 
 impl From<Label> for LabelResponse {
@@ -40,12 +40,12 @@ pub struct LabelList {
     items: Vec<LabelResponse>,
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetLabelRequest {
     /// The semver to point the label at.
     #[schema(example = "1.0.1")]
-    version: String,
+    pub version: String,
 }
 
 /// One move of a label; `from` is `null` for the first assignment, `to` is

@@ -18,6 +18,7 @@ mod providers;
 mod render;
 mod scores;
 mod versions;
+pub mod wire;
 
 use std::sync::Arc;
 

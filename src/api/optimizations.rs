@@ -27,7 +27,7 @@ use crate::providers::Providers;
 use crate::services::evaluations::unknown_provider;
 use crate::services::{optimizations, ServiceError};
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({
     "prompt": "support/triage",
@@ -47,102 +47,113 @@ use crate::services::{optimizations, ServiceError};
     "min_improvement": 0.05
 }))]
 pub struct CreateOptimizationRequest {
-    prompt: String,
+    pub prompt: String,
     /// A semver or label (default: the server's default label, `production`).
-    #[serde(rename = "ref")]
-    reference: Option<String>,
-    dataset: String,
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    pub dataset: String,
     /// Default: 60% training, seed 0.
-    split: Option<Split>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub split: Option<Split>,
     /// A deterministic metric (see `GET /v1/metrics`), not `llm_judge`.
-    metric: MetricRequest,
+    pub metric: MetricRequest,
     /// The model the prompt is for: it answers every scored item.
-    target: ModelChoice,
+    pub target: ModelChoice,
     /// The model that proposes candidates (`opro`, `critique`); `fewshot` needs none.
-    optimizer: Option<ModelChoice>,
-    strategy: StrategyName,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub optimizer: Option<ModelChoice>,
+    pub strategy: StrategyName,
     /// 1 to 100 (default 5).
-    max_iterations: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_iterations: Option<u32>,
     /// 1 to 16 (default 4).
-    candidates_per_iteration: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub candidates_per_iteration: Option<u32>,
     /// Iterations without a better validation score before stopping: 1 to 100 (default 3).
-    patience: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patience: Option<u32>,
     /// Stop once the validation score reaches this (0 to 1).
-    target_score: Option<f64>,
-    budget: Option<Budget>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_score: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
     /// Provider calls in flight at most (1 to 256, default 8).
-    concurrency: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
     /// Demonstrations per candidate (`fewshot`): 1 to 16 (default 3).
-    num_demos: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub num_demos: Option<u32>,
     /// Point this label at the result when it beats the base by `min_improvement`
     /// on validation and the label's gate passes. Needs the `promote` scope.
-    promote_to: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promote_to: Option<String>,
     /// Default 0: any improvement.
-    min_improvement: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_improvement: Option<f64>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct OptimizationUsage {
     /// Provider requests made, retries included, across both models.
-    calls: u64,
+    pub calls: u64,
     /// From the providers' configured prices; 0 when they have none.
-    cost_usd: f64,
+    pub cost_usd: f64,
 }
 
 /// The best candidate so far: its template and scores.
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Best {
-    template: PromptBody,
-    train_score: Option<f64>,
-    val_score: Option<f64>,
+    pub template: PromptBody,
+    pub train_score: Option<f64>,
+    pub val_score: Option<f64>,
     /// The iteration that proposed it.
-    iteration: u32,
+    pub iteration: u32,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct OptimizationResponse {
-    id: Uuid,
-    job_id: Uuid,
-    status: JobStatus,
+    pub id: Uuid,
+    pub job_id: Uuid,
+    pub status: JobStatus,
     #[schema(example = "support/triage")]
-    prompt: String,
+    pub prompt: String,
     /// The base version.
     #[schema(example = "1.0.0")]
-    version: String,
-    dataset: String,
-    strategy: StrategyName,
-    metric: crate::domain::jobs::MetricSpec,
-    split: Split,
-    target: ModelChoice,
-    optimizer: Option<ModelChoice>,
-    max_iterations: u32,
-    candidates_per_iteration: u32,
-    patience: u32,
-    target_score: Option<f64>,
-    budget: Budget,
-    concurrency: u32,
-    num_demos: u32,
-    promote_to: Option<String>,
-    min_improvement: f64,
+    pub version: String,
+    pub dataset: String,
+    pub strategy: StrategyName,
+    pub metric: crate::domain::jobs::MetricSpec,
+    pub split: Split,
+    pub target: ModelChoice,
+    pub optimizer: Option<ModelChoice>,
+    pub max_iterations: u32,
+    pub candidates_per_iteration: u32,
+    pub patience: u32,
+    pub target_score: Option<f64>,
+    pub budget: Budget,
+    pub concurrency: u32,
+    pub num_demos: u32,
+    pub promote_to: Option<String>,
+    pub min_improvement: f64,
     /// Training and validation items.
-    train_items: i64,
-    val_items: i64,
+    pub train_items: i64,
+    pub val_items: i64,
     /// Iterations completed of `max_iterations`.
-    progress: Progress,
+    pub progress: Progress,
     /// The base version, scored like every candidate.
-    baseline: SplitScores,
-    iterations: Vec<Iteration>,
+    pub baseline: SplitScores,
+    pub iterations: Vec<Iteration>,
     /// The candidate with the best validation score, if any was scored.
-    best: Option<Best>,
+    pub best: Option<Best>,
     /// The version created from the best candidate; `null` while running,
     /// when cancelled, or when no candidate beat the baseline.
-    result_version: Option<String>,
-    stop_reason: Option<StopReason>,
-    promotion: Option<Promotion>,
-    usage: OptimizationUsage,
-    error: Option<String>,
-    created_at: DateTime<Utc>,
-    finished_at: Option<DateTime<Utc>>,
+    pub result_version: Option<String>,
+    pub stop_reason: Option<StopReason>,
+    pub promotion: Option<Promotion>,
+    pub usage: OptimizationUsage,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
 }
 
 impl From<Optimization> for OptimizationResponse {

@@ -21,49 +21,54 @@ const MAX_TAGS: usize = 32;
 const MAX_TAG_LEN: usize = 64;
 const MAX_DESCRIPTION_LEN: usize = 4096;
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePromptRequest {
     /// `[a-z0-9][a-z0-9._/-]{0,127}`; `/` makes folders.
     #[schema(example = "support/greeting")]
-    name: String,
+    pub name: String,
     #[schema(example = "Greets a customer by name")]
-    description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     #[schema(example = json!(["support", "email"]))]
-    tags: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdatePromptRequest {
     #[schema(example = "Greets a customer by name and place")]
-    description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     /// Replaces the tags.
     #[schema(example = json!(["support"]))]
-    tags: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
     /// `false` restores an archived prompt.
-    archived: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archived: Option<bool>,
 }
 
 /// A prompt, with where its labels point and its newest version.
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PromptResponse {
     #[schema(example = "support/greeting")]
-    name: String,
+    pub name: String,
     #[schema(example = "Greets a customer by name")]
-    description: String,
+    pub description: String,
     #[schema(example = json!(["support"]))]
-    tags: Vec<String>,
-    archived: bool,
+    pub tags: Vec<String>,
+    pub archived: bool,
     /// Label → the semver it points at.
     #[schema(example = json!({"production": "1.0.1"}))]
-    labels: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
     #[schema(example = "1.0.2")]
-    latest_version: Option<String>,
+    pub latest_version: Option<String>,
     /// sha256 of the latest version's canonical content (its ETag).
-    latest_content_hash: Option<String>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
+    pub latest_content_hash: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
 }
 
 impl From<PromptSummary> for PromptResponse {
@@ -86,11 +91,11 @@ impl From<PromptSummary> for PromptResponse {
     }
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PromptPage {
-    items: Vec<PromptResponse>,
+    pub items: Vec<PromptResponse>,
     /// Pass as `cursor` for the next page; `null` on the last.
-    next_cursor: Option<String>,
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -17,7 +17,7 @@ use crate::eval::metrics::Sample;
 use crate::eval::stats::{summarize, Summary};
 
 /// A metric by name, or with parameters.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum MetricRequest {
     #[schema(example = "exact_match")]
@@ -25,6 +25,8 @@ pub enum MetricRequest {
     Spec {
         #[schema(example = "regex")]
         name: String,
+        // No skip_serializing_if: `null` is what the CLI has always sent,
+        // and the server reads it as absent.
         #[schema(example = json!({"pattern": "^\\d+$"}))]
         params: Option<Value>,
     },

@@ -24,7 +24,7 @@ use crate::store::NewVersion;
 
 const MAX_MESSAGE_LEN: usize = 4096;
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({
     "type": "text",
@@ -35,35 +35,51 @@ const MAX_MESSAGE_LEN: usize = 4096;
 }))]
 pub struct CreateVersionRequest {
     /// `text` needs `template`; `chat` needs `messages`. Inferred when omitted.
-    #[serde(rename = "type")]
-    prompt_type: Option<PromptType>,
-    template: Option<String>,
-    messages: Option<Vec<ChatMessage>>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub prompt_type: Option<PromptType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Vec<ChatMessage>>,
     /// Defaults to `handlebars`.
-    engine: Option<Engine>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<Engine>,
     /// Model settings: model, temperature, … (a JSON object).
-    model_config: Option<Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_config: Option<Map<String, Value>>,
     /// JSON Schema of the variables.
-    input_schema: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_schema: Option<Value>,
     /// JSON Schema of the model's answer.
-    output_schema: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<Value>,
     /// Changelog entry.
-    message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     /// Free-form: git sha, author, …
-    metadata: Option<Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Map<String, Value>>,
     /// An explicit version, greater than the latest. Excludes `bump`.
     #[schema(example = "2.0.0")]
-    version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     /// Which part of the latest version to bump (default `patch`).
-    bump: Option<Bump>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bump: Option<Bump>,
     /// The version this one derives from (default: the latest).
-    parent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
     /// Refuse with 409 unless the latest version is this one (`null`: no version yet).
-    #[serde(default, deserialize_with = "present")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<String>, example = "1.0.1")]
-    expected_latest: Option<Option<String>>,
+    pub expected_latest: Option<Option<String>>,
     /// Labels to point at the new (or identical latest) version, in the same transaction.
-    labels: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
 }
 
 /// Tells an explicit `null` (`Some(None)`) from an absent field (`None`).
@@ -72,38 +88,38 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
 }
 
 /// An immutable version of a prompt.
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct VersionResponse {
-    id: uuid::Uuid,
+    pub id: uuid::Uuid,
     #[schema(example = "support/greeting")]
-    prompt: String,
+    pub prompt: String,
     #[schema(example = "1.0.1")]
-    version: String,
+    pub version: String,
     /// 1, 2, 3… per prompt.
     #[schema(example = 2)]
-    seq: i64,
+    pub seq: i64,
     #[serde(rename = "type")]
-    prompt_type: PromptType,
-    engine: Engine,
+    pub prompt_type: PromptType,
+    pub engine: Engine,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "Hello {{name}}, welcome to {{place}}!")]
-    template: Option<String>,
+    pub template: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    messages: Option<Vec<ChatMessage>>,
-    model_config: Map<String, Value>,
-    input_schema: Option<Value>,
-    output_schema: Option<Value>,
+    pub messages: Option<Vec<ChatMessage>>,
+    pub model_config: Map<String, Value>,
+    pub input_schema: Option<Value>,
+    pub output_schema: Option<Value>,
     /// What the template reads from the caller's input: names and dotted paths.
     #[schema(example = json!(["name", "place"]))]
-    variables: Vec<String>,
-    message: Option<String>,
-    metadata: Map<String, Value>,
+    pub variables: Vec<String>,
+    pub message: Option<String>,
+    pub metadata: Map<String, Value>,
     #[schema(example = "1.0.0")]
-    parent: Option<String>,
+    pub parent: Option<String>,
     /// sha256 of the canonical content; also the ETag.
-    content_hash: String,
-    created_at: DateTime<Utc>,
-    created_by: Option<String>,
+    pub content_hash: String,
+    pub created_at: DateTime<Utc>,
+    pub created_by: Option<String>,
 }
 
 impl From<&Version> for VersionResponse {
@@ -389,29 +405,29 @@ pub struct DiffParams {
 }
 
 /// One field that differs between two versions.
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct FieldChange {
     #[schema(example = "model_config")]
-    field: String,
-    from: Value,
-    to: Value,
+    pub field: String,
+    pub from: Value,
+    pub to: Value,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DiffResponse {
     #[schema(example = "support/greeting")]
-    prompt: String,
+    pub prompt: String,
     #[schema(example = "1.0.0")]
-    from: String,
+    pub from: String,
     #[schema(example = "1.0.1")]
-    to: String,
+    pub to: String,
     /// Every content field that differs, with both values.
-    changes: Vec<FieldChange>,
+    pub changes: Vec<FieldChange>,
     /// A unified diff of the template (text) or the messages (chat); empty when equal.
     #[schema(
         example = "--- support/greeting@1.0.0\n+++ support/greeting@1.0.1\n@@ -1 +1 @@\n-Hello {{name}}!\n+Hello {{name}}, welcome to {{place}}!\n"
     )]
-    diff: String,
+    pub diff: String,
 }
 
 /// Compare two versions field by field, with a unified diff of the template or messages.

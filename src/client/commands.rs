@@ -7,13 +7,14 @@ use std::process::ExitCode;
 
 use reqwest::Method;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::files::Severity;
 use super::http::{segment, Client, ClientError};
 use super::report::{fail, job_report, print_json, status};
 pub use super::report::{Output, FAILED, USAGE};
 use super::{pull, push, validate};
+use crate::api::wire::{DiffResponse, LabelResponse, SetLabelRequest};
 use crate::domain::LabelName;
 
 fn require_dir(dir: &Path) -> Result<(), ExitCode> {
@@ -137,34 +138,18 @@ pub fn validate(dir: &Path, output: Output) -> ExitCode {
 
 pub async fn diff(client: &Client, name: &str, from: &str, to: &str, output: Output) -> ExitCode {
     let path = format!("/v1/prompts/{}/diff?from={from}&to={to}", segment(name));
-    match client.get(&path).await {
-        Ok((_, body)) => {
+    match client.get_json::<DiffResponse>(&path).await {
+        Ok(diff) => {
             match output {
-                Output::Json => print_json(&body),
+                Output::Json => print_json(&diff),
                 Output::Human => {
-                    let text = |key: &str| {
-                        body.get(key)
-                            .and_then(Value::as_str)
-                            .unwrap_or("")
-                            .to_owned()
-                    };
-                    println!("{name}: {} -> {}", text("from"), text("to"));
-                    for change in body
-                        .get("changes")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                    {
-                        let field = change.get("field").and_then(Value::as_str).unwrap_or("");
-                        if field != "template" && field != "messages" {
-                            println!(
-                                "{field}: {} -> {}",
-                                change.get("from").unwrap_or(&Value::Null),
-                                change.get("to").unwrap_or(&Value::Null)
-                            );
+                    println!("{name}: {} -> {}", diff.from, diff.to);
+                    for change in &diff.changes {
+                        if change.field != "template" && change.field != "messages" {
+                            println!("{}: {} -> {}", change.field, change.from, change.to);
                         }
                     }
-                    print!("{}", text("diff"));
+                    print!("{}", diff.diff);
                 }
             }
             ExitCode::SUCCESS
@@ -197,32 +182,29 @@ pub async fn promote(
     output: Output,
 ) -> ExitCode {
     let path = format!("/v1/prompts/{}/labels/{label}", segment(name));
-    let result = client
-        .send(Method::PUT, &path, Some(&json!({ "version": version })))
-        .await;
+    let body = SetLabelRequest {
+        version: version.to_owned(),
+    };
+    let result = client.send_json(Method::PUT, &path, Some(&body)).await;
     label_moved(name, result, output)
 }
 
 pub async fn rollback(client: &Client, name: &str, label: &LabelName, output: Output) -> ExitCode {
     let path = format!("/v1/prompts/{}/labels/{label}/rollback", segment(name));
-    let result = client.send(Method::POST, &path, None).await;
+    let result = client.send_json::<(), _>(Method::POST, &path, None).await;
     label_moved(name, result, output)
 }
 
 fn label_moved(
     name: &str,
-    result: Result<(reqwest::StatusCode, Value), ClientError>,
+    result: Result<(reqwest::StatusCode, LabelResponse), ClientError>,
     output: Output,
 ) -> ExitCode {
     match result {
-        Ok((_, body)) => {
+        Ok((_, label)) => {
             match output {
-                Output::Json => print_json(&body),
-                Output::Human => println!(
-                    "{name}: {} -> {}",
-                    body.get("name").and_then(Value::as_str).unwrap_or("?"),
-                    body.get("version").and_then(Value::as_str).unwrap_or("?")
-                ),
+                Output::Json => print_json(&label),
+                Output::Human => println!("{name}: {} -> {}", label.name, label.version),
             }
             ExitCode::SUCCESS
         }

@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde::Serialize;
-use serde_json::{json, Map, Value};
 
 use super::http::{segment, Client, ClientError};
-use crate::domain::jobs::GateRule;
+use crate::api::wire::{
+    CreateEvaluationRequest, EvaluationResponse, GateList, JobResponse, MetricRequest,
+};
+use crate::domain::jobs::JobStatus;
 
 #[derive(Debug, Clone)]
 pub struct EvaluateOptions {
@@ -28,43 +30,39 @@ pub struct EvaluateOptions {
 /// How an evaluation ended, and which gate rules it breaks.
 #[derive(Debug, Serialize)]
 pub struct EvaluateReport {
-    pub evaluation: Value,
+    pub evaluation: EvaluationResponse,
     /// `label: why` for every gate rule on this dataset the results break.
     pub gate_failures: Vec<String>,
 }
 
 impl super::report::JobReport for EvaluateReport {
     fn succeeded(&self) -> bool {
-        let status = self.evaluation["status"].as_str().unwrap_or_default();
-        matches!(status, "succeeded" | "queued" | "running") && self.gate_failures.is_empty()
+        matches!(
+            self.evaluation.status,
+            JobStatus::Succeeded | JobStatus::Queued | JobStatus::Running
+        ) && self.gate_failures.is_empty()
     }
 
     fn human(&self) -> String {
         let e = &self.evaluation;
-        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
         let mut out = format!(
             "evaluation {} of {}@{} on {}: {}\n",
-            text(&e["id"]),
-            text(&e["prompt"]),
-            text(&e["version"]),
-            text(&e["dataset"]),
-            text(&e["status"])
+            e.id,
+            e.prompt,
+            e.version,
+            e.dataset,
+            e.status.as_str()
         );
-        if let Some(metrics) = e["metrics"].as_object() {
-            for (name, s) in metrics {
-                out.push_str(&format!(
-                    "  {name:<14} mean {:.4}  95% CI [{:.4}, {:.4}]  n {}\n",
-                    s["mean"].as_f64().unwrap_or(0.0),
-                    s["ci95"][0].as_f64().unwrap_or(0.0),
-                    s["ci95"][1].as_f64().unwrap_or(0.0),
-                    s["n"]
-                ));
-            }
+        for (name, s) in &e.metrics {
+            out.push_str(&format!(
+                "  {name:<14} mean {:.4}  95% CI [{:.4}, {:.4}]  n {}\n",
+                s.mean, s.ci95[0], s.ci95[1], s.n
+            ));
         }
-        if e["errors"].as_i64().unwrap_or(0) > 0 {
-            out.push_str(&format!("  {} items had errors\n", e["errors"]));
+        if e.errors > 0 {
+            out.push_str(&format!("  {} items had errors\n", e.errors));
         }
-        if let Some(error) = e["error"].as_str() {
+        if let Some(error) = &e.error {
             out.push_str(&format!("  error: {error}\n"));
         }
         for failure in &self.gate_failures {
@@ -78,34 +76,34 @@ pub async fn evaluate(
     client: &Client,
     options: &EvaluateOptions,
 ) -> Result<EvaluateReport, ClientError> {
-    let mut body = json!({
-        "prompt": options.name,
-        "dataset": options.dataset,
-        "provider": options.provider,
-        "metrics": options.metrics,
-    });
-    if let Some(reference) = &options.reference {
-        body["ref"] = json!(reference);
-    }
-    if let Some(model) = &options.model {
-        body["model"] = json!(model);
-    }
-    if let Some(concurrency) = options.concurrency {
-        body["concurrency"] = json!(concurrency);
-    }
-    let (_, created) = client
-        .send(Method::POST, "/v1/evaluations", Some(&body))
+    let body = CreateEvaluationRequest {
+        prompt: options.name.clone(),
+        reference: options.reference.clone(),
+        dataset: options.dataset.clone(),
+        provider: options.provider.clone(),
+        model: options.model.clone(),
+        params: None,
+        metrics: options
+            .metrics
+            .iter()
+            .cloned()
+            .map(MetricRequest::Name)
+            .collect(),
+        concurrency: options.concurrency,
+    };
+    let (_, created): (_, EvaluationResponse) = client
+        .send_json(Method::POST, "/v1/evaluations", Some(&body))
         .await?;
-    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    let id = created.id;
     if !options.wait {
         return Ok(EvaluateReport {
             evaluation: created,
             gate_failures: Vec::new(),
         });
     }
-    let job = created["job_id"].as_str().unwrap_or_default().to_owned();
+    let job = created.job_id;
     let bar = options.progress.then(|| {
-        let bar = indicatif::ProgressBar::new(created["progress"]["total"].as_u64().unwrap_or(0));
+        let bar = indicatif::ProgressBar::new(count(created.progress.total));
         bar.set_style(
             indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} items {elapsed}")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
@@ -113,13 +111,12 @@ pub async fn evaluate(
         bar
     });
     loop {
-        let (_, job) = client.get(&format!("/v1/jobs/{job}")).await?;
+        let job: JobResponse = client.get_json(&format!("/v1/jobs/{job}")).await?;
         if let Some(bar) = &bar {
-            bar.set_length(job["progress"]["total"].as_u64().unwrap_or(0));
-            bar.set_position(job["progress"]["done"].as_u64().unwrap_or(0));
+            bar.set_length(count(job.progress.total));
+            bar.set_position(count(job.progress.done));
         }
-        let status = job["status"].as_str().unwrap_or_default();
-        if matches!(status, "succeeded" | "failed" | "cancelled") {
+        if job.status.is_final() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -127,7 +124,7 @@ pub async fn evaluate(
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let (_, evaluation) = client.get(&format!("/v1/evaluations/{id}")).await?;
+    let evaluation: EvaluationResponse = client.get_json(&format!("/v1/evaluations/{id}")).await?;
     let gate_failures = gate_failures(client, options, &evaluation).await?;
     Ok(EvaluateReport {
         evaluation,
@@ -140,23 +137,19 @@ pub async fn evaluate(
 async fn gate_failures(
     client: &Client,
     options: &EvaluateOptions,
-    evaluation: &Value,
+    evaluation: &EvaluationResponse,
 ) -> Result<Vec<String>, ClientError> {
-    let (_, gates) = client
-        .get(&format!("/v1/prompts/{}/gates", segment(&options.name)))
+    let gates: GateList = client
+        .get_json(&format!("/v1/prompts/{}/gates", segment(&options.name)))
         .await?;
-    let empty = Map::new();
-    let metrics = evaluation["metrics"].as_object().unwrap_or(&empty);
     let mut failures = Vec::new();
-    for gate in gates["items"].as_array().into_iter().flatten() {
-        if gate["dataset"].as_str() != Some(options.dataset.as_str()) {
+    for gate in &gates.items {
+        if gate.dataset != options.dataset {
             continue;
         }
-        let label = gate["label"].as_str().unwrap_or_default();
-        let rules: Vec<GateRule> =
-            serde_json::from_value(gate["rules"].clone()).unwrap_or_default();
-        for rule in rules {
-            match metrics.get(&rule.metric).and_then(|m| m["mean"].as_f64()) {
+        let label = &gate.label;
+        for rule in &gate.rules {
+            match evaluation.metrics.get(&rule.metric).map(|m| m.mean) {
                 None => failures.push(format!("{label}: {} was not measured", rule.metric)),
                 Some(mean) => {
                     failures.extend(rule.violation(mean).map(|why| format!("{label}: {why}")))
@@ -165,4 +158,9 @@ async fn gate_failures(
         }
     }
     Ok(failures)
+}
+
+/// A progress count as the bar takes it (the API's counts are never negative).
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
 }

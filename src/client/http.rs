@@ -1,11 +1,15 @@
 //! The HTTP side of the CLI: one client for a server, bearer token,
 //! problem+json errors turned into readable messages, and retries with
-//! backoff for network errors, 429 and 5xx.
+//! backoff for network errors, 429 and 5xx. Bodies travel as the API's own
+//! types (`crate::api::wire`): an answer that does not decode into its type
+//! is an error naming the endpoint, never a silent default.
 
 use std::time::Duration;
 
 use rand::Rng;
 use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 
 /// How many times a request is sent at most after network errors and 5xx.
@@ -28,6 +32,13 @@ pub enum ClientError {
         code: Option<String>,
         message: String,
     },
+    /// The server answered with success, but not with what this client
+    /// reads there: client and server disagree about the API.
+    #[error("{endpoint} answered something this client cannot read: {reason}")]
+    Unexpected { endpoint: String, reason: String },
+    /// What was asked cannot be sent, e.g. an option value the API has no word for.
+    #[error("{what}: {reason}")]
+    Invalid { what: String, reason: String },
 }
 
 impl ClientError {
@@ -38,7 +49,7 @@ impl ClientError {
     pub fn code(&self) -> Option<&str> {
         match self {
             Self::Status { code, .. } => code.as_deref(),
-            Self::Unreachable { .. } => None,
+            Self::Unreachable { .. } | Self::Unexpected { .. } | Self::Invalid { .. } => None,
         }
     }
 }
@@ -77,20 +88,48 @@ impl Client {
         &self.base
     }
 
-    pub async fn get(&self, path: &str) -> Result<(StatusCode, Value), ClientError> {
-        self.send(Method::GET, path, None).await
+    /// GETs `path` and decodes the answer as `T`.
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let (_, answer) = self.send_json::<(), T>(Method::GET, path, None).await?;
+        Ok(answer)
     }
 
-    /// Sends a request, retrying network errors, 429 and 5xx with
-    /// exponential backoff and jitter (honouring `Retry-After`). Every call
-    /// the CLI makes is safe to repeat: posting identical content answers
-    /// the existing version, creating an existing prompt answers 409.
-    pub async fn send(
+    /// Sends `body` (if any) as JSON and decodes the answer as `T`; answers
+    /// the status too, for the calls where 200 and 201 mean different things.
+    /// An answer the client has no use for decodes as `serde::de::IgnoredAny`.
+    pub async fn send_json<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
-        body: Option<&Value>,
-    ) -> Result<(StatusCode, Value), ClientError> {
+        body: Option<&B>,
+    ) -> Result<(StatusCode, T), ClientError> {
+        let endpoint = || format!("{method} {}{path}", self.base);
+        let body = body
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| ClientError::Invalid {
+                what: format!("the body of {}", endpoint()),
+                reason: e.to_string(),
+            })?;
+        let (status, text) = self.send(method.clone(), path, body).await?;
+        let answer = decode(&text).map_err(|reason| ClientError::Unexpected {
+            endpoint: endpoint(),
+            reason,
+        })?;
+        Ok((status, answer))
+    }
+
+    /// Sends a request, retrying network errors, 429 and 5xx with
+    /// exponential backoff and jitter (honouring `Retry-After`), and answers
+    /// a success's status and body. Every call the CLI makes is safe to
+    /// repeat: posting identical content answers the existing version,
+    /// creating an existing prompt answers 409.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(StatusCode, String), ClientError> {
         let url = format!("{}{path}", self.base);
         let mut attempt = 0;
         let mut rate_limited_wait = Duration::ZERO;
@@ -99,8 +138,10 @@ impl Client {
             if let Some(token) = &self.token {
                 request = request.bearer_auth(token);
             }
-            if let Some(body) = body {
-                request = request.json(body);
+            if let Some(body) = &body {
+                request = request
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone());
             }
             let (error, wait, rate_limited) = match request.send().await {
                 Err(e) => (
@@ -119,17 +160,30 @@ impl Client {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .map(Duration::from_secs);
-                    let text = response.text().await.unwrap_or_default();
-                    let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    let text = response.text().await;
                     if status.is_success() || status == StatusCode::NOT_MODIFIED {
-                        return Ok((status, value));
+                        match text {
+                            Ok(text) => return Ok((status, text)),
+                            // A body cut short is a network error, retried as one.
+                            Err(e) => (
+                                ClientError::Unreachable {
+                                    url: self.base.clone(),
+                                    reason: describe(&e),
+                                },
+                                None,
+                                false,
+                            ),
+                        }
+                    } else {
+                        let text = text.unwrap_or_default();
+                        let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                        let error = problem(status, &value, &text);
+                        let rate_limited = status == StatusCode::TOO_MANY_REQUESTS;
+                        if !(rate_limited || status.is_server_error()) {
+                            return Err(error);
+                        }
+                        (error, retry_after, rate_limited)
                     }
-                    let error = problem(status, &value, &text);
-                    let rate_limited = status == StatusCode::TOO_MANY_REQUESTS;
-                    if !(rate_limited || status.is_server_error()) {
-                        return Err(error);
-                    }
-                    (error, retry_after, rate_limited)
                 }
             };
             if !rate_limited {
@@ -151,6 +205,12 @@ impl Client {
             tokio::time::sleep(pause).await;
         }
     }
+}
+
+/// Decodes an answer; an empty one (204, 304) reads as `null`.
+fn decode<T: DeserializeOwned>(text: &str) -> Result<T, String> {
+    let text = if text.trim().is_empty() { "null" } else { text };
+    serde_json::from_str(text).map_err(|e| e.to_string())
 }
 
 /// The most useful line of a reqwest error: its innermost cause.
@@ -194,5 +254,53 @@ fn problem(status: StatusCode, value: &Value, text: &str) -> ClientError {
         status: status.as_u16(),
         code,
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::wire::JobResponse;
+
+    /// Serves `body` as the 200 JSON answer to every request; answers the base URL.
+    async fn serve(body: &'static str) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = axum::Router::new().fallback(move || async move {
+            ([(reqwest::header::CONTENT_TYPE, "application/json")], body)
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn an_answer_of_the_wrong_shape_is_an_error_naming_the_endpoint() {
+        let server = serve(r#"{"id": "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"}"#).await;
+        let client = Client::new(&server, None).expect("client");
+        let err = client
+            .get_json::<JobResponse>("/v1/jobs/abc")
+            .await
+            .expect_err("a job without its fields");
+        assert!(matches!(err, ClientError::Unexpected { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(
+            message.starts_with(&format!("GET {server}/v1/jobs/abc answered")),
+            "{message}"
+        );
+        assert!(message.contains("missing field"), "{message}");
+        assert_eq!(err.code(), None);
+    }
+
+    #[tokio::test]
+    async fn an_answer_the_client_does_not_use_may_be_anything() {
+        let server = serve("").await;
+        let client = Client::new(&server, None).expect("client");
+        let (status, _) = client
+            .send_json::<_, serde::de::IgnoredAny>(Method::PUT, "/x", Some(&[1, 2]))
+            .await
+            .expect("ignored");
+        assert_eq!(status, StatusCode::OK);
     }
 }

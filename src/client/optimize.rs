@@ -6,9 +6,12 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::{Map, Value};
 
 use super::http::{Client, ClientError};
+use crate::api::wire::{CreateOptimizationRequest, MetricRequest, OptimizationResponse};
+use crate::domain::jobs::JobStatus;
+use crate::domain::optimization::{Budget, ModelChoice, Split, StrategyName};
 
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct OptimizeOptions {
@@ -88,76 +91,80 @@ pub struct OptimizeOptions {
 #[derive(Debug, Serialize)]
 #[serde(transparent)]
 pub struct OptimizeReport {
-    pub optimization: Value,
+    pub optimization: OptimizationResponse,
 }
 
 impl super::report::JobReport for OptimizeReport {
     fn succeeded(&self) -> bool {
         matches!(
-            self.optimization["status"].as_str(),
-            Some("succeeded" | "queued" | "running")
+            self.optimization.status,
+            JobStatus::Succeeded | JobStatus::Queued | JobStatus::Running
         )
     }
 
     fn human(&self) -> String {
         let o = &self.optimization;
-        let text = |v: &Value| v.as_str().unwrap_or("-").to_owned();
-        let score = |v: &Value| v.as_f64().map_or("-".to_owned(), |s| format!("{s:.3}"));
+        let score = |v: Option<f64>| v.map_or("-".to_owned(), |s| format!("{s:.3}"));
         let mut out = format!(
             "optimization {} of {}@{} on {} ({}): {}\n",
-            text(&o["id"]),
-            text(&o["prompt"]),
-            text(&o["version"]),
-            text(&o["dataset"]),
-            text(&o["strategy"]),
-            text(&o["status"])
+            o.id,
+            o.prompt,
+            o.version,
+            o.dataset,
+            o.strategy.as_str(),
+            o.status.as_str()
         );
-        let metric = text(&o["metric"]["name"]);
         out.push_str(&format!(
-            "  {:<10} {:>8} {:>8}   ({metric})\n",
-            "", "train", "val"
+            "  {:<10} {:>8} {:>8}   ({})\n",
+            "", "train", "val", o.metric.name
         ));
-        for (name, scores) in [("baseline", &o["baseline"]), ("best", &o["best"])] {
+        let best = o.best.as_ref();
+        for (name, train, val) in [
+            ("baseline", o.baseline.train_score, o.baseline.val_score),
+            (
+                "best",
+                best.and_then(|b| b.train_score),
+                best.and_then(|b| b.val_score),
+            ),
+        ] {
             out.push_str(&format!(
                 "  {name:<10} {:>8} {:>8}\n",
-                score(&scores["train_score"]),
-                score(&scores["val_score"])
+                score(train),
+                score(val)
             ));
         }
-        let iterations = o["iterations"].as_array().map_or(0, Vec::len);
-        let discarded = o["iterations"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|i| i["candidates"].as_array().into_iter().flatten())
-            .filter(|c| !c["discarded"].is_null())
+        let discarded = o
+            .iterations
+            .iter()
+            .flat_map(|i| &i.candidates)
+            .filter(|c| c.discarded.is_some())
             .count();
         out.push_str(&format!(
-            "  {iterations} iterations, {discarded} candidates discarded, stopped: {}\n",
-            text(&o["stop_reason"])
+            "  {} iterations, {discarded} candidates discarded, stopped: {}\n",
+            o.iterations.len(),
+            o.stop_reason.map_or("-", |r| r.as_str())
         ));
         out.push_str(&format!(
             "  calls {}, cost ${:.4}\n",
-            o["usage"]["calls"],
-            o["usage"]["cost_usd"].as_f64().unwrap_or(0.0)
+            o.usage.calls, o.usage.cost_usd
         ));
-        match o["result_version"].as_str() {
+        match &o.result_version {
             Some(version) => out.push_str(&format!("  new version: {version}\n")),
-            None if o["status"] == "succeeded" => {
+            None if o.status == JobStatus::Succeeded => {
                 out.push_str("  no candidate beat the baseline: no new version\n")
             }
             None => {}
         }
-        if let Some(promotion) = o["promotion"].as_object() {
-            let label = promotion.get("label").map(text).unwrap_or_default();
-            if promotion.get("moved") == Some(&Value::Bool(true)) {
+        if let Some(promotion) = &o.promotion {
+            let label = &promotion.label;
+            if promotion.moved {
                 out.push_str(&format!("  label {label} now points at it\n"));
             } else {
-                let why = promotion.get("reason").map(text).unwrap_or_default();
+                let why = promotion.reason.as_deref().unwrap_or("-");
                 out.push_str(&format!("  label {label} not moved: {why}\n"));
             }
         }
-        if let Some(error) = o["error"].as_str() {
+        if let Some(error) = &o.error {
             out.push_str(&format!("  error: {error}\n"));
         }
         out
@@ -172,108 +179,71 @@ fn parse_json_object(raw: &str) -> Result<serde_json::Map<String, Value>, String
     }
 }
 
-fn request_body(options: &OptimizeOptions) -> Value {
-    let mut body = json!({
-        "prompt": options.name,
-        "dataset": options.dataset,
-        "metric": {"name": options.metric, "params": options.metric_params},
-        "strategy": options.strategy,
-        "target": {"provider": options.target_provider},
-    });
-    let set = |body: &mut Value, key: &str, value: Option<Value>| {
-        if let Some(value) = value {
-            body[key] = value;
-        }
+/// The request as the API takes it; only `--strategy` can be refused here,
+/// the server checks the rest and names every field that is wrong.
+fn request_body(options: &OptimizeOptions) -> Result<CreateOptimizationRequest, ClientError> {
+    let strategy: StrategyName = serde_json::from_value(Value::String(options.strategy.clone()))
+        .map_err(|e| ClientError::Invalid {
+            what: "--strategy".to_owned(),
+            reason: e.to_string(),
+        })?;
+    let model = |provider: &str, model: &Option<String>| ModelChoice {
+        provider: provider.to_owned(),
+        model: model.clone(),
+        params: Map::new(),
     };
-    set(
-        &mut body,
-        "ref",
-        options.reference.as_ref().map(|r| json!(r)),
-    );
-    if let Some(model) = &options.target_model {
-        body["target"]["model"] = json!(model);
-    }
-    if let Some(provider) = &options.optimizer_provider {
-        body["optimizer"] = json!({"provider": provider});
-        if let Some(model) = &options.optimizer_model {
-            body["optimizer"]["model"] = json!(model);
-        }
-    }
-    if options.train.is_some() || options.seed.is_some() {
-        body["split"] =
-            json!({"train": options.train.unwrap_or(0.6), "seed": options.seed.unwrap_or(0)});
-    }
-    set(
-        &mut body,
-        "max_iterations",
-        options.max_iterations.map(|v| json!(v)),
-    );
-    set(
-        &mut body,
-        "candidates_per_iteration",
-        options.candidates_per_iteration.map(|v| json!(v)),
-    );
-    set(&mut body, "patience", options.patience.map(|v| json!(v)));
-    set(
-        &mut body,
-        "target_score",
-        options.target_score.map(|v| json!(v)),
-    );
-    if options.max_calls.is_some() || options.max_cost_usd.is_some() {
-        let mut budget = json!({});
-        set(
-            &mut budget,
-            "max_calls",
-            options.max_calls.map(|v| json!(v)),
-        );
-        set(
-            &mut budget,
-            "max_cost_usd",
-            options.max_cost_usd.map(|v| json!(v)),
-        );
-        body["budget"] = budget;
-    }
-    set(
-        &mut body,
-        "concurrency",
-        options.concurrency.map(|v| json!(v)),
-    );
-    set(&mut body, "num_demos", options.num_demos.map(|v| json!(v)));
-    set(
-        &mut body,
-        "promote_to",
-        options.promote_to.as_ref().map(|v| json!(v)),
-    );
-    set(
-        &mut body,
-        "min_improvement",
-        options.min_improvement.map(|v| json!(v)),
-    );
-    body
+    let split = (options.train.is_some() || options.seed.is_some()).then(|| Split {
+        train: options.train.unwrap_or(0.6),
+        seed: options.seed.unwrap_or(0),
+    });
+    let budget =
+        (options.max_calls.is_some() || options.max_cost_usd.is_some()).then_some(Budget {
+            max_calls: options.max_calls,
+            max_cost_usd: options.max_cost_usd,
+        });
+    Ok(CreateOptimizationRequest {
+        prompt: options.name.clone(),
+        reference: options.reference.clone(),
+        dataset: options.dataset.clone(),
+        split,
+        metric: MetricRequest::Spec {
+            name: options.metric.clone(),
+            params: options.metric_params.clone().map(Value::Object),
+        },
+        target: model(&options.target_provider, &options.target_model),
+        optimizer: options
+            .optimizer_provider
+            .as_deref()
+            .map(|provider| model(provider, &options.optimizer_model)),
+        strategy,
+        max_iterations: options.max_iterations,
+        candidates_per_iteration: options.candidates_per_iteration,
+        patience: options.patience,
+        target_score: options.target_score,
+        budget,
+        concurrency: options.concurrency,
+        num_demos: options.num_demos,
+        promote_to: options.promote_to.clone(),
+        min_improvement: options.min_improvement,
+    })
 }
 
 pub async fn optimize(
     client: &Client,
     options: &OptimizeOptions,
 ) -> Result<OptimizeReport, ClientError> {
-    let (_, created) = client
-        .send(
-            Method::POST,
-            "/v1/optimizations",
-            Some(&request_body(options)),
-        )
+    let body = request_body(options)?;
+    let (_, created): (_, OptimizationResponse) = client
+        .send_json(Method::POST, "/v1/optimizations", Some(&body))
         .await?;
     if !options.wait {
         return Ok(OptimizeReport {
             optimization: created,
         });
     }
-    let path = format!(
-        "/v1/optimizations/{}",
-        created["id"].as_str().unwrap_or_default()
-    );
+    let path = format!("/v1/optimizations/{}", created.id);
     let bar = options.progress.then(|| {
-        let bar = indicatif::ProgressBar::new(created["max_iterations"].as_u64().unwrap_or(0));
+        let bar = indicatif::ProgressBar::new(u64::from(created.max_iterations));
         bar.set_style(
             indicatif::ProgressStyle::with_template(
                 "{bar:40} {pos}/{len} iterations {elapsed} {msg}",
@@ -283,25 +253,107 @@ pub async fn optimize(
         bar
     });
     loop {
-        let (_, optimization) = client.get(&path).await?;
+        let optimization: OptimizationResponse = client.get_json(&path).await?;
         if let Some(bar) = &bar {
-            bar.set_position(optimization["progress"]["done"].as_u64().unwrap_or(0));
-            let best = optimization["best"]["val_score"]
-                .as_f64()
-                .or(optimization["baseline"]["val_score"].as_f64());
+            bar.set_position(u64::try_from(optimization.progress.done).unwrap_or(0));
+            let best = optimization
+                .best
+                .as_ref()
+                .and_then(|b| b.val_score)
+                .or(optimization.baseline.val_score);
             bar.set_message(format!(
                 "best val {} · {} calls",
                 best.map_or("-".to_owned(), |b| format!("{b:.3}")),
-                optimization["usage"]["calls"]
+                optimization.usage.calls
             ));
         }
-        let status = optimization["status"].as_str().unwrap_or_default();
-        if matches!(status, "succeeded" | "failed" | "cancelled") {
+        if optimization.status.is_final() {
             if let Some(bar) = bar {
                 bar.finish_and_clear();
             }
             return Ok(OptimizeReport { optimization });
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn options() -> OptimizeOptions {
+        OptimizeOptions {
+            name: "sentiment".into(),
+            dataset: "reviews".into(),
+            metric: "exact_match".into(),
+            strategy: "opro".into(),
+            target_provider: "target".into(),
+            ..OptimizeOptions::default()
+        }
+    }
+
+    fn body(options: &OptimizeOptions) -> Value {
+        serde_json::to_value(request_body(options).expect("a request")).expect("serializes")
+    }
+
+    #[test]
+    fn the_request_holds_only_the_options_given() {
+        assert_eq!(
+            body(&options()),
+            json!({
+                "prompt": "sentiment", "dataset": "reviews",
+                "metric": {"name": "exact_match", "params": null},
+                "strategy": "opro", "target": {"provider": "target"}
+            })
+        );
+        let all = OptimizeOptions {
+            reference: Some("1.0.0".into()),
+            metric_params: Some(Map::from_iter([("trim".to_owned(), json!(true))])),
+            target_model: Some("t".into()),
+            optimizer_provider: Some("optimizer".into()),
+            optimizer_model: Some("o".into()),
+            seed: Some(7),
+            max_iterations: Some(2),
+            candidates_per_iteration: Some(3),
+            patience: Some(1),
+            target_score: Some(0.9),
+            max_cost_usd: Some(1.5),
+            concurrency: Some(4),
+            num_demos: Some(2),
+            promote_to: Some("staging".into()),
+            min_improvement: Some(0.05),
+            ..options()
+        };
+        assert_eq!(
+            body(&all),
+            json!({
+                "prompt": "sentiment", "ref": "1.0.0", "dataset": "reviews",
+                "split": {"train": 0.6, "seed": 7},
+                "metric": {"name": "exact_match", "params": {"trim": true}},
+                "target": {"provider": "target", "model": "t"},
+                "optimizer": {"provider": "optimizer", "model": "o"},
+                "strategy": "opro", "max_iterations": 2, "candidates_per_iteration": 3,
+                "patience": 1, "target_score": 0.9, "budget": {"max_cost_usd": 1.5},
+                "concurrency": 4, "num_demos": 2, "promote_to": "staging",
+                "min_improvement": 0.05
+            })
+        );
+    }
+
+    #[test]
+    fn an_unknown_strategy_is_refused_before_any_request() {
+        let err = request_body(&OptimizeOptions {
+            strategy: "annealing".into(),
+            ..options()
+        })
+        .map(drop)
+        .expect_err("no such strategy");
+        let message = err.to_string();
+        assert!(
+            message.starts_with("--strategy: unknown variant `annealing`"),
+            "{message}"
+        );
     }
 }

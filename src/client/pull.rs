@@ -9,7 +9,8 @@ use serde::Serialize;
 use super::files::{self, PromptFile};
 use super::http::{Client, ClientError};
 use super::push::Failure;
-use super::remote::{self, RemotePrompt};
+use super::remote;
+use crate::api::wire::PromptResponse;
 
 #[derive(Debug, Default, Serialize)]
 pub struct PullReport {
@@ -69,7 +70,7 @@ pub async fn pull(
     concurrency: usize,
 ) -> Result<PullReport, ClientError> {
     let prompts = remote::list_prompts(client).await?;
-    let mut prompts: Vec<RemotePrompt> = prompts.into_values().collect();
+    let mut prompts: Vec<PromptResponse> = prompts.into_values().collect();
     prompts.sort_by(|a, b| a.name.cmp(&b.name));
     let outcomes: Vec<(String, Result<Pulled, String>)> = futures::stream::iter(prompts.iter())
         .map(|prompt| async move {
@@ -100,7 +101,7 @@ pub async fn pull(
 async fn pull_one(
     client: &Client,
     dir: &Path,
-    prompt: &RemotePrompt,
+    prompt: &PromptResponse,
     reference: &str,
 ) -> Result<Pulled, String> {
     let version = match remote::get_version(client, &prompt.name, reference).await {
@@ -108,7 +109,7 @@ async fn pull_one(
         Err(e) if e.is_not_found() => return Ok(Pulled::Skipped),
         Err(e) => return Err(e.to_string()),
     };
-    let content = version.content().ok_or_else(|| {
+    let content = remote::content(&version).ok_or_else(|| {
         format!(
             "version {} has content this client cannot read",
             version.version

@@ -8,13 +8,18 @@ use std::path::Path;
 
 use futures::StreamExt;
 use reqwest::Method;
+use serde::de::IgnoredAny;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::files::LoadedPrompt;
 use super::http::{segment, Client, ClientError};
-use super::remote::{self, RemotePrompt};
+use super::remote;
 use super::validate;
+use crate::api::wire::{
+    CreatePromptRequest, CreateVersionRequest, PromptResponse, SetLabelRequest,
+    UpdatePromptRequest, VersionResponse,
+};
 use crate::domain::content::diff_contents;
 use crate::domain::LabelName;
 
@@ -209,7 +214,7 @@ async fn push_one(
     client: &Client,
     dir: &Path,
     prompt: &LoadedPrompt,
-    remote: Option<&RemotePrompt>,
+    remote: Option<&PromptResponse>,
     options: &PushOptions,
 ) -> Result<Outcome, ClientError> {
     let name = prompt.name.as_str();
@@ -229,7 +234,7 @@ async fn push_one(
             None => format!("new prompt {name}\n"),
             Some(version) => {
                 let stored = remote::get_version(client, name, version).await?;
-                match stored.content() {
+                match remote::content(&stored) {
                     Some(old) => {
                         let diff = diff_contents(
                             &old,
@@ -264,27 +269,27 @@ async fn push_one(
     }
     if !changed {
         if let (Some(label), Some(version), true) = (&options.label, &latest, label_behind) {
+            let body = SetLabelRequest {
+                version: version.clone(),
+            };
             client
-                .send(
+                .send_json::<_, IgnoredAny>(
                     Method::PUT,
                     &format!("/v1/prompts/{}/labels/{label}", segment(name)),
-                    Some(&json!({ "version": version })),
+                    Some(&body),
                 )
                 .await?;
         }
         return Ok(Outcome::Unchanged { version: latest });
     }
-    let (status, body) = client
-        .send(
+    let (status, created): (_, VersionResponse) = client
+        .send_json(
             Method::POST,
             &format!("/v1/prompts/{}/versions", segment(name)),
             Some(&version_body(dir, prompt, options)),
         )
         .await?;
-    let version = body
-        .get("version")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let version = Some(created.version);
     // 200: the server already held this content (another push got there first).
     Ok(if status == reqwest::StatusCode::CREATED {
         Outcome::Created {
@@ -297,14 +302,15 @@ async fn push_one(
 }
 
 async fn create_prompt(client: &Client, prompt: &LoadedPrompt) -> Result<(), ClientError> {
-    let mut body = json!({ "name": prompt.name.as_str() });
-    if let Some(description) = &prompt.file.description {
-        body["description"] = json!(description);
-    }
-    if let Some(tags) = &prompt.file.tags {
-        body["tags"] = json!(tags);
-    }
-    match client.send(Method::POST, "/v1/prompts", Some(&body)).await {
+    let body = CreatePromptRequest {
+        name: prompt.name.to_string(),
+        description: prompt.file.description.clone(),
+        tags: prompt.file.tags.clone(),
+    };
+    match client
+        .send_json::<_, IgnoredAny>(Method::POST, "/v1/prompts", Some(&body))
+        .await
+    {
         // Created meanwhile, or archived: posting the version tells which.
         Ok(_) | Err(ClientError::Status { status: 409, .. }) => Ok(()),
         Err(e) => Err(e),
@@ -316,58 +322,51 @@ async fn create_prompt(client: &Client, prompt: &LoadedPrompt) -> Result<(), Cli
 async fn update_details(
     client: &Client,
     prompt: &LoadedPrompt,
-    remote: &RemotePrompt,
+    remote: &PromptResponse,
 ) -> Result<(), ClientError> {
-    let mut patch = Map::new();
-    if let Some(description) = &prompt.file.description {
-        if description != &remote.description {
-            patch.insert("description".into(), json!(description));
-        }
-    }
-    if let Some(tags) = &prompt.file.tags {
-        if tags != &remote.tags {
-            patch.insert("tags".into(), json!(tags));
-        }
-    }
-    if patch.is_empty() {
+    let file = &prompt.file;
+    let patch = UpdatePromptRequest {
+        description: file
+            .description
+            .clone()
+            .filter(|d| d != &remote.description),
+        tags: file.tags.clone().filter(|t| t != &remote.tags),
+        archived: None,
+    };
+    if patch.description.is_none() && patch.tags.is_none() {
         return Ok(());
     }
     client
-        .send(
+        .send_json::<_, IgnoredAny>(
             Method::PATCH,
             &format!("/v1/prompts/{}", segment(prompt.name.as_str())),
-            Some(&Value::Object(patch)),
+            Some(&patch),
         )
         .await
         .map(drop)
 }
 
-fn version_body(dir: &Path, prompt: &LoadedPrompt, options: &PushOptions) -> Value {
+fn version_body(dir: &Path, prompt: &LoadedPrompt, options: &PushOptions) -> CreateVersionRequest {
     let file = &prompt.file;
-    let mut body = Map::new();
-    let mut put = |key: &str, value: Value| {
-        if !value.is_null() {
-            body.insert(key.to_owned(), value);
-        }
-    };
-    put("type", json!(prompt.content.prompt_type()));
-    put("engine", json!(prompt.content.engine));
-    put("template", json!(file.template));
-    put("messages", json!(file.messages));
-    put("model_config", json!(file.model_config));
-    put("input_schema", json!(file.input_schema));
-    put("output_schema", json!(file.output_schema));
-    put("bump", json!(file.bump));
-    put("version", json!(file.version));
-    put("message", json!(options.message));
     let mut metadata = options.metadata.clone();
     let source = prompt.path.strip_prefix(dir).unwrap_or(&prompt.path);
     metadata.insert("source".into(), json!(source.display().to_string()));
-    put("metadata", Value::Object(metadata));
-    if let Some(label) = &options.label {
-        put("labels", json!([label.as_str()]));
+    CreateVersionRequest {
+        prompt_type: Some(prompt.content.prompt_type()),
+        engine: Some(prompt.content.engine),
+        template: file.template.clone(),
+        messages: file.messages.clone(),
+        model_config: file.model_config.clone(),
+        input_schema: file.input_schema.clone(),
+        output_schema: file.output_schema.clone(),
+        bump: file.bump,
+        version: file.version.clone(),
+        message: options.message.clone(),
+        metadata: Some(metadata),
+        parent: None,
+        expected_latest: None,
+        labels: options.label.as_ref().map(|label| vec![label.to_string()]),
     }
-    Value::Object(body)
 }
 
 /// Where pushed content comes from: what the CI says, else what `git` says.

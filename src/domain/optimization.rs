@@ -110,6 +110,18 @@ pub enum StopReason {
     Budget,
 }
 
+impl StopReason {
+    /// As the API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Target => "target",
+            Self::Patience => "patience",
+            Self::MaxIterations => "max_iterations",
+            Self::Budget => "budget",
+        }
+    }
+}
+
 /// Train and validation scores; `None` until measured.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SplitScores {
@@ -319,5 +331,20 @@ mod tests {
         };
         assert_eq!(state.best_val_score(), Some(0.9));
         assert!(state.best().is_none());
+    }
+
+    #[test]
+    fn stop_reasons_read_as_the_api_writes_them() {
+        for reason in [
+            StopReason::Target,
+            StopReason::Patience,
+            StopReason::MaxIterations,
+            StopReason::Budget,
+        ] {
+            assert_eq!(
+                serde_json::to_value(reason).expect("a stop reason serializes"),
+                serde_json::Value::from(reason.as_str())
+            );
+        }
     }
 }

@@ -6,7 +6,7 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
 /// Resamples behind `Comparison::ci95`.
@@ -30,7 +30,7 @@ const PERMUTATION_SEED: u64 = 0x5EED_F11B;
 const NORMAL_975: f64 = 1.959_963_984_540_054;
 
 /// Mean, spread and 95% confidence interval of one list of scores.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub mean: f64,
     pub std: f64,
