@@ -7,7 +7,6 @@ use std::process::ExitCode;
 
 use reqwest::Method;
 use serde::Serialize;
-use serde_json::json;
 
 use super::files::Severity;
 use super::http::{segment, Client, ClientError};
