@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::domain::jobs::{Job, JobStatus};
-use crate::store::{Store, StoreResult};
+use crate::store::{JobStore, StoreResult};
 use crate::telemetry;
 
 /// How a job's work ended, when it ended by itself.
@@ -122,7 +122,7 @@ pub enum Ran {
 
 #[derive(Clone)]
 pub struct Worker {
-    store: Arc<dyn Store>,
+    store: Arc<dyn JobStore>,
     runners: Arc<HashMap<String, Arc<dyn JobRunner>>>,
     owner: String,
     lease: Duration,
@@ -132,7 +132,7 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn JobStore>,
         runners: HashMap<String, Arc<dyn JobRunner>>,
         lease: Duration,
         poll: Duration,
