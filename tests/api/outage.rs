@@ -260,7 +260,7 @@ impl Route {
             Route::PutLabel => (
                 Method::PUT,
                 "/v1/prompts/outage/labels/staging".to_owned(),
-                Some(json!({"version": if n % 2 == 0 { "1.0.0" } else { "1.0.1" }})),
+                Some(json!({"version": if n.is_multiple_of(2) { "1.0.0" } else { "1.0.1" }})),
             ),
             Route::PostVersion => (
                 Method::POST,
