@@ -143,15 +143,14 @@ impl Client {
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
                     .body(body.clone());
             }
+            // Network trouble, worth a retry.
+            let unreachable = |e: &reqwest::Error| {
+                let reason = describe(e);
+                let url = self.base.clone();
+                (ClientError::Unreachable { url, reason }, None, false)
+            };
             let (error, wait, rate_limited) = match request.send().await {
-                Err(e) => (
-                    ClientError::Unreachable {
-                        url: self.base.clone(),
-                        reason: describe(&e),
-                    },
-                    None,
-                    false,
-                ),
+                Err(e) => unreachable(&e),
                 Ok(response) => {
                     let status = response.status();
                     let retry_after = response
@@ -165,14 +164,7 @@ impl Client {
                         match text {
                             Ok(text) => return Ok((status, text)),
                             // A body cut short is a network error, retried as one.
-                            Err(e) => (
-                                ClientError::Unreachable {
-                                    url: self.base.clone(),
-                                    reason: describe(&e),
-                                },
-                                None,
-                                false,
-                            ),
+                            Err(e) => unreachable(&e),
                         }
                     } else {
                         let text = text.unwrap_or_default();

@@ -150,6 +150,10 @@ pub struct Follow {
 }
 
 impl Follow {
+    fn emit(&mut self, name: &'static str, id: Option<String>, data: Value) {
+        self.pending.push_back(JobEvent { name, id, data });
+    }
+
     pub async fn next(&mut self) -> Option<JobEvent> {
         loop {
             if let Some(event) = self.pending.pop_front() {
@@ -164,11 +168,7 @@ impl Follow {
             self.first = false;
             if let Err(e) = self.poll().await {
                 tracing::warn!(error = %e, job = %self.job, "cannot follow job");
-                self.pending.push_back(JobEvent {
-                    name: "error",
-                    id: None,
-                    data: json!({"error": "the job could not be read"}),
-                });
+                self.emit("error", None, json!({"error": "the job could not be read"}));
                 self.finished = true;
             }
         }
@@ -195,11 +195,7 @@ impl Follow {
                     "error": result.error,
                     "latency_ms": result.latency_ms,
                 });
-                self.pending.push_back(JobEvent {
-                    name: "item",
-                    id: Some(stored.id.to_string()),
-                    data,
-                });
+                self.emit("item", Some(stored.id.to_string()), data);
             }
         }
         if let Some(optimization) = self.optimization {
@@ -228,28 +224,24 @@ impl Follow {
                     "calls": iteration.calls,
                     "cost_usd": iteration.cost_usd,
                 });
-                self.pending.push_back(JobEvent {
-                    name: "iteration",
-                    id: Some(iteration.number.to_string()),
-                    data,
-                });
+                self.emit("iteration", Some(iteration.number.to_string()), data);
             }
         }
         let progress = (job.progress_done, job.progress_total);
         if self.last_progress != Some(progress) {
             self.last_progress = Some(progress);
-            self.pending.push_back(JobEvent {
-                name: "progress",
-                id: None,
-                data: json!({"done": progress.0, "total": progress.1}),
-            });
+            self.emit(
+                "progress",
+                None,
+                json!({"done": progress.0, "total": progress.1}),
+            );
         }
         if job.status.is_final() && !more {
-            self.pending.push_back(JobEvent {
-                name: "done",
-                id: None,
-                data: json!({"status": job.status, "error": job.error}),
-            });
+            self.emit(
+                "done",
+                None,
+                json!({"status": job.status, "error": job.error}),
+            );
             self.finished = true;
         }
         Ok(())
