@@ -90,6 +90,18 @@ pub struct LabelMove {
     pub by: Option<String>,
 }
 
+/// A JSON value's type as a message names it: `a string`, `an object`, …
+pub fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// A page of a list, newest first, and the cursor of the next page.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {
