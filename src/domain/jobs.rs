@@ -21,6 +21,14 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
+    const ALL: [Self; 5] = [
+        Self::Queued,
+        Self::Running,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Queued => "queued",
@@ -31,15 +39,9 @@ impl JobStatus {
         }
     }
 
+    /// The status `as_str` names `raw`, if any.
     pub fn parse(raw: &str) -> Option<Self> {
-        Some(match raw {
-            "queued" => Self::Queued,
-            "running" => Self::Running,
-            "succeeded" => Self::Succeeded,
-            "failed" => Self::Failed,
-            "cancelled" => Self::Cancelled,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|status| status.as_str() == raw)
     }
 
     /// No worker will touch a job in a final state again.
@@ -206,4 +208,20 @@ pub struct Gate {
     pub rules: Vec<GateRule>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_statuses_read_back_as_written() {
+        for status in JobStatus::ALL {
+            assert_eq!(JobStatus::try_from(status.as_str().to_owned()), Ok(status));
+        }
+        assert_eq!(
+            JobStatus::try_from("done".to_owned()),
+            Err("job status \"done\"".to_owned())
+        );
+    }
 }

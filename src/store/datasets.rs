@@ -85,6 +85,7 @@ macro_rules! impl_sql {
         type Conn = <$db as sqlx::Database>::Connection;
 
         impl $store {
+            /// Dataset `name` of `project`, locked until commit when `lock`.
             async fn dataset(conn: &mut Conn, project: ProjectId, name: &str, lock: bool) -> StoreResult<Dataset> {
                 let select = format!("{DATASET_SELECT} where d.project_id = $1 and d.name = $2");
                 Self::find_in_project(conn, &select, project, name.to_owned(), lock)
@@ -145,7 +146,8 @@ macro_rules! impl_sql {
             }
 
             async fn get_dataset(&self, project: ProjectId, name: &str) -> StoreResult<Dataset> {
-                Self::dataset(&mut *self.reader().acquire().await?, project, name, false).await
+                let mut conn = self.reader().acquire().await?;
+                Self::dataset(&mut conn, project, name, false).await
             }
 
             async fn list_datasets(&self, project: ProjectId, page: PageRequest) -> StoreResult<Page<Dataset>> {

@@ -75,6 +75,7 @@ macro_rules! impl_sql {
         type Conn = <$db as sqlx::Database>::Connection;
 
         impl $store {
+            /// Job `id` of `project`, locked until commit when `lock`.
             async fn job(conn: &mut Conn, project: ProjectId, id: Uuid, lock: bool) -> StoreResult<Job> {
                 let select = format!("select {JOB_COLUMNS} from job where project_id = $1 and id = $2");
                 Self::find_in_project(conn, &select, project, id, lock)
@@ -91,7 +92,8 @@ macro_rules! impl_sql {
         crate::store::sql::observed_impl! {
         impl JobStore for $store as $backend {
             async fn get_job(&self, project: ProjectId, id: Uuid) -> StoreResult<Job> {
-                Self::job(&mut *self.reader().acquire().await?, project, id, false).await
+                let mut conn = self.reader().acquire().await?;
+                Self::job(&mut conn, project, id, false).await
             }
 
             async fn claim_job(&self, owner: &str, lease: std::time::Duration) -> StoreResult<Option<Job>> {
