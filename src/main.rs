@@ -126,29 +126,7 @@ enum ClientCommand {
     },
     /// Evaluate a version on a dataset; `--wait` follows it to the end and
     /// checks the prompt's gates on that dataset (exit 1 if one fails).
-    Evaluate {
-        name: String,
-        /// A semver or label (default: the server's default label).
-        #[arg(long = "ref")]
-        reference: Option<String>,
-        #[arg(long)]
-        dataset: String,
-        /// A provider configured on the server.
-        #[arg(long)]
-        provider: String,
-        #[arg(long)]
-        model: Option<String>,
-        /// A metric to score with (repeat, or comma-separate).
-        #[arg(long = "metric", value_delimiter = ',', required = true)]
-        metrics: Vec<String>,
-        #[arg(long)]
-        concurrency: Option<u32>,
-        /// Follow the evaluation to its end with a progress bar.
-        #[arg(long)]
-        wait: bool,
-        #[command(flatten)]
-        remote: RemoteArgs,
-    },
+    Evaluate(Box<EvaluateArgs>),
     /// Optimize a version's template against a dataset; `--wait` follows
     /// the job and prints the baseline against the best candidate.
     Optimize(Box<OptimizeArgs>),
@@ -170,6 +148,31 @@ enum ClientCommand {
         #[command(flatten)]
         remote: RemoteArgs,
     },
+}
+
+#[derive(clap::Args)]
+struct EvaluateArgs {
+    name: String,
+    /// A semver or label (default: the server's default label).
+    #[arg(long = "ref")]
+    reference: Option<String>,
+    #[arg(long)]
+    dataset: String,
+    /// A provider configured on the server.
+    #[arg(long)]
+    provider: String,
+    #[arg(long)]
+    model: Option<String>,
+    /// A metric to score with (repeat, or comma-separate).
+    #[arg(long = "metric", value_delimiter = ',', required = true)]
+    metrics: Vec<String>,
+    #[arg(long)]
+    concurrency: Option<u32>,
+    /// Follow the evaluation to its end with a progress bar.
+    #[arg(long)]
+    wait: bool,
+    #[command(flatten)]
+    remote: RemoteArgs,
 }
 
 #[derive(clap::Args)]
@@ -349,33 +352,27 @@ async fn client_command(command: ClientCommand) -> ExitCode {
             Ok(client) => commands::diff(&client, &name, &from, &to, remote.output).await,
             Err(code) => code,
         },
-        ClientCommand::Evaluate {
-            name,
-            reference,
-            dataset,
-            provider,
-            model,
-            metrics,
-            concurrency,
-            wait,
-            remote,
-        } => match remote.client() {
-            Ok(client) => {
-                let options = promptreg::client::evaluate::EvaluateOptions {
-                    name,
-                    reference,
-                    dataset,
-                    provider,
-                    model,
-                    metrics,
-                    concurrency,
-                    wait,
-                    progress: remote.output == Output::Human,
-                };
-                commands::evaluate(&client, &options, remote.output).await
+        ClientCommand::Evaluate(args) => {
+            let args = *args;
+            let output = args.remote.output;
+            match args.remote.client() {
+                Ok(client) => {
+                    let options = promptreg::client::evaluate::EvaluateOptions {
+                        name: args.name,
+                        reference: args.reference,
+                        dataset: args.dataset,
+                        provider: args.provider,
+                        model: args.model,
+                        metrics: args.metrics,
+                        concurrency: args.concurrency,
+                        wait: args.wait,
+                        progress: output == Output::Human,
+                    };
+                    commands::evaluate(&client, &options, output).await
+                }
+                Err(code) => code,
             }
-            Err(code) => code,
-        },
+        }
         ClientCommand::Optimize(args) => {
             let OptimizeArgs {
                 mut options,

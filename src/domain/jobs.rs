@@ -21,6 +21,14 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
+    const ALL: [Self; 5] = [
+        Self::Queued,
+        Self::Running,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Queued => "queued",
@@ -31,20 +39,23 @@ impl JobStatus {
         }
     }
 
+    /// The status `as_str` names `raw`, if any.
     pub fn parse(raw: &str) -> Option<Self> {
-        Some(match raw {
-            "queued" => Self::Queued,
-            "running" => Self::Running,
-            "succeeded" => Self::Succeeded,
-            "failed" => Self::Failed,
-            "cancelled" => Self::Cancelled,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|status| status.as_str() == raw)
     }
 
     /// No worker will touch a job in a final state again.
     pub fn is_final(self) -> bool {
         matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
+/// How a stored status is read back; a value outside the five is corrupt.
+impl TryFrom<String> for JobStatus {
+    type Error = String;
+
+    fn try_from(raw: String) -> Result<Self, String> {
+        Self::parse(&raw).ok_or_else(|| format!("job status {raw:?}"))
     }
 }
 
@@ -54,12 +65,14 @@ pub const OPTIMIZATION_JOB: &str = "optimization";
 /// Every kind, for metrics that show each one even at zero.
 pub const JOB_KINDS: [&str; 2] = [EVALUATION_JOB, OPTIMIZATION_JOB];
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Job {
     pub id: Uuid,
     pub project_id: ProjectId,
     pub kind: String,
+    #[sqlx(json)]
     pub payload: Value,
+    #[sqlx(try_from = "String")]
     pub status: JobStatus,
     pub attempts: i32,
     pub max_attempts: i32,
@@ -124,14 +137,16 @@ pub struct NewEvaluation {
 }
 
 /// One item's outcome: the output and its scores, or why there is none.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct ItemResult {
     pub item_id: Uuid,
     pub item_seq: i64,
     pub output: Option<String>,
     /// Metric name → score in [0, 1]; a metric that could not score is absent.
+    #[sqlx(json)]
     pub scores: Map<String, Value>,
     /// Metric name → what else it said, e.g. an LLM judge's `reason`.
+    #[sqlx(json)]
     pub details: Map<String, Value>,
     pub error: Option<String>,
     pub latency_ms: i64,
@@ -141,10 +156,11 @@ pub struct ItemResult {
 }
 
 /// A stored result, with its position in the evaluation's result stream.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct StoredResult {
     /// Increases as results are stored: the SSE event id.
     pub id: i64,
+    #[sqlx(flatten)]
     pub result: ItemResult,
     pub created_at: DateTime<Utc>,
 }
@@ -182,13 +198,30 @@ impl GateRule {
 }
 
 /// What moving a label onto a version requires.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Gate {
     pub prompt_id: Uuid,
     pub label: String,
     pub dataset_id: Uuid,
     pub dataset_name: String,
+    #[sqlx(json)]
     pub rules: Vec<GateRule>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_statuses_read_back_as_written() {
+        for status in JobStatus::ALL {
+            assert_eq!(JobStatus::try_from(status.as_str().to_owned()), Ok(status));
+        }
+        assert_eq!(
+            JobStatus::try_from("done".to_owned()),
+            Err("job status \"done\"".to_owned())
+        );
+    }
 }

@@ -1,5 +1,8 @@
 //! Plain types and rules of the registry: names, version numbers, prompt content
 //! and its hash. Nothing here does I/O; everything is unit-tested in place.
+//! A type the store reads back as its columns are (no conversion) derives
+//! `sqlx::FromRow`, so that its fields are listed once; the others have
+//! private row types in the store.
 
 pub mod auth;
 pub mod content;
@@ -87,6 +90,18 @@ pub struct LabelMove {
     pub by: Option<String>,
 }
 
+/// A JSON value's type as a message names it: `a string`, `an object`, …
+pub fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// A page of a list, newest first, and the cursor of the next page.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {
@@ -95,7 +110,7 @@ pub struct Page<T> {
 }
 
 /// A named, append-only collection of items that evaluations run over.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Dataset {
     pub id: Uuid,
     pub project_id: ProjectId,
@@ -107,15 +122,18 @@ pub struct Dataset {
 }
 
 /// One row of a dataset, immutable once written so evaluations reproduce.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct DatasetItem {
     pub id: Uuid,
     /// 1, 2, 3… in upload order.
     pub seq: i64,
     /// The variables a prompt is rendered with.
+    #[sqlx(json)]
     pub input: Map<String, Value>,
     /// The reference output, when there is one.
+    #[sqlx(json(nullable))]
     pub expected: Option<Value>,
+    #[sqlx(json)]
     pub metadata: Map<String, Value>,
     pub created_at: DateTime<Utc>,
 }
@@ -128,7 +146,7 @@ pub struct NewItem {
     pub metadata: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Project {
     pub id: ProjectId,
     pub name: String,
@@ -149,7 +167,7 @@ pub struct ApiKey {
 }
 
 /// One write, as the audit log keeps it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct AuditEntry {
     pub id: i64,
     pub at: DateTime<Utc>,
@@ -159,6 +177,8 @@ pub struct AuditEntry {
     pub action: String,
     /// The resource, as its path below `/v1`: `prompts/greet/labels/production`.
     pub target: String,
+    #[sqlx(json(nullable))]
     pub before: Option<Value>,
+    #[sqlx(json(nullable))]
     pub after: Option<Value>,
 }

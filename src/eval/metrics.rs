@@ -12,6 +12,7 @@ use regex::Regex;
 use serde_json::{Map, Value};
 
 use super::similarity::{levenshtein_similarity, rouge_l, sentence_bleu, squad_f1};
+use crate::domain::json_kind;
 
 /// Every metric name `Metric::parse` accepts, in the order the docs list them.
 pub const METRIC_NAMES: &[&str] = &[
@@ -338,7 +339,7 @@ impl<'a> Params<'a> {
             other => {
                 return Err(p.invalid(format!(
                     "params must be a JSON object, got {}",
-                    json_type(other)
+                    json_kind(other)
                 )))
             }
         };
@@ -374,7 +375,7 @@ impl<'a> Params<'a> {
             Some(Value::Bool(b)) => Ok(*b),
             Some(other) => Err(self.invalid(format!(
                 "`{key}` must be a boolean, got {}",
-                json_type(other)
+                json_kind(other)
             ))),
         }
     }
@@ -385,7 +386,7 @@ impl<'a> Params<'a> {
             Some(Value::String(s)) => Ok(Some(s.as_str())),
             Some(other) => Err(self.invalid(format!(
                 "`{key}` must be a string, got {}",
-                json_type(other)
+                json_kind(other)
             ))),
         }
     }
@@ -404,17 +405,6 @@ impl<'a> Params<'a> {
                     "`{key}` must be a non-negative integer, got {value}"
                 ))
             })
-    }
-}
-
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

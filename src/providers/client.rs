@@ -67,10 +67,19 @@ pub(crate) struct Parsed {
     pub model: Option<String>,
 }
 
-/// One configured provider's connection settings and limits.
 /// Reads a wire format's successful reply: its text and usage.
 pub type ReplyParser = fn(&[u8]) -> Result<Parsed, ProviderError>;
 
+/// One completion to ask for: where to POST what, for which model, and how
+/// to read the reply.
+pub(crate) struct Call {
+    pub url: String,
+    pub body: Value,
+    pub model: String,
+    pub parse: ReplyParser,
+}
+
+/// One configured provider's connection settings and limits.
 pub(crate) struct Core {
     pub name: String,
     pub kind: ProviderKind,
@@ -177,18 +186,16 @@ impl Core {
         params
     }
 
-    /// POSTs `body` to `url` under the provider's limits and retry policy
-    /// (see the module docs); `parse` reads a successful reply. One client
-    /// span per call, with OpenTelemetry's GenAI attributes (never the
-    /// prompt or the reply); each attempt is counted in the metrics.
+    /// Makes `call` under the provider's limits and retry policy (see the
+    /// module docs). One client span per call, with OpenTelemetry's GenAI
+    /// attributes (never the prompt or the reply); each attempt is counted
+    /// in the metrics.
     pub async fn call(
         &self,
-        url: &str,
-        body: &Value,
-        model: String,
-        parse: ReplyParser,
+        call: Call,
         meter: Option<&super::CallMeter>,
     ) -> Result<Completion, ProviderError> {
+        let model = call.model.as_str();
         let span = tracing::info_span!(
             "chat",
             otel.name = format_args!("chat {model}"),
@@ -196,7 +203,7 @@ impl Core {
             otel.status_code = tracing::field::Empty,
             gen_ai.operation.name = "chat",
             gen_ai.provider.name = self.kind.otel_name(),
-            gen_ai.request.model = model.as_str(),
+            gen_ai.request.model = model,
             gen_ai.response.model = tracing::field::Empty,
             gen_ai.usage.input_tokens = tracing::field::Empty,
             gen_ai.usage.output_tokens = tracing::field::Empty,
@@ -206,7 +213,7 @@ impl Core {
             error.type = tracing::field::Empty,
         );
         let result = self
-            .call_with_retries(url, body, model, parse, meter)
+            .call_with_retries(call, meter)
             .instrument(span.clone())
             .await;
         match &result {
@@ -246,10 +253,7 @@ impl Core {
 
     async fn call_with_retries(
         &self,
-        url: &str,
-        body: &Value,
-        model: String,
-        parse: ReplyParser,
+        call: Call,
         meter: Option<&super::CallMeter>,
     ) -> Result<Completion, ProviderError> {
         // Held across retries and backoff too: the limit is on calls, so a
@@ -267,10 +271,10 @@ impl Core {
             }
             attempts += 1;
             let started = Instant::now();
-            let outcome = self.attempt(url, body, parse).await;
+            let outcome = self.attempt(&call).await;
             metrics::provider_attempt(
                 &self.name,
-                self.model_label(&model),
+                self.model_label(&call.model),
                 attempt_outcome(&outcome),
                 started.elapsed(),
             );
@@ -281,10 +285,10 @@ impl Core {
                     }
                     let latency_ms =
                         u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-                    let cost_usd = self.cost(&model, parsed.usage);
+                    let cost_usd = self.cost(&call.model, parsed.usage);
                     return Ok(Completion {
                         text: parsed.text,
-                        model,
+                        model: call.model,
                         usage: parsed.usage,
                         cost_usd,
                         latency_ms,
@@ -316,20 +320,15 @@ impl Core {
     }
 
     /// One try: the error and the wait the reply asked for, on failure.
-    async fn attempt(
-        &self,
-        url: &str,
-        body: &Value,
-        parse: fn(&[u8]) -> Result<Parsed, ProviderError>,
-    ) -> Result<Parsed, (ProviderError, Option<Duration>)> {
+    async fn attempt(&self, call: &Call) -> Result<Parsed, (ProviderError, Option<Duration>)> {
         let mut headers = self.headers.clone();
         trace::inject_current(&mut headers);
         let exchange = async {
             let response = self
                 .http
-                .post(url)
+                .post(&call.url)
                 .headers(headers)
-                .json(body)
+                .json(&call.body)
                 .send()
                 .await
                 .map_err(|e| self.failure(ReadError::Http(e)))?;
@@ -348,7 +347,7 @@ impl Core {
             Ok(result) => result.map_err(|e| (e, None))?,
         };
         if status.is_success() {
-            return parse(&bytes).map_err(|e| (e, None));
+            return (call.parse)(&bytes).map_err(|e| (e, None));
         }
         let error = match status {
             StatusCode::TOO_MANY_REQUESTS => ProviderError::RateLimited {

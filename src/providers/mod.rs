@@ -331,8 +331,7 @@ impl LlmProvider for HttpProvider {
     }
 
     async fn complete(&self, request: &CompletionRequest) -> Result<Completion, ProviderError> {
-        let (url, body, model, parse) = self.prepare(request)?;
-        self.core.call(&url, &body, model, parse, None).await
+        self.core.call(self.prepare(request)?, None).await
     }
 
     async fn complete_metered(
@@ -340,11 +339,7 @@ impl LlmProvider for HttpProvider {
         request: &CompletionRequest,
         meter: &CallMeter,
     ) -> Result<Completion, ProviderError> {
-        let (url, body, model, parse) = self.prepare(request)?;
-        let completion = self
-            .core
-            .call(&url, &body, model, parse, Some(meter))
-            .await?;
+        let completion = self.core.call(self.prepare(request)?, Some(meter)).await?;
         meter.add_cost(completion.cost_usd);
         Ok(completion)
     }
@@ -352,10 +347,7 @@ impl LlmProvider for HttpProvider {
 
 impl HttpProvider {
     /// The URL, body, model and reply parser of one call.
-    fn prepare(
-        &self,
-        request: &CompletionRequest,
-    ) -> Result<(String, Value, String, client::ReplyParser), ProviderError> {
+    fn prepare(&self, request: &CompletionRequest) -> Result<client::Call, ProviderError> {
         let model = self.core.prepare(request)?;
         let kind = self.core.kind;
         let mut body = requests::request_body(
@@ -376,7 +368,12 @@ impl HttpProvider {
                 fields.insert("model".into(), Value::String(model.clone()));
             }
         }
-        Ok((url, body, model, parse))
+        Ok(client::Call {
+            url,
+            body,
+            model,
+            parse,
+        })
     }
 }
 

@@ -1,6 +1,8 @@
 //! What every backend answers about itself rather than about a resource: its
 //! name, its connection pools, whether the database answers, and the changes
 //! other processes make (cache invalidation).
+//! `BackendStore`, then `impl_sql!`, which answers it with the
+//! backend's own pools and notifications.
 
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -74,3 +76,38 @@ impl Invalidation {
         }
     }
 }
+
+/// `BackendStore` in portable SQL for backend `$store` on database `$db` (see
+/// `sql::impl_store!`).
+macro_rules! impl_sql {
+    ($store:ident, $db:ty, $backend:literal) => {
+        use crate::store::{BackendStore, Invalidation, PoolConnections, StoreResult};
+
+        use super::$store;
+
+        crate::store::sql::observed_impl! {
+        impl BackendStore for $store as $backend {
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+
+            fn pool_connections(&self) -> PoolConnections {
+                self.pool_stats()
+            }
+
+            async fn ping(&self) -> StoreResult<()> {
+                sqlx::query("select 1").execute(self.reader()).await?;
+                Ok(())
+            }
+
+            async fn subscribe_invalidations(
+                &self,
+            ) -> StoreResult<Option<tokio::sync::mpsc::Receiver<Invalidation>>> {
+                self.listen().await
+            }
+        }
+        }
+    };
+}
+
+pub(crate) use impl_sql;

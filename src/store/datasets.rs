@@ -1,5 +1,6 @@
 //! Datasets and their items: uploads append in one transaction, and the
 //! worker reads items back by position.
+//! `DatasetStore`, then `impl_sql!`, its SQL for both backends.
 
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -62,3 +63,165 @@ pub struct ItemError {
 /// Batches of items as an upload streams them in.
 pub type ItemBatches<'a> =
     futures::stream::BoxStream<'a, Result<Vec<crate::domain::NewItem>, ItemError>>;
+
+/// `DatasetStore` in portable SQL for backend `$store` on database `$db` (see
+/// `sql::impl_store!`).
+macro_rules! impl_sql {
+    ($store:ident, $db:ty, $backend:literal) => {
+        use serde_json::json;
+        use sqlx::types::Json;
+        use uuid::Uuid;
+
+        use crate::domain::auth::Actor;
+        use crate::domain::{Dataset, DatasetItem, Page, ProjectId, PromptName};
+        use crate::store::rows::{DATASET_SELECT, ITEM_SELECT};
+        use crate::store::{
+            is_unique_violation, now, page_from_overfetch, DatasetStore, ItemBatches, PageKey,
+            PageRequest, StoreError, StoreResult,
+        };
+
+        use super::$store;
+
+        type Conn = <$db as sqlx::Database>::Connection;
+
+        impl $store {
+            /// Dataset `name` of `project`, locked until commit when `lock`.
+            async fn dataset(conn: &mut Conn, project: ProjectId, name: &str, lock: bool) -> StoreResult<Dataset> {
+                let select = format!("{DATASET_SELECT} where d.project_id = $1 and d.name = $2");
+                Self::find_in_project(conn, &select, project, name.to_owned(), lock)
+                    .await?
+                    .ok_or_else(|| StoreError::DatasetNotFound(name.to_owned()))
+            }
+
+            /// Items of a dataset with `after < seq <= up_to`, in order.
+            async fn items(&self, dataset_id: Uuid, after: i64, up_to: i64, limit: i64) -> StoreResult<Vec<DatasetItem>> {
+                Ok(sqlx::query_as(&format!(
+                    "{ITEM_SELECT} where dataset_id = $1 and seq > $2 and seq <= $3 order by seq limit $4"
+                ))
+                .bind(dataset_id)
+                .bind(after)
+                .bind(up_to)
+                .bind(limit)
+                .fetch_all(self.reader())
+                .await?)
+            }
+        }
+
+        crate::store::sql::observed_impl! {
+        impl DatasetStore for $store as $backend {
+            async fn insert_dataset(
+                &self,
+                project: ProjectId,
+                name: &PromptName,
+                description: &str,
+                actor: &Actor,
+            ) -> StoreResult<Dataset> {
+                let at = now();
+                let dataset = Dataset {
+                    id: Uuid::now_v7(),
+                    project_id: project,
+                    name: name.to_string(),
+                    description: description.to_owned(),
+                    item_count: 0,
+                    created_at: at,
+                    updated_at: at,
+                };
+                let mut tx = self.writer().begin().await?;
+                sqlx::query(
+                    "insert into dataset (id, project_id, name, description, item_count, created_at, updated_at) \
+                     values ($1, $2, $3, $4, 0, $5, $5)",
+                )
+                .bind(dataset.id)
+                .bind(project)
+                .bind(&dataset.name)
+                .bind(&dataset.description)
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| if is_unique_violation(&e) { StoreError::DatasetExists(dataset.name.clone()) } else { e.into() })?;
+                Self::audit(&mut tx, project, actor, "dataset.create", &format!("datasets/{name}"), None,
+                    Some(json!({"name": dataset.name, "description": dataset.description}))).await?;
+                tx.commit().await?;
+                Ok(dataset)
+            }
+
+            async fn get_dataset(&self, project: ProjectId, name: &str) -> StoreResult<Dataset> {
+                let mut conn = self.reader().acquire().await?;
+                Self::dataset(&mut conn, project, name, false).await
+            }
+
+            async fn list_datasets(&self, project: ProjectId, page: PageRequest) -> StoreResult<Page<Dataset>> {
+                let items: Vec<Dataset> = sqlx::query_as(&format!(
+                    "{DATASET_SELECT} where d.project_id = $1 and d.id < $2 order by d.id desc limit $3"
+                ))
+                .bind(project)
+                .bind(page.after_id().unwrap_or(Uuid::max()))
+                .bind(page.overfetch())
+                .fetch_all(self.reader())
+                .await?;
+                Ok(page_from_overfetch(items, page.limit, |d| PageKey::Id(d.id)))
+            }
+
+            async fn append_items(
+                &self,
+                project: ProjectId,
+                name: &str,
+                items: ItemBatches<'_>,
+                actor: &Actor,
+            ) -> StoreResult<Dataset> {
+                crate::store::annotate("promptreg.dataset", &name);
+                use futures::StreamExt;
+                let mut items = items;
+                let mut tx = self.writer().begin().await?;
+                let dataset = Self::dataset(&mut tx, project, name, true).await?;
+                let mut seq = dataset.item_count;
+                let at = now();
+                while let Some(batch) = items.next().await {
+                    let batch = batch.map_err(StoreError::InvalidItem)?;
+                    // Bounded statements: SQLite allows at most 32,766 bound values.
+                    for chunk in batch.chunks(1000) {
+                        let mut qb = sqlx::QueryBuilder::<$db>::new(
+                            "insert into dataset_item (id, dataset_id, seq, input, expected, metadata, created_at) ",
+                        );
+                        qb.push_values(chunk, |mut row, item| {
+                            seq += 1;
+                            row.push_bind(Uuid::now_v7())
+                                .push_bind(dataset.id)
+                                .push_bind(seq)
+                                .push_bind(Json(item.input.clone()))
+                                .push_bind(item.expected.clone().map(Json))
+                                .push_bind(Json(item.metadata.clone()))
+                                .push_bind(at);
+                        });
+                        qb.build().execute(&mut *tx).await?;
+                    }
+                }
+                let added = seq - dataset.item_count;
+                sqlx::query("update dataset set item_count = $1, updated_at = $2 where id = $3")
+                    .bind(seq)
+                    .bind(at)
+                    .bind(dataset.id)
+                    .execute(&mut *tx)
+                    .await?;
+                Self::audit(&mut tx, project, actor, "dataset.append_items", &format!("datasets/{name}"),
+                    Some(json!({"item_count": dataset.item_count})), Some(json!({"item_count": seq, "added": added}))).await?;
+                tx.commit().await?;
+                Ok(Dataset { item_count: seq, updated_at: at, ..dataset })
+            }
+
+            async fn list_items(&self, project: ProjectId, name: &str, page: PageRequest) -> StoreResult<Page<DatasetItem>> {
+                let dataset = self.get_dataset(project, name).await?;
+                let after = page.after_int().unwrap_or(0);
+                let items = self.items(dataset.id, after, i64::MAX, page.overfetch()).await?;
+                Ok(page_from_overfetch(items, page.limit, |i| PageKey::Int(i.seq)))
+            }
+
+            async fn list_items_for_run(&self, dataset_id: Uuid, after: i64, up_to: i64, limit: u32) -> StoreResult<Vec<DatasetItem>> {
+                self.items(dataset_id, after, up_to, i64::from(limit)).await
+            }
+        }
+        }
+    };
+}
+
+pub(crate) use impl_sql;

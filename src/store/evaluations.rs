@@ -1,5 +1,6 @@
 //! Evaluations (a version run over a dataset, as a job) and their per-item
 //! results, which the worker stores as it goes, each item once.
+//! `EvaluationStore`, then `impl_sql!`, its SQL for both backends.
 
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -46,3 +47,144 @@ pub trait EvaluationStore: Send + Sync {
         limit: u32,
     ) -> StoreResult<Vec<StoredResult>>;
 }
+
+/// `EvaluationStore` in portable SQL for backend `$store` on database `$db` (see
+/// `sql::impl_store!`).
+macro_rules! impl_sql {
+    ($store:ident, $db:ty, $backend:literal) => {
+        use serde_json::json;
+        use sqlx::types::Json;
+        use uuid::Uuid;
+
+        use crate::domain::auth::Actor;
+        use crate::domain::jobs::{
+            Evaluation, ItemResult, NewEvaluation, StoredResult, EVALUATION_JOB,
+        };
+        use crate::domain::ProjectId;
+        use crate::store::rows::{EvaluationRow, RESULT_COLUMNS};
+        use crate::store::{now, EvaluationStore, StoreError, StoreResult};
+
+        use super::$store;
+
+        crate::store::sql::observed_impl! {
+        impl EvaluationStore for $store as $backend {
+            async fn insert_evaluation(&self, project: ProjectId, new: NewEvaluation, actor: &Actor) -> StoreResult<Evaluation> {
+                let at = now();
+                let (id, job_id) = (Uuid::now_v7(), Uuid::now_v7());
+                let mut tx = self.writer().begin().await?;
+                Self::queue_job(&mut tx, job_id, project, EVALUATION_JOB, json!({"evaluation_id": id}),
+                    new.max_attempts, at, new.item_count, new.trace_parent.as_deref()).await?;
+                sqlx::query(
+                    "insert into evaluation (id, project_id, job_id, prompt_id, version_id, dataset_id, provider, \
+                     model, params, metrics, concurrency, item_count, created_at, created_by) \
+                     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                )
+                .bind(id)
+                .bind(project)
+                .bind(job_id)
+                .bind(new.prompt_id)
+                .bind(new.version_id)
+                .bind(new.dataset_id)
+                .bind(&new.provider)
+                .bind(&new.model)
+                .bind(Json(&new.params))
+                .bind(Json(&new.metrics))
+                .bind(new.concurrency)
+                .bind(new.item_count)
+                .bind(at)
+                .bind(&actor.key_name)
+                .execute(&mut *tx)
+                .await?;
+                Self::audit(&mut tx, project, actor, "evaluation.create", &format!("evaluations/{id}"), None,
+                    Some(json!({"job_id": job_id, "provider": new.provider, "model": new.model}))).await?;
+                tx.commit().await?;
+                self.get_evaluation(project, id).await
+            }
+
+            async fn get_evaluation(&self, project: ProjectId, id: Uuid) -> StoreResult<Evaluation> {
+                self.find_with_job::<EvaluationRow>("where e.id = $1 and e.project_id = $2", &[id, project])
+                    .await?
+                    .ok_or(StoreError::EvaluationNotFound)
+            }
+
+            async fn get_evaluation_of_job(&self, job_id: Uuid) -> StoreResult<Evaluation> {
+                self.find_with_job::<EvaluationRow>("where e.job_id = $1", &[job_id])
+                    .await?
+                    .ok_or(StoreError::EvaluationNotFound)
+            }
+
+            async fn find_passing_candidate(&self, version_id: Uuid, dataset_id: Uuid) -> StoreResult<Option<Evaluation>> {
+                self.find_with_job::<EvaluationRow>(
+                    "join job j on j.id = e.job_id \
+                     where e.version_id = $1 and e.dataset_id = $2 and j.status = 'succeeded' \
+                     order by j.finished_at desc limit 1",
+                    &[version_id, dataset_id],
+                )
+                .await
+            }
+
+            async fn evaluated_items(&self, evaluation_id: Uuid) -> StoreResult<Vec<Uuid>> {
+                Ok(sqlx::query_scalar::<_, Uuid>("select item_id from evaluation_result where evaluation_id = $1")
+                    .bind(evaluation_id)
+                    .fetch_all(self.reader())
+                    .await?)
+            }
+
+            async fn insert_results(&self, job_id: Uuid, evaluation_id: Uuid, results: &[ItemResult]) -> StoreResult<u64> {
+                if results.is_empty() {
+                    return Ok(0);
+                }
+                let at = now();
+                let mut tx = self.writer().begin().await?;
+                let mut inserted = 0;
+                // Bounded statements: SQLite allows at most 32,766 bound values.
+                for chunk in results.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "insert into evaluation_result (evaluation_id, item_id, item_seq, output, scores, details, \
+                         error, latency_ms, input_tokens, output_tokens, cost_usd, created_at) ",
+                    );
+                    qb.push_values(chunk, |mut row, result| {
+                        row.push_bind(evaluation_id)
+                            .push_bind(result.item_id)
+                            .push_bind(result.item_seq)
+                            .push_bind(result.output.clone())
+                            .push_bind(Json(result.scores.clone()))
+                            .push_bind(Json(result.details.clone()))
+                            .push_bind(result.error.clone())
+                            .push_bind(result.latency_ms)
+                            .push_bind(result.input_tokens)
+                            .push_bind(result.output_tokens)
+                            .push_bind(result.cost_usd)
+                            .push_bind(at);
+                    });
+                    qb.push(" on conflict (evaluation_id, item_id) do nothing");
+                    inserted += qb.build().execute(&mut *tx).await?.rows_affected();
+                }
+                if inserted > 0 {
+                    sqlx::query("update job set progress_done = progress_done + $1, updated_at = $2 where id = $3")
+                        .bind(i64::try_from(inserted).unwrap_or(i64::MAX))
+                        .bind(at)
+                        .bind(job_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(inserted)
+            }
+
+            async fn list_results(&self, evaluation_id: Uuid, after: i64, limit: u32) -> StoreResult<Vec<StoredResult>> {
+                Ok(sqlx::query_as(&format!(
+                    "select {RESULT_COLUMNS} from evaluation_result where evaluation_id = $1 and id > $2 order by id limit $3"
+                ))
+                .bind(evaluation_id)
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await?)
+            }
+        }
+        }
+    };
+}
+
+pub(crate) use impl_sql;

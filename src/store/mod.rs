@@ -1,5 +1,5 @@
 //! Persistence. The use-cases are split by resource into one trait each
-//! (`PromptStore`, `DatasetStore`, `JobStore`, `EvaluationStore`,
+//! (`PromptStore`, `LabelStore`, `DatasetStore`, `JobStore`, `EvaluationStore`,
 //! `OptimizationStore`, `GateStore`, `AdminStore`, and `BackendStore` for what
 //! a backend answers about itself); `Store` bundles them and is what the app
 //! holds, as `Arc<dyn Store>`. Each multi-statement write is one transaction
@@ -7,8 +7,9 @@
 //! types.
 //!
 //! Both backends accept `$N` placeholders and the portable subset of SQL, so the
-//! use-cases are written once (`sql/`, one file per resource) and each backend
-//! adds only what truly differs: pools, row locking and change notification.
+//! use-cases are written once, each resource's beside its trait in the
+//! resource's file (`sql.rs` says how), and each backend adds only what truly
+//! differs: pools, row locking and change notification.
 
 mod admin;
 mod backend;
@@ -16,10 +17,12 @@ mod datasets;
 mod evaluations;
 mod gates;
 mod jobs;
+mod labels;
 mod optimizations;
 mod postgres;
 mod prompts;
 mod rows;
+mod shared;
 mod sql;
 mod sqlite;
 
@@ -29,6 +32,7 @@ pub use datasets::{DatasetStore, ItemBatches, ItemError};
 pub use evaluations::EvaluationStore;
 pub use gates::GateStore;
 pub use jobs::{JobCount, JobStore};
+pub use labels::LabelStore;
 pub use optimizations::OptimizationStore;
 pub use postgres::PostgresStore;
 pub use prompts::{CreatedVersion, NewPrompt, NewVersion, PromptFilter, PromptPatch, PromptStore};
@@ -40,37 +44,30 @@ use uuid::Uuid;
 
 use crate::domain::Page;
 
-/// Every use-case of one database: what the app holds, as `Arc<dyn Store>`
-/// (a trait object answers its supertraits' methods with no import).
-pub trait Store:
-    BackendStore
-    + PromptStore
-    + DatasetStore
-    + JobStore
-    + EvaluationStore
-    + OptimizationStore
-    + GateStore
-    + AdminStore
-    + Send
-    + Sync
-    + 'static
-{
+/// Declares `Store` as the sum of the traits listed and implements it for
+/// every type that implements them all, so that the list is written once
+/// (stable Rust has no trait aliases).
+macro_rules! store_of {
+    ($($part:ident),+ $(,)?) => {
+        /// Every use-case of one database: what the app holds, as `Arc<dyn Store>`
+        /// (a trait object answers its supertraits' methods with no import).
+        pub trait Store: $($part +)+ Send + Sync + 'static {}
+
+        impl<T> Store for T where T: $($part +)+ Send + Sync + 'static {}
+    };
 }
 
-impl<T> Store for T where
-    T: BackendStore
-        + PromptStore
-        + DatasetStore
-        + JobStore
-        + EvaluationStore
-        + OptimizationStore
-        + GateStore
-        + AdminStore
-        + Send
-        + Sync
-        + 'static
-{
-}
+store_of!(
+    BackendStore,
+    PromptStore,
+    LabelStore,
+    DatasetStore,
+    JobStore,
+    EvaluationStore,
+    OptimizationStore,
+    GateStore,
+    AdminStore,
+);
 
 /// What went wrong, with its subject named, so that every front door can
 /// say so without knowing which call it made.
@@ -175,6 +172,30 @@ pub enum PageKey {
 pub struct PageRequest {
     pub limit: u32,
     pub after: Option<PageKey>,
+}
+
+impl PageRequest {
+    /// How many rows to fetch: one more than the page holds, to tell whether
+    /// another page follows (see [`page_from_overfetch`]).
+    pub fn overfetch(&self) -> i64 {
+        i64::from(self.limit) + 1
+    }
+
+    /// The integer key the page starts after, if it is not the first.
+    pub fn after_int(&self) -> Option<i64> {
+        match self.after {
+            Some(PageKey::Int(key)) => Some(key),
+            _ => None,
+        }
+    }
+
+    /// The id the page starts after, if it is not the first.
+    pub fn after_id(&self) -> Option<Uuid> {
+        match self.after {
+            Some(PageKey::Id(id)) => Some(id),
+            _ => None,
+        }
+    }
 }
 
 /// A page from rows fetched with `limit + 1`: the extra row only tells that

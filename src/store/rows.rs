@@ -1,6 +1,8 @@
-//! Row shapes shared by both backends and their conversion into domain types.
-//! Column types decode on SQLite and Postgres alike (uuid, text timestamps or
-//! timestamptz, json text or jsonb).
+//! Row shapes shared by both backends and their conversion into domain types,
+//! and the column lists every query of a table selects. A domain type stored
+//! as it is (a dataset, a job, a gate, …) derives `FromRow` itself and has no
+//! row here. Column types decode on SQLite and Postgres alike (uuid, text
+//! timestamps or timestamptz, json text or jsonb).
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
@@ -10,13 +12,11 @@ use uuid::Uuid;
 
 use super::StoreError;
 use crate::domain::auth::Scope;
-use crate::domain::jobs::{
-    Evaluation, Gate, GateRule, ItemResult, Job, JobStatus, MetricSpec, StoredResult,
-};
+use crate::domain::jobs::{Evaluation, Job, MetricSpec};
 use crate::domain::optimization::{Optimization, OptimizationSpec, OptimizationState};
 use crate::domain::{
-    content::PromptBody, ApiKey, AuditEntry, ChatMessage, Dataset, DatasetItem, Engine, Label,
-    LabelMove, Project, Prompt, PromptContent, Version,
+    content::PromptBody, ApiKey, ChatMessage, Engine, Label, LabelMove, Prompt, PromptContent,
+    Version,
 };
 
 /// Columns of `prompt` as `PROMPT_COLUMNS` selects them.
@@ -187,73 +187,13 @@ impl TryFrom<LabelMoveRow> for LabelMove {
     }
 }
 
-#[derive(FromRow)]
-pub struct ProjectRow {
-    pub id: Uuid,
-    pub name: String,
-    pub created_at: DateTime<Utc>,
-}
-
-impl From<ProjectRow> for Project {
-    fn from(row: ProjectRow) -> Self {
-        Project {
-            id: row.id,
-            name: row.name,
-            created_at: row.created_at,
-        }
-    }
-}
+pub const PROJECT_SELECT: &str = "select id, name, created_at from project";
 
 pub const DATASET_SELECT: &str = "select d.id, d.project_id, d.name, d.description, \
      d.item_count, d.created_at, d.updated_at from dataset d";
 
-#[derive(FromRow)]
-pub struct DatasetRow {
-    pub id: Uuid,
-    pub project_id: Uuid,
-    pub name: String,
-    pub description: String,
-    pub item_count: i64,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-impl From<DatasetRow> for Dataset {
-    fn from(row: DatasetRow) -> Self {
-        Dataset {
-            id: row.id,
-            project_id: row.project_id,
-            name: row.name,
-            description: row.description,
-            item_count: row.item_count,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-        }
-    }
-}
-
-#[derive(FromRow)]
-pub struct DatasetItemRow {
-    pub id: Uuid,
-    pub seq: i64,
-    pub input: Json<Map<String, Value>>,
-    pub expected: Option<Json<Value>>,
-    pub metadata: Json<Map<String, Value>>,
-    pub created_at: DateTime<Utc>,
-}
-
-impl From<DatasetItemRow> for DatasetItem {
-    fn from(row: DatasetItemRow) -> Self {
-        DatasetItem {
-            id: row.id,
-            seq: row.seq,
-            input: row.input.0,
-            expected: row.expected.map(|e| e.0),
-            metadata: row.metadata.0,
-            created_at: row.created_at,
-        }
-    }
-}
+pub const ITEM_SELECT: &str =
+    "select id, seq, input, expected, metadata, created_at from dataset_item";
 
 pub const KEY_SELECT: &str = "select k.id, k.project_id, pr.name as project, k.name, k.scopes, \
      k.prefix, k.secret_hash, k.created_at, k.revoked_at \
@@ -287,92 +227,12 @@ impl From<KeyRow> for ApiKey {
     }
 }
 
-#[derive(FromRow)]
-pub struct AuditRow {
-    pub id: i64,
-    pub at: DateTime<Utc>,
-    pub key_id: Option<Uuid>,
-    pub key_name: String,
-    pub action: String,
-    pub target: String,
-    pub before: Option<Json<Value>>,
-    pub after: Option<Json<Value>>,
-}
-
-impl From<AuditRow> for AuditEntry {
-    fn from(row: AuditRow) -> Self {
-        AuditEntry {
-            id: row.id,
-            at: row.at,
-            key_id: row.key_id,
-            key_name: row.key_name,
-            action: row.action,
-            target: row.target,
-            before: row.before.map(|j| j.0),
-            after: row.after.map(|j| j.0),
-        }
-    }
-}
+pub const AUDIT_SELECT: &str =
+    "select id, at, key_id, key_name, action, target, before, after from audit_log";
 
 pub const JOB_COLUMNS: &str = "id, project_id, kind, payload, status, attempts, max_attempts, \
      lease_owner, lease_expires_at, progress_done, progress_total, cancel_requested, error, \
      created_at, started_at, finished_at, trace_parent";
-
-#[derive(FromRow)]
-pub struct JobRow {
-    pub id: Uuid,
-    pub project_id: Uuid,
-    pub kind: String,
-    pub payload: Json<Value>,
-    pub status: String,
-    pub attempts: i32,
-    pub max_attempts: i32,
-    pub lease_owner: Option<String>,
-    pub lease_expires_at: Option<DateTime<Utc>>,
-    pub progress_done: i64,
-    pub progress_total: i64,
-    pub cancel_requested: bool,
-    pub error: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub started_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub trace_parent: Option<String>,
-}
-
-impl TryFrom<JobRow> for Job {
-    type Error = StoreError;
-
-    fn try_from(row: JobRow) -> Result<Self, StoreError> {
-        Ok(Job {
-            id: row.id,
-            project_id: row.project_id,
-            kind: row.kind,
-            payload: row.payload.0,
-            status: JobStatus::parse(&row.status)
-                .ok_or_else(|| StoreError::Corrupt(format!("job status {:?}", row.status)))?,
-            attempts: row.attempts,
-            max_attempts: row.max_attempts,
-            lease_owner: row.lease_owner,
-            lease_expires_at: row.lease_expires_at,
-            progress_done: row.progress_done,
-            progress_total: row.progress_total,
-            cancel_requested: row.cancel_requested,
-            error: row.error,
-            created_at: row.created_at,
-            started_at: row.started_at,
-            finished_at: row.finished_at,
-            trace_parent: row.trace_parent,
-        })
-    }
-}
-
-pub const EVALUATION_SELECT: &str = "select e.id, e.project_id, e.job_id, p.name as prompt_name, \
-     v.version, e.version_id, d.name as dataset_name, e.dataset_id, e.provider, e.model, e.params, \
-     e.metrics, e.concurrency, e.item_count, e.created_at, e.created_by \
-     from evaluation e \
-     join prompt p on p.id = e.prompt_id \
-     join prompt_version v on v.id = e.version_id \
-     join dataset d on d.id = e.dataset_id";
 
 #[derive(FromRow)]
 pub struct EvaluationRow {
@@ -398,6 +258,8 @@ pub struct EvaluationRow {
 /// its table without the job, then joined with it.
 pub trait JobOwner {
     type Joined;
+    /// Selects the rows, from the table aliased by its initial (`e`, `o`).
+    const SELECT: &'static str;
     /// The project and id of the row's job.
     fn job_key(&self) -> (Uuid, Uuid);
     fn with_job(self, job: Job) -> Result<Self::Joined, StoreError>;
@@ -405,6 +267,13 @@ pub trait JobOwner {
 
 impl JobOwner for EvaluationRow {
     type Joined = Evaluation;
+    const SELECT: &'static str = "select e.id, e.project_id, e.job_id, p.name as prompt_name, \
+        v.version, e.version_id, d.name as dataset_name, e.dataset_id, e.provider, e.model, e.params, \
+        e.metrics, e.concurrency, e.item_count, e.created_at, e.created_by \
+        from evaluation e \
+        join prompt p on p.id = e.prompt_id \
+        join prompt_version v on v.id = e.version_id \
+        join dataset d on d.id = e.dataset_id";
 
     fn job_key(&self) -> (Uuid, Uuid) {
         (self.project_id, self.job_id)
@@ -436,80 +305,8 @@ pub const RESULT_COLUMNS: &str =
     "id, item_id, item_seq, output, scores, details, error, latency_ms, \
      input_tokens, output_tokens, cost_usd, created_at";
 
-#[derive(FromRow)]
-pub struct ResultRow {
-    pub id: i64,
-    pub item_id: Uuid,
-    pub item_seq: i64,
-    pub output: Option<String>,
-    pub scores: Json<Map<String, Value>>,
-    pub details: Json<Map<String, Value>>,
-    pub error: Option<String>,
-    pub latency_ms: i64,
-    pub input_tokens: i64,
-    pub output_tokens: i64,
-    pub cost_usd: Option<f64>,
-    pub created_at: DateTime<Utc>,
-}
-
-impl From<ResultRow> for StoredResult {
-    fn from(row: ResultRow) -> Self {
-        StoredResult {
-            id: row.id,
-            result: ItemResult {
-                item_id: row.item_id,
-                item_seq: row.item_seq,
-                output: row.output,
-                scores: row.scores.0,
-                details: row.details.0,
-                error: row.error,
-                latency_ms: row.latency_ms,
-                input_tokens: row.input_tokens,
-                output_tokens: row.output_tokens,
-                cost_usd: row.cost_usd,
-            },
-            created_at: row.created_at,
-        }
-    }
-}
-
 pub const GATE_SELECT: &str = "select g.prompt_id, g.label, g.dataset_id, d.name as dataset_name, \
      g.rules, g.created_at, g.updated_at from gate g join dataset d on d.id = g.dataset_id";
-
-#[derive(FromRow)]
-pub struct GateRow {
-    pub prompt_id: Uuid,
-    pub label: String,
-    pub dataset_id: Uuid,
-    pub dataset_name: String,
-    pub rules: Json<Vec<GateRule>>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-impl From<GateRow> for Gate {
-    fn from(row: GateRow) -> Self {
-        Gate {
-            prompt_id: row.prompt_id,
-            label: row.label,
-            dataset_id: row.dataset_id,
-            dataset_name: row.dataset_name,
-            rules: row.rules.0,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-        }
-    }
-}
-
-pub const OPTIMIZATION_SELECT: &str =
-    "select o.id, o.project_id, o.job_id, p.name as prompt_name, \
-     v.version, o.version_id, d.name as dataset_name, o.dataset_id, o.item_count, o.spec, o.state, \
-     r.version as result_version, o.created_at, o.created_by \
-     from optimization o \
-     join prompt p on p.id = o.prompt_id \
-     join prompt_version v on v.id = o.version_id \
-     join dataset d on d.id = o.dataset_id \
-     left join prompt_version r on r.id = o.result_version_id";
 
 #[derive(FromRow)]
 pub struct OptimizationRow {
@@ -531,6 +328,14 @@ pub struct OptimizationRow {
 
 impl JobOwner for OptimizationRow {
     type Joined = Optimization;
+    const SELECT: &'static str = "select o.id, o.project_id, o.job_id, p.name as prompt_name, \
+        v.version, o.version_id, d.name as dataset_name, o.dataset_id, o.item_count, o.spec, o.state, \
+        r.version as result_version, o.created_at, o.created_by \
+        from optimization o \
+        join prompt p on p.id = o.prompt_id \
+        join prompt_version v on v.id = o.version_id \
+        join dataset d on d.id = o.dataset_id \
+        left join prompt_version r on r.id = o.result_version_id";
 
     fn job_key(&self) -> (Uuid, Uuid) {
         (self.project_id, self.job_id)

@@ -164,6 +164,46 @@ fn render_text(
     }
 }
 
+/// One engine, for the tests of its own syntax in `hbs.rs` and `jinja.rs`:
+/// what a text body written for it reads, includes and renders to.
+pub(super) struct OneEngine(pub Engine);
+
+impl OneEngine {
+    pub fn vars_of(&self, source: &str) -> Vec<String> {
+        vars_of(self.0, source)
+    }
+
+    pub fn includes_of(&self, source: &str) -> Result<Vec<Include>, TemplateError> {
+        includes(self.0, &text(source))
+    }
+
+    pub fn render_text(
+        &self,
+        source: &str,
+        vars: Value,
+        partials: &[(&str, &str)],
+    ) -> Result<String, TemplateError> {
+        self.render_with(source, vars, partials, &Limits::default())
+    }
+
+    pub fn render_with(
+        &self,
+        source: &str,
+        vars: Value,
+        partials: &[(&str, &str)],
+        limits: &Limits,
+    ) -> Result<String, TemplateError> {
+        let partials = partials
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        match render(self.0, &text(source), &vars, &partials, limits)? {
+            Rendered::Text(text) => Ok(text),
+            Rendered::Chat(_) => panic!("text body rendered as chat"),
+        }
+    }
+}
+
 fn message(role: &str, content: &str) -> RenderedMessage {
     RenderedMessage {
         role: role.to_owned(),

@@ -489,48 +489,21 @@ fn describe(e: &RenderError, body_name: &str) -> String {
 mod tests {
     //! Handlebars only. What both engines do is tested once for each in
     //! `engine_tests.rs`.
-    use super::super::{check, includes, render, variables, Include, Limits, Rendered};
+    use super::super::check;
+    use super::super::engine_tests::OneEngine;
     use super::*;
     use crate::domain::content::PromptBody;
     use crate::domain::Engine;
     use serde_json::json;
 
-    fn vars_of(source: &str) -> Vec<String> {
-        variables(Engine::Handlebars, &PromptBody::Text(source.to_owned())).expect(source)
-    }
-
-    fn includes_of(source: &str) -> Result<Vec<Include>, TemplateError> {
-        includes(Engine::Handlebars, &PromptBody::Text(source.to_owned()))
-    }
-
-    fn render_text(
-        source: &str,
-        vars: Value,
-        partials: &[(&str, &str)],
-    ) -> Result<String, TemplateError> {
-        let partials = partials
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        let body = PromptBody::Text(source.to_owned());
-        match render(
-            Engine::Handlebars,
-            &body,
-            &vars,
-            &partials,
-            &Limits::default(),
-        )? {
-            Rendered::Text(text) => Ok(text),
-            Rendered::Chat(_) => panic!("text body rendered as chat"),
-        }
-    }
+    const HBS: OneEngine = OneEngine(Engine::Handlebars);
 
     #[test]
     fn variables_inside_with_resolve_under_its_argument() {
         let source = "{{#with customer}}{{name}} {{address.city}}{{else}}{{fallback}}{{/with}}\
                       {{#with account as |acc|}}{{acc.id}}{{#each acc.users}}{{../plan}}{{/each}}{{/with}}";
         assert_eq!(
-            vars_of(source),
+            HBS.vars_of(source),
             [
                 "account",
                 "account.id",
@@ -586,7 +559,9 @@ mod tests {
 
     #[test]
     fn helper_errors_name_the_helper_as_templates_do() {
-        let err = render_text("{{upper}}", json!({}), &[]).expect_err("no argument");
+        let err = HBS
+            .render_text("{{upper}}", json!({}), &[])
+            .expect_err("no argument");
         let TemplateError::Render { message, .. } = err else {
             panic!("{err:?}")
         };
@@ -609,8 +584,8 @@ mod tests {
     #[test]
     fn includes_skip_inline_partials_and_the_partial_block() {
         let source = "{{#*inline \"local\"}}hi {{name}}{{/inline}}{{> local}}{{> @partial-block}}";
-        assert_eq!(includes_of(source).expect("includes"), []);
-        assert_eq!(vars_of(source), ["name"]);
+        assert_eq!(HBS.includes_of(source).expect("includes"), []);
+        assert_eq!(HBS.vars_of(source), ["name"]);
     }
 
     #[test]
@@ -621,7 +596,7 @@ mod tests {
             ("{{> 'common/safety'}}", "must start"),
         ];
         for (source, why) in cases {
-            let err = includes_of(source).expect_err(source);
+            let err = HBS.includes_of(source).expect_err(source);
             let TemplateError::Syntax { message, .. } = &err else {
                 panic!("{source}: {err:?}")
             };
@@ -632,13 +607,15 @@ mod tests {
     #[test]
     fn json_is_compact_and_default_treats_null_as_absent() {
         let vars = json!({"obj": {"a": [1, "x"]}, "n": null});
-        let out = render_text("{{json obj}}|{{default n \"anon\"}}", vars, &[]).expect("render");
+        let out = HBS
+            .render_text("{{json obj}}|{{default n \"anon\"}}", vars, &[])
+            .expect("render");
         assert_eq!(out, r#"{"a":[1,"x"]}|anon"#);
     }
 
     #[test]
     fn builtin_comparison_helpers_work() {
-        let out = render_text(
+        let out = HBS.render_text(
             "{{#if (and (eq a 1) (gt b 2))}}yes{{/if}} {{len items}} {{#each items}}{{@index}}{{this}}{{/each}}",
             json!({"a": 1, "b": 3, "items": ["x", "y"]}),
             &[],
@@ -649,12 +626,13 @@ mod tests {
 
     #[test]
     fn a_partials_missing_variable_is_named_in_the_render_error() {
-        let err = render_text(
-            "{{> common/safety}}",
-            json!({}),
-            &[("common/safety", "hello {{who}}")],
-        )
-        .expect_err("partial reads a missing variable");
+        let err = HBS
+            .render_text(
+                "{{> common/safety}}",
+                json!({}),
+                &[("common/safety", "hello {{who}}")],
+            )
+            .expect_err("partial reads a missing variable");
         let TemplateError::Render { message, .. } = err else {
             panic!("{err:?}")
         };

@@ -511,44 +511,14 @@ impl Renderer {
 mod tests {
     //! Jinja only. What both engines do is tested once for each in
     //! `engine_tests.rs`.
-    use super::super::{check, includes, render, variables, Include, Limits, Rendered};
+    use super::super::engine_tests::OneEngine;
+    use super::super::{check, Limits};
     use super::*;
     use crate::domain::content::PromptBody;
     use crate::domain::Engine;
     use serde_json::json;
 
-    fn vars_of(source: &str) -> Vec<String> {
-        variables(Engine::Jinja, &PromptBody::Text(source.to_owned())).expect(source)
-    }
-
-    fn includes_of(source: &str) -> Result<Vec<Include>, TemplateError> {
-        includes(Engine::Jinja, &PromptBody::Text(source.to_owned()))
-    }
-
-    fn render_with(
-        source: &str,
-        vars: Value,
-        partials: &[(&str, &str)],
-        limits: &Limits,
-    ) -> Result<String, TemplateError> {
-        let partials = partials
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        let body = PromptBody::Text(source.to_owned());
-        match render(Engine::Jinja, &body, &vars, &partials, limits)? {
-            Rendered::Text(text) => Ok(text),
-            Rendered::Chat(_) => panic!("text body rendered as chat"),
-        }
-    }
-
-    fn render_text(
-        source: &str,
-        vars: Value,
-        partials: &[(&str, &str)],
-    ) -> Result<String, TemplateError> {
-        render_with(source, vars, partials, &Limits::default())
-    }
+    const JINJA: OneEngine = OneEngine(Engine::Jinja);
 
     #[test]
     fn variables_exclude_loop_targets_set_names_and_macro_locals() {
@@ -558,7 +528,7 @@ mod tests {
                       {% macro card(title, body='x') %}{{ title }}{{ body }}{{ caller() if caller }}{{ closure }}{% endmacro %}\
                       {{ card('t') }} {% set ns = namespace(n=0) %}{% set ns.n = 1 %}{{ ns.n }} {{ range(3) | list }}";
         assert_eq!(
-            vars_of(source),
+            JINJA.vars_of(source),
             [
                 "closure",
                 "items",
@@ -573,7 +543,7 @@ mod tests {
     #[test]
     fn a_set_inside_if_counts_as_assigned_after_it() {
         let source = "{% if formal %}{% set hi = 'Dear' %}{% else %}{% set hi = 'Hey' %}{% endif %}{{ hi }} {{ name }}";
-        assert_eq!(vars_of(source), ["formal", "name"]);
+        assert_eq!(JINJA.vars_of(source), ["formal", "name"]);
     }
 
     #[test]
@@ -582,12 +552,16 @@ mod tests {
                       {% if nick is undefined %}anon{% else %}{{ nick }}{% endif %}\
                       {{ title if title is defined else 'untitled' }} {{ must }}";
         assert_eq!(
-            vars_of(source),
+            JINJA.vars_of(source),
             ["must", "nick", "title", "user", "user.name"]
         );
-        let out = render_text(source, json!({"must": "!"}), &[]).expect("only `must` is required");
+        let out = JINJA
+            .render_text(source, json!({"must": "!"}), &[])
+            .expect("only `must` is required");
         assert_eq!(out, "anonuntitled !");
-        let err = render_text(source, json!({}), &[]).expect_err("must is missing");
+        let err = JINJA
+            .render_text(source, json!({}), &[])
+            .expect_err("must is missing");
         assert_eq!(
             err,
             TemplateError::MissingVariables(vec!["must".to_owned()])
@@ -634,7 +608,7 @@ mod tests {
             "{% include 'a' ~ b %}",
         ];
         for source in cases {
-            let err = includes_of(source).expect_err(source);
+            let err = JINJA.includes_of(source).expect_err(source);
             let TemplateError::Syntax { message, line, .. } = &err else {
                 panic!("{source}: {err:?}")
             };
@@ -645,19 +619,21 @@ mod tests {
 
     #[test]
     fn tojson_renders_json_with_spaces() {
-        let out = render_text("{{ obj | tojson }}", json!({"obj": {"a": [1, "x"]}}), &[])
+        let out = JINJA
+            .render_text("{{ obj | tojson }}", json!({"obj": {"a": [1, "x"]}}), &[])
             .expect("render");
         assert_eq!(out, r#"{"a": [1, "x"]}"#);
     }
 
     #[test]
     fn a_partials_undefined_variable_is_reported_as_undefined() {
-        let err = render_text(
-            "{% include 'common/safety' %}",
-            json!({}),
-            &[("common/safety", "hello\n{{ who }}")],
-        )
-        .expect_err("partial reads an undefined variable");
+        let err = JINJA
+            .render_text(
+                "{% include 'common/safety' %}",
+                json!({}),
+                &[("common/safety", "hello\n{{ who }}")],
+            )
+            .expect_err("partial reads an undefined variable");
         let TemplateError::Render { message, .. } = err else {
             panic!("{err:?}")
         };
@@ -670,13 +646,14 @@ mod tests {
             fuel: 10_000,
             ..Limits::default()
         };
-        let err = render_with(
-            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
-            json!({}),
-            &[],
-            &limits,
-        )
-        .expect_err("out of fuel");
+        let err = JINJA
+            .render_with(
+                "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+                json!({}),
+                &[],
+                &limits,
+            )
+            .expect_err("out of fuel");
         let TemplateError::Render { message, .. } = err else {
             panic!("{err:?}")
         };
@@ -685,12 +662,13 @@ mod tests {
 
     #[test]
     fn the_default_fuel_stops_a_runaway_loop_too() {
-        let err = render_text(
-            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
-            json!({}),
-            &[],
-        )
-        .expect_err("out of fuel");
+        let err = JINJA
+            .render_text(
+                "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+                json!({}),
+                &[],
+            )
+            .expect_err("out of fuel");
         assert!(matches!(err, TemplateError::Render { .. }), "{err:?}");
     }
 }

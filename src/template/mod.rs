@@ -18,7 +18,7 @@ use std::collections::{BTreeSet, HashMap};
 use serde_json::Value;
 
 use crate::domain::content::PromptBody;
-use crate::domain::{ChatMessage, Engine};
+use crate::domain::{json_kind, ChatMessage, Engine};
 use analysis::{is_given, Analysis, Problem};
 use output::Failure;
 
@@ -483,17 +483,6 @@ fn expand_placeholder(
             }
         })
         .collect()
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! The use-cases in portable SQL, written once and instantiated for each
-//! backend by `impl_store!`: one macro per resource (`impl_prompt_store!`,
-//! `impl_dataset_store!`, …), each in its own file and expanded into a module
-//! of its own inside the backend's, plus `impl_shared!` for the steps several
-//! resources take. A backend type provides:
+//! backend by `impl_store!`: one macro per resource (`prompts::impl_sql!`,
+//! `datasets::impl_sql!`, …), each beside its trait in the resource's file and
+//! expanded into a module of its own inside the backend's, plus
+//! `impl_shared!` for the steps several resources take. A backend type
+//! provides:
 //! - `fn reader(&self) -> &Pool<DB>` and `fn writer(&self) -> &Pool<DB>`;
 //! - `const LOCK_ROW: &str`, appended to a select that must lock its row
 //!   until commit (`for update` on Postgres; empty on SQLite, whose single
@@ -15,26 +16,6 @@
 //! - `async fn notify(conn, invalidation)`, run inside the writing
 //!   transaction so other processes hear of it on commit;
 //! - `async fn listen(&self)`, for `BackendStore::subscribe_invalidations`.
-
-mod admin;
-mod backend;
-mod datasets;
-mod evaluations;
-mod gates;
-mod jobs;
-mod optimizations;
-mod prompts;
-mod shared;
-
-pub(crate) use admin::impl_admin_store;
-pub(crate) use backend::impl_backend_store;
-pub(crate) use datasets::impl_dataset_store;
-pub(crate) use evaluations::impl_evaluation_store;
-pub(crate) use gates::impl_gate_store;
-pub(crate) use jobs::impl_job_store;
-pub(crate) use optimizations::impl_optimization_store;
-pub(crate) use prompts::impl_prompt_store;
-pub(crate) use shared::impl_shared;
 
 /// Escapes `%`, `_` and `\` so user text matches literally in `like … escape '\'`.
 pub fn like_pattern(query: &str) -> String {
@@ -52,37 +33,29 @@ pub fn like_pattern(query: &str) -> String {
 
 /// Every store trait for backend type `$store` (an identifier in the calling
 /// module) on database `$db` (a full path, such as `sqlx::Sqlite`), whose
-/// spans and metrics name it `$backend`. Each part gets a module of its own,
-/// so that each file's `use` lines stand alone.
+/// spans and metrics name it `$backend`: the shared steps, then each
+/// resource's `impl_sql!`. Each part gets a module of its own, so that each
+/// file's `use` lines stand alone.
 macro_rules! impl_store {
     ($store:ident, $db:ty, $backend:literal) => {
         mod shared {
-            crate::store::sql::impl_shared!($store, $db);
+            crate::store::shared::impl_shared!($store, $db);
         }
-        mod backend {
-            crate::store::sql::impl_backend_store!($store, $db, $backend);
-        }
-        mod prompts {
-            crate::store::sql::impl_prompt_store!($store, $db, $backend);
-        }
-        mod datasets {
-            crate::store::sql::impl_dataset_store!($store, $db, $backend);
-        }
-        mod jobs {
-            crate::store::sql::impl_job_store!($store, $db, $backend);
-        }
-        mod evaluations {
-            crate::store::sql::impl_evaluation_store!($store, $db, $backend);
-        }
-        mod optimizations {
-            crate::store::sql::impl_optimization_store!($store, $db, $backend);
-        }
-        mod gates {
-            crate::store::sql::impl_gate_store!($store, $db, $backend);
-        }
-        mod admin {
-            crate::store::sql::impl_admin_store!($store, $db, $backend);
-        }
+        crate::store::sql::impl_resources!(
+            $store, $db, $backend:
+            backend prompts labels datasets jobs evaluations optimizations gates admin
+        );
+    };
+}
+
+/// `impl_sql!` of each resource module named, each in a module of that name.
+macro_rules! impl_resources {
+    ($store:ident, $db:ty, $backend:literal: $($resource:ident)+) => {
+        $(
+            mod $resource {
+                crate::store::$resource::impl_sql!($store, $db, $backend);
+            }
+        )+
     };
 }
 
@@ -112,7 +85,7 @@ macro_rules! observed_impl {
     };
 }
 
-pub(crate) use {impl_store, observed_impl};
+pub(crate) use {impl_resources, impl_store, observed_impl};
 
 #[cfg(test)]
 mod tests {

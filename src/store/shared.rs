@@ -2,7 +2,7 @@
 //! transaction: `impl_shared!` adds them to a backend as inherent methods.
 //! Creating a version and moving a label (prompts, and an optimization's
 //! result), auditing a write (every write), reading a prompt's row (prompts,
-//! gates), queueing a job and reading it back with what it runs (evaluations,
+//! gates), queueing a job and reading what it runs with it (evaluations,
 //! optimizations).
 
 macro_rules! impl_shared {
@@ -24,20 +24,32 @@ macro_rules! impl_shared {
         type Conn = <$db as sqlx::Database>::Connection;
 
         impl $store {
+            /// The row `select` finds with a project (`$1`) and a `key` within
+            /// it (`$2`), locked until the transaction ends when `lock`. Text
+            /// keys are owned: SQLite binds a `&str` only for its own lifetime.
+            pub(super) async fn find_in_project<R, K>(
+                conn: &mut Conn,
+                select: &str,
+                project: ProjectId,
+                key: K,
+                lock: bool,
+            ) -> StoreResult<Option<R>>
+            where
+                R: for<'r> sqlx::FromRow<'r, <$db as sqlx::Database>::Row> + Send + Unpin,
+                K: for<'q> sqlx::Encode<'q, $db> + sqlx::Type<$db> + Send,
+            {
+                let sql = format!("{select}{}", if lock { Self::LOCK_ROW } else { "" });
+                Ok(sqlx::query_as(&sql).bind(project).bind(key).fetch_optional(&mut *conn).await?)
+            }
+
             pub(super) async fn prompt_row(
                 conn: &mut Conn,
                 project: ProjectId,
                 name: &PromptName,
                 lock: bool,
             ) -> StoreResult<PromptRow> {
-                let sql = format!(
-                    "select {PROMPT_COLUMNS} from prompt p where p.project_id = $1 and p.name = $2{}",
-                    if lock { Self::LOCK_ROW } else { "" }
-                );
-                sqlx::query_as::<_, PromptRow>(&sql)
-                    .bind(project)
-                    .bind(name.as_str())
-                    .fetch_optional(&mut *conn)
+                let select = format!("select {PROMPT_COLUMNS} from prompt p where p.project_id = $1 and p.name = $2");
+                Self::find_in_project(conn, &select, project, name.to_string(), lock)
                     .await?
                     .ok_or_else(|| StoreError::PromptNotFound(name.to_string()))
             }
@@ -327,12 +339,24 @@ macro_rules! impl_shared {
                 Ok(())
             }
 
-            /// Reads the job that `row`'s evaluation or optimization runs,
-            /// and answers the two as one.
-            pub(super) async fn attach_job<R: JobOwner + Send>(&self, row: R) -> StoreResult<R::Joined> {
+            /// The first evaluation or optimization (`R`) that `R::SELECT`
+            /// followed by `rest` finds, with `keys` bound to `$1`, `$2`, …,
+            /// joined with the job that runs it.
+            pub(super) async fn find_with_job<R>(&self, rest: &str, keys: &[Uuid]) -> StoreResult<Option<R::Joined>>
+            where
+                R: JobOwner + for<'r> sqlx::FromRow<'r, <$db as sqlx::Database>::Row> + Send + Unpin,
+            {
+                let sql = format!("{} {rest}", R::SELECT);
+                let mut query = sqlx::query_as::<_, R>(&sql);
+                for key in keys {
+                    query = query.bind(*key);
+                }
+                let Some(row) = query.fetch_optional(self.reader()).await? else {
+                    return Ok(None);
+                };
                 let (project, job_id) = row.job_key();
                 let job = self.get_job(project, job_id).await?;
-                row.with_job(job)
+                row.with_job(job).map(Some)
             }
         }
     };
