@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{header, HeaderName, HeaderValue, Method};
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -106,8 +106,11 @@ pub fn build_app(state: AppState) -> Router {
     let (routes, openapi) = api::router();
     let http = &state.config.http;
     let timeout = Duration::from_secs(http.request_timeout_secs);
-    routes
+    let docs = Router::new()
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .layer(axum::middleware::map_response(docs_not_found_as_problem));
+    routes
+        .merge(docs)
         .fallback(api::route_not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(
@@ -154,6 +157,16 @@ pub fn build_app(state: AppState) -> Router {
                 )),
         )
         .with_state(state)
+}
+
+/// Swagger UI answers a file it does not have with an empty 404; answer it
+/// as every other unknown path is answered.
+async fn docs_not_found_as_problem(response: Response) -> Response {
+    if response.status() == StatusCode::NOT_FOUND {
+        ApiError::RouteNotFound.into_response()
+    } else {
+        response
+    }
 }
 
 /// CORS for the configured origins; none configured, no CORS headers at all.

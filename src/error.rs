@@ -44,13 +44,6 @@ impl From<AuthError> for ApiError {
 
 /// RFC 9457 problem details.
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({
-    "type": "urn:promptreg:problem:prompt_not_found",
-    "title": "Prompt not found",
-    "status": 404,
-    "detail": "no prompt named \"greet\"",
-    "code": "prompt_not_found"
-}))]
 pub struct Problem {
     #[serde(rename = "type")]
     pub type_uri: String,

@@ -152,6 +152,18 @@ pub struct PageParams {
     pub cursor: Option<String>,
 }
 
+/// A prompt named in the path: `/v1/prompts/{name}…`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Documents the path; handlers take the raw segment.
+pub struct PromptPath {
+    /// The prompt's name. In a URL you write yourself, its folder slashes are
+    /// percent-encoded (`support%2Fgreeting`); Swagger UI's "Try it out"
+    /// encodes them for you, so type `support/greeting` there.
+    #[param(example = "support/greeting")]
+    name: String,
+}
+
 pub const MAX_PAGE: u32 = 100;
 const DEFAULT_PAGE: u32 = 20;
 

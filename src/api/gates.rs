@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::{scope, Auth};
-use super::extract::{label_name, prompt_name, Json, Path};
+use super::extract::{label_name, prompt_name, Json, Path, PromptPath};
 use super::AppState;
 use crate::domain::jobs::{Gate, GateRule};
 use crate::error::{ApiError, Problem};
@@ -53,10 +53,7 @@ pub struct GateList {
 /// Set the gate on a label: which dataset, which rules.
 #[utoipa::path(put, path = "/v1/prompts/{name}/gates/{label}", tag = "gates",
     security(("bearer" = ["promote"])),
-    params(
-        ("name" = String, Path, description = "Prompt name; folder slashes as %2F"),
-        ("label" = String, Path, description = "The gated label"),
-    ),
+    params(PromptPath, ("label" = String, Path, description = "The gated label")),
     request_body = PutGateRequest,
     responses(
         (status = 200, description = "The gate", body = GateResponse),
@@ -87,7 +84,7 @@ pub async fn put_gate(
 /// The gates of a prompt's labels.
 #[utoipa::path(get, path = "/v1/prompts/{name}/gates", tag = "gates",
     security(("bearer" = ["read"])),
-    params(("name" = String, Path, description = "Prompt name; folder slashes as %2F")),
+    params(PromptPath),
     responses(
         (status = 200, description = "The gates", body = GateList),
         (status = 404, description = "`prompt_not_found`", body = Problem, content_type = "application/problem+json"),
@@ -107,10 +104,7 @@ pub async fn list_gates(
 /// Remove a label's gate.
 #[utoipa::path(delete, path = "/v1/prompts/{name}/gates/{label}", tag = "gates",
     security(("bearer" = ["promote"])),
-    params(
-        ("name" = String, Path, description = "Prompt name; folder slashes as %2F"),
-        ("label" = String, Path, description = "The gated label"),
-    ),
+    params(PromptPath, ("label" = String, Path, description = "The gated label")),
     responses(
         (status = 204, description = "Removed"),
         (status = 404, description = "`prompt_not_found` or `gate_not_found`", body = Problem, content_type = "application/problem+json"),

@@ -28,7 +28,7 @@ pub async fn healthz() -> axum::Json<HealthResponse> {
 #[utoipa::path(get, path = "/readyz", tag = "service",
     responses(
         (status = 200, description = "Ready", body = HealthResponse),
-        (status = 503, description = "The database is not reachable", body = crate::error::Problem,
+        (status = 503, description = "`unavailable`: the database is not reachable", body = crate::error::Problem,
             content_type = "application/problem+json")
     ))]
 pub async fn readyz(
@@ -52,7 +52,7 @@ pub async fn readyz(
             body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "`insufficient_scope`: `require_auth` is on and the key is not an admin key",
             body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not_found`: metrics are off (`[metrics] enabled = false`)",
+        (status = 404, description = "`route_not_found`: metrics are off (`[metrics] enabled = false`)",
             body = crate::error::Problem, content_type = "application/problem+json")
     ))]
 pub async fn metrics(

@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::{scope, Auth};
-use super::extract::{prompt_name, semver, Json, PageParams, Path, Query};
+use super::extract::{prompt_name, semver, Json, PageParams, Path, PromptPath, Query};
 use super::AppState;
 use crate::domain::{Label, LabelMove, LabelName, PromptName};
 use crate::error::{ApiError, Problem};
-use crate::services::labels;
+use crate::services::labels::{self, Retreat};
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct LabelResponse {
@@ -91,7 +91,7 @@ fn names(name: &str, label: &str) -> Result<(PromptName, LabelName), ApiError> {
 /// List a prompt's labels (the implicit `latest` is not listed).
 #[utoipa::path(get, path = "/v1/prompts/{name}/labels", tag = "labels",
     security(("bearer" = ["read"])),
-    params(("name" = String, Path, description = "Prompt name; folder slashes as %2F")),
+    params(PromptPath),
     responses(
         (status = 200, description = "The labels, by name", body = LabelList),
         (status = 404, description = "`prompt_not_found`", body = Problem, content_type = "application/problem+json"),
@@ -111,14 +111,12 @@ pub async fn list_labels(
 /// Point a label at a version (creating the label if needed).
 #[utoipa::path(put, path = "/v1/prompts/{name}/labels/{label}", tag = "labels",
     security(("bearer" = ["promote"])),
-    params(
-        ("name" = String, Path, description = "Prompt name; folder slashes as %2F"),
-        ("label" = String, Path, description = "`[a-z][a-z0-9_-]{0,63}`, not `latest`", example = "production"),
-    ),
+    params(PromptPath, ("label" = String, Path, description = "`[a-z][a-z0-9_-]{0,63}`, not `latest`", example = "production")),
     request_body = SetLabelRequest,
     responses(
         (status = 200, description = "The label", body = LabelResponse),
         (status = 404, description = "`prompt_not_found` or `version_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`gate_failed`: the label's gate does not pass for that version; `errors` says why", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid_label`, `reserved_label` or `validation_failed`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn set_label(
@@ -144,10 +142,7 @@ pub async fn set_label(
 /// Delete a label. The deletion is recorded in its history.
 #[utoipa::path(delete, path = "/v1/prompts/{name}/labels/{label}", tag = "labels",
     security(("bearer" = ["promote"])),
-    params(
-        ("name" = String, Path, description = "Prompt name; folder slashes as %2F"),
-        ("label" = String, Path, description = "The label"),
-    ),
+    params(PromptPath, ("label" = String, Path, description = "The label")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "`prompt_not_found` or `label_not_found`", body = Problem, content_type = "application/problem+json"),
@@ -159,18 +154,22 @@ pub async fn delete_label(
     Path((name, label)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let (name, label) = names(&name, &label)?;
-    labels::delete_label(&state.registry, auth.project, &auth.actor(), &name, &label).await?;
+    labels::retreat_label(
+        &state.registry,
+        auth.project,
+        &auth.actor(),
+        &name,
+        &label,
+        Retreat::Delete,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Every move of a label, newest first, the first assignment included.
 #[utoipa::path(get, path = "/v1/prompts/{name}/labels/{label}/history", tag = "labels",
     security(("bearer" = ["read"])),
-    params(
-        ("name" = String, Path, description = "Prompt name; folder slashes as %2F"),
-        ("label" = String, Path, description = "The label"),
-        PageParams,
-    ),
+    params(PromptPath, ("label" = String, Path, description = "The label"), PageParams),
     responses(
         (status = 200, description = "A page of moves", body = LabelMovePage),
         (status = 404, description = "`prompt_not_found` or `label_not_found` (never set)", body = Problem, content_type = "application/problem+json"),
@@ -204,10 +203,7 @@ pub async fn label_history(
 /// back through history; a rollback is itself a recorded move.
 #[utoipa::path(post, path = "/v1/prompts/{name}/labels/{label}/rollback", tag = "labels",
     security(("bearer" = ["promote"])),
-    params(
-        ("name" = String, Path, description = "Prompt name; folder slashes as %2F"),
-        ("label" = String, Path, description = "The label"),
-    ),
+    params(PromptPath, ("label" = String, Path, description = "The label")),
     responses(
         (status = 200, description = "The label at its previous target", body = LabelResponse),
         (status = 404, description = "`prompt_not_found` or `label_not_found`", body = Problem, content_type = "application/problem+json"),
@@ -219,7 +215,14 @@ pub async fn rollback_label(
     Path((name, label)): Path<(String, String)>,
 ) -> Result<axum::Json<LabelResponse>, ApiError> {
     let (name, label) = names(&name, &label)?;
-    let moved =
-        labels::rollback_label(&state.registry, auth.project, &auth.actor(), &name, &label).await?;
+    let moved = labels::retreat_label(
+        &state.registry,
+        auth.project,
+        &auth.actor(),
+        &name,
+        &label,
+        Retreat::Rollback,
+    )
+    .await?;
     Ok(axum::Json(moved.into()))
 }

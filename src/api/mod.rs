@@ -104,8 +104,8 @@ pub struct Services {
 )]
 struct ApiDoc;
 
-/// Declares the bearer scheme, and on every operation that requires a key
-/// the answers every such operation can give: 401, 403 and 429.
+/// Declares the security schemes. Their names sort in the order Swagger UI's
+/// Authorize dialog shows them: promptreg's own keys first.
 struct BearerAuth;
 
 impl Modify for BearerAuth {
@@ -117,18 +117,21 @@ impl Modify for BearerAuth {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("pr_…")
-                    .description(Some("An API key; its scopes decide what it may do."))
+                    .description(Some(
+                        "An API key (`pr_…`), sent as `Authorization: Bearer pr_…`; its \
+                         scopes decide what it may do.",
+                    ))
                     .build(),
             ),
         );
         components.add_security_scheme(
-            "basic",
+            LANGFUSE_SCHEME,
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Basic)
                     .description(Some(
-                        "Langfuse-style: the user name is a key's id (the Langfuse public \
-                         key), the password the key itself (the secret key).",
+                        "For the Langfuse-compatible routes only: the user name is a key's id \
+                         (the Langfuse public key), the password the key itself (the secret key).",
                     ))
                     .build(),
             ),
@@ -136,34 +139,31 @@ impl Modify for BearerAuth {
     }
 }
 
-/// Adds the 401, 403 and 429 answers to every operation that declares a scope.
-fn document_auth_answers(openapi: &mut utoipa::openapi::OpenApi) {
-    let problem = |description: &str| -> RefOr<Response> {
-        RefOr::T(
-            utoipa::openapi::ResponseBuilder::new()
-                .description(description)
-                .content(
-                    "application/problem+json",
-                    utoipa::openapi::ContentBuilder::new()
-                        .schema(Some(RefOr::Ref(Ref::from_schema_name("Problem"))))
-                        .build(),
-                )
-                .build(),
-        )
-    };
-    let langfuse = |description: &str| -> RefOr<Response> {
-        RefOr::T(
-            utoipa::openapi::ResponseBuilder::new()
-                .description(description)
-                .content(
-                    "application/json",
-                    utoipa::openapi::ContentBuilder::new()
-                        .schema(Some(RefOr::Ref(Ref::from_schema_name("LangfuseErrorBody"))))
-                        .build(),
-                )
-                .build(),
-        )
-    };
+const LANGFUSE_SCHEME: &str = "langfuse_basic";
+
+fn problem_response(description: &str) -> RefOr<Response> {
+    error_response(description, "application/problem+json", "Problem")
+}
+
+fn error_response(description: &str, content_type: &str, schema: &str) -> RefOr<Response> {
+    RefOr::T(
+        utoipa::openapi::ResponseBuilder::new()
+            .description(description)
+            .content(
+                content_type,
+                utoipa::openapi::ContentBuilder::new()
+                    .schema(Some(RefOr::Ref(Ref::from_schema_name(schema))))
+                    .build(),
+            )
+            .build(),
+    )
+}
+
+/// Completes every operation's answers with those that do not depend on the
+/// operation: what the auth layer, the body and parameter extractors, the
+/// request timeout and a database outage answer. Then gives each problem an
+/// example with its own status and the first code its description names.
+fn complete_responses(openapi: &mut utoipa::openapi::OpenApi) {
     for item in openapi.paths.paths.values_mut() {
         let operations = [
             &mut item.get,
@@ -173,36 +173,105 @@ fn document_auth_answers(openapi: &mut utoipa::openapi::OpenApi) {
             &mut item.delete,
         ];
         for operation in operations.into_iter().flatten() {
-            if operation.security.as_ref().is_none_or(|s| s.is_empty()) {
-                continue;
-            }
-            let basic = operation.security.iter().flatten().any(|requirement| {
-                serde_json::to_value(requirement).is_ok_and(|v| v.get("basic").is_some())
+            let secured = !operation.security.as_ref().is_none_or(|s| s.is_empty());
+            let langfuse = operation.security.iter().flatten().any(|requirement| {
+                serde_json::to_value(requirement).is_ok_and(|v| v.get(LANGFUSE_SCHEME).is_some())
             });
+            let has_body = operation.request_body.is_some();
+            let has_params = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+            let mut answers: Vec<(&str, &str)> = Vec::new();
+            if secured && langfuse {
+                answers.extend([
+                    ("401", "`UnauthorizedError`: no credentials, a wrong secret, or a public key not that key's id"),
+                    ("403", "`ForbiddenError`: the key lacks the scope this operation requires"),
+                    ("429", "`TooManyRequestsError`: over the key's rate limit; see Retry-After"),
+                    ("408", "`RequestTimeoutError`: the request took longer than the server's limit"),
+                    ("503", "`ServiceUnavailableError`: the database is unreachable; see Retry-After"),
+                ]);
+                if has_body || has_params {
+                    answers.push((
+                        "400",
+                        "`InvalidRequestError`: a field or parameter at fault",
+                    ));
+                }
+            } else if secured {
+                answers.extend([
+                    ("401", "`unauthorized`: no key, an unknown or a revoked key"),
+                    (
+                        "403",
+                        "`insufficient_scope`: the key lacks the scope this operation requires",
+                    ),
+                    (
+                        "429",
+                        "`rate_limited`: over the key's rate limit; see Retry-After",
+                    ),
+                    (
+                        "408",
+                        "`request_timeout`: the request took longer than the server's limit",
+                    ),
+                    (
+                        "503",
+                        "`unavailable`: the database is unreachable; see Retry-After",
+                    ),
+                ]);
+                if has_body {
+                    answers.extend([
+                        ("400", "`malformed_json`: the body is not JSON"),
+                        (
+                            "413",
+                            "`payload_too_large`: the body is over the server's limit",
+                        ),
+                        (
+                            "415",
+                            "`unsupported_media_type`: the body is not `application/json`",
+                        ),
+                    ]);
+                }
+                if has_body || has_params {
+                    answers.push((
+                        "422",
+                        "`validation_failed`: a field or parameter at fault, named in `errors`",
+                    ));
+                }
+            }
             let responses = &mut operation.responses.responses;
-            if basic {
-                responses.entry("401".into()).or_insert_with(|| {
-                    langfuse("`UnauthorizedError`: no credentials, a wrong secret, or a public key not that key's id")
+            for (status, description) in answers {
+                responses.entry(status.into()).or_insert_with(|| {
+                    if langfuse {
+                        error_response(description, "application/json", "LangfuseErrorBody")
+                    } else {
+                        problem_response(description)
+                    }
                 });
-                responses.entry("403".into()).or_insert_with(|| {
-                    langfuse("`ForbiddenError`: the key lacks the scope this operation requires")
-                });
-                responses.entry("429".into()).or_insert_with(|| {
-                    langfuse("`TooManyRequestsError`: over the key's rate limit; see Retry-After")
-                });
-                continue;
             }
-            responses
-                .entry("401".into())
-                .or_insert_with(|| problem("`unauthorized`: no key, an unknown or a revoked key"));
-            responses.entry("403".into()).or_insert_with(|| {
-                problem("`insufficient_scope`: the key lacks the scope this operation requires")
-            });
-            responses.entry("429".into()).or_insert_with(|| {
-                problem("`rate_limited`: over the key's rate limit; see Retry-After")
-            });
+            for (status, response) in responses.iter_mut() {
+                if let RefOr::T(response) = response {
+                    add_problem_example(status, response);
+                }
+            }
         }
     }
+}
+
+/// A problem example that matches its response: the status, and the first
+/// `code` the description names. (The title is left out: it is the code's
+/// own, which the answer always carries.)
+fn add_problem_example(status: &str, response: &mut Response) {
+    let Some(content) = response.content.get_mut("application/problem+json") else {
+        return;
+    };
+    let Some(code) = response.description.split('`').nth(1) else {
+        return;
+    };
+    if !code.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+        return;
+    }
+    content.example = Some(serde_json::json!({
+        "type": format!("urn:promptreg:problem:{code}"),
+        "status": status.parse::<u16>().unwrap_or_default(),
+        "detail": "What went wrong, in a sentence that names the subject.",
+        "code": code,
+    }));
 }
 
 /// The routes and the OpenAPI document they make, before state is attached.
@@ -261,7 +330,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// The routes with the complete OpenAPI document.
 pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (routes, mut openapi) = routes();
-    document_auth_answers(&mut openapi);
+    complete_responses(&mut openapi);
     // Undocumented on purpose: it only answers what is not there.
     let routes = routes.route(
         "/api/public/{*rest}",

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{scope, Auth};
-use super::extract::{page_request, prompt_name, Json, Path, Query};
+use super::extract::{page_request, prompt_name, Json, Path, PromptPath, Query};
 use super::{prompt_path, AppState};
 use crate::auth::Caller;
 use crate::domain::{PromptName, PromptSummary};
@@ -217,7 +217,7 @@ pub async fn list_prompts(
 /// Get a prompt (archived ones too).
 #[utoipa::path(get, path = "/v1/prompts/{name}", tag = "prompts",
     security(("bearer" = ["read"])),
-    params(("name" = String, Path, description = "Prompt name; folder slashes as %2F", example = "support%2Fgreeting")),
+    params(PromptPath),
     responses(
         (status = 200, description = "The prompt", body = PromptResponse),
         (status = 404, description = "`prompt_not_found`", body = Problem, content_type = "application/problem+json"),
@@ -235,7 +235,7 @@ pub async fn get_prompt(
 /// Change a prompt's description, tags or archived state.
 #[utoipa::path(patch, path = "/v1/prompts/{name}", tag = "prompts",
     security(("bearer" = ["write"])),
-    params(("name" = String, Path, description = "Prompt name; folder slashes as %2F")),
+    params(PromptPath),
     request_body = UpdatePromptRequest,
     responses(
         (status = 200, description = "The updated prompt", body = PromptResponse),
@@ -260,7 +260,7 @@ pub async fn update_prompt(
 /// Archive a prompt: hidden from lists, still resolvable, refuses new versions.
 #[utoipa::path(delete, path = "/v1/prompts/{name}", tag = "prompts",
     security(("bearer" = ["write"])),
-    params(("name" = String, Path, description = "Prompt name; folder slashes as %2F")),
+    params(PromptPath),
     responses(
         (status = 204, description = "Archived"),
         (status = 404, description = "`prompt_not_found`", body = Problem, content_type = "application/problem+json"),

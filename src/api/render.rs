@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::auth::{scope, Auth};
-use super::extract::{prompt_name, version_ref, Json, Path};
+use super::extract::{prompt_name, version_ref, Json, Path, PromptPath};
 use super::AppState;
 use crate::domain::content::{parse_content, ContentFields};
 use crate::domain::{ChatMessage, Engine, PromptContent, PromptType};
@@ -144,7 +144,7 @@ fn response(
 /// Render a stored version (default `production`) with variables.
 #[utoipa::path(post, path = "/v1/prompts/{name}/render", tag = "render",
     security(("bearer" = ["read"])),
-    params(("name" = String, Path, description = "Prompt name; folder slashes as %2F")),
+    params(PromptPath),
     request_body = RenderRequest,
     responses(
         (status = 200, description = "The rendered prompt", body = RenderResponse),

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{scope, Auth};
-use super::extract::{prompt_name, semver, version_ref, Json, PageParams, Path, Query};
+use super::extract::{prompt_name, semver, version_ref, Json, PageParams, Path, PromptPath, Query};
 use super::{prompt_path, AppState};
 use crate::domain::auth::Scope;
 use crate::domain::content::{diff_contents, parse_content, ContentFields};
@@ -228,7 +228,7 @@ fn field_errors(err: ApiError) -> Vec<FieldError> {
 /// version answers 200 with that version and creates nothing.
 #[utoipa::path(post, path = "/v1/prompts/{name}/versions", tag = "versions",
     security(("bearer" = ["write"])),
-    params(("name" = String, Path, description = "Prompt name; folder slashes as %2F")),
+    params(PromptPath),
     request_body = CreateVersionRequest,
     responses(
         (status = 201, description = "Created", body = VersionResponse,
@@ -236,6 +236,7 @@ fn field_errors(err: ApiError) -> Vec<FieldError> {
         (status = 200, description = "Identical to the latest version: that version, nothing created", body = VersionResponse),
         (status = 404, description = "`prompt_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`version_conflict` or `prompt_archived`", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`gate_failed`: a label asked for is gated, and a new version has no evaluation", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`, `invalid_label`, `reserved_label`, `template_syntax` or `include_cycle`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_version(
@@ -273,7 +274,7 @@ pub async fn create_version(
 /// List a prompt's versions, newest first.
 #[utoipa::path(get, path = "/v1/prompts/{name}/versions", tag = "versions",
     security(("bearer" = ["read"])),
-    params(("name" = String, Path, description = "Prompt name; folder slashes as %2F"), PageParams),
+    params(PromptPath, PageParams),
     responses(
         (status = 200, description = "A page of versions", body = VersionPage),
         (status = 404, description = "`prompt_not_found`", body = Problem, content_type = "application/problem+json"),
@@ -300,7 +301,7 @@ pub async fn list_versions(
 #[utoipa::path(get, path = "/v1/prompts/{name}/versions/{ref}", tag = "versions",
     security(("bearer" = ["read"])),
     params(
-        ("name" = String, Path, description = "Prompt name; folder slashes as %2F"),
+        PromptPath,
         ("ref" = String, Path, description = "A semver or a label", example = "production"),
         ("if-none-match" = Option<String>, Header, description = "An ETag from an earlier answer"),
     ),
@@ -433,7 +434,7 @@ pub struct DiffResponse {
 /// Compare two versions field by field, with a unified diff of the template or messages.
 #[utoipa::path(get, path = "/v1/prompts/{name}/diff", tag = "versions",
     security(("bearer" = ["read"])),
-    params(("name" = String, Path, description = "Prompt name; folder slashes as %2F"), DiffParams),
+    params(PromptPath, DiffParams),
     responses(
         (status = 200, description = "The differences", body = DiffResponse),
         (status = 404, description = "`prompt_not_found`, `version_not_found` or `label_not_found`", body = Problem, content_type = "application/problem+json"),

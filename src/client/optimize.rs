@@ -111,12 +111,12 @@ impl super::report::JobReport for OptimizeReport {
             o.prompt,
             o.version,
             o.dataset,
-            o.strategy.as_str(),
+            o.spec.strategy.as_str(),
             o.status.as_str()
         );
         out.push_str(&format!(
             "  {:<10} {:>8} {:>8}   ({})\n",
-            "", "train", "val", o.metric.name
+            "", "train", "val", o.spec.metric.name
         ));
         let best = o.best.as_ref();
         for (name, train, val) in [
@@ -243,7 +243,7 @@ pub async fn optimize(
     }
     let path = format!("/v1/optimizations/{}", created.id);
     let bar = options.progress.then(|| {
-        let bar = indicatif::ProgressBar::new(u64::from(created.max_iterations));
+        let bar = indicatif::ProgressBar::new(u64::from(created.spec.max_iterations));
         bar.set_style(
             indicatif::ProgressStyle::with_template(
                 "{bar:40} {pos}/{len} iterations {elapsed} {msg}",

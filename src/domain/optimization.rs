@@ -81,7 +81,7 @@ pub struct Budget {
 }
 
 /// Everything an optimization was asked for, checked at creation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct OptimizationSpec {
     pub split: Split,
     pub metric: MetricSpec,

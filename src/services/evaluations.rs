@@ -176,7 +176,9 @@ async fn create_judge_prompt(
         expected_latest: None,
         labels: Vec::new(),
     };
-    let created = registry.create_version(project, name, new, actor).await?;
+    let created = registry
+        .changed(registry.store.create_version(project, name, new, actor))
+        .await?;
     Ok(Arc::new(created.version))
 }
 

@@ -68,34 +68,41 @@ pub async fn move_labels(
     for label in labels {
         moved.push(
             registry
-                .set_label(project, name, label, version, actor)
+                .changed(
+                    registry
+                        .store
+                        .set_label(project, name, label, version, actor),
+                )
                 .await?,
         );
     }
     Ok(moved)
 }
 
-/// Moves `label` back to its previous target. Rollbacks skip the gate on
-/// purpose: they return to a version the label already held, and an
-/// emergency rollback must never wait for an evaluation.
-pub async fn rollback_label(
-    registry: &Registry,
-    project: ProjectId,
-    actor: &Actor,
-    name: &PromptName,
-    label: &LabelName,
-) -> ServiceResult<Label> {
-    Ok(registry.rollback_label(project, name, label, actor).await?)
+/// A label move no gate guards: back to the label's previous target, or
+/// away (the label is deleted). Rollbacks skip the gate on purpose: they
+/// return to a version the label already held, and an emergency rollback
+/// must never wait for an evaluation.
+#[derive(Debug, Clone, Copy)]
+pub enum Retreat {
+    Rollback,
+    Delete,
 }
 
-pub async fn delete_label(
+pub async fn retreat_label(
     registry: &Registry,
     project: ProjectId,
     actor: &Actor,
     name: &PromptName,
     label: &LabelName,
+    how: Retreat,
 ) -> ServiceResult<Label> {
-    Ok(registry.delete_label(project, name, label, actor).await?)
+    let store = &registry.store;
+    let write = match how {
+        Retreat::Rollback => store.rollback_label(project, name, label, actor),
+        Retreat::Delete => store.delete_label(project, name, label, actor),
+    };
+    Ok(registry.changed(write).await?)
 }
 
 pub async fn label_history(
@@ -106,6 +113,7 @@ pub async fn label_history(
     page: PageRequest,
 ) -> ServiceResult<Page<LabelMove>> {
     Ok(registry
+        .store
         .list_label_moves(project, name, label, page)
         .await?)
 }

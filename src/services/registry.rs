@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::config::CacheConfig;
 use crate::domain::auth::Actor;
 use crate::domain::{
-    Label, LabelMove, LabelName, Page, ProjectId, PromptName, PromptSummary, Version, VersionRef,
+    Label, LabelName, Page, ProjectId, PromptName, PromptSummary, Version, VersionRef,
 };
 use crate::store::{
     CreatedVersion, Invalidation, NewPrompt, NewVersion, PageRequest, PromptFilter, PromptPatch,
@@ -28,6 +28,23 @@ use crate::telemetry::metrics;
 /// whole on invalidation; a reader that raced the removal fills a detached
 /// copy, so a stale answer can never land in the live cache.
 type Resolutions = Arc<RwLock<HashMap<LabelName, Arc<Version>>>>;
+
+/// A write's answer that names the prompt it changed.
+pub(super) trait ChangesPrompt {
+    fn changed_prompt(&self) -> Uuid;
+}
+
+impl ChangesPrompt for Label {
+    fn changed_prompt(&self) -> Uuid {
+        self.prompt_id
+    }
+}
+
+impl ChangesPrompt for CreatedVersion {
+    fn changed_prompt(&self) -> Uuid {
+        self.version.prompt_id
+    }
+}
 
 pub struct Registry {
     /// Reached only by the use-cases in `services`: no front door sees the store.
@@ -71,6 +88,17 @@ impl Registry {
         self.resolutions.invalidate(&prompt_id);
     }
 
+    /// Awaits a write to a prompt's labels or versions, then drops that
+    /// prompt's cached resolutions: every such write goes through here.
+    pub(super) async fn changed<T: ChangesPrompt>(
+        &self,
+        write: impl std::future::Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
+        let done = write.await?;
+        self.invalidate(done.changed_prompt());
+        Ok(done)
+    }
+
     pub async fn create_prompt(
         &self,
         project: ProjectId,
@@ -112,18 +140,6 @@ impl Registry {
         actor: &Actor,
     ) -> StoreResult<PromptSummary> {
         self.store.update_prompt(project, name, patch, actor).await
-    }
-
-    pub async fn create_version(
-        &self,
-        project: ProjectId,
-        name: &PromptName,
-        new: NewVersion,
-        actor: &Actor,
-    ) -> StoreResult<CreatedVersion> {
-        let created = self.store.create_version(project, name, new, actor).await?;
-        self.invalidate(created.version.prompt_id);
-        Ok(created)
     }
 
     /// See [`OptimizationStore::finish_optimization`](crate::store::OptimizationStore::finish_optimization); `prompt_id` is the optimized prompt's.
@@ -200,61 +216,6 @@ impl Registry {
         name: &PromptName,
     ) -> StoreResult<Vec<Label>> {
         self.store.list_labels(project, name).await
-    }
-
-    pub(super) async fn set_label(
-        &self,
-        project: ProjectId,
-        name: &PromptName,
-        label: &LabelName,
-        version: &semver::Version,
-        actor: &Actor,
-    ) -> StoreResult<Label> {
-        let moved = self
-            .store
-            .set_label(project, name, label, version, actor)
-            .await?;
-        self.invalidate(moved.prompt_id);
-        Ok(moved)
-    }
-
-    pub(super) async fn delete_label(
-        &self,
-        project: ProjectId,
-        name: &PromptName,
-        label: &LabelName,
-        actor: &Actor,
-    ) -> StoreResult<Label> {
-        let removed = self.store.delete_label(project, name, label, actor).await?;
-        self.invalidate(removed.prompt_id);
-        Ok(removed)
-    }
-
-    pub(super) async fn rollback_label(
-        &self,
-        project: ProjectId,
-        name: &PromptName,
-        label: &LabelName,
-        actor: &Actor,
-    ) -> StoreResult<Label> {
-        let moved = self
-            .store
-            .rollback_label(project, name, label, actor)
-            .await?;
-        self.invalidate(moved.prompt_id);
-        Ok(moved)
-    }
-
-    pub async fn list_label_moves(
-        &self,
-        project: ProjectId,
-        name: &PromptName,
-        label: &LabelName,
-        page: PageRequest,
-    ) -> StoreResult<Page<LabelMove>> {
-        self.store
-            .list_label_moves(project, name, label, page)
-            .await
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {

@@ -26,7 +26,9 @@ pub async fn create_version(
     new.variables = renderer
         .check_new_content(project, name, &new.content)
         .await?;
-    Ok(registry.create_version(project, name, new, actor).await?)
+    Ok(registry
+        .changed(registry.store.create_version(project, name, new, actor))
+        .await?)
 }
 
 /// Creates a version, and the prompt first if it does not exist yet; `tags`
@@ -102,5 +104,7 @@ pub async fn publish(
         }
     }
     let new = NewVersion { variables, ..new };
-    Ok(registry.create_version(project, name, new, actor).await?)
+    Ok(registry
+        .changed(registry.store.create_version(project, name, new, actor))
+        .await?)
 }

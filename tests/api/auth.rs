@@ -34,7 +34,10 @@ fn scoped_routes() -> Vec<(Method, String, String, Scheme)> {
         for (method, op) in item.as_object().expect("item") {
             let mut scopes: Vec<(String, Scheme)> = Vec::new();
             for requirement in op["security"].as_array().into_iter().flatten() {
-                for (name, scheme) in [("bearer", Scheme::Bearer), ("basic", Scheme::Basic)] {
+                for (name, scheme) in [
+                    ("bearer", Scheme::Bearer),
+                    ("langfuse_basic", Scheme::Basic),
+                ] {
                     scopes.extend(
                         requirement[name]
                             .as_array()

@@ -63,6 +63,9 @@ async fn docs_and_spec_are_served(app: TestApp) {
         StatusCode::OK,
         "assets are vendored, not fetched from a CDN"
     );
+    app.get("/docs/no-such-file.js")
+        .await
+        .assert_problem(404, "route_not_found");
 }
 
 #[test]
@@ -97,6 +100,83 @@ fn every_operation_documents_its_errors_as_problems() {
             }
         }
     }
+}
+
+#[test]
+fn operation_ids_are_unique() {
+    let spec = serde_json::to_value(promptreg::api::openapi()).expect("spec");
+    let mut seen = std::collections::BTreeMap::new();
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            let id = op["operationId"]
+                .as_str()
+                .expect("every operation has an id");
+            if let Some(other) = seen.insert(id.to_owned(), format!("{method} {path}")) {
+                panic!("operationId {id} names both {other} and {method} {path}");
+            }
+        }
+    }
+    assert!(seen.contains_key("langfuse_get_prompt"), "{seen:?}");
+}
+
+#[test]
+fn the_authorize_dialog_offers_promptreg_keys_first() {
+    let spec = serde_json::to_value(promptreg::api::openapi()).expect("spec");
+    let schemes = spec["components"]["securitySchemes"]
+        .as_object()
+        .expect("schemes");
+    let names: Vec<&String> = schemes.keys().collect();
+    assert_eq!(names, ["bearer", "langfuse_basic"]);
+    let bearer = schemes["bearer"]["description"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(bearer.contains("pr_"), "{bearer}");
+}
+
+/// Each problem's example carries the response's own status, and a code the
+/// server really answers with (one that `src/error.rs` or the auth layer names).
+#[test]
+fn problem_examples_match_their_status_and_code() {
+    let spec = serde_json::to_value(promptreg::api::openapi()).expect("spec");
+    let sources: String = ["src/error.rs", "src/api/auth.rs", "src/services/error.rs"]
+        .iter()
+        .map(|file| {
+            std::fs::read_to_string(format!("{}/{file}", env!("CARGO_MANIFEST_DIR")))
+                .unwrap_or_default()
+        })
+        .collect();
+    let mut codes = std::collections::BTreeSet::new();
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            for (status, response) in op["responses"].as_object().expect("responses") {
+                let Some(content) = response["content"].get("application/problem+json") else {
+                    continue;
+                };
+                let example = &content["example"];
+                assert_eq!(
+                    example["status"].as_u64().map(|s| s.to_string()).as_deref(),
+                    Some(status.as_str()),
+                    "{method} {path} {status}: {example}"
+                );
+                let code = example["code"].as_str().unwrap_or_default();
+                let description = response["description"].as_str().unwrap_or_default();
+                assert!(
+                    description.contains(&format!("`{code}`")),
+                    "{method} {path} {status}: example code {code:?} is not in {description:?}"
+                );
+                assert!(
+                    sources.contains(&format!("\"{code}\"")),
+                    "{method} {path} {status}: the server never answers {code:?}"
+                );
+                codes.insert(code.to_owned());
+            }
+        }
+    }
+    assert!(
+        codes.contains("prompt_not_found") && codes.contains("unauthorized"),
+        "{codes:?}"
+    );
+    assert!(codes.len() > 10, "{codes:?}");
 }
 
 fn free_port() -> u16 {

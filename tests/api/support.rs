@@ -205,6 +205,8 @@ impl TestApp {
 
     /// Sends `request`, as the admin key unless it names a key (or asks for none).
     pub async fn send(&self, mut request: Request<Body>) -> TestResponse {
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
         let headers = request.headers_mut();
         if headers.remove("x-test-anonymous").is_none()
             && !headers.contains_key(header::AUTHORIZATION)
@@ -221,6 +223,7 @@ impl TestApp {
             .await
             .expect("infallible");
         let status = response.status();
+        assert_documented(&method, &path, status);
         let headers = response.headers().clone();
         let bytes = response
             .into_body()
@@ -435,4 +438,58 @@ where
 enum Cleanup {
     Dir(tempfile::TempDir),
     Postgres(Box<PgConnectOptions>),
+}
+
+/// Fails the test when an answer's status is not among those the OpenAPI
+/// document gives for its operation, so that a generated client or a fuzzer
+/// can trust the document. Paths no operation matches (unknown routes) and
+/// methods a path does not have are left alone, and so is 500: no operation
+/// promises one.
+#[track_caller]
+pub fn assert_documented(method: &Method, path: &str, status: StatusCode) {
+    static SPEC: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+        serde_json::to_value(promptreg::api::openapi()).expect("the OpenAPI document")
+    });
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
+        return;
+    }
+    let segments: Vec<&str> = path.split('/').collect();
+    let Some(paths) = SPEC["paths"].as_object() else {
+        return;
+    };
+    // The template that matches with the most literal segments: `/v1/prompts/{name}/labels` over none.
+    let best = paths
+        .iter()
+        .filter_map(|(template, item)| {
+            let parts: Vec<&str> = template.split('/').collect();
+            if parts.len() != segments.len() {
+                return None;
+            }
+            let mut literal = 0;
+            for (part, segment) in parts.iter().zip(&segments) {
+                if part.starts_with('{') {
+                    if segment.is_empty() {
+                        return None;
+                    }
+                } else if part == segment {
+                    literal += 1;
+                } else {
+                    return None;
+                }
+            }
+            Some((literal, template, item))
+        })
+        .max_by_key(|(literal, _, _)| *literal);
+    let Some((_, template, item)) = best else {
+        return;
+    };
+    let Some(operation) = item.get(method.as_str().to_ascii_lowercase()) else {
+        return;
+    };
+    let documented = &operation["responses"];
+    assert!(
+        documented.get(status.as_str()).is_some(),
+        "{method} {template} answered {status}, which its OpenAPI responses do not document (they give {:?})",
+        documented.as_object().map(|r| r.keys().collect::<Vec<_>>())
+    );
 }

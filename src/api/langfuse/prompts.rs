@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::wire::{self, LangfusePrompt, LATEST};
 use super::{LangfuseAuth, LangfuseError, LangfuseErrorBody};
 use crate::api::auth::scope;
-use crate::api::extract::{prompt_name, Json, Path, Query};
+use crate::api::extract::{prompt_name, Json, Path, PromptPath, Query};
 use crate::api::AppState;
 use crate::domain::auth::Scope;
 use crate::domain::content::{parse_content, ContentFields, PromptBody};
@@ -46,9 +46,9 @@ pub struct GetPromptParams {
 }
 
 /// Get a prompt version by label (default `production`) or number.
-#[utoipa::path(get, path = "/api/public/v2/prompts/{name}", tag = "langfuse",
-    security(("basic" = ["read"])),
-    params(("name" = String, Path, description = "Prompt name; folder slashes as %2F"), GetPromptParams),
+#[utoipa::path(get, path = "/api/public/v2/prompts/{name}", tag = "langfuse", operation_id = "langfuse_get_prompt",
+    security(("langfuse_basic" = ["read"])),
+    params(PromptPath, GetPromptParams),
     responses(
         (status = 200, description = "The version", body = LangfusePrompt),
         (status = 400, description = "`InvalidRequestError`: both `version` and `label`, a version that is no integer, a name or label promptreg refuses", body = LangfuseErrorBody),
@@ -250,8 +250,8 @@ fn as_prompt_field(error: FieldError) -> FieldError {
 
 /// Create a version of a prompt, and the prompt if it is new. Content equal
 /// to the latest version's creates nothing (200) but still applies the labels.
-#[utoipa::path(post, path = "/api/public/v2/prompts", tag = "langfuse",
-    security(("basic" = ["write"])),
+#[utoipa::path(post, path = "/api/public/v2/prompts", tag = "langfuse", operation_id = "langfuse_create_prompt",
+    security(("langfuse_basic" = ["write"])),
     request_body = CreatePromptBody,
     responses(
         (status = 201, description = "Created", body = LangfusePrompt),
@@ -301,12 +301,9 @@ pub struct UpdatePromptVersionBody {
 }
 
 /// Move labels to a version. Each move is recorded in the label's history.
-#[utoipa::path(patch, path = "/api/public/v2/prompts/{name}/versions/{version}", tag = "langfuse",
-    security(("basic" = ["promote"])),
-    params(
-        ("name" = String, Path, description = "Prompt name; folder slashes as %2F"),
-        ("version" = i64, Path, description = "The version number (`seq`)"),
-    ),
+#[utoipa::path(patch, path = "/api/public/v2/prompts/{name}/versions/{version}", tag = "langfuse", operation_id = "langfuse_update_prompt_version",
+    security(("langfuse_basic" = ["promote"])),
+    params(PromptPath, ("version" = i64, Path, description = "The version number (`seq`)")),
     request_body = UpdatePromptVersionBody,
     responses(
         (status = 200, description = "The version with its labels", body = LangfusePrompt),
@@ -411,8 +408,8 @@ fn page_number(field: &str, raw: Option<&str>, default: u32, max: u32) -> Result
 }
 
 /// List prompts with versions, newest first; archived prompts are hidden.
-#[utoipa::path(get, path = "/api/public/v2/prompts", tag = "langfuse",
-    security(("basic" = ["read"])),
+#[utoipa::path(get, path = "/api/public/v2/prompts", tag = "langfuse", operation_id = "langfuse_list_prompts",
+    security(("langfuse_basic" = ["read"])),
     params(ListPromptsParams),
     responses(
         (status = 200, description = "A page of prompts", body = LangfusePromptList),

@@ -22,7 +22,7 @@ pub struct LangfuseHealth {
 }
 
 /// The server is up. Needs no key.
-#[utoipa::path(get, path = "/api/public/health", tag = "langfuse",
+#[utoipa::path(get, path = "/api/public/health", tag = "langfuse", operation_id = "langfuse_health",
     responses((status = 200, description = "Up", body = LangfuseHealth)))]
 pub async fn health() -> axum::Json<LangfuseHealth> {
     axum::Json(LangfuseHealth {
@@ -55,8 +55,8 @@ pub struct LangfuseProjects {
 }
 
 /// The key's project: what the SDK's `auth_check()` asks for.
-#[utoipa::path(get, path = "/api/public/projects", tag = "langfuse",
-    security(("basic" = ["read"])),
+#[utoipa::path(get, path = "/api/public/projects", tag = "langfuse", operation_id = "langfuse_list_projects",
+    security(("langfuse_basic" = ["read"])),
     responses((status = 200, description = "The key's project", body = LangfuseProjects)))]
 pub async fn list_projects(auth: LangfuseAuth<scope::Read>) -> axum::Json<LangfuseProjects> {
     axum::Json(LangfuseProjects {
@@ -74,8 +74,8 @@ pub async fn list_projects(auth: LangfuseAuth<scope::Read>) -> axum::Json<Langfu
 
 /// An OTLP/HTTP trace export (protobuf, usually gzip): accepted and dropped.
 /// The SDK exports its spans here on `flush()` and logs an error on failure.
-#[utoipa::path(post, path = "/api/public/otel/v1/traces", tag = "langfuse",
-    security(("basic" = ["read"])),
+#[utoipa::path(post, path = "/api/public/otel/v1/traces", tag = "langfuse", operation_id = "langfuse_ingest_traces",
+    security(("langfuse_basic" = ["read"])),
     request_body(content = Vec<u8>, content_type = "application/x-protobuf",
         description = "An OTLP ExportTraceServiceRequest; not kept"),
     responses(
