@@ -87,7 +87,7 @@ time_push() {
     "$BIN" push "$TMP/prompts" --server "$BASE" --token "$BENCH_KEY" --output json >"$TMP/report.json" \
         || { cat "$TMP/report.json" >&2; die "push failed ($1)"; }
     end="$(date +%s.%N)"
-    python3 -c "import json,sys; r=json.load(open('$TMP/report.json')); print(len(r['created']), len(r['unchanged']), len(r['failed']), file=sys.stderr)"
+    python3 -c "import json,sys; r=json.load(open('$TMP/report.json')); print(len(r['created']), len(r['new_versions']), len(r['unchanged']), len(r['failed']), file=sys.stderr)"
     python3 -c "print(f\"{$end - $start:.2f}\")"
 }
 
@@ -113,7 +113,7 @@ bench_backend() {
     done
     rm -rf "$TMP/prompts"
     make_prompts "$TMP/prompts"
-    log "[$backend] first push (created, unchanged, failed):"
+    log "[$backend] first push (created, new versions, unchanged, failed):"
     local first second third
     first="$(time_push first)"
     log "[$backend] second push:"

@@ -8,6 +8,7 @@ use mimalloc::MiMalloc;
 use promptreg::client::commands::{self, Output};
 use promptreg::client::http::Client;
 use promptreg::client::push::{self, PushOptions};
+use promptreg::client::report::write_stdout;
 use promptreg::config::{Config, LogFormat, Overrides};
 use promptreg::domain::LabelName;
 use promptreg::telemetry::Telemetry;
@@ -24,16 +25,18 @@ struct Cli {
     command: Command,
 }
 
+/// Where the configuration comes from. Global: `keys create --database-url …`
+/// works as well as `keys --database-url … create`.
 #[derive(clap::Args)]
 struct ConfigArgs {
     /// A TOML file overriding the defaults (see config/default.toml).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
     /// sqlite://PATH or postgres://… (overrides DATABASE_URL).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", global = true)]
     database_url: Option<String>,
-    /// pretty or json.
-    #[arg(long, value_enum)]
+    /// pretty or json (pretty logs are coloured only on a terminal).
+    #[arg(long, value_enum, global = true)]
     log_format: Option<LogFormat>,
 }
 
@@ -47,12 +50,13 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         bind: Option<std::net::SocketAddr>,
     },
-    /// Run job workers only (evaluations), no HTTP server, until SIGINT or SIGTERM.
+    /// Run job workers only (evaluations and optimizations), no HTTP server,
+    /// until SIGINT or SIGTERM.
     Worker {
         #[command(flatten)]
         config: ConfigArgs,
         /// How many workers (default: worker.count, at least 1).
-        #[arg(long)]
+        #[arg(long, value_name = "N")]
         count: Option<usize>,
     },
     /// Apply pending database migrations and exit.
@@ -73,12 +77,17 @@ enum Command {
     },
 }
 
-/// The commands CI runs against a server (and `validate`, offline).
+/// The commands CI runs against a server (and `validate`, offline), and
+/// the ones people browse the registry with.
 #[derive(Subcommand)]
 enum ClientCommand {
     /// Push a folder of `*.prompt.yaml` files: new prompts are created,
     /// changed ones get a new version, unchanged ones nothing.
+    ///
+    /// A prompt is pushed after the prompts of the folder it includes
+    /// (`{{> common/tone}}`). A refused key stops the push at once.
     Push {
+        /// The folder of prompt files; names are paths inside it.
         dir: PathBuf,
         /// Point this label at every pushed prompt's current version.
         #[arg(long)]
@@ -90,7 +99,7 @@ enum ClientCommand {
         #[arg(long)]
         dry_run: bool,
         /// Prompts pushed at once.
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = 16, value_name = "N")]
         concurrency: usize,
         #[command(flatten)]
         provenance: Provenance,
@@ -98,28 +107,73 @@ enum ClientCommand {
         remote: RemoteArgs,
     },
     /// Write every prompt of the project as files that `push` reads back unchanged.
+    ///
+    /// Exit 1 when no prompt has a version at `--ref`.
     Pull {
+        /// The folder to write into (created if missing).
         dir: PathBuf,
         /// The version to write: a label or a semver.
         #[arg(long = "ref", default_value = "latest")]
         reference: String,
-        #[arg(long, default_value_t = 16)]
+        /// Prompts fetched at once.
+        #[arg(long, default_value_t = 16, value_name = "N")]
         concurrency: usize,
         #[command(flatten)]
         remote: RemoteArgs,
     },
-    /// Check a folder of prompt files offline; problems as `path:line:column`.
+    /// Check prompt files offline; problems as `path:line:column`.
+    ///
+    /// Exit 1 on errors, or when there is no prompt file to check.
     Validate {
-        dir: PathBuf,
+        /// Folders (every `*.prompt.yaml` and `*.prompt.yml` under them)
+        /// and single files, e.g. the ones a pre-commit hook passes.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// The folder prompt names start from, for files given by path
+        /// (default: the current folder).
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// human (default) or json: exactly one JSON object on stdout.
         #[arg(long, value_enum, default_value = "human")]
         output: Output,
     },
+    /// List the prompts: name, latest version, labels and their versions.
+    ///
+    /// Exit 1 when none matches.
+    Ls {
+        /// Only prompts whose name starts with this, e.g. `support/`.
+        prefix: Option<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Show one version of a prompt: its settings and template.
+    Show {
+        /// The prompt, optionally `@` a label or semver (default: `@production`),
+        /// e.g. `support/greeting@1.0.2`.
+        #[arg(value_name = "NAME[@REF]")]
+        name: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// List a label's moves, newest first.
+    History {
+        /// The prompt.
+        name: String,
+        /// The label whose moves to list.
+        #[arg(long, default_value = "production")]
+        label: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
     /// Show how two versions of a prompt differ.
     Diff {
+        /// The prompt.
         name: String,
-        #[arg(long)]
+        /// The older version: a semver or a label.
+        #[arg(long, value_name = "REF")]
         from: String,
-        #[arg(long)]
+        /// The newer version: a semver or a label.
+        #[arg(long, value_name = "REF")]
         to: String,
         #[command(flatten)]
         remote: RemoteArgs,
@@ -132,17 +186,22 @@ enum ClientCommand {
     Optimize(Box<OptimizeArgs>),
     /// Point a label at a version.
     Promote {
+        /// The prompt.
         name: String,
+        /// The label to move, e.g. production.
         #[arg(long)]
         label: String,
-        #[arg(long)]
+        /// The semver to point it at.
+        #[arg(long, value_name = "SEMVER")]
         version: String,
         #[command(flatten)]
         remote: RemoteArgs,
     },
     /// Move a label back to its previous version.
     Rollback {
+        /// The prompt.
         name: String,
+        /// The label to move back.
         #[arg(long)]
         label: String,
         #[command(flatten)]
@@ -152,21 +211,25 @@ enum ClientCommand {
 
 #[derive(clap::Args)]
 struct EvaluateArgs {
+    /// The prompt.
     name: String,
     /// A semver or label (default: the server's default label).
     #[arg(long = "ref")]
     reference: Option<String>,
+    /// The dataset whose items are run.
     #[arg(long)]
     dataset: String,
     /// A provider configured on the server.
     #[arg(long)]
     provider: String,
+    /// The model (default: the version's model_config.model, else the provider's default).
     #[arg(long)]
     model: Option<String>,
     /// A metric to score with (repeat, or comma-separate).
     #[arg(long = "metric", value_delimiter = ',', required = true)]
     metrics: Vec<String>,
-    #[arg(long)]
+    /// Provider calls in flight at most (default: the server's).
+    #[arg(long, value_name = "N")]
     concurrency: Option<u32>,
     /// Follow the evaluation to its end with a progress bar.
     #[arg(long)]
@@ -201,11 +264,21 @@ struct Provenance {
 /// Where the server is and how to reach it, for the client commands.
 #[derive(clap::Args)]
 struct RemoteArgs {
-    /// The server's base URL.
-    #[arg(long, env = "PROMPTREG_URL", default_value = "http://127.0.0.1:8080")]
+    /// The server's base URL; `http://` when it names no scheme (`127.0.0.1:8080`).
+    #[arg(
+        long,
+        env = "PROMPTREG_URL",
+        default_value = "http://127.0.0.1:8080",
+        value_name = "URL"
+    )]
     server: String,
     /// An API key (`pr_…`).
-    #[arg(long, env = "PROMPTREG_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "PROMPTREG_TOKEN",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
     token: Option<String>,
     /// human (default) or json: exactly one JSON object on stdout.
     #[arg(long, value_enum, default_value = "human")]
@@ -236,13 +309,18 @@ enum KeysCommand {
         name: String,
     },
     /// List the keys of a project.
+    ///
+    /// Exit 1 when there is no such project, or it has no keys.
     List {
+        /// The project whose keys to list.
         #[arg(long, default_value = "default")]
         project: String,
     },
     /// Revoke a key by id.
     Revoke {
+        /// The key's id, as `keys list` shows it.
         id: uuid::Uuid,
+        /// The project the key belongs to.
         #[arg(long, default_value = "default")]
         project: String,
     },
@@ -282,9 +360,12 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Keys { config, command } => {
             let (config, _telemetry) = load(config, None)?;
-            keys(config, command).await?
+            return keys(config, command).await;
         }
-        Command::Openapi => println!("{}", promptreg::api::openapi().to_pretty_json()?),
+        Command::Openapi => write_stdout(format_args!(
+            "{}\n",
+            promptreg::api::openapi().to_pretty_json()?
+        )),
         Command::Client(command) => return Ok(client_command(command).await),
     }
     Ok(ExitCode::SUCCESS)
@@ -342,7 +423,29 @@ async fn client_command(command: ClientCommand) -> ExitCode {
             }
             Err(code) => code,
         },
-        ClientCommand::Validate { dir, output } => commands::validate(&dir, output),
+        ClientCommand::Validate {
+            paths,
+            root,
+            output,
+        } => commands::validate(&paths, root.as_deref(), output),
+        ClientCommand::Ls { prefix, remote } => match remote.client() {
+            Ok(client) => commands::ls(&client, prefix.as_deref(), remote.output).await,
+            Err(code) => code,
+        },
+        ClientCommand::Show { name, remote } => match remote.client() {
+            Ok(client) => commands::show(&client, &name, remote.output).await,
+            Err(code) => code,
+        },
+        ClientCommand::History {
+            name,
+            label: raw_label,
+            remote,
+        } => match (label(&raw_label), remote.client()) {
+            (Ok(label), Ok(client)) => {
+                commands::history(&client, &name, &label, remote.output).await
+            }
+            (Err(code), _) | (_, Err(code)) => code,
+        },
         ClientCommand::Diff {
             name,
             from,
@@ -419,7 +522,7 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn keys(config: Config, command: KeysCommand) -> anyhow::Result<()> {
+async fn keys(config: Config, command: KeysCommand) -> anyhow::Result<ExitCode> {
     use promptreg::auth::Authenticator;
     use promptreg::domain::auth::{Actor, Scope};
     use promptreg::domain::names::parse_project_name;
@@ -427,10 +530,16 @@ async fn keys(config: Config, command: KeysCommand) -> anyhow::Result<()> {
     let store = promptreg::store::connect(&config.database_url, 1).await?;
     let auth = Authenticator::new(store.clone(), &config.rate_limit)?;
     let system = Actor::system();
+    // Creating a key creates its project; listing and revoking only look.
     let project_id = |name: &str| {
         let store = store.clone();
         let name = parse_project_name(name).map(|_| name.to_owned());
         async move { Ok::<_, anyhow::Error>(store.ensure_project(&name?).await?) }
+    };
+    let existing_project_id = |name: &str| {
+        let store = store.clone();
+        let name = parse_project_name(name).map(|_| name.to_owned());
+        async move { Ok::<_, anyhow::Error>(store.get_project(&name?).await?.id) }
     };
     match command {
         KeysCommand::Create {
@@ -455,28 +564,35 @@ async fn keys(config: Config, command: KeysCommand) -> anyhow::Result<()> {
                 "created key {} ({}) in project {}; the secret is shown only now:",
                 key.id, key.name, key.project
             );
-            println!("{}", secret.expose());
+            write_stdout(format_args!("{}\n", secret.expose()));
         }
         KeysCommand::List { project } => {
-            for key in store.list_keys(project_id(&project).await?).await? {
+            let keys = store
+                .list_keys(existing_project_id(&project).await?)
+                .await?;
+            if keys.is_empty() {
+                eprintln!("promptreg: project {project:?} has no keys");
+                return Ok(ExitCode::from(commands::FAILED));
+            }
+            for key in keys {
                 let scopes: Vec<&str> = key.scopes.iter().map(|s| s.as_str()).collect();
                 let state = if key.revoked { "revoked" } else { "active" };
-                println!(
-                    "{}  {}  {:<8} {}  [{}]",
+                write_stdout(format_args!(
+                    "{}  {}  {:<8} {}  [{}]\n",
                     key.id,
                     key.prefix,
                     state,
                     key.name,
                     scopes.join(",")
-                );
+                ));
             }
         }
         KeysCommand::Revoke { id, project } => {
             let key = auth
-                .revoke_key(project_id(&project).await?, id, &system)
+                .revoke_key(existing_project_id(&project).await?, id, &system)
                 .await?;
             eprintln!("revoked key {} ({})", key.id, key.name);
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

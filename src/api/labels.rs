@@ -50,16 +50,16 @@ pub struct SetLabelRequest {
 
 /// One move of a label; `from` is `null` for the first assignment, `to` is
 /// `null` when the label was deleted.
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct LabelMoveResponse {
     #[schema(example = "1.0.0")]
-    from: Option<String>,
+    pub from: Option<String>,
     #[schema(example = "1.0.1")]
-    to: Option<String>,
-    at: DateTime<Utc>,
-    by: Option<String>,
+    pub to: Option<String>,
+    pub at: DateTime<Utc>,
+    pub by: Option<String>,
     /// Whether this move was a rollback.
-    rollback: bool,
+    pub rollback: bool,
 }
 
 impl From<LabelMove> for LabelMoveResponse {
@@ -74,11 +74,11 @@ impl From<LabelMove> for LabelMoveResponse {
     }
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct LabelMovePage {
-    items: Vec<LabelMoveResponse>,
+    pub items: Vec<LabelMoveResponse>,
     /// Pass as `cursor` for the next page; `null` on the last.
-    next_cursor: Option<String>,
+    pub next_cursor: Option<String>,
 }
 
 fn names(name: &str, label: &str) -> Result<(PromptName, LabelName), ApiError> {

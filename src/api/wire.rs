@@ -7,7 +7,7 @@
 pub use super::evaluations::{CreateEvaluationRequest, EvaluationResponse, Usage};
 pub use super::gates::{GateList, GateResponse};
 pub use super::jobs::{JobResponse, Progress};
-pub use super::labels::{LabelResponse, SetLabelRequest};
+pub use super::labels::{LabelMovePage, LabelMoveResponse, LabelResponse, SetLabelRequest};
 pub use super::optimizations::{
     Best, CreateOptimizationRequest, OptimizationResponse, OptimizationUsage,
 };
@@ -114,6 +114,18 @@ mod tests {
                 round_trips::<LabelResponse>,
                 json!({
                     "name": "production", "version": "1.0.1", "updated_at": AT, "updated_by": null
+                }),
+            ),
+            (
+                "label history",
+                round_trips::<LabelMovePage>,
+                json!({
+                    "items": [
+                        {"from": "1.0.0", "to": "1.0.1", "at": AT, "by": "ci", "rollback": false},
+                        {"from": null, "to": "1.0.0", "at": AT, "by": null, "rollback": false},
+                        {"from": "1.0.1", "to": null, "at": AT, "by": null, "rollback": true}
+                    ],
+                    "next_cursor": null
                 }),
             ),
             (

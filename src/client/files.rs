@@ -1,4 +1,5 @@
-//! Prompt files: `*.prompt.yaml` under a folder, one prompt each. Reading
+//! Prompt files: `*.prompt.yaml` (or `*.prompt.yml`) under a folder, one
+//! prompt each. Reading
 //! keeps the position of every value so that problems point at
 //! `path:line:column`; writing produces files that read back to the same
 //! content.
@@ -13,7 +14,28 @@ use serde_json::{Map, Value};
 use crate::domain::content::{parse_content, ContentFields};
 use crate::domain::{Bump, ChatMessage, Engine, PromptContent, PromptName, PromptType};
 
+/// The suffix `pull` writes.
 pub const SUFFIX: &str = ".prompt.yaml";
+/// Every suffix a prompt file may have; all are read.
+pub const SUFFIXES: [&str; 2] = [SUFFIX, ".prompt.yml"];
+
+/// The part of a file name before its prompt-file suffix, if it has one.
+pub fn prompt_stem(file_name: &str) -> Option<&str> {
+    SUFFIXES
+        .iter()
+        .find_map(|suffix| file_name.strip_suffix(suffix))
+}
+
+/// The name a file's path gives, relative to the folder names start from:
+/// `support/greeting.prompt.yaml` is `support/greeting`.
+pub fn derived_name(relative: &Path) -> String {
+    let parts: Vec<String> = relative
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    let joined = parts.join("/");
+    prompt_stem(&joined).unwrap_or(&joined).to_owned()
+}
 
 /// What a prompt file may hold; the fields mirror the API's.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -366,7 +388,7 @@ impl std::fmt::Display for Diagnostic {
     }
 }
 
-/// Every `*.prompt.yaml` under `dir`, sorted, with the name its path gives.
+/// Every prompt file under `dir`, sorted, with the name its path gives.
 pub fn discover(dir: &Path) -> std::io::Result<Vec<(PathBuf, String)>> {
     let mut found = Vec::new();
     for entry in walkdir::WalkDir::new(dir)
@@ -377,29 +399,36 @@ pub fn discover(dir: &Path) -> std::io::Result<Vec<(PathBuf, String)>> {
         let Some(file_name) = entry.file_name().to_str() else {
             continue;
         };
-        if !entry.file_type().is_file() || !file_name.ends_with(SUFFIX) {
+        if !entry.file_type().is_file() || prompt_stem(file_name).is_none() {
             continue;
         }
         let relative = entry.path().strip_prefix(dir).unwrap_or(entry.path());
-        let relative: Vec<String> = relative
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-            .collect();
-        let joined = relative.join("/");
-        let name = joined.strip_suffix(SUFFIX).unwrap_or(&joined).to_owned();
-        found.push((entry.path().to_path_buf(), name));
+        found.push((entry.path().to_path_buf(), derived_name(relative)));
     }
     Ok(found)
 }
 
-/// The file `name` is written to under `dir`.
+/// The file `name` is written to under `dir`: the `*.prompt.yml` already
+/// there if there is one and no `*.prompt.yaml`, else `*.prompt.yaml`.
 pub fn path_for(dir: &Path, name: &str) -> PathBuf {
+    let path = path_with_suffix(dir, name, SUFFIX);
+    if path.exists() {
+        return path;
+    }
+    SUFFIXES[1..]
+        .iter()
+        .map(|suffix| path_with_suffix(dir, name, suffix))
+        .find(|other| other.exists())
+        .unwrap_or(path)
+}
+
+fn path_with_suffix(dir: &Path, name: &str, suffix: &str) -> PathBuf {
     let mut path = dir.to_path_buf();
     for part in name.split('/') {
         path.push(part);
     }
     path.set_file_name(format!(
-        "{}{SUFFIX}",
+        "{}{suffix}",
         path.file_name()
             .map(|f| f.to_string_lossy())
             .unwrap_or_default()
@@ -407,23 +436,50 @@ pub fn path_for(dir: &Path, name: &str) -> PathBuf {
     path
 }
 
+/// A file that failed to load: every problem found, and the name of the
+/// prompt it would define (its `name`, when that much could be read, else
+/// the name its path gives), so that two files naming one prompt are found
+/// even when one of them has other errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadFailure {
+    pub name: String,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
 /// Reads one file: YAML, shape, name and content rules. Every problem found
 /// is returned, each at its place.
-pub fn load(path: &Path, derived_name: &str) -> Result<LoadedPrompt, Vec<Diagnostic>> {
+pub fn load(path: &Path, derived_name: &str) -> Result<LoadedPrompt, LoadFailure> {
     let error = |pos: Pos, message: String| Diagnostic {
         path: path.to_path_buf(),
         pos,
         severity: Severity::Error,
         message,
     };
-    let source = std::fs::read_to_string(path)
-        .map_err(|e| vec![error(Pos::default(), format!("cannot read: {e}"))])?;
-    let (value, map) = parse_yaml(&source).map_err(|e| vec![error(e.pos, e.message)])?;
+    let fail = |name: &str, diagnostics: Vec<Diagnostic>| LoadFailure {
+        name: name.to_owned(),
+        diagnostics,
+    };
+    let source = std::fs::read_to_string(path).map_err(|e| {
+        fail(
+            derived_name,
+            vec![error(Pos::default(), format!("cannot read: {e}"))],
+        )
+    })?;
+    let (value, map) =
+        parse_yaml(&source).map_err(|e| fail(derived_name, vec![error(e.pos, e.message)]))?;
+    let declared_name = value
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or(derived_name)
+        .to_owned();
     if !value.is_object() {
-        return Err(vec![error(
-            Pos { line: 1, column: 1 },
-            "a prompt file is a mapping of fields (template, messages, …)".into(),
-        )]);
+        return Err(fail(
+            &declared_name,
+            vec![error(
+                Pos { line: 1, column: 1 },
+                "a prompt file is a mapping of fields (template, messages, …)".into(),
+            )],
+        ));
     }
     let file: PromptFile = serde_path_to_error::deserialize(&value).map_err(|e| {
         let pointer = pointer_of(e.path());
@@ -433,7 +489,7 @@ pub fn load(path: &Path, derived_name: &str) -> Result<LoadedPrompt, Vec<Diagnos
         } else {
             map.locate(&pointer)
         };
-        vec![error(pos, message)]
+        fail(&declared_name, vec![error(pos, message)])
     })?;
 
     let mut errors = Vec::new();
@@ -483,7 +539,7 @@ pub fn load(path: &Path, derived_name: &str) -> Result<LoadedPrompt, Vec<Diagnos
             source,
             map,
         }),
-        _ => Err(errors),
+        _ => Err(fail(&name_text, errors)),
     }
 }
 
@@ -610,7 +666,17 @@ mod tests {
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
         std::fs::write(&path, "template: hi\n").expect("write");
         std::fs::write(dir.path().join("notes.yaml"), "x: 1\n").expect("write");
+        let short = dir.path().join("short.prompt.yml");
+        std::fs::write(&short, "template: hi\n").expect("write");
         let found = discover(dir.path()).expect("walk");
-        assert_eq!(found, vec![(path, "support/greeting".to_owned())]);
+        assert_eq!(
+            found,
+            vec![
+                (short.clone(), "short".to_owned()),
+                (path, "support/greeting".to_owned())
+            ]
+        );
+        // `pull` rewrites the `.yml` file it finds rather than adding a `.yaml` beside it.
+        assert_eq!(path_for(dir.path(), "short"), short);
     }
 }

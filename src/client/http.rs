@@ -66,6 +66,47 @@ pub fn segment(name: &str) -> String {
     name.replace('/', "%2F")
 }
 
+/// A value as it may appear in a path segment or query string: every byte
+/// but unreserved ASCII percent-encoded.
+pub fn query_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The server's base URL as given, with `http://` when it names no scheme
+/// (`127.0.0.1:8080`, `localhost:8080`).
+pub fn base_url(server: &str) -> Result<String, ClientError> {
+    let given = server.trim();
+    let with_scheme = if given.contains("://") {
+        given.to_owned()
+    } else {
+        format!("http://{given}")
+    };
+    match reqwest::Url::parse(&with_scheme) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {
+            Ok(with_scheme.trim_end_matches('/').to_owned())
+        }
+        Ok(url) => Err(ClientError::Invalid {
+            what: format!("the server URL {server:?}"),
+            reason: format!(
+                "use http:// or https:// and a host, not {}://",
+                url.scheme()
+            ),
+        }),
+        Err(e) => Err(ClientError::Invalid {
+            what: format!("the server URL {server:?}"),
+            reason: e.to_string(),
+        }),
+    }
+}
+
 impl Client {
     pub fn new(server: &str, token: Option<String>) -> Result<Self, ClientError> {
         let http = reqwest::Client::builder()
@@ -79,7 +120,7 @@ impl Client {
             })?;
         Ok(Self {
             http,
-            base: server.trim_end_matches('/').to_owned(),
+            base: base_url(server)?,
             token: token.filter(|t| !t.is_empty()),
         })
     }
@@ -239,6 +280,10 @@ fn problem(status: StatusCode, value: &Value, text: &str) -> ClientError {
         for e in errors {
             let field = e.get("field").and_then(Value::as_str).unwrap_or("");
             let msg = e.get("message").and_then(Value::as_str).unwrap_or("");
+            // A detail often is its one error's sentence: say it once.
+            if msg.is_empty() || message.contains(msg) {
+                continue;
+            }
             message.push_str(&format!("; {field}: {msg}"));
         }
     }
@@ -265,6 +310,21 @@ mod tests {
         });
         tokio::spawn(async move { axum::serve(listener, app).await });
         format!("http://{addr}")
+    }
+
+    #[test]
+    fn a_server_without_a_scheme_is_reached_over_http() {
+        for (given, base) in [
+            ("127.0.0.1:18080", "http://127.0.0.1:18080"),
+            ("localhost:8080/", "http://localhost:8080"),
+            ("https://prompts.example.com", "https://prompts.example.com"),
+            ("http://10.0.0.1:80/base/", "http://10.0.0.1:80/base"),
+        ] {
+            assert_eq!(base_url(given).as_deref().ok(), Some(base), "{given}");
+        }
+        for bad in ["ftp://host", "http://", ""] {
+            assert!(base_url(bad).is_err(), "{bad}");
+        }
     }
 
     #[tokio::test]

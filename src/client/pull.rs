@@ -10,6 +10,7 @@ use super::files::{self, PromptFile};
 use super::http::{Client, ClientError};
 use super::push::Failure;
 use super::remote;
+use super::report::count;
 use crate::api::wire::PromptResponse;
 
 #[derive(Debug, Default, Serialize)]
@@ -22,11 +23,28 @@ pub struct PullReport {
     pub skipped: Vec<String>,
     pub failed: Vec<Failure>,
     pub versions: std::collections::BTreeMap<String, String>,
+    /// Set when nothing was pulled: no prompt, or none with a version at the reference.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl PullReport {
     pub fn succeeded(&self) -> bool {
-        self.failed.is_empty()
+        self.failed.is_empty() && self.error.is_none()
+    }
+
+    /// Says why nothing was pulled, when nothing was.
+    fn check_something_matched(&mut self, reference: &str) {
+        if self.written.is_empty() && self.unchanged.is_empty() && self.failed.is_empty() {
+            self.error = Some(if self.skipped.is_empty() {
+                "the project has no prompts".to_owned()
+            } else {
+                format!(
+                    "no prompt has a version at {reference:?} ({} looked at)",
+                    count(self.skipped.len(), "prompt")
+                )
+            });
+        }
     }
 
     pub fn human(&self, reference: &str) -> String {
@@ -95,6 +113,7 @@ pub async fn pull(
             Err(error) => report.failed.push(Failure { name, error }),
         }
     }
+    report.check_something_matched(reference);
     Ok(report)
 }
 

@@ -29,10 +29,63 @@ impl Checked {
     }
 }
 
-/// Reads and checks every prompt file under `dir`.
+/// Reads and checks every prompt file under `dir`, named by its path there.
 pub fn check_dir(dir: &Path) -> std::io::Result<Checked> {
+    Ok(check_files(files::discover(dir)?))
+}
+
+/// What `validate` was given: folders and single files.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Every prompt file found, with the name its path gives.
+    pub files: Vec<(PathBuf, String)>,
+    /// Files given by path that are not prompt files, skipped.
+    pub skipped: Vec<PathBuf>,
+}
+
+/// Finds the prompt files `paths` name. Files under a folder are named by
+/// their path inside it (as `push` of that folder names them); a file given
+/// by itself by its path inside `root` (default: the current folder), else by
+/// its file name alone. A file given twice, or given and under a given
+/// folder, is read once.
+pub fn select(paths: &[PathBuf], root: Option<&Path>) -> std::io::Result<Selection> {
+    let root = match root {
+        Some(root) => root.to_path_buf(),
+        None => std::env::current_dir()?,
+    };
+    let root = root.canonicalize().unwrap_or(root);
+    let mut selection = Selection::default();
+    let mut seen = BTreeSet::new();
+    for path in paths {
+        let found = if path.is_dir() {
+            files::discover(path)?
+        } else {
+            let file_name = path.file_name().map(|f| f.to_string_lossy().into_owned());
+            if file_name.as_deref().and_then(files::prompt_stem).is_none() {
+                selection.skipped.push(path.clone());
+                continue;
+            }
+            let absolute = path.canonicalize()?;
+            let name = match absolute.strip_prefix(&root) {
+                Ok(relative) => files::derived_name(relative),
+                Err(_) => files::derived_name(Path::new(&file_name.unwrap_or_default())),
+            };
+            vec![(path.clone(), name)]
+        };
+        for (file, name) in found {
+            let key = file.canonicalize().unwrap_or_else(|_| file.clone());
+            if seen.insert(key) {
+                selection.files.push((file, name));
+            }
+        }
+    }
+    Ok(selection)
+}
+
+/// Reads and checks each file, named as given.
+pub fn check_files(found: Vec<(PathBuf, String)>) -> Checked {
     let mut checked = Checked::default();
-    for (path, derived) in files::discover(dir)? {
+    for (path, derived) in found {
         match files::load(&path, &derived) {
             Ok(prompt) => {
                 let diagnostics = check_prompt(&prompt);
@@ -44,46 +97,78 @@ pub fn check_dir(dir: &Path) -> std::io::Result<Checked> {
                     checked.prompts.push(prompt);
                 }
             }
-            Err(diagnostics) => {
-                checked.diagnostics.extend(diagnostics);
-                checked.failed.push((path, derived));
+            Err(failure) => {
+                checked.diagnostics.extend(failure.diagnostics);
+                checked.failed.push((path, failure.name));
             }
         }
     }
     refuse_duplicate_names(&mut checked);
-    Ok(checked)
+    // Each file's problems together, in file order, then by position.
+    checked.diagnostics.sort_by(|a, b| {
+        (&a.path, a.pos.line, a.pos.column).cmp(&(&b.path, b.pos.line, b.pos.column))
+    });
+    checked
 }
 
-/// Two files naming the same prompt would overwrite each other: both fail.
+/// Two files naming the same prompt would overwrite each other: both fail,
+/// whatever else is wrong with either.
 fn refuse_duplicate_names(checked: &mut Checked) {
     let mut paths: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
-    for prompt in &checked.prompts {
-        paths
-            .entry(prompt.name.to_string())
-            .or_default()
-            .push(prompt.path.clone());
+    let names = checked
+        .prompts
+        .iter()
+        .map(|prompt| (prompt.name.as_str(), &prompt.path))
+        .chain(
+            checked
+                .failed
+                .iter()
+                .map(|(path, name)| (name.as_str(), path)),
+        );
+    for (name, path) in names {
+        paths.entry(name.to_owned()).or_default().push(path.clone());
     }
-    let prompts = std::mem::take(&mut checked.prompts);
-    for prompt in prompts {
-        let same = &paths[prompt.name.as_str()];
+    let also_defined = |name: &str, path: &Path| -> Option<String> {
+        let same = &paths[name];
         if same.len() == 1 {
-            checked.prompts.push(prompt);
-            continue;
+            return None;
         }
         let others: Vec<String> = same
             .iter()
-            .filter(|p| **p != prompt.path)
+            .filter(|p| p.as_path() != path)
             .map(|p| p.display().to_string())
             .collect();
+        Some(format!(
+            "prompt {name:?} is also defined by {}",
+            others.join(", ")
+        ))
+    };
+    for (path, name) in &checked.failed {
+        if let Some(message) = also_defined(name, path) {
+            checked.diagnostics.push(Diagnostic {
+                path: path.clone(),
+                pos: Pos { line: 1, column: 1 },
+                severity: Severity::Error,
+                message,
+            });
+        }
+    }
+    let prompts = std::mem::take(&mut checked.prompts);
+    for prompt in prompts {
+        let Some(message) = also_defined(prompt.name.as_str(), &prompt.path) else {
+            checked.prompts.push(prompt);
+            continue;
+        };
+        let pos = if prompt.file.name.is_some() {
+            prompt.map.locate("/name")
+        } else {
+            Pos { line: 1, column: 1 }
+        };
         checked.diagnostics.push(Diagnostic {
             path: prompt.path.clone(),
-            pos: Pos { line: 1, column: 1 },
+            pos,
             severity: Severity::Error,
-            message: format!(
-                "prompt {:?} is also defined by {}",
-                prompt.name.as_str(),
-                others.join(", ")
-            ),
+            message,
         });
         checked
             .failed

@@ -1,8 +1,9 @@
 //! Logs, traces and metrics.
 //!
 //! Logs: an `EnvFilter` (from `RUST_LOG`, else the configured level) and a
-//! pretty or JSON formatter; JSON lines inside a traced span carry its
-//! `trace_id` and `span_id`, so logs and traces join.
+//! pretty (coloured only on a terminal) or JSON formatter, on stdout; JSON
+//! lines inside a traced span carry its `trace_id` and `span_id`, so logs
+//! and traces join.
 //!
 //! Traces: off unless a collector is configured; then spans go out over
 //! OTLP/HTTP (protobuf) from a batch processor on its own thread, so a slow
@@ -13,6 +14,8 @@
 pub mod http;
 pub mod metrics;
 pub mod trace;
+
+use std::io::IsTerminal;
 
 use tracing_opentelemetry::OtelData;
 use tracing_subscriber::layer::SubscriberExt;
@@ -52,8 +55,11 @@ pub fn init(config: &Config) -> Telemetry {
     });
     let fmt_layer = match config.log_format {
         LogFormat::Json => json_layer().with_filter(filter).boxed(),
+        // Colours are for people at a terminal; in a file or a pipe the
+        // escape codes are noise. Logs go to stdout, so stdout decides.
         LogFormat::Pretty => tracing_subscriber::fmt::layer()
             .compact()
+            .with_ansi(std::io::stdout().is_terminal())
             .with_filter(filter)
             .boxed(),
     };

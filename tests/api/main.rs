@@ -6,6 +6,7 @@ mod support;
 
 mod auth;
 mod cli;
+mod cli_edges;
 mod datasets;
 mod errors;
 mod evaluations;

@@ -1,16 +1,25 @@
 //! `promptreg push DIR`: make the server hold what the folder holds. Missing
 //! prompts are created, changed content gets a new version, unchanged
 //! content gets nothing (the content hash decides), and `--label` points a
-//! label at every pushed prompt's current version.
+//! label at every pushed prompt's current version. A prompt is pushed after
+//! the prompts of the folder it includes (`{{> common/tone}}`), so that what
+//! it includes exists when its version is created. A refused key (401, 403)
+//! stops the push: every other file would be refused the same way.
 
-use std::collections::BTreeMap;
+mod order;
+mod provenance;
+mod report;
+
 use std::path::Path;
+use std::sync::OnceLock;
 
 use futures::StreamExt;
 use reqwest::Method;
 use serde::de::IgnoredAny;
-use serde::Serialize;
 use serde_json::{json, Map, Value};
+
+pub use provenance::{git_subject, Provenance};
+pub use report::{Failure, PushReport};
 
 use super::files::LoadedPrompt;
 use super::http::{segment, Client, ClientError};
@@ -21,7 +30,7 @@ use crate::api::wire::{
     UpdatePromptRequest, VersionResponse,
 };
 use crate::domain::content::diff_contents;
-use crate::domain::LabelName;
+use crate::domain::{next_version, LabelName};
 
 #[derive(Debug, Clone, Default)]
 pub struct PushOptions {
@@ -35,95 +44,39 @@ pub struct PushOptions {
     pub concurrency: usize,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Failure {
-    pub name: String,
-    pub error: String,
-}
-
-/// What `push` did (or, with `--dry-run`, would do).
-#[derive(Debug, Default, Serialize)]
-pub struct PushReport {
-    pub dry_run: bool,
-    /// Prompts that got a new version (would get one, with `--dry-run`).
-    pub created: Vec<String>,
-    pub unchanged: Vec<String>,
-    pub failed: Vec<Failure>,
-    /// Each prompt's current version after the push.
-    pub versions: BTreeMap<String, String>,
-    /// With `--label`: the version the label points at, per prompt.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, BTreeMap<String, String>>,
-    /// With `--dry-run`: what would change, as a unified diff per prompt.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub diffs: BTreeMap<String, String>,
-}
-
-impl PushReport {
-    pub fn succeeded(&self) -> bool {
-        self.failed.is_empty()
-    }
-
-    /// One line per prompt, then the totals.
-    pub fn human(&self) -> String {
-        let mut out = String::new();
-        let would = if self.dry_run {
-            "would create"
-        } else {
-            "created"
-        };
-        for name in &self.created {
-            let version = self.versions.get(name).map_or("", String::as_str);
-            out.push_str(&format!("{would:<12} {name} {version}\n"));
-            if let Some(diff) = self.diffs.get(name) {
-                for line in diff.lines() {
-                    out.push_str(&format!("    {line}\n"));
-                }
-            }
-        }
-        for name in &self.unchanged {
-            let version = self.versions.get(name).map_or("", String::as_str);
-            out.push_str(&format!("{:<12} {name} {version}\n", "unchanged"));
-        }
-        for failure in &self.failed {
-            out.push_str(&format!(
-                "{:<12} {}: {}\n",
-                "failed", failure.name, failure.error
-            ));
-        }
-        for (name, labels) in &self.labels {
-            for (label, version) in labels {
-                out.push_str(&format!("{:<12} {name} {label} -> {version}\n", "labelled"));
-            }
-        }
-        out.push_str(&format!(
-            "{} {}, {} unchanged, {} failed{}\n",
-            self.created.len(),
-            would,
-            self.unchanged.len(),
-            self.failed.len(),
-            if self.dry_run {
-                " (dry run: nothing written)"
-            } else {
-                ""
-            }
-        ));
-        out
-    }
-}
-
+/// What happened to one prompt.
 enum Outcome {
-    Created {
-        version: Option<String>,
+    /// A new prompt (`created`) or a new version of an existing one.
+    Versioned {
+        created: bool,
+        version: String,
+        previous: Option<String>,
         diff: Option<String>,
+        label_moved: bool,
     },
     Unchanged {
         version: Option<String>,
+        label_moved: bool,
     },
+    /// Not tried: the push had stopped.
+    NotPushed,
 }
 
-/// Pushes every prompt file under `dir`. Every file is attempted; problems
-/// are collected in the report, never stop the others.
+/// An error after which no other file can succeed: the key is missing,
+/// refused, or lacks the scope. Each file would report it again.
+fn stops_the_push(error: &ClientError) -> bool {
+    matches!(
+        error,
+        ClientError::Status {
+            status: 401 | 403,
+            ..
+        }
+    )
+}
+
+/// Pushes every prompt file under `dir`, each after the prompts of the
+/// folder it includes. Every file is attempted and its problems collected in
+/// the report, unless the server refuses the key: then the push stops there.
 pub async fn push(
     client: &Client,
     dir: &Path,
@@ -152,62 +105,108 @@ pub async fn push(
     let remote = match remote::list_prompts(client).await {
         Ok(remote) => remote,
         Err(e) => {
-            for prompt in &checked.prompts {
-                report.failed.push(Failure {
-                    name: prompt.name.to_string(),
-                    error: e.to_string(),
-                });
-            }
+            // Nothing was tried: one reason, not one failure per file.
+            report.stop(&e);
+            report.failed.clear();
             return Ok(report);
         }
     };
-    let outcomes: Vec<(String, Result<Outcome, ClientError>)> =
-        futures::stream::iter(checked.prompts.iter())
+    let stopped: OnceLock<ClientError> = OnceLock::new();
+    for layer in order::push_order(&checked.prompts) {
+        let outcomes: Vec<(String, Result<Outcome, ClientError>)> = futures::stream::iter(layer)
             .map(|prompt| {
                 let remote = remote.get(prompt.name.as_str());
+                let stopped = &stopped;
                 async move {
-                    let outcome = push_one(client, dir, prompt, remote, options).await;
+                    let outcome = if stopped.get().is_some() {
+                        Ok(Outcome::NotPushed)
+                    } else {
+                        push_one(client, dir, prompt, remote, options).await
+                    };
+                    if let Err(e) = &outcome {
+                        if stops_the_push(e) {
+                            let _ = stopped.set(e.clone());
+                        }
+                    }
                     (prompt.name.to_string(), outcome)
                 }
             })
             .buffered(options.concurrency.max(1))
             .collect()
             .await;
-    for (name, outcome) in outcomes {
-        match outcome {
-            Ok(Outcome::Created { version, diff }) => {
-                if let Some(version) = version {
-                    record_version(&mut report, &name, version, options);
-                }
-                if let Some(diff) = diff {
-                    report.diffs.insert(name.clone(), diff);
-                }
-                report.created.push(name);
-            }
-            Ok(Outcome::Unchanged { version }) => {
-                if let Some(version) = version {
-                    record_version(&mut report, &name, version, options);
-                }
-                report.unchanged.push(name);
-            }
-            Err(e) => report.failed.push(Failure {
-                name,
-                error: e.to_string(),
-            }),
+        for (name, outcome) in outcomes {
+            record(&mut report, name, outcome, options);
         }
+    }
+    if let Some(error) = stopped.get() {
+        report.stop(error);
+        report.not_pushed.sort();
     }
     Ok(report)
 }
 
-fn record_version(report: &mut PushReport, name: &str, version: String, options: &PushOptions) {
-    if let (Some(label), false) = (&options.label, options.dry_run) {
+fn record(
+    report: &mut PushReport,
+    name: String,
+    outcome: Result<Outcome, ClientError>,
+    options: &PushOptions,
+) {
+    match outcome {
+        Ok(Outcome::Versioned {
+            created,
+            version,
+            previous,
+            diff,
+            label_moved,
+        }) => {
+            note_label(report, &name, options, label_moved, &version);
+            report.versions.insert(name.clone(), version);
+            if let Some(previous) = previous {
+                report.previous.insert(name.clone(), previous);
+            }
+            if let Some(diff) = diff {
+                report.diffs.insert(name.clone(), diff);
+            }
+            if created {
+                report.created.push(name);
+            } else {
+                report.new_versions.push(name);
+            }
+        }
+        Ok(Outcome::Unchanged {
+            version,
+            label_moved,
+        }) => {
+            if let Some(version) = version {
+                note_label(report, &name, options, label_moved, &version);
+                report.versions.insert(name.clone(), version);
+            }
+            report.unchanged.push(name);
+        }
+        Ok(Outcome::NotPushed) => report.not_pushed.push(name),
+        // The refusal is the push's one error (`PushReport::error`).
+        Err(e) if stops_the_push(&e) => report.not_pushed.push(name),
+        Err(e) => report.failed.push(Failure {
+            name,
+            error: e.to_string(),
+        }),
+    }
+}
+
+fn note_label(
+    report: &mut PushReport,
+    name: &str,
+    options: &PushOptions,
+    moved: bool,
+    version: &str,
+) {
+    if let (Some(label), true) = (&options.label, moved) {
         report
             .labels
             .entry(name.to_owned())
             .or_default()
-            .insert(label.to_string(), version.clone());
+            .insert(label.to_string(), version.to_owned());
     }
-    report.versions.insert(name.to_owned(), version);
 }
 
 async fn push_one(
@@ -221,15 +220,24 @@ async fn push_one(
     let hash = prompt.content.content_hash();
     let latest = remote.and_then(|r| r.latest_version.clone());
     let changed = remote.and_then(|r| r.latest_content_hash.as_deref()) != Some(hash.as_str());
-    let label_behind = options
-        .label
-        .as_ref()
-        .is_some_and(|label| remote.and_then(|r| r.labels.get(label.as_str())) != latest.as_ref());
+    let labelled = |version: &str| {
+        options.label.as_ref().is_some_and(|label| {
+            remote
+                .and_then(|r| r.labels.get(label.as_str()))
+                .map(String::as_str)
+                != Some(version)
+        })
+    };
 
     if options.dry_run {
         if !changed {
-            return Ok(Outcome::Unchanged { version: latest });
+            let label_moved = latest.as_deref().is_some_and(labelled);
+            return Ok(Outcome::Unchanged {
+                version: latest,
+                label_moved,
+            });
         }
+        let version = would_get(prompt, latest.as_deref())?;
         let diff = match &latest {
             None => format!("new prompt {name}\n"),
             Some(version) => {
@@ -257,8 +265,11 @@ async fn push_one(
                 }
             }
         };
-        return Ok(Outcome::Created {
-            version: None,
+        return Ok(Outcome::Versioned {
+            created: remote.is_none(),
+            label_moved: labelled(&version),
+            version,
+            previous: latest,
             diff: Some(diff),
         });
     }
@@ -268,19 +279,26 @@ async fn push_one(
         Some(remote) => update_details(client, prompt, remote).await?,
     }
     if !changed {
-        if let (Some(label), Some(version), true) = (&options.label, &latest, label_behind) {
-            let body = SetLabelRequest {
-                version: version.clone(),
-            };
-            client
-                .send_json::<_, IgnoredAny>(
-                    Method::PUT,
-                    &format!("/v1/prompts/{}/labels/{label}", segment(name)),
-                    Some(&body),
-                )
-                .await?;
+        let mut label_moved = false;
+        if let (Some(label), Some(version)) = (&options.label, &latest) {
+            if labelled(version) {
+                let body = SetLabelRequest {
+                    version: version.clone(),
+                };
+                client
+                    .send_json::<_, IgnoredAny>(
+                        Method::PUT,
+                        &format!("/v1/prompts/{}/labels/{label}", segment(name)),
+                        Some(&body),
+                    )
+                    .await?;
+                label_moved = true;
+            }
         }
-        return Ok(Outcome::Unchanged { version: latest });
+        return Ok(Outcome::Unchanged {
+            version: latest,
+            label_moved,
+        });
     }
     let (status, created): (_, VersionResponse) = client
         .send_json(
@@ -289,16 +307,39 @@ async fn push_one(
             Some(&version_body(dir, prompt, options)),
         )
         .await?;
-    let version = Some(created.version);
+    let label_moved = labelled(&created.version);
     // 200: the server already held this content (another push got there first).
     Ok(if status == reqwest::StatusCode::CREATED {
-        Outcome::Created {
-            version,
+        Outcome::Versioned {
+            created: remote.is_none(),
+            version: created.version,
+            previous: latest,
             diff: None,
+            label_moved,
         }
     } else {
-        Outcome::Unchanged { version }
+        Outcome::Unchanged {
+            version: Some(created.version),
+            label_moved,
+        }
     })
+}
+
+/// The version the server will give the file's content, by its rule
+/// (`domain::next_version`), or the refusal it will answer.
+fn would_get(prompt: &LoadedPrompt, latest: Option<&str>) -> Result<String, ClientError> {
+    let invalid = |reason: String| ClientError::Invalid {
+        what: prompt.path.display().to_string(),
+        reason,
+    };
+    let parse = |text: &str| {
+        semver::Version::parse(text).map_err(|e| invalid(format!("{text:?} is not a semver: {e}")))
+    };
+    let latest = latest.map(parse).transpose()?;
+    let explicit = prompt.file.version.as_deref().map(parse).transpose()?;
+    next_version(latest.as_ref(), prompt.file.bump, explicit.as_ref())
+        .map(|v| v.to_string())
+        .map_err(|e| invalid(e.to_string()))
 }
 
 async fn create_prompt(client: &Client, prompt: &LoadedPrompt) -> Result<(), ClientError> {
@@ -367,50 +408,4 @@ fn version_body(dir: &Path, prompt: &LoadedPrompt, options: &PushOptions) -> Cre
         expected_latest: None,
         labels: options.label.as_ref().map(|label| vec![label.to_string()]),
     }
-}
-
-/// Where pushed content comes from: what the CI says, else what `git` says.
-#[derive(Debug, Clone, Default)]
-pub struct Provenance {
-    pub git_commit: Option<String>,
-    pub git_branch: Option<String>,
-    pub ci_run: Option<String>,
-}
-
-impl Provenance {
-    /// Fills what the CI did not say from `git` in `dir`; answers the metadata.
-    pub fn metadata(self, dir: &Path) -> Map<String, Value> {
-        let given = |v: Option<String>| v.filter(|v| !v.is_empty());
-        let commit = given(self.git_commit).or_else(|| git(dir, &["rev-parse", "HEAD"]));
-        let branch = given(self.git_branch)
-            .or_else(|| git(dir, &["rev-parse", "--abbrev-ref", "HEAD"]).filter(|b| b != "HEAD"));
-        let mut metadata = Map::new();
-        for (key, value) in [
-            ("git_commit", commit),
-            ("git_branch", branch),
-            ("ci_run", given(self.ci_run)),
-        ] {
-            if let Some(value) = value {
-                metadata.insert(key.into(), json!(value));
-            }
-        }
-        metadata
-    }
-}
-
-/// The subject of the last commit touching the folder's repository.
-pub fn git_subject(dir: &Path) -> Option<String> {
-    git(dir, &["log", "-1", "--format=%s"])
-}
-
-fn git(dir: &Path, args: &[&str]) -> Option<String> {
-    let output = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    let text = String::from_utf8(output.stdout).ok()?.trim().to_owned();
-    (output.status.success() && !text.is_empty()).then_some(text)
 }
