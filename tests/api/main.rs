@@ -7,6 +7,7 @@ mod support;
 mod auth;
 mod cli;
 mod datasets;
+mod docs;
 mod errors;
 mod evaluations;
 mod fake_llm;
