@@ -19,7 +19,7 @@ use std::sync::Arc;
 use utoipa::ToSchema;
 
 use super::auth::{scope, Auth};
-use super::extract::{prompt_name, Json, PageParams, Path, Query};
+use super::extract::{dataset_name, Json, PageParams, Path, Query};
 use super::AppState;
 use crate::domain::{Dataset, DatasetItem};
 use crate::error::{ApiError, Problem};
@@ -121,7 +121,7 @@ pub async fn create_dataset(
     auth: Auth<scope::Write>,
     Json(body): Json<CreateDatasetRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let name = prompt_name(&body.name)?;
+    let name = dataset_name(&body.name)?;
     let description = body.description.unwrap_or_default();
     let dataset = datasets::create_dataset(
         &state.registry,

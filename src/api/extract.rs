@@ -7,7 +7,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{header, request::Parts};
 use serde::de::DeserializeOwned;
 
-use crate::domain::{PromptName, VersionRef};
+use crate::domain::{NameKind, PromptName, VersionRef};
 use crate::error::{ApiError, FieldError};
 use crate::store::{cursor, PageRequest};
 
@@ -44,7 +44,15 @@ fn body_error(rejection: BytesRejection) -> ApiError {
     }
 }
 
+/// Parses a request body. Every body this API takes is a JSON object: serde
+/// would read a struct from an array too (`["a"]` as `{"name": "a"}`) and
+/// then explain the mismatch field by field, so anything else is refused
+/// first, as a whole.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{') {
+        return Err(not_an_object(bytes));
+    }
     // The common case, a valid body, skips the path tracking; only a failure
     // is parsed again to say where it went wrong.
     if let Ok(value) = serde_json::from_slice(bytes) {
@@ -65,6 +73,21 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         .end()
         .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
     Ok(value)
+}
+
+/// A body that does not start with `{`: malformed JSON stays 400, valid
+/// JSON of another kind is 422 saying what was expected.
+fn not_an_object(bytes: &[u8]) -> ApiError {
+    let found = match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Err(e) => return ApiError::MalformedJson(e.to_string()),
+        Ok(serde_json::Value::Array(_)) => "an array",
+        Ok(serde_json::Value::String(_)) => "a string",
+        Ok(serde_json::Value::Number(_)) => "a number",
+        Ok(serde_json::Value::Bool(_)) => "a boolean",
+        Ok(serde_json::Value::Null) => "null",
+        Ok(serde_json::Value::Object(_)) => "an object",
+    };
+    ApiError::validation("body", format!("expected a JSON object, found {found}"))
 }
 
 /// serde reports a missing field at its parent's path; name the field itself.
@@ -125,6 +148,11 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
 
 pub fn prompt_name(raw: &str) -> Result<PromptName, ApiError> {
     PromptName::parse(raw).map_err(|e| ApiError::invalid_name("name", e))
+}
+
+/// A dataset's name: the prompt-name rules, refused as a dataset name.
+pub fn dataset_name(raw: &str) -> Result<PromptName, ApiError> {
+    PromptName::parse_as(NameKind::Dataset, raw).map_err(|e| ApiError::invalid_name("name", e))
 }
 
 pub fn version_ref(field: &str, raw: &str) -> Result<VersionRef, ApiError> {
@@ -223,6 +251,9 @@ mod tests {
             ("", 400, ""),
             ("{\"name\": \"a\"} trailing", 400, ""),
             ("[]", 422, "body"),
+            ("  [1]", 422, "body"),
+            ("\"name\"", 422, "body"),
+            ("[1", 400, ""),
             ("{}", 422, "name"),
             ("{\"name\": 3}", 422, "name"),
             ("{\"name\": \"a\", \"tags\": [\"x\", 1]}", 422, "tags[1]"),

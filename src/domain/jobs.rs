@@ -180,6 +180,19 @@ pub struct GateRule {
     pub max: Option<f64>,
 }
 
+/// The rule as a bound: `exact_match ≥ 0.9`, `length ≤ 0.5`,
+/// `0.2 ≤ length ≤ 0.8`.
+impl std::fmt::Display for GateRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.min, self.max) {
+            (Some(min), Some(max)) => write!(f, "{min} ≤ {} ≤ {max}", self.metric),
+            (Some(min), None) => write!(f, "{} ≥ {min}", self.metric),
+            (None, Some(max)) => write!(f, "{} ≤ {max}", self.metric),
+            (None, None) => write!(f, "{} (no bound)", self.metric),
+        }
+    }
+}
+
 impl GateRule {
     /// Why `mean` breaks this rule, if it does.
     pub fn violation(&self, mean: f64) -> Option<String> {

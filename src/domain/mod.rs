@@ -12,7 +12,7 @@ pub mod optimization;
 pub mod versioning;
 
 pub use content::{ChatMessage, Engine, PromptContent, PromptType};
-pub use names::{LabelName, NameError, PromptName, VersionRef};
+pub use names::{LabelName, NameError, NameKind, PromptName, VersionRef};
 pub use versioning::{next_version, Bump, VersionRuleError};
 
 use chrono::{DateTime, Utc};

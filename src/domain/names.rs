@@ -10,6 +10,23 @@ pub struct NameError(pub String);
 const PROMPT_NAME_MAX: usize = 128;
 const LABEL_NAME_MAX: usize = 64;
 
+/// What a [`PromptName`]-shaped name names. Datasets follow the prompt-name
+/// rules; their errors must still say "dataset".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind {
+    Prompt,
+    Dataset,
+}
+
+impl fmt::Display for NameKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Prompt => "prompt",
+            Self::Dataset => "dataset",
+        })
+    }
+}
+
 /// `[a-z0-9][a-z0-9._/-]{0,127}`; `/` separates folders, so empty, `.` and
 /// `..` segments are refused (names become file paths in `pull`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -17,18 +34,24 @@ pub struct PromptName(String);
 
 impl PromptName {
     pub fn parse(raw: &str) -> Result<Self, NameError> {
+        Self::parse_as(NameKind::Prompt, raw)
+    }
+
+    /// Parses a name of `kind` that follows the prompt-name rules; errors
+    /// say which kind of name was refused (`dataset name "Bad Name" …`).
+    pub fn parse_as(kind: NameKind, raw: &str) -> Result<Self, NameError> {
         let first_ok = raw
             .chars()
             .next()
             .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
         if !first_ok {
             return Err(NameError(format!(
-                "prompt name {raw:?} must start with a lower-case letter or a digit"
+                "{kind} name {raw:?} must start with a lower-case letter or a digit"
             )));
         }
         if raw.len() > PROMPT_NAME_MAX {
             return Err(NameError(format!(
-                "prompt name is {} characters long; at most {PROMPT_NAME_MAX} are allowed",
+                "{kind} name is {} characters long; at most {PROMPT_NAME_MAX} are allowed",
                 raw.len()
             )));
         }
@@ -36,7 +59,7 @@ impl PromptName {
             !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '/' | '-'))
         }) {
             return Err(NameError(format!(
-                "prompt name {raw:?} contains {bad:?}; allowed are a-z, 0-9, '.', '_', '/' and '-'"
+                "{kind} name {raw:?} contains {bad:?}; allowed are a-z, 0-9, '.', '_', '/' and '-'"
             )));
         }
         if raw
@@ -44,7 +67,7 @@ impl PromptName {
             .any(|seg| seg.is_empty() || seg == "." || seg == "..")
         {
             return Err(NameError(format!(
-                "prompt name {raw:?} has an empty, '.' or '..' folder segment"
+                "{kind} name {raw:?} has an empty, '.' or '..' folder segment"
             )));
         }
         Ok(Self(raw.to_owned()))
@@ -199,6 +222,14 @@ mod tests {
             let err = PromptName::parse(raw).expect_err(raw);
             assert!(err.0.contains(why), "{raw:?}: {} lacks {why:?}", err.0);
         }
+    }
+
+    #[test]
+    fn name_errors_say_which_kind_of_name_was_refused() {
+        let err = PromptName::parse_as(NameKind::Dataset, "Bad Name").expect_err("refused");
+        assert!(err.0.starts_with("dataset name \"Bad Name\""), "{}", err.0);
+        let err = PromptName::parse("Bad Name").expect_err("refused");
+        assert!(err.0.starts_with("prompt name \"Bad Name\""), "{}", err.0);
     }
 
     #[test]

@@ -91,21 +91,29 @@ impl Scores {
         out
     }
 
-    /// Every rule the means break, as (rule index, why).
-    pub fn gate_violations(&self, rules: &[GateRule]) -> Vec<(usize, String)> {
+    /// Every rule the means break, by rule index.
+    pub fn gate_violations(&self, rules: &[GateRule]) -> Vec<(usize, Breach)> {
         let summaries = self.summaries();
         rules
             .iter()
             .enumerate()
             .filter_map(|(i, rule)| match summaries.get(&rule.metric) {
-                None => Some((
-                    i,
-                    format!("{} has no scores in this evaluation", rule.metric),
-                )),
-                Some(summary) => rule.violation(summary.mean).map(|why| (i, why)),
+                None => Some((i, Breach::NoScores)),
+                Some(summary) => rule
+                    .violation(summary.mean)
+                    .map(|_| (i, Breach::Mean(summary.mean))),
             })
             .collect()
     }
+}
+
+/// How an evaluation breaks one gate rule.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Breach {
+    /// The evaluation has no scores for the rule's metric.
+    NoScores,
+    /// The metric's mean, outside the rule's bounds.
+    Mean(f64),
 }
 
 /// What a label's gate says of a version.
@@ -114,10 +122,10 @@ pub enum GateVerdict {
     Passed,
     /// The version has no succeeded evaluation on the gate's dataset.
     NotEvaluated,
-    /// The newest such evaluation breaks rules: (rule index, why) each.
+    /// The newest such evaluation breaks rules: (rule index, how) each.
     Broken {
         evaluation: Uuid,
-        violations: Vec<(usize, String)>,
+        violations: Vec<(usize, Breach)>,
     },
 }
 

@@ -10,7 +10,7 @@ use crate::domain::{
     Label, LabelMove, LabelName, Page, ProjectId, PromptName, Version, VersionRef,
 };
 use crate::eval::judge::is_judge_score;
-use crate::eval::report::{self, GateVerdict};
+use crate::eval::report::{self, Breach, GateVerdict};
 use crate::eval::METRIC_NAMES;
 use crate::store::PageRequest;
 
@@ -146,15 +146,22 @@ pub async fn check_gate(
         Some(version) => format!("version {}", version.version),
         None => "a new version".to_owned(),
     };
+    let dataset = &gate.dataset_name;
+    // Each entry names its rule (metric and bound) and says why it fails,
+    // so a reader need not look the gate up.
+    let rule_error = |i: usize, why: String| {
+        let rule = gate
+            .rules
+            .get(i)
+            .map_or_else(|| format!("rule {i}"), ToString::to_string);
+        FieldError::new(format!("rules[{i}]"), format!("{rule}: {why}"))
+    };
     match verdict {
         GateVerdict::Passed => Ok(()),
         GateVerdict::NotEvaluated => {
-            let why = format!(
-                "{subject} has no succeeded evaluation on dataset {:?}",
-                gate.dataset_name
-            );
+            let why = format!("{subject} has no succeeded evaluation on dataset {dataset:?}");
             let errors = (0..gate.rules.len())
-                .map(|i| FieldError::new(format!("rules[{i}]"), why.clone()))
+                .map(|i| rule_error(i, why.clone()))
                 .collect();
             Err(failed(why, errors))
         }
@@ -163,13 +170,26 @@ pub async fn check_gate(
             violations,
         } => {
             let reason = format!(
-                "evaluation {evaluation} of {subject} breaks {} of {} rules",
+                "{subject} breaks {} of {} rules on dataset {dataset:?} (evaluation {evaluation})",
                 violations.len(),
                 gate.rules.len()
             );
             let errors = violations
                 .into_iter()
-                .map(|(i, why)| FieldError::new(format!("rules[{i}]"), why))
+                .map(|(i, breach)| {
+                    let why = match breach {
+                        Breach::Mean(mean) => format!(
+                            "{subject} scored a mean of {mean:.4} on dataset {dataset:?} (evaluation {evaluation})"
+                        ),
+                        Breach::NoScores => {
+                            let metric = gate.rules.get(i).map_or("its metric", |r| &r.metric);
+                            format!(
+                                "evaluation {evaluation} of {subject} on dataset {dataset:?} has no {metric} scores"
+                            )
+                        }
+                    };
+                    rule_error(i, why)
+                })
                 .collect();
             Err(failed(reason, errors))
         }

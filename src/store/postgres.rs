@@ -5,12 +5,77 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::postgres::{PgListener, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
 
 use super::{Invalidation, PoolConnections, StoreResult};
 
 const INVALIDATION_CHANNEL: &str = "promptreg_invalidate";
+
+/// How long the first connection at start may take before start-up fails.
+const FIRST_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `url` with its password (in the user part or a `password=` parameter)
+/// replaced by `***`, fit for logs and error messages.
+pub fn redact_url(url: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let mut shown = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+            let authority = match authority.rsplit_once('@') {
+                Some((user_info, host)) => match user_info.split_once(':') {
+                    Some((user, _password)) => format!("{user}:***@{host}"),
+                    None => authority.to_owned(),
+                },
+                None => authority.to_owned(),
+            };
+            format!("{scheme}://{authority}{path}")
+        }
+        None => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|param| match param.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                _ => param.to_owned(),
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&params.join("&"));
+    }
+    shown
+}
+
+/// Why the first connection failed, in one line a person can act on.
+fn connect_failure(err: &sqlx::Error, options: &PgConnectOptions) -> String {
+    let place = format!("{}:{}", options.get_host(), options.get_port());
+    match err {
+        sqlx::Error::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => {
+                format!("connection refused: is Postgres running and listening on {place}?")
+            }
+            std::io::ErrorKind::TimedOut => format!("no answer from {place}"),
+            _ if io.to_string().contains("failed to lookup address") => {
+                format!("host {:?} not found", options.get_host())
+            }
+            _ => format!("{place}: {io}"),
+        },
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            // invalid_catalog_name
+            Some("3D000") => format!("{} (create it, e.g. with createdb)", db.message()),
+            // invalid_password, invalid_authorization_specification
+            Some("28P01" | "28000") => {
+                format!("authentication failed: {}", db.message())
+            }
+            _ => db.message().to_owned(),
+        },
+        sqlx::Error::Tls(tls) => format!("TLS: {tls}"),
+        other => other.to_string(),
+    }
+}
 
 pub struct PostgresStore {
     pool: PgPool,
@@ -22,12 +87,35 @@ impl PostgresStore {
     const TAG_MATCH: (&'static str, &'static str) = ("p.tags @> jsonb_build_array(", "::text)");
 
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        let shown = redact_url(url);
+        let options: PgConnectOptions = url
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{shown} is not a Postgres URL: {e}"))?;
+        tracing::info!("connecting to Postgres at {shown}");
+        // One plain connection first: the pool retries a refused or failed
+        // connection until its acquire timeout and then says only "pool
+        // timed out"; this says why, at once.
+        match tokio::time::timeout(FIRST_CONNECT_TIMEOUT, PgConnection::connect_with(&options))
+            .await
+        {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+            }
+            Ok(Err(e)) => anyhow::bail!(
+                "cannot connect to Postgres at {shown}: {}",
+                connect_failure(&e, &options)
+            ),
+            Err(_) => anyhow::bail!(
+                "cannot connect to Postgres at {shown}: no answer within {} s",
+                FIRST_CONNECT_TIMEOUT.as_secs()
+            ),
+        }
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(2))
             .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
+            .connect_with(options)
             .await
-            .context("cannot connect to Postgres")?;
+            .with_context(|| format!("cannot connect to Postgres at {shown}"))?;
         sqlx::migrate!("./migrations/postgres")
             .run(&pool)
             .await
@@ -86,3 +174,27 @@ impl PostgresStore {
 }
 
 super::sql::impl_store!(PostgresStore, sqlx::Postgres, "postgres");
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn urls_are_shown_without_their_password() {
+        let cases = [
+            (
+                "postgres://app:s3cret@db.internal:5432/prompts",
+                "postgres://app:***@db.internal:5432/prompts",
+            ),
+            (
+                "postgres://app@db/prompts?sslmode=require&password=s3cret",
+                "postgres://app@db/prompts?sslmode=require&password=***",
+            ),
+            ("postgresql://a:b:c@h/d", "postgresql://a:***@h/d"),
+            ("postgres://localhost", "postgres://localhost"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redact_url(url), shown);
+        }
+    }
+}

@@ -23,6 +23,7 @@ use handlebars::{
 use serde_json::Value;
 
 use super::analysis::{parse_include, Analysis, Problem, VarRead};
+use super::hbs_syntax::explain;
 use super::output::{CappedWriter, Failure};
 use super::TemplateError;
 
@@ -42,26 +43,12 @@ fn is_helper(name: Option<&str>) -> bool {
 pub(super) fn parse(source: &str) -> Result<Template, Problem> {
     Template::compile(source).map_err(|e| {
         let (line, column) = e.pos().unzip();
-        // At the end of input pest lists every rule it could have used;
-        // the author needs to hear that something was left open.
-        let message = if e.pos() == Some(end_position(source)) {
-            "unexpected end of template: an expression or block is not closed".to_owned()
-        } else {
-            e.reason().to_string()
-        };
         Problem {
             line,
             column,
-            message,
+            message: explain(source, e.pos(), e.reason()),
         }
     })
-}
-
-/// The 1-based line and column just past the last character.
-fn end_position(source: &str) -> (usize, usize) {
-    let line = source.matches('\n').count() + 1;
-    let last_line = source.rsplit('\n').next().unwrap_or_default();
-    (line, last_line.chars().count() + 1)
 }
 
 /// Walks a parsed template. Fails on an include that is computed or badly
@@ -432,7 +419,10 @@ impl Renderer {
                     message_index: None,
                     line: e.pos().map(|p| p.0),
                     column: e.pos().map(|p| p.1),
-                    message: format!("in partial {key:?}: {}", e.reason()),
+                    message: format!(
+                        "in partial {key:?}: {}",
+                        explain(source, e.pos(), e.reason())
+                    ),
                 })?;
         }
         Ok(Self { registry })
@@ -530,7 +520,7 @@ mod tests {
                 message_index: None,
                 line: Some(2),
                 column: Some(11),
-                message: "unexpected end of template: an expression or block is not closed"
+                message: "`{{#if}}` opened at line 2, column 2 is never closed: add `{{/if}}`"
                     .to_owned(),
             }
         );

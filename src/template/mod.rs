@@ -10,6 +10,7 @@ mod analysis;
 #[cfg(test)]
 mod engine_tests;
 mod hbs;
+mod hbs_syntax;
 mod jinja;
 mod output;
 

@@ -12,6 +12,8 @@ crate::backend_tests!(
     other_content_types_are_415,
     unknown_routes_and_methods_are_problems,
     oversized_body_is_413_and_writes_nothing,
+    name_errors_say_which_kind_of_name,
+    a_body_that_is_not_an_object_says_so,
 );
 
 fn raw(
@@ -125,4 +127,78 @@ async fn body_limit_is_configurable() {
         large.assert_problem(413, "payload_too_large");
     })
     .await;
+}
+
+/// Every refused name says what it was the name of: a dataset named like a
+/// prompt must not be refused as a "prompt name".
+async fn name_errors_say_which_kind_of_name(app: TestApp) {
+    app.seed_prompt("greet").await;
+    let cases = [
+        (
+            app.post("/v1/datasets", json!({"name": "Bad Name"})).await,
+            "invalid_name",
+            "dataset name \"Bad Name\"",
+        ),
+        (
+            app.post("/v1/projects", json!({"name": "Bad Name"})).await,
+            "invalid_name",
+            "project name \"Bad Name\"",
+        ),
+        (
+            app.put(
+                "/v1/prompts/greet/labels/Bad%20Name",
+                json!({"version": "1.0.0"}),
+            )
+            .await,
+            "invalid_label",
+            "label \"Bad Name\"",
+        ),
+        (
+            app.post("/v1/prompts", json!({"name": "Bad Name"})).await,
+            "invalid_name",
+            "prompt name \"Bad Name\"",
+        ),
+    ];
+    for (response, code, kind) in cases {
+        let problem = response.assert_problem(422, code);
+        let message = problem["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with(kind), "{kind}: {problem}");
+        let detail = problem["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(kind), "{kind}: {problem}");
+    }
+}
+
+/// A body of the wrong kind is refused as a whole, not element by element
+/// (serde would read `[1]` as a struct and complain about its first field).
+async fn a_body_that_is_not_an_object_says_so(app: TestApp) {
+    let cases = [
+        ("[1]", "an array"),
+        ("[\"greet\", null, null]", "an array"),
+        ("\"greet\"", "a string"),
+        (" 3", "a number"),
+        ("null", "null"),
+    ];
+    for path in ["/v1/prompts", "/v1/render"] {
+        for (body, found) in cases {
+            let response = app
+                .send(raw(Method::POST, path, Some("application/json"), body))
+                .await;
+            let problem = response.assert_problem(422, "validation_failed");
+            assert_eq!(
+                problem["errors"],
+                json!([{"field": "body", "message": format!("expected a JSON object, found {found}")}]),
+                "{path} {body}"
+            );
+        }
+    }
+    // Broken JSON is still a syntax error, whatever it starts with.
+    app.send(raw(
+        Method::POST,
+        "/v1/prompts",
+        Some("application/json"),
+        "[1,",
+    ))
+    .await
+    .assert_problem(400, "malformed_json");
+    assert_eq!(app.get("/v1/prompts").await.body["items"], json!([]));
 }

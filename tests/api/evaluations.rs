@@ -382,6 +382,67 @@ async fn compare_pairs_items_of_one_dataset(url: String) {
         .assert_problem(422, "validation_failed");
 }
 
+/// Each `errors` entry of a `gate_failed` names its rule (metric and
+/// bound), the dataset and why the version fails it.
+async fn gate_failures_name_each_rule_and_why(url: String) {
+    let Setup { app, fake: _fake } = setup(&url, |_| {}).await;
+    let gate = app
+        .put(
+            "/v1/prompts/geo/gates/production",
+            json!({"dataset": "capitals", "rules": [
+                {"metric": "exact_match", "min": 0.9},
+                {"metric": "token_f1", "min": 0.5},
+                {"metric": "contains", "min": 0.0, "max": 0.5}
+            ]}),
+        )
+        .await;
+    assert_eq!(gate.status, 200, "{}", gate.body);
+    let messages = |problem: &Value| -> Vec<String> {
+        problem["errors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+
+    let unevaluated = app.set_label("geo", "production", "1.0.0").await;
+    let problem = unevaluated.assert_problem(412, "gate_failed");
+    let why = "version 1.0.0 has no succeeded evaluation on dataset \"capitals\"";
+    assert_eq!(
+        messages(problem),
+        [
+            format!("exact_match ≥ 0.9: {why}"),
+            format!("token_f1 ≥ 0.5: {why}"),
+            format!("0 ≤ contains ≤ 0.5: {why}"),
+        ]
+    );
+    assert_eq!(
+        problem["detail"],
+        format!("label \"production\" is gated: {why}")
+    );
+
+    // 1.0.0 answers "I am not sure": exact_match and contains score 0, and
+    // the evaluation computes no token_f1 at all.
+    let evaluation = start(&app, "1.0.0", json!({})).await;
+    let id = evaluation["id"].as_str().expect("id");
+    drain(&worker(&app)).await;
+    let broken = app.set_label("geo", "production", "1.0.0").await;
+    let problem = broken.assert_problem(412, "gate_failed");
+    assert_eq!(broken.error_fields(), ["rules[0]", "rules[1]"]);
+    assert_eq!(
+        messages(problem),
+        [
+            format!("exact_match ≥ 0.9: version 1.0.0 scored a mean of 0.0000 on dataset \"capitals\" (evaluation {id})"),
+            format!("token_f1 ≥ 0.5: evaluation {id} of version 1.0.0 on dataset \"capitals\" has no token_f1 scores"),
+        ]
+    );
+    assert_eq!(
+        problem["detail"],
+        format!("label \"production\" is gated: version 1.0.0 breaks 2 of 3 rules on dataset \"capitals\" (evaluation {id})")
+    );
+}
+
 async fn a_gate_blocks_then_allows_a_promotion(url: String) {
     let Setup { app, fake: _fake } = setup(&url, |_| {}).await;
     let gate = app
@@ -685,6 +746,7 @@ backend_url_tests!(
     events_stream_from_start_to_end,
     compare_pairs_items_of_one_dataset,
     a_gate_blocks_then_allows_a_promotion,
+    gate_failures_name_each_rule_and_why,
     bad_evaluation_requests_name_the_problem,
     scores_answer_at_once,
 );

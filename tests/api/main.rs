@@ -8,6 +8,7 @@ mod auth;
 mod cli;
 mod cli_edges;
 mod datasets;
+mod docs;
 mod errors;
 mod evaluations;
 mod fake_llm;

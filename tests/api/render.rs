@@ -26,6 +26,7 @@ crate::backend_tests!(
     unsaved_content_renders_with_the_same_errors,
     no_html_escaping_and_builtin_helpers,
     output_limit_is_a_422,
+    handlebars_syntax_errors_say_what_is_wrong,
 );
 
 async fn post_version(app: &TestApp, name: &str, body: Value) -> Value {
@@ -721,4 +722,54 @@ async fn output_limit_is_a_422(app: TestApp) {
         "{}",
         response.body
     );
+}
+
+/// Handlebars parse errors keep their position and say what is wrong in the
+/// author's words, not the parser's grammar rules.
+async fn handlebars_syntax_errors_say_what_is_wrong(app: TestApp) {
+    let cases = [
+        (
+            "Hello {{name",
+            (1, 13),
+            "unclosed `{{`: the expression opened at line 1, column 7 has no closing `}}`",
+        ),
+        ("Hello {{name}!", (1, 13), "unclosed `{{`"),
+        (
+            "Hi\n{{/if}}",
+            (2, 3),
+            "`{{/if}}` closes nothing: no `{{#if}}` block is open here",
+        ),
+        (
+            "{{#if ok}}yes",
+            (1, 14),
+            "`{{#if}}` opened at line 1, column 1 is never closed: add `{{/if}}`",
+        ),
+        (
+            "{{#if ok}}yes{{/each}}",
+            (1, 14),
+            "`{{/each}}` does not close the open `{{#if}}`",
+        ),
+        ("{{else}}", (1, 3), "`{{else}}` belongs inside a block"),
+        ("x {{shout name}}", (1, 3), "unknown helper `shout`"),
+    ];
+    for (template, (line, column), says) in cases {
+        let response = app
+            .post(
+                "/v1/render",
+                json!({"template": template, "variables": {"name": "Ada", "ok": true}}),
+            )
+            .await;
+        let problem = response.assert_problem(422, "template_syntax");
+        let error = &problem["errors"][0];
+        let message = error["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{template:?}: {problem}");
+        for jargon in ["tilde", "helper_parameter", "identifier", "expected escape"] {
+            assert!(!message.contains(jargon), "{template:?}: {problem}");
+        }
+        assert_eq!(
+            (error["line"].clone(), error["column"].clone()),
+            (json!(line), json!(column)),
+            "{template:?}: {problem}"
+        );
+    }
 }

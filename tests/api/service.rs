@@ -294,3 +294,101 @@ async fn binary_serves_on_default_sqlite_and_stops_on_sigterm() {
     );
     stop(child);
 }
+
+/// Runs `promptreg serve` against `database_url`, which must fail at start;
+/// answers how long it took and what it printed (stdout, stderr), without
+/// terminal colours.
+async fn serve_refused(database_url: &str) -> (Duration, String, String) {
+    let started = std::time::Instant::now();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_promptreg"));
+    command
+        .args(["serve", "--bind", &format!("127.0.0.1:{}", free_port())])
+        .args(["--database-url", database_url])
+        .env("RUST_LOG", "info")
+        .kill_on_drop(true);
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("PROMPTREG_")) {
+        command.env_remove(key);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(30), command.output())
+        .await
+        .expect("serve gave up within 30 s")
+        .expect("run promptreg");
+    assert!(!output.status.success(), "serve started on {database_url}");
+    let text = |bytes: &[u8]| {
+        let text = String::from_utf8_lossy(bytes);
+        let mut plain = String::new();
+        let mut chars = text.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                // An ANSI colour sequence: ESC [ … m.
+                chars.by_ref().find(|c| *c == 'm');
+            } else {
+                plain.push(c);
+            }
+        }
+        plain
+    };
+    (
+        started.elapsed(),
+        text(&output.stdout),
+        text(&output.stderr),
+    )
+}
+
+/// Postgres not listening: `serve` says which URL it tries (password
+/// hidden) before connecting, and on failure the cause in one line, within
+/// seconds, not "pool timed out" after the pool's timeout.
+#[tokio::test]
+async fn an_unreachable_postgres_is_named_with_its_cause_at_once() {
+    let port = free_port();
+    let (took, stdout, stderr) = serve_refused(&format!(
+        "postgres://promptreg:s3cret@127.0.0.1:{port}/prompts"
+    ))
+    .await;
+    let shown = format!("postgres://promptreg:***@127.0.0.1:{port}/prompts");
+    assert!(
+        format!("{stdout}{stderr}").contains(&format!("connecting to Postgres at {shown}")),
+        "{stdout}{stderr}"
+    );
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains(&format!("cannot connect to Postgres at {shown}"))
+            && last.contains("connection refused"),
+        "{stderr}"
+    );
+    assert!(
+        !format!("{stdout}{stderr}").contains("s3cret"),
+        "{stdout}{stderr}"
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}: {stderr}");
+}
+
+/// A reachable server without the database: the URL tried and the
+/// server's own sentence for the cause, at once.
+#[tokio::test]
+async fn a_missing_postgres_database_is_named_at_once() {
+    crate::support::with_database(crate::support::Backend::Postgres, |url| async move {
+        use sqlx::ConnectOptions;
+        use std::str::FromStr;
+        let missing = format!("promptreg_missing_{}", uuid::Uuid::new_v4().simple());
+        let url = sqlx::postgres::PgConnectOptions::from_str(&url)
+            .expect("test database URL")
+            .database(&missing)
+            .to_url_lossy()
+            .to_string();
+        let (took, stdout, stderr) = serve_refused(&url).await;
+        assert!(
+            format!("{stdout}{stderr}").contains(&format!("connecting to Postgres at {url}")),
+            "{stdout}{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!(
+                "cannot connect to Postgres at {url}: database \"{missing}\" does not exist"
+            )),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("pool timed out"), "{stderr}");
+        assert!(took < Duration::from_secs(5), "took {took:?}: {stderr}");
+    })
+    .await;
+}
