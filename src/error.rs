@@ -152,6 +152,9 @@ impl ApiError {
             Self::Service(ServiceError::Validation(errors)) => {
                 format!("{} fields are not valid", errors.len())
             }
+            Self::Service(mismatch @ ServiceError::TypeMismatch { .. }) => {
+                format!("{mismatch}; send \"allow_type_change\": true to change the prompt's type")
+            }
             other => other.to_string(),
         };
         Problem {
@@ -182,6 +185,7 @@ fn service_parts(err: &ServiceError) -> (StatusCode, &'static str, &'static str)
             "validation_failed",
             "Validation failed",
         ),
+        E::TypeMismatch { .. } => (S::UNPROCESSABLE_ENTITY, "type_mismatch", "Type mismatch"),
         E::TemplateSyntax(_) => (
             S::UNPROCESSABLE_ENTITY,
             "template_syntax",

@@ -65,7 +65,7 @@ pub struct PromptResponse {
     pub labels: BTreeMap<String, String>,
     #[schema(example = "1.0.2")]
     pub latest_version: Option<String>,
-    /// sha256 of the latest version's canonical content (its ETag).
+    /// sha256 of the latest version's canonical content.
     pub latest_content_hash: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -21,9 +21,13 @@ use crate::template::{Rendered, RenderedMessage};
 #[schema(example = json!({"ref": "production", "variables": {"name": "Ada", "place": "Paris"}, "format": "openai"}))]
 pub struct RenderRequest {
     /// A semver or label; defaults to `production` (config `default_ref`).
+    /// Through a label, unpinned partials are taken at that label too when
+    /// they have it, else at `production`.
     #[serde(rename = "ref")]
     reference: Option<String>,
-    /// The template's input (a JSON object).
+    /// The template's input (a JSON object). A chat placeholder's variable is
+    /// a list of `{role, content}` messages; roles are `system`, `user`,
+    /// `assistant` and `tool` (with `format: openai`, also `developer`).
     #[serde(default)]
     variables: Map<String, Value>,
     /// Also answer the request body for this provider's API.
@@ -165,7 +169,7 @@ pub async fn render_prompt(
     let variables = Value::Object(body.variables);
     let output = state
         .renderer
-        .render_version(auth.project, &name, &reference, &variables)
+        .render_version(auth.project, &name, &reference, &variables, body.format)
         .await?;
     let version = &output.version;
     let prompt = Some((version.prompt_name.clone(), version.version.to_string()));
@@ -215,7 +219,7 @@ pub async fn render_template(
     let variables = Value::Object(body.variables);
     let (rendered, resolved) = state
         .renderer
-        .render_content(auth.project, &content, &variables)
+        .render_content(auth.project, &content, &variables, body.format)
         .await?;
     Ok(axum::Json(response(
         None,

@@ -80,6 +80,11 @@ pub struct CreateVersionRequest {
     /// Labels to point at the new (or identical latest) version, in the same transaction.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub labels: Option<Vec<String>>,
+    /// A version keeps its prompt's type: `chat` after `text` (or the reverse)
+    /// is refused with 422 `type_mismatch` unless this is `true`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[schema(default = false)]
+    pub allow_type_change: bool,
 }
 
 /// Tells an explicit `null` (`Some(None)`) from an absent field (`None`).
@@ -116,7 +121,8 @@ pub struct VersionResponse {
     pub metadata: Map<String, Value>,
     #[schema(example = "1.0.0")]
     pub parent: Option<String>,
-    /// sha256 of the canonical content; also the ETag.
+    /// sha256 of the canonical content. Versions may share it (content
+    /// posted again after a change), so it is not the ETag on its own.
     pub content_hash: String,
     pub created_at: DateTime<Utc>,
     pub created_by: Option<String>,
@@ -155,6 +161,7 @@ pub struct VersionPage {
 }
 
 /// Checks a request field by field, collecting every error before answering.
+/// (`allow_type_change` is no part of the version: the caller passes it on.)
 fn parse_new_version(body: CreateVersionRequest) -> Result<NewVersion, ApiError> {
     let mut content_errors = Vec::new();
     let content = parse_content(
@@ -237,7 +244,7 @@ fn field_errors(err: ApiError) -> Vec<FieldError> {
         (status = 404, description = "`prompt_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`version_conflict` or `prompt_archived`", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`gate_failed`: a label asked for is gated, and a new version has no evaluation", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`, `invalid_label`, `reserved_label`, `template_syntax` or `include_cycle`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`, `invalid_label`, `reserved_label`, `type_mismatch`, `template_syntax`, `include_not_found` (an included prompt does not exist), `include_cycle`, `include_depth` or `include_invalid`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_version(
     State(state): State<AppState>,
@@ -246,6 +253,7 @@ pub async fn create_version(
     Json(body): Json<CreateVersionRequest>,
 ) -> Result<Response, ApiError> {
     let name = prompt_name(&name)?;
+    let allow_type_change = body.allow_type_change;
     let new = parse_new_version(body)?;
     if !new.labels.is_empty() {
         auth.also_require(&state, Scope::Promote)?;
@@ -257,6 +265,7 @@ pub async fn create_version(
         &auth.actor(),
         &name,
         new,
+        allow_type_change,
     )
     .await?;
     let body = axum::Json(VersionResponse::from(&result.version));
@@ -297,7 +306,9 @@ pub async fn list_versions(
 }
 
 /// Get a version by semver (`1.2.0`) or label (`production`, `latest`).
-/// Answers `If-None-Match` with 304.
+/// Answers `If-None-Match` with 304. The ETag names the version (its id and
+/// content hash), so an ETag of another version never matches, even one
+/// with equal content.
 #[utoipa::path(get, path = "/v1/prompts/{name}/versions/{ref}", tag = "versions",
     security(("bearer" = ["read"])),
     params(
@@ -307,7 +318,7 @@ pub async fn list_versions(
     ),
     responses(
         (status = 200, description = "The version", body = VersionResponse,
-            headers(("etag" = String, description = "\"<content_hash>\""))),
+            headers(("etag" = String, description = "\"<id>.<content_hash>\": this version and its content"))),
         (status = 304, description = "Not modified"),
         (status = 404, description = "`prompt_not_found`, `version_not_found` or `label_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`: the ref is neither semver nor label", body = Problem, content_type = "application/problem+json"),
@@ -347,7 +358,8 @@ pub async fn get_version(
 }
 
 /// A version's answer, encoded once: versions never change, so neither does
-/// their JSON or their ETag.
+/// their JSON or their ETag. The ETag holds the version's id, since versions
+/// with equal content (and so equal hashes) are different answers.
 pub struct EncodedVersion {
     etag: HeaderValue,
     body: axum::body::Bytes,
@@ -355,9 +367,9 @@ pub struct EncodedVersion {
 
 impl EncodedVersion {
     fn of(version: &Version) -> Self {
-        // A hex digest in quotes is always a valid header value, and a plain
-        // struct always serializes.
-        let etag = HeaderValue::from_str(&format!("\"{}\"", version.content_hash))
+        // A uuid and a hex digest in quotes are always a valid header value,
+        // and a plain struct always serializes.
+        let etag = HeaderValue::from_str(&format!("\"{}.{}\"", version.id, version.content_hash))
             .unwrap_or_else(|_| HeaderValue::from_static("\"\""));
         let body = serde_json::to_vec(&VersionResponse::from(version)).unwrap_or_default();
         Self {

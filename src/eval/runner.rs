@@ -255,6 +255,7 @@ impl ItemContext<'_> {
                 self.name,
                 &self.reference,
                 &input,
+                None,
             )
             .await
         {
@@ -364,6 +365,7 @@ impl ItemContext<'_> {
                 &judge.prompt,
                 &judge.version,
                 &variables,
+                None,
             )
             .await
             .map_err(|e| format!("judge prompt {}: {e}", judge.prompt))?;

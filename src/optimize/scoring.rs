@@ -115,7 +115,7 @@ impl Scorer {
         let input = Value::Object(item.input.clone());
         let rendered = match self
             .renderer
-            .render_content(self.project, content, &input)
+            .render_content(self.project, content, &input, None)
             .await
         {
             Ok((rendered, _)) => rendered,

@@ -32,6 +32,20 @@ impl ProviderKind {
 
 pub const ANTHROPIC_DEFAULT_MAX_TOKENS: u64 = 1024;
 
+/// The roles a caller's chat history may carry whatever the format: every
+/// adapter here knows what to do with them.
+pub const HISTORY_ROLES: [&str; 4] = ["system", "user", "assistant", "tool"];
+
+/// The roles a caller's chat history may carry when rendered for `format`
+/// (none: for no particular API): [`HISTORY_ROLES`], and OpenAI's
+/// `developer`, which its adapter passes through unchanged.
+pub fn history_roles(format: Option<ProviderKind>) -> &'static [&'static str] {
+    match format {
+        Some(ProviderKind::Openai) => &["system", "user", "assistant", "tool", "developer"],
+        Some(ProviderKind::Anthropic | ProviderKind::Gemini) | None => &HISTORY_ROLES,
+    }
+}
+
 /// Keys only OpenAI-compatible APIs understand.
 const OPENAI_ONLY: &[&str] = &[
     "frequency_penalty",

@@ -7,7 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::domain::names::LabelError;
-use crate::domain::NameError;
+use crate::domain::{NameError, PromptType};
 use crate::services::render::RenderError;
 use crate::store::StoreError;
 use crate::template::TemplateError;
@@ -71,11 +71,19 @@ pub enum ServiceError {
     ReservedLabel { field: String, message: String },
     #[error("the request is not valid")]
     Validation(Vec<FieldError>),
+    /// A version of another type than the prompt's latest, not asked for.
+    #[error("prompt {prompt:?} is a {} prompt; this version is {}", .was.as_str(), .is.as_str())]
+    TypeMismatch {
+        prompt: String,
+        was: PromptType,
+        is: PromptType,
+    },
     #[error("{0}")]
     TemplateSyntax(FieldError),
     #[error("missing variables: {}", .0.join(", "))]
     MissingVariables(Vec<String>),
-    #[error("the variables do not match the input schema")]
+    /// Against the input schema, or a chat history that is not messages.
+    #[error("the variables are not valid: {}", first_of(.0))]
     InvalidVariables(Vec<FieldError>),
     #[error("{0}")]
     IncludeCycle(String),
@@ -106,6 +114,15 @@ pub enum ServiceError {
     Unavailable,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
+}
+
+/// The first error, and how many more there are.
+fn first_of(errors: &[FieldError]) -> String {
+    match errors {
+        [] => "no detail".to_owned(),
+        [one] => one.to_string(),
+        [first, rest @ ..] => format!("{first} (and {} more)", rest.len()),
+    }
 }
 
 impl ServiceError {
@@ -139,6 +156,7 @@ impl ServiceError {
             Self::Validation(errors) | Self::InvalidVariables(errors) => errors.clone(),
             Self::TemplateSyntax(error) | Self::InvalidItem(error) => vec![error.clone()],
             Self::GateFailed { failed, .. } => failed.clone(),
+            Self::TypeMismatch { .. } => vec![FieldError::new("type", self.to_string())],
             Self::MissingVariables(names) => names
                 .iter()
                 .map(|n| FieldError::new(n, "required by the template but not given"))
@@ -172,8 +190,9 @@ impl From<TemplateError> for ServiceError {
                 })
             }
             TemplateError::MissingVariables(names) => Self::MissingVariables(names),
+            // A placeholder's variable is a field of the request's `variables`.
             TemplateError::InvalidPlaceholder { field, message } => {
-                Self::InvalidVariables(vec![FieldError::new(format!("/{field}"), message)])
+                Self::InvalidVariables(vec![FieldError::new(format!("variables.{field}"), message)])
             }
             TemplateError::OutputTooLarge { limit } => Self::OutputTooLarge(limit),
             TemplateError::Render {
@@ -206,7 +225,9 @@ impl From<RenderError> for ServiceError {
                 source: source @ (StoreError::Unavailable(_) | StoreError::Database(_)),
                 ..
             } => Self::from(source),
-            e @ RenderError::IncludeNotFound { .. } => Self::IncludeNotFound(e.to_string()),
+            e @ (RenderError::IncludeNotFound { .. } | RenderError::IncludeUnlabelled { .. }) => {
+                Self::IncludeNotFound(e.to_string())
+            }
             RenderError::Store(e) => Self::from(e),
         }
     }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::domain::content::PromptBody;
-use crate::domain::{Page, ProjectId, PromptName, PromptSummary, Version};
+use crate::domain::{LabelName, Page, ProjectId, PromptName, PromptSummary, Version};
 use crate::store::{cursor, PageKey, PageRequest, PromptFilter, StoreError};
 
 use super::render::Renderer;
@@ -81,7 +81,8 @@ pub async fn version_by_seq(
 }
 
 /// A version with its prompt, and its body with registry partials written
-/// out inline.
+/// out inline (taken at `label` first when the version was fetched through
+/// one, as a render would).
 pub struct Published {
     pub summary: PromptSummary,
     pub body: PromptBody,
@@ -92,10 +93,11 @@ pub async fn published(
     renderer: &Renderer,
     project: ProjectId,
     version: &Version,
+    label: Option<&LabelName>,
 ) -> ServiceResult<Published> {
     let name = PromptName::parse(&version.prompt_name)
         .map_err(|e| ServiceError::Internal(anyhow::anyhow!("stored prompt name: {e}")))?;
     let summary = registry.get_prompt(project, &name).await?;
-    let body = renderer.inline_partials(project, version).await?;
+    let body = renderer.inline_partials(project, version, label).await?;
     Ok(Published { summary, body })
 }

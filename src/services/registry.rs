@@ -5,7 +5,9 @@
 //! Versions are immutable, so a version found by exact semver is cached for
 //! good. Label and `latest` resolutions are cached per prompt and dropped
 //! whenever that prompt's labels or versions change: after a write here, or
-//! when another process announces one ([`Registry::apply`]).
+//! when another process announces one ([`Registry::apply`]). A label the
+//! prompt does not have is cached too, the same way: renders at `staging`
+//! ask for it on every partial that has only `production`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -24,10 +26,11 @@ use crate::store::{
 };
 use crate::telemetry::metrics;
 
-/// A prompt's label (and `latest`) resolutions. Removed from the cache as a
-/// whole on invalidation; a reader that raced the removal fills a detached
-/// copy, so a stale answer can never land in the live cache.
-type Resolutions = Arc<RwLock<HashMap<LabelName, Arc<Version>>>>;
+/// A prompt's label (and `latest`) resolutions; `None` for a label it does
+/// not have. Removed from the cache as a whole on invalidation; a reader that
+/// raced the removal fills a detached copy, so a stale answer can never land
+/// in the live cache.
+type Resolutions = Arc<RwLock<HashMap<LabelName, Option<Arc<Version>>>>>;
 
 /// A write's answer that names the prompt it changed.
 pub(super) trait ChangesPrompt {
@@ -189,14 +192,30 @@ impl Registry {
                 let entry = self.resolutions.get_with(id, Resolutions::default);
                 let hit = read(&entry).get(label).cloned();
                 metrics::cache_lookup(metrics::Cache::Label, hit.is_some());
-                if let Some(hit) = hit {
-                    return Ok(hit);
+                match hit {
+                    Some(Some(version)) => return Ok(version),
+                    Some(None) => {
+                        return Err(StoreError::LabelNotFound {
+                            prompt: name.to_string(),
+                            label: label.to_string(),
+                        })
+                    }
+                    None => {}
                 }
                 // Fetch with the entry in hand: if a write invalidates it
                 // meanwhile, what we fetched goes into the detached entry.
-                let version = Arc::new(self.store.get_version(project, name, reference).await?);
-                write(&entry).insert(label.clone(), version.clone());
-                return Ok(version);
+                return match self.store.get_version(project, name, reference).await {
+                    Ok(version) => {
+                        let version = Arc::new(version);
+                        write(&entry).insert(label.clone(), Some(version.clone()));
+                        Ok(version)
+                    }
+                    Err(unset @ StoreError::LabelNotFound { .. }) => {
+                        write(&entry).insert(label.clone(), None);
+                        Err(unset)
+                    }
+                    Err(other) => Err(other),
+                };
             }
             (_, None) => {}
         }

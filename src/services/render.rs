@@ -1,7 +1,13 @@
 //! Rendering: resolves a version and the registry partials it includes,
 //! validates the caller's variables, and renders with compiled templates
 //! kept in memory. Also checks new content before it is stored (syntax,
-//! schemas, include cycles) and extracts its variables.
+//! schemas, includes of prompts that do not exist, include cycles) and
+//! extracts its variables.
+//!
+//! An unpinned partial is taken at the label the outer prompt was resolved
+//! through (a render of `staging` takes partials at `staging`), else at the
+//! default label (`production`); renders by semver or `latest` take it at
+//! the default label.
 //!
 //! Compiled templates are cached by the version id together with the ids of
 //! the partial versions they were compiled with, so a partial's label move
@@ -18,6 +24,8 @@ use crate::domain::content::PromptBody;
 use crate::domain::{
     ChatMessage, Engine, LabelName, ProjectId, PromptContent, PromptName, Version, VersionRef,
 };
+use crate::providers::requests::history_roles;
+use crate::providers::ProviderKind;
 use crate::services::Registry;
 use crate::store::StoreError;
 use crate::telemetry::metrics;
@@ -35,7 +43,8 @@ pub enum RenderError {
         field: &'static str,
         message: String,
     },
-    #[error("the variables do not match the input schema")]
+    /// (field, message) pairs: against the input schema, or chat history roles.
+    #[error("the variables are not valid: {}", joined(.0))]
     InvalidVariables(Vec<(String, String)>),
     #[error("include cycle: {}", .0.join(" -> "))]
     IncludeCycle(Vec<String>),
@@ -45,6 +54,12 @@ pub enum RenderError {
     IncludeInvalid { include: String, message: String },
     #[error("included prompt {include:?} cannot be resolved: {source}")]
     IncludeNotFound { include: String, source: StoreError },
+    #[error("included prompt {include:?} has neither label {label:?} nor {fallback:?}")]
+    IncludeUnlabelled {
+        include: String,
+        label: String,
+        fallback: String,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -57,6 +72,21 @@ pub struct RenderOutput {
     pub resolved: Vec<(String, semver::Version)>,
 }
 
+impl RenderError {
+    /// A partial whose prompt exists but whose version or label does not
+    /// (yet): new content may include it, and renders check it again.
+    fn resolves_later(&self) -> bool {
+        matches!(
+            self,
+            Self::IncludeUnlabelled { .. }
+                | Self::IncludeNotFound {
+                    source: StoreError::LabelNotFound { .. } | StoreError::VersionNotFound { .. },
+                    ..
+                }
+        )
+    }
+}
+
 /// Partials resolved for one body: sources by include key, and what they were.
 #[derive(Default)]
 struct Partials {
@@ -65,9 +95,21 @@ struct Partials {
     ids: Vec<Uuid>,
 }
 
+/// Where a walk through includes looks for partials, and what it is for.
+struct Scope {
+    project: ProjectId,
+    engine: Engine,
+    /// Where unpinned partials are taken first: the label the outer prompt
+    /// was resolved through, when it is another than the default one.
+    label: Option<VersionRef>,
+    /// Checking new content: a partial whose prompt exists but whose ref
+    /// does not resolve yet is passed over instead of refused.
+    creating: bool,
+}
+
 pub struct Renderer {
     registry: Arc<Registry>,
-    default_label: LabelName,
+    default_ref: VersionRef,
     limits: Limits,
     compiled: Cache<Vec<Uuid>, Arc<CompiledBody>>,
     validators: Cache<Uuid, Arc<jsonschema::Validator>>,
@@ -79,7 +121,7 @@ impl Renderer {
     pub fn new(registry: Arc<Registry>, default_label: LabelName, max_compiled: u64) -> Self {
         Self {
             registry,
-            default_label,
+            default_ref: VersionRef::Label(default_label),
             limits: Limits::default(),
             compiled: Cache::new(max_compiled),
             validators: Cache::new(max_compiled),
@@ -88,12 +130,24 @@ impl Renderer {
     }
 
     pub fn default_ref(&self) -> VersionRef {
-        VersionRef::Label(self.default_label.clone())
+        self.default_ref.clone()
+    }
+
+    /// Where unpinned partials are taken first for an outer prompt resolved
+    /// through `reference`: that label, unless it is `latest` or the default.
+    fn partials_label(&self, reference: &VersionRef) -> Option<VersionRef> {
+        match reference {
+            VersionRef::Label(label) if !label.is_reserved() && *reference != self.default_ref => {
+                Some(reference.clone())
+            }
+            _ => None,
+        }
     }
 
     /// Checks content about to become a version of `name` and returns the
-    /// variables it reads. Cycles through prompts that exist are refused now;
-    /// includes of prompts that do not exist yet are resolved at render time.
+    /// variables it reads. Every prompt it includes must exist, and cycles
+    /// through what is labelled now are refused; a label or version of a
+    /// partial that is not set yet is checked at render time.
     pub async fn check_new_content(
         &self,
         project: ProjectId,
@@ -115,17 +169,18 @@ impl Renderer {
             }
         }
         let includes = template::includes(content.engine, &content.body)?;
-        match self
-            .partials(project, name.to_string(), content.engine, &includes)
-            .await
-        {
-            Ok(_) | Err(RenderError::IncludeNotFound { .. }) => {}
-            Err(other) => return Err(other),
-        }
+        let scope = Scope {
+            project,
+            engine: content.engine,
+            label: None,
+            creating: true,
+        };
+        self.partials(&scope, name.to_string(), &includes).await?;
         Ok(template::variables(content.engine, &content.body)?)
     }
 
-    /// Renders version `reference` of `name` with `variables`.
+    /// Renders version `reference` of `name` with `variables`, for `format`'s
+    /// API when one is given (it decides which chat history roles are taken).
     #[tracing::instrument(name = "render", skip_all, fields(
         promptreg.prompt = %name,
         promptreg.label = tracing::field::Empty,
@@ -137,6 +192,7 @@ impl Renderer {
         name: &PromptName,
         reference: &VersionRef,
         variables: &Value,
+        format: Option<ProviderKind>,
     ) -> Result<RenderOutput, RenderError> {
         let version = self.registry.get_version(project, name, reference).await?;
         let span = tracing::Span::current();
@@ -148,11 +204,16 @@ impl Renderer {
             span.record("promptreg.label", label.as_str());
         }
         self.validate_variables(&version, variables)?;
+        check_history_roles(&version.content.body, variables, format)?;
         let content = &version.content;
         let includes = self.includes_of(&version)?;
-        let partials = self
-            .partials(project, name.to_string(), content.engine, &includes)
-            .await?;
+        let scope = Scope {
+            project,
+            engine: content.engine,
+            label: self.partials_label(reference),
+            creating: false,
+        };
+        let partials = self.partials(&scope, name.to_string(), &includes).await?;
 
         let mut key = Vec::with_capacity(partials.ids.len() + 1);
         key.push(version.id);
@@ -183,12 +244,13 @@ impl Renderer {
     }
 
     /// Renders content that is not stored (playground, CI preview); partials
-    /// still come from the registry.
+    /// still come from the registry, at the default label unless pinned.
     pub async fn render_content(
         &self,
         project: ProjectId,
         content: &PromptContent,
         variables: &Value,
+        format: Option<ProviderKind>,
     ) -> Result<(Rendered, Vec<(String, semver::Version)>), RenderError> {
         template::check(content.engine, &content.body)?;
         if let Some(schema) = &content.input_schema {
@@ -199,9 +261,16 @@ impl Renderer {
                 })?;
             check_against(&validator, variables)?;
         }
+        check_history_roles(&content.body, variables, format)?;
         let includes = template::includes(content.engine, &content.body)?;
+        let scope = Scope {
+            project,
+            engine: content.engine,
+            label: None,
+            creating: false,
+        };
         let partials = self
-            .partials(project, "(unsaved)".to_owned(), content.engine, &includes)
+            .partials(&scope, "(unsaved)".to_owned(), &includes)
             .await?;
         let rendered = template::render(
             content.engine,
@@ -217,18 +286,27 @@ impl Renderer {
     /// in place (transitively), for clients that render templates themselves
     /// and know nothing of includes. An include written in another form than
     /// `{{> name}}` (handlebars) or `{% include "name" %}` (jinja) is kept.
+    /// `label` is the one `version` was fetched through, if any: unpinned
+    /// partials are taken there as a render of it would.
     pub async fn inline_partials(
         &self,
         project: ProjectId,
         version: &Version,
+        label: Option<&LabelName>,
     ) -> Result<PromptBody, RenderError> {
         let includes = self.includes_of(version)?;
         if includes.is_empty() {
             return Ok(version.content.body.clone());
         }
         let engine = version.content.engine;
+        let scope = Scope {
+            project,
+            engine,
+            label: label.and_then(|l| self.partials_label(&VersionRef::Label(l.clone()))),
+            creating: false,
+        };
         let partials = self
-            .partials(project, version.prompt_name.clone(), engine, &includes)
+            .partials(&scope, version.prompt_name.clone(), &includes)
             .await?;
         let inline = |text: &str| template::inline_includes(engine, text, &partials.sources);
         Ok(match &version.content.body {
@@ -289,9 +367,8 @@ impl Renderer {
     /// content in cycle and depth errors.
     async fn partials(
         &self,
-        project: ProjectId,
+        scope: &Scope,
         root: String,
-        engine: Engine,
         includes: &[Include],
     ) -> Result<Partials, RenderError> {
         let mut partials = Partials::default();
@@ -299,7 +376,7 @@ impl Renderer {
             return Ok(partials);
         }
         let mut chain = vec![root];
-        self.resolve_includes(project, engine, includes, &mut chain, &mut partials)
+        self.resolve_includes(scope, includes, &mut chain, &mut partials)
             .await?;
         Ok(partials)
     }
@@ -309,8 +386,7 @@ impl Renderer {
     /// prompt names from the outer prompt to the one being resolved.
     fn resolve_includes<'a>(
         &'a self,
-        project: ProjectId,
-        engine: Engine,
+        scope: &'a Scope,
         includes: &'a [Include],
         chain: &'a mut Vec<String>,
         partials: &'a mut Partials,
@@ -329,7 +405,11 @@ impl Renderer {
                 if partials.sources.contains_key(&key) {
                     continue;
                 }
-                let (partial, source) = self.fetch_partial(project, engine, include).await?;
+                let (partial, source) = match self.fetch_partial(scope, include).await {
+                    Ok(found) => found,
+                    Err(later) if scope.creating && later.resolves_later() => continue,
+                    Err(e) => return Err(e),
+                };
                 partials.sources.insert(key, source);
                 partials
                     .resolved
@@ -337,9 +417,7 @@ impl Renderer {
                 partials.ids.push(partial.id);
                 let nested = self.includes_of(&partial)?;
                 chain.push(include.prompt.clone());
-                let result = self
-                    .resolve_includes(project, engine, &nested, chain, partials)
-                    .await;
+                let result = self.resolve_includes(scope, &nested, chain, partials).await;
                 chain.pop();
                 result?;
             }
@@ -349,8 +427,7 @@ impl Renderer {
 
     async fn fetch_partial(
         &self,
-        project: ProjectId,
-        engine: Engine,
+        scope: &Scope,
         include: &Include,
     ) -> Result<(Arc<Version>, String), RenderError> {
         let invalid = |message: String| RenderError::IncludeInvalid {
@@ -358,18 +435,42 @@ impl Renderer {
             message,
         };
         let name = PromptName::parse(&include.prompt).map_err(|e| invalid(e.0))?;
-        let reference = match &include.reference {
-            Some(raw) => VersionRef::parse(raw).map_err(|e| invalid(e.0))?,
-            None => self.default_ref(),
+        let project = scope.project;
+        let found = match (&include.reference, &scope.label) {
+            (Some(raw), _) => {
+                let pinned = VersionRef::parse(raw).map_err(|e| invalid(e.0))?;
+                self.registry.get_version(project, &name, &pinned).await
+            }
+            (None, None) => {
+                self.registry
+                    .get_version(project, &name, &self.default_ref)
+                    .await
+            }
+            (None, Some(label)) => match self.registry.get_version(project, &name, label).await {
+                Err(StoreError::LabelNotFound { .. }) => {
+                    match self
+                        .registry
+                        .get_version(project, &name, &self.default_ref)
+                        .await
+                    {
+                        Err(StoreError::LabelNotFound { .. }) => {
+                            return Err(RenderError::IncludeUnlabelled {
+                                include: include.key(),
+                                label: label.to_string(),
+                                fallback: self.default_ref.to_string(),
+                            })
+                        }
+                        other => other,
+                    }
+                }
+                other => other,
+            },
         };
-        let partial = self
-            .registry
-            .get_version(project, &name, &reference)
-            .await
-            .map_err(|source| RenderError::IncludeNotFound {
-                include: include.key(),
-                source,
-            })?;
+        let partial = found.map_err(|source| RenderError::IncludeNotFound {
+            include: include.key(),
+            source,
+        })?;
+        let engine = scope.engine;
         if partial.content.engine != engine {
             return Err(invalid(format!(
                 "it is a {} template; only {} partials can be included here",
@@ -382,6 +483,57 @@ impl Renderer {
         };
         let source = source.clone();
         Ok((partial, source))
+    }
+}
+
+fn joined(errors: &[(String, String)]) -> String {
+    errors
+        .iter()
+        .map(|(field, message)| format!("{field}: {message}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Every message a placeholder splices in has a role `format` takes.
+/// What is not a message at all is the template's to refuse.
+fn check_history_roles(
+    body: &PromptBody,
+    variables: &Value,
+    format: Option<ProviderKind>,
+) -> Result<(), RenderError> {
+    let PromptBody::Chat(messages) = body else {
+        return Ok(());
+    };
+    let allowed = history_roles(format);
+    let mut checked: Vec<&str> = Vec::new();
+    let mut errors = Vec::new();
+    for message in messages {
+        let ChatMessage::Placeholder { name } = message else {
+            continue;
+        };
+        if checked.contains(&name.as_str()) {
+            continue;
+        }
+        checked.push(name);
+        let Some(Value::Array(items)) = variables.get(name) else {
+            continue;
+        };
+        for (i, item) in items.iter().enumerate() {
+            let Some(role) = item.get("role").and_then(Value::as_str) else {
+                continue;
+            };
+            if !allowed.contains(&role) {
+                errors.push((
+                    format!("variables.{name}[{i}].role"),
+                    format!("role {role:?} is not one of {}", allowed.join(", ")),
+                ));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(RenderError::InvalidVariables(errors))
     }
 }
 

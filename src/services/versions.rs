@@ -1,8 +1,10 @@
 //! Posting content: a new version (numbered, hashed and labelled in one
 //! transaction), and the create-or-append flow of clients that make the
-//! prompt on their first post.
+//! prompt on their first post. A prompt keeps its type (text or chat) from
+//! version to version unless the caller asks for the change.
 
 use crate::domain::auth::Actor;
+use crate::domain::content::PromptType;
 use crate::domain::names::LATEST;
 use crate::domain::{LabelName, ProjectId, PromptName, VersionRef};
 use crate::store::{CreatedVersion, NewPrompt, NewVersion, PromptPatch, StoreError};
@@ -12,6 +14,7 @@ use super::{labels, Registry, ServiceError, ServiceResult};
 
 /// Creates a version of an existing prompt. Labels it sets pass their gates
 /// first (a new version has no evaluation, so a gated label refuses it).
+/// A version of another type than the latest needs `allow_type_change`.
 pub async fn create_version(
     registry: &Registry,
     renderer: &Renderer,
@@ -19,9 +22,13 @@ pub async fn create_version(
     actor: &Actor,
     name: &PromptName,
     mut new: NewVersion,
+    allow_type_change: bool,
 ) -> ServiceResult<CreatedVersion> {
     for label in &new.labels {
         labels::check_gate(registry, project, name, label, None).await?;
+    }
+    if !allow_type_change {
+        check_type(registry, project, name, new.content.prompt_type()).await?;
     }
     new.variables = renderer
         .check_new_content(project, name, &new.content)
@@ -34,6 +41,7 @@ pub async fn create_version(
 /// Creates a version, and the prompt first if it does not exist yet; `tags`
 /// replace the prompt's when given. The new version must be of the same type
 /// as the prompt's latest. Everything is checked before anything is written.
+#[allow(clippy::too_many_arguments)]
 pub async fn publish(
     registry: &Registry,
     renderer: &Renderer,
@@ -42,6 +50,7 @@ pub async fn publish(
     name: &PromptName,
     new: NewVersion,
     tags: Option<Vec<String>>,
+    allow_type_change: bool,
 ) -> ServiceResult<CreatedVersion> {
     for label in &new.labels {
         labels::check_gate(registry, project, name, label, None).await?;
@@ -57,24 +66,8 @@ pub async fn publish(
                 name.to_string(),
             )));
         }
-        if summary.latest_version.is_some() {
-            let latest = LabelName::parse(LATEST)
-                .map_err(|e| ServiceError::Internal(anyhow::anyhow!("{e}")))?;
-            let latest = registry
-                .get_version(project, name, &VersionRef::Label(latest))
-                .await?;
-            let (was, is) = (latest.content.prompt_type(), new.content.prompt_type());
-            if was != is {
-                return Err(ServiceError::validation(
-                    "type",
-                    format!(
-                        "prompt {:?} is a {} prompt; a {} version cannot be added",
-                        name.as_str(),
-                        was.as_str(),
-                        is.as_str()
-                    ),
-                ));
-            }
+        if summary.latest_version.is_some() && !allow_type_change {
+            check_type(registry, project, name, new.content.prompt_type()).await?;
         }
     }
     let variables = renderer
@@ -107,4 +100,33 @@ pub async fn publish(
     Ok(registry
         .changed(registry.store.create_version(project, name, new, actor))
         .await?)
+}
+
+/// Refuses a version of type `is` unless the prompt's latest version has that
+/// type too (or the prompt has none yet).
+async fn check_type(
+    registry: &Registry,
+    project: ProjectId,
+    name: &PromptName,
+    is: PromptType,
+) -> ServiceResult<()> {
+    let latest =
+        LabelName::parse(LATEST).map_err(|e| ServiceError::Internal(anyhow::anyhow!("{e}")))?;
+    let was = match registry
+        .get_version(project, name, &VersionRef::Label(latest))
+        .await
+    {
+        Ok(latest) => latest.content.prompt_type(),
+        // No version yet: the first one sets the type.
+        Err(StoreError::VersionNotFound { .. } | StoreError::LabelNotFound { .. }) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    if was == is {
+        return Ok(());
+    }
+    Err(ServiceError::TypeMismatch {
+        prompt: name.to_string(),
+        was,
+        is,
+    })
 }

@@ -15,6 +15,7 @@ crate::backend_tests!(
     get_prompt_by_default_label_label_version_and_latest,
     get_prompt_refuses_bad_queries_and_answers_404s,
     chat_prompts_map_placeholders_and_inline_partials,
+    partials_are_inlined_at_the_label_fetched,
     create_prompt_makes_prompt_and_versions_like_v1,
     create_prompt_refuses_bad_input_and_writes_nothing,
     patch_moves_labels_with_history,
@@ -275,6 +276,45 @@ async fn chat_prompts_map_placeholders_and_inline_partials(app: TestApp) {
             {"type": "placeholder", "name": "history"},
             {"role": "user", "content": "{{question}}"},
         ])
+    );
+}
+
+async fn partials_are_inlined_at_the_label_fetched(app: TestApp) {
+    let lf = Langfuse::new(&app).await;
+    seed_chat_with_partial(&app, "assistant", "Be kind.", "You help.").await;
+    app.seed_version_with(
+        "common/kind",
+        json!({"template": "Be brief.", "labels": ["staging"]}),
+    )
+    .await;
+    app.set_label("assistant", "staging", "1.0.0").await;
+    let system = |response: TestResponse| {
+        assert_eq!(response.status, 200, "{}", response.body);
+        response.body["prompt"][0]["content"].clone()
+    };
+    assert_eq!(
+        system(
+            lf.get("/api/public/v2/prompts/assistant?label=staging")
+                .await
+        ),
+        "You help. Be brief."
+    );
+    assert_eq!(
+        system(lf.get("/api/public/v2/prompts/assistant").await),
+        "You help. Be kind."
+    );
+    // By number, or at a label the partial lacks: production, as renders do.
+    assert_eq!(
+        system(lf.get("/api/public/v2/prompts/assistant?version=1").await),
+        "You help. Be kind."
+    );
+    app.set_label("assistant", "canary", "1.0.0").await;
+    assert_eq!(
+        system(
+            lf.get("/api/public/v2/prompts/assistant?label=canary")
+                .await
+        ),
+        "You help. Be kind."
     );
 }
 

@@ -19,6 +19,9 @@ crate::backend_tests!(
     jinja_partials_resolve_default_and_pinned_refs,
     include_cycles_and_depth_are_422,
     partial_label_move_is_seen_by_the_next_render,
+    unpinned_partials_follow_the_rendered_label,
+    including_a_prompt_that_does_not_exist_is_refused_at_creation,
+    history_roles_are_checked_without_format,
     label_move_is_seen_by_the_very_next_render,
     openai_format_matches_chat_completions,
     anthropic_format_matches_messages_api,
@@ -162,7 +165,7 @@ async fn placeholder_splices_history_at_its_position(app: TestApp) {
     )
     .await;
     wrong.assert_problem(422, "invalid_variables");
-    assert_eq!(wrong.error_fields(), ["/history"]);
+    assert_eq!(wrong.error_fields(), ["variables.history"]);
     let missing = render(
         &app,
         "chat",
@@ -325,10 +328,12 @@ async fn partials_resolve_default_and_pinned_refs(app: TestApp) {
         "Be safe v2, Cy."
     );
 
+    // A partial that exists but has no `production` fails at render time.
+    post_version(&app, "common/unlabelled", json!({"template": "U"})).await;
     post_version(
         &app,
         "dangling",
-        json!({"template": "{{> common/missing}}", "labels": ["production"]}),
+        json!({"template": "{{> common/unlabelled}}", "labels": ["production"]}),
     )
     .await;
     render(&app, "dangling", json!({"variables": {}}))
@@ -412,7 +417,7 @@ async fn include_cycles_and_depth_are_422(app: TestApp) {
     );
 
     // A cycle made later through a label move is caught at render time:
-    // c@1.0.1 includes d, which did not exist yet; d includes c@production,
+    // c@1.0.1 includes d, which had no version yet; d includes c@production,
     // which was 1.0.0 then; moving production to 1.0.1 closes the loop.
     post_version(
         &app,
@@ -420,6 +425,7 @@ async fn include_cycles_and_depth_are_422(app: TestApp) {
         json!({"template": "C", "labels": ["production"]}),
     )
     .await;
+    app.seed_prompt("d").await;
     post_version(&app, "c", json!({"template": "C {{> d}}"})).await;
     post_version(
         &app,
@@ -496,6 +502,294 @@ async fn partial_label_move_is_seen_by_the_next_render(app: TestApp) {
     assert_eq!(render(&app, "host", json!({})).await.body["text"], "[one]");
     app.set_label("part", "production", "1.0.1").await;
     assert_eq!(render(&app, "host", json!({})).await.body["text"], "[two]");
+}
+
+async fn unpinned_partials_follow_the_rendered_label(app: TestApp) {
+    // `push --label staging` of a new folder: each prompt only at staging,
+    // the included ones created first.
+    post_version(
+        &app,
+        "fresh/inner",
+        json!({"template": "inner", "labels": ["staging"]}),
+    )
+    .await;
+    post_version(
+        &app,
+        "fresh/part",
+        json!({"template": "part+{{> fresh/inner}}", "labels": ["staging"]}),
+    )
+    .await;
+    post_version(
+        &app,
+        "fresh/outer",
+        json!({"template": "[{{> fresh/part}}]", "labels": ["staging"]}),
+    )
+    .await;
+    let staged = render(&app, "fresh/outer", json!({"ref": "staging"})).await;
+    assert_eq!(staged.status, StatusCode::OK, "{}", staged.body);
+    assert_eq!(staged.body["text"], "[part+inner]");
+    assert_eq!(
+        staged.body["resolved"],
+        json!([
+            {"prompt": "fresh/outer", "version": "1.0.0"},
+            {"prompt": "fresh/part", "version": "1.0.0"},
+            {"prompt": "fresh/inner", "version": "1.0.0"}
+        ])
+    );
+    // By number or `latest`, unpinned partials are taken at production,
+    // which these do not have yet.
+    for reference in ["1.0.0", "latest"] {
+        let refused = render(&app, "fresh/outer", json!({"ref": reference})).await;
+        refused.assert_problem(422, "include_not_found");
+    }
+
+    // A partial with both labels is taken at the one rendered; a partial
+    // without that label falls back to production.
+    post_version(
+        &app,
+        "tone",
+        json!({"template": "calm", "labels": ["production"]}),
+    )
+    .await;
+    post_version(
+        &app,
+        "tone",
+        json!({"template": "brisk", "labels": ["staging"]}),
+    )
+    .await;
+    post_version(
+        &app,
+        "sig",
+        json!({"template": "sig1", "labels": ["production"]}),
+    )
+    .await;
+    post_version(
+        &app,
+        "host",
+        json!({"template": "{{> tone}} {{> sig}}", "labels": ["production", "staging", "canary"]}),
+    )
+    .await;
+    let text = |response: crate::support::TestResponse| {
+        assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+        response.body["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let staging = render(&app, "host", json!({"ref": "staging"})).await;
+    assert_eq!(
+        staging.body["resolved"],
+        json!([
+            {"prompt": "host", "version": "1.0.0"},
+            {"prompt": "sig", "version": "1.0.0"},
+            {"prompt": "tone", "version": "1.0.1"}
+        ])
+    );
+    assert_eq!(text(staging), "brisk sig1");
+    assert_eq!(text(render(&app, "host", json!({})).await), "calm sig1");
+    assert_eq!(
+        text(render(&app, "host", json!({"ref": "production"})).await),
+        "calm sig1"
+    );
+    assert_eq!(
+        text(render(&app, "host", json!({"ref": "1.0.0"})).await),
+        "calm sig1"
+    );
+    assert_eq!(
+        text(render(&app, "host", json!({"ref": "latest"})).await),
+        "calm sig1"
+    );
+    assert_eq!(
+        text(render(&app, "host", json!({"ref": "canary"})).await),
+        "calm sig1"
+    );
+
+    // Labels set or moved later are seen by the next render.
+    post_version(
+        &app,
+        "sig",
+        json!({"template": "sig2", "labels": ["staging"]}),
+    )
+    .await;
+    assert_eq!(
+        text(render(&app, "host", json!({"ref": "staging"})).await),
+        "brisk sig2"
+    );
+    app.set_label("tone", "staging", "1.0.0").await;
+    assert_eq!(
+        text(render(&app, "host", json!({"ref": "staging"})).await),
+        "calm sig2"
+    );
+    assert_eq!(
+        app.delete("/v1/prompts/sig/labels/staging").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        text(render(&app, "host", json!({"ref": "staging"})).await),
+        "calm sig1"
+    );
+
+    // Neither the rendered label nor production: both are named.
+    post_version(
+        &app,
+        "fresh/outer",
+        json!({"template": "again [{{> fresh/part}}]", "labels": ["canary"]}),
+    )
+    .await;
+    let neither = render(&app, "fresh/outer", json!({"ref": "canary"})).await;
+    neither.assert_problem(422, "include_not_found");
+    let detail = neither.body["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("fresh/part") && detail.contains("canary") && detail.contains("production"),
+        "{detail}"
+    );
+}
+
+async fn including_a_prompt_that_does_not_exist_is_refused_at_creation(app: TestApp) {
+    app.seed_prompt("host").await;
+    // A prompt with no version, and one with a version but no label: both
+    // exist, so they may be included; only `nosuch` is unknown.
+    app.seed_prompt("empty").await;
+    post_version(&app, "unlabelled", json!({"template": "U"})).await;
+    for (engine, template) in [
+        ("handlebars", "{{> empty}} {{> unlabelled}} {{> nosuch}}"),
+        (
+            "jinja",
+            "{% include \"empty\" %}{% include \"unlabelled\" %}{% include \"nosuch@staging\" %}",
+        ),
+    ] {
+        let refused = app
+            .post(
+                "/v1/prompts/host/versions",
+                json!({"engine": engine, "template": template}),
+            )
+            .await;
+        refused.assert_problem(422, "include_not_found");
+        let detail = refused.body["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("nosuch"), "{engine}: {detail}");
+    }
+    let chat = app
+        .post(
+            "/v1/prompts/host/versions",
+            json!({"type": "chat", "messages": [{"role": "system", "content": "{{> nosuch}}"}]}),
+        )
+        .await;
+    chat.assert_problem(422, "include_not_found");
+    let versions = app.get("/v1/prompts/host/versions").await;
+    assert_eq!(versions.body["items"], json!([]));
+    // Through the create-or-append route of Langfuse clients too.
+    let (id, secret) = app
+        .create_key(json!({"name": "lf", "scopes": ["write"]}))
+        .await;
+    let langfuse = app
+        .request_basic(
+            Some((&id, &secret)),
+            axum::http::Method::POST,
+            "/api/public/v2/prompts",
+            Some(json!({"name": "lf/host", "prompt": "{{> nosuch}}"})),
+        )
+        .await;
+    assert_eq!(
+        langfuse.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        langfuse.body
+    );
+    assert!(
+        langfuse.body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("nosuch"),
+        "{}",
+        langfuse.body
+    );
+    assert_eq!(
+        app.get("/v1/prompts/lf%2Fhost").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    let fine = app
+        .post(
+            "/v1/prompts/host/versions",
+            json!({"template": "{{> empty}} {{> unlabelled}}"}),
+        )
+        .await;
+    assert_eq!(fine.status, StatusCode::CREATED, "{}", fine.body);
+}
+
+async fn history_roles_are_checked_without_format(app: TestApp) {
+    chat_for_formats(&app).await;
+    let history = json!([
+        {"role": "user", "content": "Hi"},
+        {"role": "wizard", "content": "Abracadabra"},
+        {"role": "assistant", "content": "Hello"},
+        {"role": "tool", "content": "{\"ok\": true}"},
+        {"role": "developer", "content": "Be terse"}
+    ]);
+    let variables = json!({"persona": "terse", "question": "Why?", "history": history});
+    let refused = render(&app, "fmt", json!({"variables": variables})).await;
+    refused.assert_problem(422, "invalid_variables");
+    assert_eq!(
+        refused.error_fields(),
+        ["variables.history[1].role", "variables.history[4].role"]
+    );
+    let detail = refused.body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("variables.history[1].role"), "{detail}");
+    let message = refused.body["errors"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains("wizard") && message.contains("system, user, assistant, tool"),
+        "{message}"
+    );
+    // Every format checks the same roles; OpenAI's API also takes `developer`.
+    for format in ["anthropic", "gemini"] {
+        let refused = render(
+            &app,
+            "fmt",
+            json!({"variables": variables, "format": format}),
+        )
+        .await;
+        refused.assert_problem(422, "invalid_variables");
+        assert_eq!(refused.error_fields().len(), 2, "{format}");
+    }
+    let openai = render(
+        &app,
+        "fmt",
+        json!({"variables": variables, "format": "openai"}),
+    )
+    .await;
+    openai.assert_problem(422, "invalid_variables");
+    assert_eq!(openai.error_fields(), ["variables.history[1].role"]);
+
+    let mut fine = variables.clone();
+    fine["history"] = json!([
+        {"role": "system", "content": "s"},
+        {"role": "user", "content": "u"},
+        {"role": "assistant", "content": "a"},
+        {"role": "tool", "content": "t"}
+    ]);
+    let ok = render(&app, "fmt", json!({"variables": fine})).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    assert_eq!(ok.body["messages"].as_array().map(Vec::len), Some(6));
+    fine["history"][0]["role"] = json!("developer");
+    let developer = render(&app, "fmt", json!({"variables": fine, "format": "openai"})).await;
+    assert_eq!(developer.status, StatusCode::OK, "{}", developer.body);
+    assert_eq!(
+        developer.body["request"]["messages"][1]["role"],
+        "developer"
+    );
+
+    // Unsaved content is held to the same roles.
+    let unsaved = app
+        .post(
+            "/v1/render",
+            json!({"type": "chat", "messages": [{"role": "placeholder", "name": "history"}],
+                   "variables": {"history": [{"role": "wizard", "content": "x"}]}}),
+        )
+        .await;
+    unsaved.assert_problem(422, "invalid_variables");
+    assert_eq!(unsaved.error_fields(), ["variables.history[0].role"]);
 }
 
 async fn label_move_is_seen_by_the_very_next_render(app: TestApp) {

@@ -21,6 +21,8 @@ crate::backend_tests!(
     content_shape_errors_are_422_naming_fields,
     refs_resolve_semver_latest_and_labels,
     etag_answers_if_none_match_with_304,
+    etag_tells_versions_with_equal_content_apart,
+    type_change_is_refused_unless_allowed,
     version_list_paginates_newest_first,
     diff_lists_changed_fields_and_a_unified_diff,
     diff_of_chat_messages_is_readable,
@@ -406,7 +408,12 @@ async fn etag_answers_if_none_match_with_304(app: TestApp) {
             json!({"template": "one", "labels": ["production"]}),
         )
         .await;
-    let etag = format!("\"{}\"", v1["content_hash"].as_str().expect("hash"));
+    // The ETag names the version (its id) and its content (its hash).
+    let etag = format!(
+        "\"{}.{}\"",
+        v1["id"].as_str().expect("id"),
+        v1["content_hash"].as_str().expect("hash")
+    );
 
     let by_label = app.get("/v1/prompts/greet/versions/production").await;
     assert_eq!(by_label.header("etag"), Some(etag.as_str()));
@@ -418,14 +425,9 @@ async fn etag_answers_if_none_match_with_304(app: TestApp) {
         .unwrap_or_default()
         .contains("immutable"));
 
-    let conditional = |tag: String| {
-        Request::builder()
-            .uri("/v1/prompts/greet/versions/production")
-            .header(header::IF_NONE_MATCH, tag)
-            .body(Body::empty())
-            .expect("request")
-    };
-    let not_modified = app.send(conditional(etag.clone())).await;
+    let not_modified = app
+        .send(conditional("/v1/prompts/greet/versions/production", &etag))
+        .await;
     assert_eq!(not_modified.status, StatusCode::NOT_MODIFIED);
     assert_eq!(not_modified.header("etag"), Some(etag.as_str()));
     assert_eq!(not_modified.body, Value::Null);
@@ -433,10 +435,109 @@ async fn etag_answers_if_none_match_with_304(app: TestApp) {
     // The label moves: the old ETag no longer matches.
     app.seed_version("greet", "two").await;
     app.set_label("greet", "production", "1.0.1").await;
-    let moved = app.send(conditional(etag.clone())).await;
+    let moved = app
+        .send(conditional("/v1/prompts/greet/versions/production", &etag))
+        .await;
     assert_eq!(moved.status, StatusCode::OK);
     assert_eq!(moved.body["version"], "1.0.1");
     assert_ne!(moved.header("etag"), Some(etag.as_str()));
+}
+
+/// A GET of `path` with `If-None-Match: etag`.
+fn conditional(path: &str, etag: &str) -> Request<Body> {
+    Request::builder()
+        .uri(path)
+        .header(header::IF_NONE_MATCH, etag)
+        .body(Body::empty())
+        .expect("request")
+}
+
+async fn etag_tells_versions_with_equal_content_apart(app: TestApp) {
+    app.seed_prompt("greet").await;
+    let first = app
+        .seed_version_with(
+            "greet",
+            json!({"template": "one", "labels": ["production"]}),
+        )
+        .await;
+    app.seed_version("greet", "two").await;
+    // Equal to 1.0.0, but not to the latest: a new version with 1.0.0's hash.
+    let again = app.seed_version("greet", "one").await;
+    assert_eq!(again["version"], "1.0.2");
+    assert_eq!(again["content_hash"], first["content_hash"]);
+
+    let held = app.get("/v1/prompts/greet/versions/production").await;
+    let etag = held.header("etag").expect("etag").to_owned();
+    assert_eq!(held.body["version"], "1.0.0");
+
+    app.set_label("greet", "production", "1.0.2").await;
+    let moved = app
+        .send(conditional("/v1/prompts/greet/versions/production", &etag))
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.body);
+    assert_eq!(
+        (
+            &moved.body["version"],
+            &moved.body["seq"],
+            &moved.body["id"]
+        ),
+        (&json!("1.0.2"), &json!(3), &again["id"])
+    );
+    assert_ne!(moved.header("etag"), Some(etag.as_str()));
+    // Fetched by number, each version answers with its own ETag too.
+    let exact = app
+        .send(conditional("/v1/prompts/greet/versions/1.0.2", &etag))
+        .await;
+    assert_eq!(exact.status, StatusCode::OK);
+    assert_eq!(exact.header("etag"), moved.header("etag"));
+    let unchanged = app
+        .send(conditional("/v1/prompts/greet/versions/1.0.0", &etag))
+        .await;
+    assert_eq!(unchanged.status, StatusCode::NOT_MODIFIED);
+}
+
+async fn type_change_is_refused_unless_allowed(app: TestApp) {
+    app.seed_prompt("greet").await;
+    app.seed_version("greet", "Hi {{name}}").await;
+    let chat = json!({"type": "chat", "messages": [{"role": "user", "content": "Hi {{name}}"}]});
+    let refused = app.post("/v1/prompts/greet/versions", chat.clone()).await;
+    refused.assert_problem(422, "type_mismatch");
+    assert_eq!(refused.error_fields(), ["type"]);
+    let detail = refused.body["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("text") && detail.contains("chat") && detail.contains("allow_type_change"),
+        "{detail}"
+    );
+    let versions = app.get("/v1/prompts/greet/versions").await;
+    assert_eq!(versions.body["items"].as_array().map(Vec::len), Some(1));
+
+    // Said explicitly, the type changes; from then on chat is the rule.
+    let mut allowed = chat.clone();
+    allowed["allow_type_change"] = json!(true);
+    let changed = app.post("/v1/prompts/greet/versions", allowed).await;
+    assert_eq!(changed.status, StatusCode::CREATED, "{}", changed.body);
+    assert_eq!(changed.body["type"], "chat");
+    assert_eq!(changed.body["version"], "1.0.1");
+    app.post(
+        "/v1/prompts/greet/versions",
+        json!({"type": "text", "template": "Back", "allow_type_change": false}),
+    )
+    .await
+    .assert_problem(422, "type_mismatch");
+    // The same type needs nothing said, and saying it changes nothing.
+    let same = app
+        .post(
+            "/v1/prompts/greet/versions",
+            json!({"type": "chat", "messages": [{"role": "user", "content": "Hey"}], "allow_type_change": true}),
+        )
+        .await;
+    assert_eq!(same.status, StatusCode::CREATED, "{}", same.body);
+    app.post(
+        "/v1/prompts/greet/versions",
+        json!({"template": "x", "allow_type_change": "yes"}),
+    )
+    .await
+    .assert_problem(422, "validation_failed");
 }
 
 async fn version_list_paginates_newest_first(app: TestApp) {

@@ -64,7 +64,13 @@ pub async fn get_prompt(
     let Query(params) = params?;
     let _ = params.resolve;
     let name = prompt_name(&name)?;
-    let version = match (params.version, params.label) {
+    let label = params
+        .label
+        .map(|raw| {
+            LabelName::parse(&raw).map_err(|e| LangfuseError::invalid(format!("label: {}", e.0)))
+        })
+        .transpose()?;
+    let version = match (params.version, &label) {
         (Some(_), Some(_)) => {
             return Err(LangfuseError::invalid(
                 "give `version` or `label`, not both",
@@ -75,10 +81,7 @@ pub async fn get_prompt(
         }
         (None, label) => {
             let reference = match label {
-                Some(raw) => VersionRef::Label(
-                    LabelName::parse(&raw)
-                        .map_err(|e| LangfuseError::invalid(format!("label: {}", e.0)))?,
-                ),
+                Some(label) => VersionRef::Label(label.clone()),
                 None => state.renderer.default_ref(),
             };
             state
@@ -88,7 +91,9 @@ pub async fn get_prompt(
                 .map_err(ApiError::from)?
         }
     };
-    Ok(axum::Json(answer(&state, auth.project, &version).await?))
+    Ok(axum::Json(
+        answer(&state, auth.project, &version, label.as_ref()).await?,
+    ))
 }
 
 /// A version number: a positive integer.
@@ -104,9 +109,16 @@ fn parse_seq(raw: &str) -> Result<i64> {
         })
 }
 
-/// The version as Langfuse sends it, its registry partials inlined.
-async fn answer(state: &AppState, project: ProjectId, version: &Version) -> Result<LangfusePrompt> {
-    let published = prompts::published(&state.registry, &state.renderer, project, version).await?;
+/// The version as Langfuse sends it, its registry partials inlined (taken at
+/// `label` first when it was fetched through one).
+async fn answer(
+    state: &AppState,
+    project: ProjectId,
+    version: &Version,
+    label: Option<&LabelName>,
+) -> Result<LangfusePrompt> {
+    let published =
+        prompts::published(&state.registry, &state.renderer, project, version, label).await?;
     Ok(LangfusePrompt::new(
         version,
         &published.body,
@@ -277,13 +289,15 @@ pub async fn create_prompt(
         &name,
         new,
         tags,
+        // Langfuse prompts keep their type, as in Langfuse.
+        false,
     )
     .await
     .map_err(|e| match e {
         ServiceError::TemplateSyntax(error) => ServiceError::TemplateSyntax(as_prompt_field(error)),
         other => other,
     })?;
-    let body = axum::Json(answer(&state, project, &result.version).await?);
+    let body = axum::Json(answer(&state, project, &result.version, None).await?);
     let status = if result.created {
         StatusCode::CREATED
     } else {
@@ -339,7 +353,7 @@ pub async fn update_prompt_version(
         &version.version,
     )
     .await?;
-    Ok(axum::Json(answer(&state, project, &version).await?))
+    Ok(axum::Json(answer(&state, project, &version, None).await?))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -407,5 +407,6 @@ fn version_body(dir: &Path, prompt: &LoadedPrompt, options: &PushOptions) -> Cre
         parent: None,
         expected_latest: None,
         labels: options.label.as_ref().map(|label| vec![label.to_string()]),
+        allow_type_change: false,
     }
 }
