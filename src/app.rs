@@ -14,7 +14,6 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -138,25 +137,32 @@ pub fn build_app(state: AppState) -> Router {
                 .timeout(timeout)
                 .layer(DefaultBodyLimit::max(http.body_limit_bytes))
                 .option_layer(cors(&http.cors_allowed_origins))
-                .layer(SetResponseHeaderLayer::if_not_present(
-                    header::X_CONTENT_TYPE_OPTIONS,
-                    HeaderValue::from_static("nosniff"),
-                ))
-                .layer(SetResponseHeaderLayer::if_not_present(
-                    header::X_FRAME_OPTIONS,
-                    HeaderValue::from_static("DENY"),
-                ))
-                .layer(SetResponseHeaderLayer::if_not_present(
-                    header::REFERRER_POLICY,
-                    HeaderValue::from_static("no-referrer"),
-                ))
-                // Answers may carry secrets (a new key); only versions say otherwise.
-                .layer(SetResponseHeaderLayer::if_not_present(
-                    header::CACHE_CONTROL,
-                    HeaderValue::from_static("no-store"),
-                )),
+                .layer(axum::middleware::map_response(default_headers)),
         )
         .with_state(state)
+}
+
+/// What every answer carries unless its handler said otherwise. Answers may
+/// carry secrets (a new key), so none is stored; only versions say otherwise.
+const DEFAULT_HEADERS: [(HeaderName, HeaderValue); 4] = [
+    (
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ),
+    (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+    (
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    ),
+    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+];
+
+async fn default_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in DEFAULT_HEADERS {
+        headers.entry(name).or_insert(value);
+    }
+    response
 }
 
 /// Swagger UI answers a file it does not have with an empty 404; answer it

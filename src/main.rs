@@ -90,8 +90,8 @@ enum ClientCommand {
         /// The folder of prompt files; names are paths inside it.
         dir: PathBuf,
         /// Point this label at every pushed prompt's current version.
-        #[arg(long)]
-        label: Option<String>,
+        #[arg(long, value_parser = parse_label)]
+        label: Option<LabelName>,
         /// The changelog entry of new versions (default: the last git commit subject).
         #[arg(long, short)]
         message: Option<String>,
@@ -160,8 +160,8 @@ enum ClientCommand {
         /// The prompt.
         name: String,
         /// The label whose moves to list.
-        #[arg(long, default_value = "production")]
-        label: String,
+        #[arg(long, default_value = "production", value_parser = parse_label)]
+        label: LabelName,
         #[command(flatten)]
         remote: RemoteArgs,
     },
@@ -189,8 +189,8 @@ enum ClientCommand {
         /// The prompt.
         name: String,
         /// The label to move, e.g. production.
-        #[arg(long)]
-        label: String,
+        #[arg(long, value_parser = parse_label)]
+        label: LabelName,
         /// The semver to point it at.
         #[arg(long, value_name = "SEMVER")]
         version: String,
@@ -202,8 +202,8 @@ enum ClientCommand {
         /// The prompt.
         name: String,
         /// The label to move back.
-        #[arg(long)]
-        label: String,
+        #[arg(long, value_parser = parse_label)]
+        label: LabelName,
         #[command(flatten)]
         remote: RemoteArgs,
     },
@@ -371,11 +371,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn label(raw: &str) -> Result<LabelName, ExitCode> {
-    LabelName::parse(raw).map_err(|e| {
-        eprintln!("promptreg: --label: {e}");
-        ExitCode::from(commands::USAGE)
-    })
+/// Clap refuses a bad label as a usage error (exit 2), naming the option.
+fn parse_label(raw: &str) -> Result<LabelName, String> {
+    LabelName::parse(raw).map_err(|e| e.to_string())
 }
 
 /// The client commands: they talk HTTP and report their own exit status.
@@ -383,17 +381,13 @@ async fn client_command(command: ClientCommand) -> ExitCode {
     match command {
         ClientCommand::Push {
             dir,
-            label: raw_label,
+            label,
             message,
             dry_run,
             concurrency,
             provenance,
             remote,
         } => {
-            let label = match raw_label.as_deref().map(label).transpose() {
-                Ok(label) => label,
-                Err(code) => return code,
-            };
             let client = match remote.client() {
                 Ok(client) => client,
                 Err(code) => return code,
@@ -438,13 +432,11 @@ async fn client_command(command: ClientCommand) -> ExitCode {
         },
         ClientCommand::History {
             name,
-            label: raw_label,
+            label,
             remote,
-        } => match (label(&raw_label), remote.client()) {
-            (Ok(label), Ok(client)) => {
-                commands::history(&client, &name, &label, remote.output).await
-            }
-            (Err(code), _) | (_, Err(code)) => code,
+        } => match remote.client() {
+            Ok(client) => commands::history(&client, &name, &label, remote.output).await,
+            Err(code) => code,
         },
         ClientCommand::Diff {
             name,
@@ -489,24 +481,20 @@ async fn client_command(command: ClientCommand) -> ExitCode {
         }
         ClientCommand::Promote {
             name,
-            label: raw_label,
+            label,
             version,
             remote,
-        } => match (label(&raw_label), remote.client()) {
-            (Ok(label), Ok(client)) => {
-                commands::promote(&client, &name, &label, &version, remote.output).await
-            }
-            (Err(code), _) | (_, Err(code)) => code,
+        } => match remote.client() {
+            Ok(client) => commands::promote(&client, &name, &label, &version, remote.output).await,
+            Err(code) => code,
         },
         ClientCommand::Rollback {
             name,
-            label: raw_label,
+            label,
             remote,
-        } => match (label(&raw_label), remote.client()) {
-            (Ok(label), Ok(client)) => {
-                commands::rollback(&client, &name, &label, remote.output).await
-            }
-            (Err(code), _) | (_, Err(code)) => code,
+        } => match remote.client() {
+            Ok(client) => commands::rollback(&client, &name, &label, remote.output).await,
+            Err(code) => code,
         },
     }
 }

@@ -142,6 +142,8 @@ pub struct AuditPage {
     next_cursor: Option<String>,
 }
 
+page_from!(AuditPage of AuditEntryResponse);
+
 /// Create an API key (in the caller's project, or the one named).
 #[utoipa::path(post, path = "/v1/keys", tag = "admin",
     security(("bearer" = ["admin"])),
@@ -149,7 +151,6 @@ pub struct AuditPage {
     responses(
         (status = 201, description = "Created; `key` (the secret) is shown this once", body = CreatedKeyResponse),
         (status = 404, description = "`project_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_key(
     State(state): State<AppState>,
@@ -255,7 +256,6 @@ pub async fn list_projects(
     params(PageParams),
     responses(
         (status = 200, description = "A page of audit entries", body = AuditPage),
-        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_audit(
     State(state): State<AppState>,
@@ -263,12 +263,5 @@ pub async fn list_audit(
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<AuditPage>, ApiError> {
     let page = admin::list_audit(&state.registry, auth.project, page.to_request()?).await?;
-    Ok(axum::Json(AuditPage {
-        items: page
-            .items
-            .into_iter()
-            .map(AuditEntryResponse::from)
-            .collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Ok(axum::Json(page.into()))
 }

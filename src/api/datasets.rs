@@ -65,6 +65,8 @@ pub struct DatasetPage {
     next_cursor: Option<String>,
 }
 
+page_from!(DatasetPage of DatasetResponse);
+
 #[derive(Serialize, ToSchema)]
 pub struct DatasetItemResponse {
     id: uuid::Uuid,
@@ -98,6 +100,8 @@ pub struct DatasetItemPage {
     items: Vec<DatasetItemResponse>,
     next_cursor: Option<String>,
 }
+
+page_from!(DatasetItemPage of DatasetItemResponse);
 
 #[derive(Serialize, ToSchema)]
 pub struct AppendItemsResponse {
@@ -152,10 +156,7 @@ pub async fn list_datasets(
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<DatasetPage>, ApiError> {
     let page = datasets::list_datasets(&state.registry, auth.project, page.to_request()?).await?;
-    Ok(axum::Json(DatasetPage {
-        items: page.items.into_iter().map(DatasetResponse::from).collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Ok(axum::Json(page.into()))
 }
 
 /// Get a dataset.
@@ -191,14 +192,7 @@ pub async fn list_items(
 ) -> Result<axum::Json<DatasetItemPage>, ApiError> {
     let page =
         datasets::list_items(&state.registry, auth.project, &name, page.to_request()?).await?;
-    Ok(axum::Json(DatasetItemPage {
-        items: page
-            .items
-            .into_iter()
-            .map(DatasetItemResponse::from)
-            .collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Ok(axum::Json(page.into()))
 }
 
 /// The upload's format, from its `Content-Type`.

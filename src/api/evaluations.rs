@@ -228,6 +228,8 @@ pub struct ResultPage {
     next_cursor: Option<String>,
 }
 
+page_from!(ResultPage of ResultResponse);
+
 /// Per-item results, in the order they completed.
 #[utoipa::path(get, path = "/v1/evaluations/{id}/results", tag = "evaluations",
     security(("bearer" = ["read"])),
@@ -243,10 +245,7 @@ pub async fn list_results(
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<ResultPage>, ApiError> {
     let page = evaluations::results(&state.registry, auth.project, id, page.to_request()?).await?;
-    Ok(axum::Json(ResultPage {
-        items: page.items.into_iter().map(ResultResponse::from).collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Ok(axum::Json(page.into()))
 }
 
 #[derive(Deserialize, IntoParams)]

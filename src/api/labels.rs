@@ -81,6 +81,8 @@ pub struct LabelMovePage {
     pub next_cursor: Option<String>,
 }
 
+page_from!(LabelMovePage of LabelMoveResponse);
+
 fn names(name: &str, label: &str) -> Result<(PromptName, LabelName), ApiError> {
     Ok((
         prompt_name(name)?,
@@ -189,14 +191,7 @@ pub async fn label_history(
         page.to_request()?,
     )
     .await?;
-    Ok(axum::Json(LabelMovePage {
-        items: page
-            .items
-            .into_iter()
-            .map(LabelMoveResponse::from)
-            .collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Ok(axum::Json(page.into()))
 }
 
 /// Move a label back to its previous target. Repeated rollbacks walk further

@@ -2,6 +2,24 @@
 //! request/response types. Routing and the OpenAPI document come from one
 //! list (`utoipa-axum`), so no route can go undocumented.
 
+/// `From<Page<_>>` for list answers (`{items, next_cursor}`): each item
+/// converted, the cursor passed on. Written in each answer's own module.
+macro_rules! page_from {
+    ($page:ident of $item:ty) => {
+        impl<D> From<crate::domain::Page<D>> for $page
+        where
+            $item: From<D>,
+        {
+            fn from(page: crate::domain::Page<D>) -> Self {
+                Self {
+                    items: page.items.into_iter().map(<$item>::from).collect(),
+                    next_cursor: page.next_cursor,
+                }
+            }
+        }
+    };
+}
+
 mod admin;
 pub mod auth;
 mod datasets;

@@ -332,7 +332,6 @@ fn check_provider(providers: &Providers, errors: &mut Vec<FieldError>, field: &s
         (status = 202, description = "Queued", body = OptimizationResponse),
         (status = 403, description = "`insufficient_scope`: the key lacks `evaluate`, or `promote_to` is set and the key lacks `promote`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`prompt_not_found`, `version_not_found`, `label_not_found` or `dataset_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_optimization(
     State(state): State<AppState>,

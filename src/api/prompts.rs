@@ -98,6 +98,8 @@ pub struct PromptPage {
     pub next_cursor: Option<String>,
 }
 
+page_from!(PromptPage of PromptResponse);
+
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PromptListParams {
@@ -187,7 +189,6 @@ pub async fn create_prompt(
     params(PromptListParams),
     responses(
         (status = 200, description = "A page of prompts", body = PromptPage),
-        (status = 422, description = "`validation_failed` (limit, cursor)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_prompts(
     State(state): State<AppState>,
@@ -208,10 +209,7 @@ pub async fn list_prompts(
             page_request(params.limit, params.cursor.as_deref())?,
         )
         .await?;
-    Ok(axum::Json(PromptPage {
-        items: page.items.into_iter().map(PromptResponse::from).collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Ok(axum::Json(page.into()))
 }
 
 /// Get a prompt (archived ones too).
@@ -240,7 +238,6 @@ pub async fn get_prompt(
     responses(
         (status = 200, description = "The updated prompt", body = PromptResponse),
         (status = 404, description = "`prompt_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update_prompt(
     State(state): State<AppState>,

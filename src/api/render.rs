@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use super::auth::{scope, Auth};
 use super::extract::{prompt_name, version_ref, Json, Path, PromptPath};
 use super::AppState;
-use crate::domain::content::{parse_content, ContentFields};
+use crate::domain::content::{content_fields_of, parse_content};
 use crate::domain::{ChatMessage, Engine, PromptContent, PromptType};
 use crate::error::{ApiError, FieldError, Problem};
 use crate::providers::requests::request_body;
@@ -196,18 +196,7 @@ pub async fn render_template(
     Json(body): Json<RenderTemplateRequest>,
 ) -> Result<axum::Json<RenderResponse>, ApiError> {
     let mut errors = Vec::new();
-    let content = parse_content(
-        ContentFields {
-            prompt_type: body.prompt_type,
-            template: body.template,
-            messages: body.messages,
-            engine: body.engine,
-            model_config: body.model_config,
-            input_schema: body.input_schema,
-            output_schema: body.output_schema,
-        },
-        &mut errors,
-    );
+    let content = parse_content(content_fields_of!(body), &mut errors);
     let content = match content {
         Some(content) if errors.is_empty() => content,
         _ => {

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use super::auth::{scope, Auth};
 use super::extract::Json;
 use crate::domain::jobs::MetricSpec;
-use crate::error::{ApiError, FieldError, Problem};
+use crate::error::{ApiError, FieldError};
 use crate::eval::judge::{JudgeSpec, LLM_JUDGE};
 use crate::eval::metrics::Metric;
 use crate::eval::metrics::Sample;
@@ -150,13 +150,13 @@ pub struct ScoreResponse {
     metrics: BTreeMap<String, Summary>,
 }
 
-/// Score outputs with deterministic metrics, at once (no LLM is called).
+/// Score outputs with deterministic metrics, at once (no LLM is called). An
+/// unknown metric, bad parameters or too many items are `422 validation_failed`.
 #[utoipa::path(post, path = "/v1/scores", tag = "evaluations",
     security(("bearer" = ["evaluate"])),
     request_body = ScoreRequest,
     responses(
         (status = 200, description = "Scores per item and per metric", body = ScoreResponse),
-        (status = 422, description = "`validation_failed`: an unknown metric, bad parameters, too many items", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn score_outputs(
     _auth: Auth<scope::Evaluate>,

@@ -15,7 +15,7 @@ use super::auth::{scope, Auth};
 use super::extract::{prompt_name, semver, version_ref, Json, PageParams, Path, PromptPath, Query};
 use super::{prompt_path, AppState};
 use crate::domain::auth::Scope;
-use crate::domain::content::{diff_contents, parse_content, ContentFields};
+use crate::domain::content::{content_fields_of, diff_contents, parse_content};
 use crate::domain::ProjectId;
 use crate::domain::{Bump, ChatMessage, Engine, LabelName, PromptType, Version, VersionRef};
 use crate::error::{ApiError, FieldError, Problem};
@@ -164,18 +164,7 @@ pub struct VersionPage {
 /// (`allow_type_change` is no part of the version: the caller passes it on.)
 fn parse_new_version(body: CreateVersionRequest) -> Result<NewVersion, ApiError> {
     let mut content_errors = Vec::new();
-    let content = parse_content(
-        ContentFields {
-            prompt_type: body.prompt_type,
-            template: body.template,
-            messages: body.messages,
-            engine: body.engine,
-            model_config: body.model_config,
-            input_schema: body.input_schema,
-            output_schema: body.output_schema,
-        },
-        &mut content_errors,
-    );
+    let content = parse_content(content_fields_of!(body), &mut content_errors);
     let mut errors: Vec<FieldError> = content_errors.into_iter().map(FieldError::from).collect();
     let mut fail = |field: &str, message: String| errors.push(FieldError::new(field, message));
     if body
@@ -450,7 +439,6 @@ pub struct DiffResponse {
     responses(
         (status = 200, description = "The differences", body = DiffResponse),
         (status = 404, description = "`prompt_not_found`, `version_not_found` or `label_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn diff_versions(
     State(state): State<AppState>,

@@ -277,6 +277,23 @@ pub struct ContentFields {
     pub output_schema: Option<Value>,
 }
 
+/// Moves the [`ContentFields`] out of a request that carries them under
+/// their own names (a `/v1` version post, an unsaved render).
+macro_rules! content_fields_of {
+    ($request:ident) => {
+        $crate::domain::content::ContentFields {
+            prompt_type: $request.prompt_type,
+            template: $request.template,
+            messages: $request.messages,
+            engine: $request.engine,
+            model_config: $request.model_config,
+            input_schema: $request.input_schema,
+            output_schema: $request.output_schema,
+        }
+    };
+}
+pub(crate) use content_fields_of;
+
 /// Checks the content's shape, adding every problem to `errors`.
 pub fn parse_content(
     fields: ContentFields,

@@ -107,6 +107,28 @@ struct Scope {
     creating: bool,
 }
 
+impl Scope {
+    /// Rendering: unpinned partials at `label` first, then the default label.
+    fn rendering(project: ProjectId, engine: Engine, label: Option<VersionRef>) -> Self {
+        Self {
+            project,
+            engine,
+            label,
+            creating: false,
+        }
+    }
+
+    /// Checking content about to be saved.
+    fn creating(project: ProjectId, engine: Engine) -> Self {
+        Self {
+            project,
+            engine,
+            label: None,
+            creating: true,
+        }
+    }
+}
+
 pub struct Renderer {
     registry: Arc<Registry>,
     default_ref: VersionRef,
@@ -169,12 +191,7 @@ impl Renderer {
             }
         }
         let includes = template::includes(content.engine, &content.body)?;
-        let scope = Scope {
-            project,
-            engine: content.engine,
-            label: None,
-            creating: true,
-        };
+        let scope = Scope::creating(project, content.engine);
         self.partials(&scope, name.to_string(), &includes).await?;
         Ok(template::variables(content.engine, &content.body)?)
     }
@@ -207,12 +224,7 @@ impl Renderer {
         check_history_roles(&version.content.body, variables, format)?;
         let content = &version.content;
         let includes = self.includes_of(&version)?;
-        let scope = Scope {
-            project,
-            engine: content.engine,
-            label: self.partials_label(reference),
-            creating: false,
-        };
+        let scope = Scope::rendering(project, content.engine, self.partials_label(reference));
         let partials = self.partials(&scope, name.to_string(), &includes).await?;
 
         let mut key = Vec::with_capacity(partials.ids.len() + 1);
@@ -263,12 +275,7 @@ impl Renderer {
         }
         check_history_roles(&content.body, variables, format)?;
         let includes = template::includes(content.engine, &content.body)?;
-        let scope = Scope {
-            project,
-            engine: content.engine,
-            label: None,
-            creating: false,
-        };
+        let scope = Scope::rendering(project, content.engine, None);
         let partials = self
             .partials(&scope, "(unsaved)".to_owned(), &includes)
             .await?;
@@ -299,12 +306,11 @@ impl Renderer {
             return Ok(version.content.body.clone());
         }
         let engine = version.content.engine;
-        let scope = Scope {
+        let scope = Scope::rendering(
             project,
             engine,
-            label: label.and_then(|l| self.partials_label(&VersionRef::Label(l.clone()))),
-            creating: false,
-        };
+            label.and_then(|l| self.partials_label(&VersionRef::Label(l.clone()))),
+        );
         let partials = self
             .partials(&scope, version.prompt_name.clone(), &includes)
             .await?;
