@@ -7,7 +7,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{header, request::Parts};
 use serde::de::DeserializeOwned;
 
-use crate::domain::{NameKind, PromptName, VersionRef};
+use crate::domain::{text, NameKind, PromptName, VersionRef};
 use crate::error::{ApiError, FieldError};
 use crate::store::{cursor, PageRequest};
 
@@ -53,6 +53,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if first.is_some_and(|b| *b != b'{') {
         return Err(not_an_object(bytes));
     }
+    refuse_nul_in_json(bytes)?;
     // The common case, a valid body, skips the path tracking; only a failure
     // is parsed again to say where it went wrong.
     if let Ok(value) = serde_json::from_slice(bytes) {
@@ -90,6 +91,26 @@ fn not_an_object(bytes: &[u8]) -> ApiError {
     ApiError::validation("body", format!("expected a JSON object, found {found}"))
 }
 
+/// JSON carries a NUL only as the escape `\u0000`: a body without that text
+/// skips the walk; one with it is refused naming the first string that holds it.
+fn refuse_nul_in_json(bytes: &[u8]) -> Result<(), ApiError> {
+    const ESCAPED_NUL: &[u8] = b"\\u0000";
+    if !bytes.windows(ESCAPED_NUL.len()).any(|w| w == ESCAPED_NUL) {
+        return Ok(());
+    }
+    // Malformed JSON is left to the typed parse, which says where it breaks.
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Ok(());
+    };
+    match text::nul_path(&value) {
+        Some(path) => Err(ApiError::validation(
+            text::field_name(&path, "body"),
+            text::NUL_MESSAGE,
+        )),
+        None => Ok(()),
+    }
+}
+
 /// serde reports a missing field at its parent's path; name the field itself.
 fn data_error(path: &str, message: &str) -> FieldError {
     let message = message.split(" at line ").next().unwrap_or(message);
@@ -112,6 +133,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        refuse_nul_in_query(parts, state).await?;
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| Query(q.0))
@@ -129,6 +151,31 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
                     None => ApiError::invalid(vec![data_error(".", detail)]),
                 }
             })
+    }
+}
+
+/// A NUL reaches a query only percent-encoded (`%00`); a query holding one is
+/// refused naming the parameter.
+async fn refuse_nul_in_query<S: Send + Sync>(parts: &mut Parts, state: &S) -> Result<(), ApiError> {
+    let encoded_nul = parts.uri.query().is_some_and(|q| q.contains("%00"));
+    if !encoded_nul {
+        return Ok(());
+    }
+    let Ok(pairs) =
+        axum::extract::Query::<Vec<(String, String)>>::from_request_parts(parts, state).await
+    else {
+        return Ok(());
+    };
+    match pairs
+        .0
+        .iter()
+        .find(|(name, value)| text::has_nul(name) || text::has_nul(value))
+    {
+        Some((name, _)) if text::has_nul(name) => {
+            Err(ApiError::validation("query", text::NUL_MESSAGE))
+        }
+        Some((name, _)) => Err(ApiError::validation(name.as_str(), text::NUL_MESSAGE)),
+        None => Ok(()),
     }
 }
 
@@ -193,6 +240,23 @@ pub struct PromptPath {
 }
 
 pub const MAX_PAGE: u32 = 100;
+
+/// The longest free-text filter (`q`, `tag`), in characters. The OpenAPI
+/// parameters repeat it as `max_length`.
+pub const MAX_FILTER_LEN: usize = 200;
+
+/// A free-text filter: empty is no filter; longer than `MAX_FILTER_LEN` is
+/// refused, so no backend meets a pattern it cannot handle.
+pub fn filter_text(field: &str, raw: Option<String>) -> Result<Option<String>, ApiError> {
+    match raw {
+        Some(text) if text.chars().count() > MAX_FILTER_LEN => Err(ApiError::validation(
+            field,
+            format!("at most {MAX_FILTER_LEN} characters"),
+        )),
+        Some(text) if text.is_empty() => Ok(None),
+        other => Ok(other),
+    }
+}
 const DEFAULT_PAGE: u32 = 20;
 
 impl PageParams {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{scope, Auth};
-use super::extract::{page_request, prompt_name, Json, Path, PromptPath, Query};
+use super::extract::{filter_text, page_request, prompt_name, Json, Path, PromptPath, Query};
 use super::{prompt_path, AppState};
 use crate::auth::Caller;
 use crate::domain::{PromptName, PromptSummary};
@@ -104,8 +104,10 @@ page_from!(PromptPage of PromptResponse);
 #[into_params(parameter_in = Query)]
 pub struct PromptListParams {
     /// Only prompts carrying this tag.
+    #[param(max_length = 200)]
     tag: Option<String>,
     /// Case-insensitive substring of the name or description.
+    #[param(max_length = 200)]
     q: Option<String>,
     /// Items per page, 1 to 100.
     #[param(default = 20, minimum = 1, maximum = 100)]
@@ -189,6 +191,7 @@ pub async fn create_prompt(
     params(PromptListParams),
     responses(
         (status = 200, description = "A page of prompts", body = PromptPage),
+        (status = 422, description = "`validation_failed` (limit, cursor, a filter too long or holding NUL)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_prompts(
     State(state): State<AppState>,
@@ -197,8 +200,8 @@ pub async fn list_prompts(
 ) -> Result<axum::Json<PromptPage>, ApiError> {
     let filter = PromptFilter {
         name: None,
-        tag: params.tag.filter(|t| !t.is_empty()),
-        query: params.q.filter(|q| !q.is_empty()),
+        tag: filter_text("tag", params.tag)?,
+        query: filter_text("q", params.q)?,
         include_archived: false,
     };
     let page = state

@@ -9,6 +9,7 @@ pub mod content;
 pub mod jobs;
 pub mod names;
 pub mod optimization;
+pub mod text;
 pub mod versioning;
 
 pub use content::{ChatMessage, Engine, PromptContent, PromptType};

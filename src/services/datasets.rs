@@ -11,6 +11,7 @@ use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 
 use crate::domain::auth::Actor;
+use crate::domain::text;
 use crate::domain::{Dataset, DatasetItem, NewItem, Page, ProjectId, PromptName};
 use crate::store::{ItemError, PageRequest};
 
@@ -151,6 +152,10 @@ fn item_error(item: u64, line: Option<u64>, message: impl Into<String>) -> ItemE
 /// `{input, expected?, metadata?}` into an item.
 fn item_of(value: Value, item: u64, line: Option<u64>) -> Result<NewItem, ItemError> {
     let fail = |message: String| item_error(item, line, message);
+    if let Some(path) = text::nul_path(&value) {
+        let field = text::field_name(&path, "item");
+        return Err(fail(format!("`{field}` {}", text::NUL_MESSAGE)));
+    }
     let Value::Object(mut object) = value else {
         return Err(fail(
             "an item is an object: {\"input\": {…}, \"expected\": …, \"metadata\": {…}}".into(),
@@ -284,6 +289,13 @@ fn csv_rows(
     }
     let mut columns = Vec::with_capacity(headers.len());
     for (i, name) in headers.iter().enumerate() {
+        if text::has_nul(name) {
+            return emit(Err(item_error(
+                1,
+                Some(1),
+                format!("column {} of the header {}", i + 1, text::NUL_MESSAGE),
+            )));
+        }
         let column = if name == "expected" {
             Column::Expected
         } else if let Some(key) = name.strip_prefix("metadata.") {
@@ -302,7 +314,16 @@ fn csv_rows(
     }
     for (index, record) in csv.records().enumerate() {
         let item = index as u64 + 1;
-        let parsed = record.map_err(|e| csv_error(item, &e)).map(|record| {
+        let parsed = record.map_err(|e| csv_error(item, &e)).and_then(|record| {
+            if let Some(column) = record.iter().position(text::has_nul) {
+                let line = record.position().map(|p| p.line());
+                let header = headers.get(column).unwrap_or_default();
+                return Err(item_error(
+                    item,
+                    line,
+                    format!("column `{header}` {}", text::NUL_MESSAGE),
+                ));
+            }
             let mut new = NewItem {
                 input: Map::new(),
                 expected: None,
@@ -320,7 +341,7 @@ fn csv_rows(
                     Column::Expected => new.expected = Some(value),
                 }
             }
-            new
+            Ok(new)
         });
         if !emit(parsed) {
             return false;

@@ -137,25 +137,47 @@ impl From<sqlx::Error> for StoreError {
 
 /// Whether `err` means the database is down, unreachable or going away
 /// (a refused or dropped connection, an exhausted pool, a server shutting
-/// down or starting up), rather than a fault of the query.
+/// down, starting up or failing over), rather than a fault of the query.
 fn is_unavailable(err: &sqlx::Error) -> bool {
     match err {
+        // A connection the server closed mid-query is an `Io` error
+        // (`UnexpectedEof` "… at EOF", a reset, a broken pipe).
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::WorkerCrashed => true,
-        // Postgres SQLSTATE classes 08 (connection exception) and 57P
-        // (operator intervention: admin or crash shutdown, cannot connect
-        // now); SQLite's SQLITE_BUSY (5) and SQLITE_CANTOPEN (14).
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            code.starts_with("08") || code.starts_with("57P") || code == "5" || code == "14"
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                sqlite_code_means_unavailable(&code)
+            } else {
+                postgres_code_means_unavailable(&code)
+            }
         }),
         sqlx::Error::Protocol(message) => {
             message.contains("connection") || message.contains("unexpected eof")
         }
         _ => false,
     }
+}
+
+/// Postgres SQLSTATEs of a server that cannot serve now but will: class 08
+/// (connection exception); 57P01-57P05 (operator intervention: "terminating
+/// connection due to administrator command" on `pg_ctl stop -m fast`, crash
+/// shutdown, cannot connect now while starting up or in recovery, idle
+/// session timeout); 53300 (too many connections, as clients reconnect
+/// after a restart); 25006 (a read-only transaction: after a failover the
+/// connection reached a standby).
+fn postgres_code_means_unavailable(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("57P") || code == "53300" || code == "25006"
+}
+
+/// SQLite reports extended result codes (`SQLITE_BUSY_SNAPSHOT` is 517);
+/// their low byte is the primary code: `SQLITE_BUSY` (5) and
+/// `SQLITE_CANTOPEN` (14) are worth retrying later.
+fn sqlite_code_means_unavailable(code: &str) -> bool {
+    code.parse::<u32>()
+        .is_ok_and(|extended| matches!(extended & 0xff, 5 | 14))
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -318,6 +340,132 @@ pub mod cursor {
             for bad in ["", "!!", "eDo0Mg", "czp4"] {
                 assert_eq!(decode(bad), None, "{bad}");
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+    use std::error::Error as StdError;
+    use std::io;
+
+    use super::*;
+
+    /// A database error carrying a code, as a driver reports it.
+    #[derive(Debug)]
+    struct CodedError(&'static str);
+
+    impl std::fmt::Display for CodedError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "error {}", self.0)
+        }
+    }
+
+    impl StdError for CodedError {}
+
+    impl sqlx::error::DatabaseError for CodedError {
+        fn message(&self) -> &str {
+            self.0
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+        fn as_error(&self) -> &(dyn StdError + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn StdError + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn StdError + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn postgres(code: &'static str) -> sqlx::Error {
+        sqlx::Error::Database(Box::new(CodedError(code)))
+    }
+
+    fn io(kind: io::ErrorKind, message: &str) -> sqlx::Error {
+        sqlx::Error::Io(io::Error::new(kind, message.to_owned()))
+    }
+
+    #[test]
+    fn a_server_going_away_is_unavailable_not_a_fault() {
+        let unavailable = [
+            (
+                postgres("57P01"),
+                "terminating connection due to administrator command",
+            ),
+            (postgres("57P02"), "crash shutdown"),
+            (
+                postgres("57P03"),
+                "the database system is starting up / shutting down",
+            ),
+            (postgres("08006"), "connection failure"),
+            (postgres("08003"), "connection does not exist"),
+            (
+                postgres("53300"),
+                "too many connections while clients reconnect",
+            ),
+            (postgres("25006"), "read-only: a standby after failover"),
+            (
+                io(
+                    io::ErrorKind::UnexpectedEof,
+                    "expected to read 5 bytes, got 0 bytes at EOF",
+                ),
+                "the connection closed mid-query",
+            ),
+            (io(io::ErrorKind::ConnectionReset, "reset by peer"), "reset"),
+            (
+                io(io::ErrorKind::BrokenPipe, "broken pipe"),
+                "written to a closed socket",
+            ),
+            (
+                io(io::ErrorKind::ConnectionRefused, "refused"),
+                "server down",
+            ),
+            (
+                sqlx::Error::PoolTimedOut,
+                "no connection within the acquire timeout",
+            ),
+            (sqlx::Error::PoolClosed, "pool closed"),
+            (
+                sqlx::Error::Protocol("connection closed while reading".into()),
+                "protocol: closed",
+            ),
+        ];
+        for (err, why) in unavailable {
+            assert!(
+                matches!(StoreError::from(err), StoreError::Unavailable(_)),
+                "{why}"
+            );
+        }
+        let faults = [
+            (postgres("23505"), "unique violation"),
+            (postgres("22P05"), "untranslatable character"),
+            (postgres("42P01"), "undefined table"),
+            (postgres("57014"), "query cancelled (a statement timeout)"),
+            (sqlx::Error::RowNotFound, "no row"),
+        ];
+        for (err, why) in faults {
+            assert!(
+                matches!(StoreError::from(err), StoreError::Database(_)),
+                "{why}"
+            );
+        }
+    }
+
+    #[test]
+    fn sqlite_busy_and_cantopen_count_in_every_extended_form() {
+        for code in ["5", "261", "517", "773", "14", "270", "526", "1038"] {
+            assert!(sqlite_code_means_unavailable(code), "{code}");
+        }
+        for code in ["1", "19", "2067", "787", "11", "not a code"] {
+            assert!(!sqlite_code_means_unavailable(code), "{code}");
         }
     }
 }

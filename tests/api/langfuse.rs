@@ -23,6 +23,7 @@ crate::backend_tests!(
     basic_auth_maps_keys_and_scopes,
     health_projects_and_traces,
     langfuse_python_sdk_works_unchanged,
+    list_and_get_refuse_what_the_schema_excludes,
 );
 
 /// An admin key's `(id, secret)`: the Langfuse public and secret key.
@@ -878,5 +879,56 @@ async fn langfuse_python_sdk_works_unchanged(app: TestApp) {
         output.status,
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+async fn list_and_get_refuse_what_the_schema_excludes(app: TestApp) {
+    seed_greet(&app).await;
+    let lf = Langfuse::new(&app).await;
+    let long_tag = "t".repeat(201);
+    let cases = [
+        ("/api/public/v2/prompts?page=2147483648".to_owned(), "page"),
+        ("/api/public/v2/prompts?page=0".to_owned(), "page"),
+        (format!("/api/public/v2/prompts?tag={long_tag}"), "tag"),
+        ("/api/public/v2/prompts?tag=a%00".to_owned(), "tag"),
+        (
+            "/api/public/v2/prompts/greet?resolve=AAA".to_owned(),
+            "resolve",
+        ),
+    ];
+    for (path, names) in cases {
+        let message = assert_error(&lf.get(&path).await, 400, "InvalidRequestError");
+        assert!(
+            message.contains(names),
+            "{path}: {message:?} should name {names}"
+        );
+    }
+    let last = lf.get("/api/public/v2/prompts?page=2147483647").await;
+    assert_eq!(last.status, 200, "{}", last.body);
+    assert_eq!(last.body["data"], json!([]));
+    for resolve in ["true", "false"] {
+        let got = lf
+            .get(&format!("/api/public/v2/prompts/greet?resolve={resolve}"))
+            .await;
+        assert_eq!(got.status, 200, "{}", got.body);
+    }
+    let nul = lf
+        .post(json!({"name": "nul", "type": "text", "prompt": "a\u{0}b"}))
+        .await;
+    let message = assert_error(&nul, 400, "InvalidRequestError");
+    assert!(message.contains("prompt"), "{message:?}");
+
+    // The document says what a text prompt's `prompt` is: a string.
+    let document = app.get("/openapi.json").await.body;
+    let schemas = &document["components"]["schemas"];
+    let prompt = &schemas["LangfusePrompt"]["properties"]["prompt"];
+    let named = prompt["$ref"]
+        .as_str()
+        .and_then(|r| r.strip_prefix("#/components/schemas/"))
+        .map_or(prompt, |name| &schemas[name]);
+    let shapes = serde_json::to_string(named).unwrap_or_default();
+    assert!(
+        shapes.contains("oneOf") && shapes.contains("\"string\"") && shapes.contains("array"),
+        "{prompt}"
     );
 }

@@ -13,6 +13,7 @@ mod errors;
 mod evaluations;
 mod fake_llm;
 mod gate_paths;
+mod hostile_input;
 mod labels;
 mod langfuse;
 mod observability;

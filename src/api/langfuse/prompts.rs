@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::wire::{self, LangfusePrompt, LATEST};
 use super::{LangfuseAuth, LangfuseError, LangfuseErrorBody};
 use crate::api::auth::scope;
-use crate::api::extract::{prompt_name, Json, Path, PromptPath, Query};
+use crate::api::extract::{prompt_name, Json, Path, PromptPath, Query, MAX_FILTER_LEN};
 use crate::api::AppState;
 use crate::domain::auth::Scope;
 use crate::domain::content::{parse_content, ContentFields, PromptBody};
@@ -27,6 +27,8 @@ use crate::store::{NewVersion, PromptFilter};
 const MAX_MESSAGE_LEN: usize = 4096;
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 100;
+/// Langfuse's page is a 32-bit integer (documented as the schema's `maximum`).
+const MAX_PAGE_NUMBER: u32 = i32::MAX as u32;
 
 type Result<T> = std::result::Result<T, LangfuseError>;
 
@@ -40,7 +42,7 @@ pub struct GetPromptParams {
     /// A label, or `latest`. Excludes `version`.
     #[param(example = "production")]
     label: Option<String>,
-    /// Accepted and ignored: partials are always inlined.
+    /// `true` or `false`; either way partials are inlined.
     #[param(value_type = Option<bool>)]
     resolve: Option<String>,
 }
@@ -51,7 +53,7 @@ pub struct GetPromptParams {
     params(PromptPath, GetPromptParams),
     responses(
         (status = 200, description = "The version", body = LangfusePrompt),
-        (status = 400, description = "`InvalidRequestError`: both `version` and `label`, a version that is no integer, a name or label promptreg refuses", body = LangfuseErrorBody),
+        (status = 400, description = "`InvalidRequestError`: both `version` and `label`, a version that is no integer, a `resolve` that is no boolean, a name or label promptreg refuses", body = LangfuseErrorBody),
         (status = 404, description = "`LangfuseNotFoundError`: no such prompt, version or label", body = LangfuseErrorBody),
     ))]
 pub async fn get_prompt(
@@ -62,7 +64,13 @@ pub async fn get_prompt(
 ) -> Result<axum::Json<LangfusePrompt>> {
     let Path(name) = path?;
     let Query(params) = params?;
-    let _ = params.resolve;
+    if let Some(raw) = params.resolve.as_deref() {
+        if !matches!(raw, "true" | "false") {
+            return Err(LangfuseError::invalid(format!(
+                "resolve: {raw:?} is not `true` or `false`"
+            )));
+        }
+    }
     let name = prompt_name(&name)?;
     let label = params
         .label
@@ -365,9 +373,10 @@ pub struct ListPromptsParams {
     /// Only prompts with a version carrying this label (`latest`: any).
     label: Option<String>,
     /// Only prompts with this tag.
+    #[param(max_length = 200)]
     tag: Option<String>,
     /// 1-based page number.
-    #[param(value_type = Option<u32>, default = 1, minimum = 1)]
+    #[param(value_type = Option<u32>, default = 1, minimum = 1, maximum = 2147483647)]
     page: Option<String>,
     /// Prompts per page, 1 to 100.
     #[param(value_type = Option<u32>, default = 50, minimum = 1, maximum = 100)]
@@ -427,7 +436,7 @@ fn page_number(field: &str, raw: Option<&str>, default: u32, max: u32) -> Result
     params(ListPromptsParams),
     responses(
         (status = 200, description = "A page of prompts", body = LangfusePromptList),
-        (status = 400, description = "`InvalidRequestError`: a page, limit, name or label at fault", body = LangfuseErrorBody),
+        (status = 400, description = "`InvalidRequestError`: a page, limit, name, label or tag at fault", body = LangfuseErrorBody),
     ))]
 pub async fn list_prompts(
     State(state): State<AppState>,
@@ -435,7 +444,7 @@ pub async fn list_prompts(
     params: std::result::Result<Query<ListPromptsParams>, ApiError>,
 ) -> Result<axum::Json<LangfusePromptList>> {
     let Query(params) = params?;
-    let page = page_number("page", params.page.as_deref(), 1, u32::MAX)?;
+    let page = page_number("page", params.page.as_deref(), 1, MAX_PAGE_NUMBER)?;
     let limit = page_number("limit", params.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
     let name = params.name.as_deref().map(prompt_name).transpose()?;
     let label = params
@@ -445,6 +454,13 @@ pub async fn list_prompts(
             LabelName::parse(raw).map_err(|e| LangfuseError::invalid(format!("label: {}", e.0)))
         })
         .transpose()?;
+    if let Some(tag) = params.tag.as_deref() {
+        if tag.chars().count() > MAX_FILTER_LEN {
+            return Err(LangfuseError::invalid(format!(
+                "tag: at most {MAX_FILTER_LEN} characters"
+            )));
+        }
+    }
     let filter = PromptFilter {
         name,
         tag: params.tag,

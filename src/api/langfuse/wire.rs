@@ -41,7 +41,7 @@ pub struct LangfusePrompt {
     #[serde(rename = "type")]
     prompt_type: PromptType,
     /// The template (text) or the messages (chat), registry partials inlined.
-    #[schema(value_type = Object)]
+    #[schema(value_type = LangfusePromptContent)]
     prompt: Value,
     /// The version's `model_config`.
     config: Map<String, Value>,
@@ -94,6 +94,38 @@ pub fn labels_of(version: &Version, summary: &PromptSummary) -> Vec<String> {
         labels.push(LATEST.to_owned());
     }
     labels
+}
+
+/// What `prompt` holds: a text prompt's template, or a chat prompt's messages.
+/// Only documents the field, which is built as JSON by `prompt_value`.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum LangfusePromptContent {
+    /// A text prompt's template.
+    Text(String),
+    /// A chat prompt's messages and placeholders, in order.
+    Chat(Vec<LangfuseChatEntry>),
+}
+
+/// One entry of a chat prompt.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum LangfuseChatEntry {
+    /// A message.
+    Message {
+        /// `system`, `user` or `assistant`.
+        role: String,
+        content: String,
+    },
+    /// Messages a caller supplies at compile time, under this name.
+    Placeholder {
+        /// Always `placeholder`.
+        #[serde(rename = "type")]
+        kind: String,
+        name: String,
+    },
 }
 
 /// The `prompt` field: the template, or the messages in Langfuse's shape.
