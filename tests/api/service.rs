@@ -133,6 +133,34 @@ fn the_authorize_dialog_offers_promptreg_keys_first() {
     assert!(bearer.contains("pr_"), "{bearer}");
 }
 
+/// Swagger UI encodes a `/` in a path parameter itself, so the `%2F` hint
+/// must say where it applies, on every operation that takes a prompt name.
+#[test]
+fn prompt_name_parameters_say_how_swagger_encodes_them() {
+    let spec = serde_json::to_value(promptreg::api::openapi()).expect("spec");
+    let mut checked = 0;
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        if !path.contains("/prompts/{name}") {
+            continue;
+        }
+        for (method, op) in item.as_object().expect("path item") {
+            let name = op["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|p| p["name"] == "name" && p["in"] == "path")
+                .unwrap_or_else(|| panic!("{method} {path} documents no name"));
+            let description = name["description"].as_str().unwrap_or_default();
+            assert!(
+                description.contains("%2F") && description.contains("Try it out"),
+                "{method} {path}: {description}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 15, "{checked}");
+}
+
 /// Each problem's example carries the response's own status, and a code the
 /// server really answers with (one that `src/error.rs` or the auth layer names).
 #[test]
