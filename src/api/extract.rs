@@ -179,6 +179,23 @@ async fn refuse_nul_in_query<S: Send + Sync>(parts: &mut Parts, state: &S) -> Re
     }
 }
 
+/// A NUL reaches a path only percent-encoded (`%00`); a path parameter
+/// holding one (a dataset's name, say) is refused naming the parameter.
+async fn refuse_nul_in_path<S: Send + Sync>(parts: &mut Parts, state: &S) -> Result<(), ApiError> {
+    if !parts.uri.path().contains("%00") {
+        return Ok(());
+    }
+    let Ok(params) =
+        axum::extract::Path::<Vec<(String, String)>>::from_request_parts(parts, state).await
+    else {
+        return Ok(());
+    };
+    match params.0.iter().find(|(_, value)| text::has_nul(value)) {
+        Some((name, _)) => Err(ApiError::validation(name.as_str(), text::NUL_MESSAGE)),
+        None => Ok(()),
+    }
+}
+
 /// Path parameters, percent-decoded (`support%2Fgreeting` is `support/greeting`).
 pub struct Path<T>(pub T);
 
@@ -186,6 +203,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        refuse_nul_in_path(parts, state).await?;
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|p| Path(p.0))

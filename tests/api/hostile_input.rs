@@ -13,6 +13,7 @@ backend_tests!(
     nul_in_an_upload_is_refused_naming_the_item,
     nul_in_a_filter_is_refused_naming_it,
     an_over_long_filter_is_refused_naming_it,
+    nul_in_a_path_parameter_is_refused_naming_it,
 );
 
 /// The first field at fault, for a 422 `validation_failed`.
@@ -187,4 +188,22 @@ async fn an_over_long_filter_is_refused_naming_it(app: TestApp) {
     assert_eq!(at_bound.body["items"], json!([]));
     let found = app.get("/v1/prompts?q=gre").await;
     assert_eq!(found.body["items"][0]["name"], "greet", "{}", found.body);
+}
+
+async fn nul_in_a_path_parameter_is_refused_naming_it(app: TestApp) {
+    for (method, path) in [
+        (Method::GET, "/v1/datasets/a%00b"),
+        (Method::GET, "/v1/datasets/a%00b/items"),
+        (Method::GET, "/v1/prompts/a%00b"),
+    ] {
+        let answer = app.request(method, path, None).await;
+        assert_refused(&answer, "name");
+    }
+    let upload = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/datasets/a%00b/items")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("[]"))
+        .expect("request");
+    assert_refused(&app.send(upload).await, "name");
 }
