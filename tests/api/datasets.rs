@@ -1,26 +1,9 @@
 //! Datasets: creation, uploads in three formats (all or nothing), paging.
 
-use axum::body::Body;
-use axum::http::{header, Method, Request};
 use serde_json::{json, Value};
 
 use crate::backend_tests;
 use crate::support::{app_with, enc, test_config, with_database, Backend, TestApp, TestResponse};
-
-async fn upload(
-    app: &TestApp,
-    name: &str,
-    content_type: &str,
-    body: impl Into<Body>,
-) -> TestResponse {
-    let request = Request::builder()
-        .method(Method::POST)
-        .uri(format!("/v1/datasets/{}/items", enc(name)))
-        .header(header::CONTENT_TYPE, content_type)
-        .body(body.into())
-        .expect("request");
-    app.send(request).await
-}
 
 async fn create(app: &TestApp, name: &str) -> TestResponse {
     app.post(
@@ -91,16 +74,20 @@ async fn items_upload_as_json_jsonl_and_csv_in_order(app: TestApp) {
         {"input": {"question": "Where is my order?"}, "expected": "In transit", "metadata": {"source": "mail"}},
         {"input": {"question": "Refund?"}}
     ]);
-    let added = upload(&app, "faq", "application/json", array.to_string()).await;
+    let added = app
+        .upload("faq", "application/json", array.to_string())
+        .await;
     assert_eq!(added.status, 200, "{}", added.body);
     assert_eq!(added.body["added"], 2);
 
     let lines = "{\"input\": {\"question\": \"Hours?\"}, \"expected\": {\"open\": 9}}\n\n{\"input\": {\"question\": \"Phone?\"}}\n";
-    let added = upload(&app, "faq", "application/x-ndjson; charset=utf-8", lines).await;
+    let added = app
+        .upload("faq", "application/x-ndjson; charset=utf-8", lines)
+        .await;
     assert_eq!(added.body["added"], 2, "{}", added.body);
 
     let csv = "question,input.tone,expected,metadata.source\n\"Where, exactly?\",calm,Here,web\nWhy?,warm,,chat\n";
-    let added = upload(&app, "faq", "text/csv", csv).await;
+    let added = app.upload("faq", "text/csv", csv).await;
     assert_eq!(added.body["added"], 2, "{}", added.body);
     assert_eq!(added.body["dataset"]["item_count"], 6);
 
@@ -123,13 +110,8 @@ async fn items_upload_as_json_jsonl_and_csv_in_order(app: TestApp) {
 
 async fn a_bad_item_keeps_nothing_of_its_upload(app: TestApp) {
     create(&app, "faq").await;
-    upload(
-        &app,
-        "faq",
-        "application/x-ndjson",
-        "{\"input\": {\"q\": 1}}\n",
-    )
-    .await;
+    app.upload("faq", "application/x-ndjson", "{\"input\": {\"q\": 1}}\n")
+        .await;
 
     let cases: [(&str, String, &str, &str); 6] = [
         (
@@ -170,7 +152,7 @@ async fn a_bad_item_keeps_nothing_of_its_upload(app: TestApp) {
         ),
     ];
     for (content_type, body, field, says) in cases {
-        let answer = upload(&app, "faq", content_type, body).await;
+        let answer = app.upload("faq", content_type, body).await;
         let problem = answer.assert_problem(422, "invalid_item");
         assert_eq!(answer.error_fields(), vec![field.to_owned()], "{problem}");
         let detail = problem["detail"].as_str().unwrap_or_default();
@@ -183,10 +165,10 @@ async fn a_bad_item_keeps_nothing_of_its_upload(app: TestApp) {
     assert_eq!(dataset.body["item_count"], 1);
     assert_eq!(all_items(&app, "faq").await.len(), 1);
 
-    upload(&app, "faq", "application/xml", "<items/>")
+    app.upload("faq", "application/xml", "<items/>")
         .await
         .assert_problem(415, "unsupported_media_type");
-    upload(&app, "nope", "application/json", "[]")
+    app.upload("nope", "application/json", "[]")
         .await
         .assert_problem(404, "dataset_not_found");
 }
@@ -199,7 +181,7 @@ async fn one_request_takes_a_hundred_thousand_items(app: TestApp) {
             "{{\"input\": {{\"n\": {i}, \"q\": \"question {i}\"}}, \"expected\": \"answer {i}\"}}\n"
         ));
     }
-    let added = upload(&app, "big", "application/x-ndjson", body).await;
+    let added = app.upload("big", "application/x-ndjson", body).await;
     assert_eq!(added.status, 200, "{}", added.body);
     assert_eq!(added.body["added"], 100_000);
     let first = app.get("/v1/datasets/big/items?limit=1").await;
@@ -221,7 +203,9 @@ async fn uploads_over_the_limit_answer_413_and_keep_nothing() {
         let app = app_with(config).await;
         create(&app, "faq").await;
         let line = "{\"input\": {\"question\": \"a question that takes some room\"}}\n";
-        let answer = upload(&app, "faq", "application/x-ndjson", line.repeat(100)).await;
+        let answer = app
+            .upload("faq", "application/x-ndjson", line.repeat(100))
+            .await;
         answer.assert_problem(413, "payload_too_large");
         let dataset = app.get("/v1/datasets/faq").await;
         assert_eq!(dataset.body["item_count"], 0);

@@ -5,13 +5,12 @@
 //! is exempt by design, and an evaluation that meets the rules opens the gate.
 
 use axum::http::Method;
-use promptreg::providers::ProviderKind;
 use promptreg::worker::{Ran, Worker};
 use serde_json::{json, Value};
 
 use crate::backend_url_tests;
 use crate::fake_llm::{FakeLlm, Reply};
-use crate::support::{app_with, test_config, TestApp, TestResponse};
+use crate::support::{app_with, optimization_config, TestApp, TestResponse};
 
 const PROMPT: &str = "sentiment";
 const DATASET: &str = "reviews";
@@ -67,16 +66,7 @@ async fn setup(url: &str) -> Setup {
     optimizer.set_default(|_| {
         Reply::text("<prompt>GENERAL: is this positive or negative? {{text}}</prompt>")
     });
-    let mut config = test_config(url);
-    config
-        .providers
-        .insert("target".to_owned(), target.config(ProviderKind::Openai));
-    config.providers.insert(
-        "optimizer".to_owned(),
-        optimizer.config(ProviderKind::Openai),
-    );
-    config.worker.lease_secs = 30;
-    let app = app_with(config).await;
+    let app = app_with(optimization_config(url, &target, &optimizer)).await;
 
     app.seed_prompt(PROMPT).await;
     app.seed_version(PROMPT, "Classify the sentiment of: {{text}}")
@@ -188,24 +178,6 @@ async fn langfuse_pair(app: &TestApp) -> (String, String) {
         .await
 }
 
-/// Asserts a Langfuse error body: this status, `{message, error}`; answers
-/// the message.
-#[track_caller]
-fn assert_langfuse_error(response: &TestResponse, status: u16, error: &str) -> String {
-    assert_eq!(response.status.as_u16(), status, "{}", response.body);
-    assert_eq!(
-        response.header("content-type"),
-        Some("application/json"),
-        "{}",
-        response.body
-    );
-    assert_eq!(response.body["error"], error, "{}", response.body);
-    response.body["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
 async fn a_label_put_past_the_gate_is_refused(url: String) {
     let Setup { app, _fakes } = setup(&url).await;
     let before = production(&app).await;
@@ -255,7 +227,7 @@ async fn a_langfuse_patch_past_the_gate_is_refused(url: String) {
 
     // The Langfuse layer answers a 412 as 400 `InvalidRequestError`: the
     // same request fails again, which is all its clients distinguish.
-    let message = assert_langfuse_error(&refused, 400, "InvalidRequestError");
+    let message = refused.assert_langfuse_error(400, "InvalidRequestError");
     assert_unmoved(&before, &production(&app).await);
     let reason = format!("version {CANDIDATE} has {NOT_EVALUATED}");
     assert!(message.contains(&reason), "{message}");
@@ -279,7 +251,7 @@ async fn a_langfuse_create_with_a_gated_label_is_refused_and_creates_nothing(url
         )
         .await;
 
-    let message = assert_langfuse_error(&refused, 400, "InvalidRequestError");
+    let message = refused.assert_langfuse_error(400, "InvalidRequestError");
     assert_eq!(
         versions(&app).await,
         versions_before,

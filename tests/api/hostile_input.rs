@@ -138,13 +138,7 @@ async fn nul_in_an_upload_is_refused_naming_the_item(app: TestApp) {
         ),
     ];
     for (content_type, body, field, says) in cases {
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri("/v1/datasets/faq/items")
-            .header(header::CONTENT_TYPE, content_type)
-            .body(Body::from(body))
-            .expect("request");
-        let answer = app.send(request).await;
+        let answer = app.upload("faq", content_type, body).await;
         let problem = answer.assert_problem(422, "invalid_item");
         assert_eq!(answer.error_fields(), vec![field.to_owned()], "{problem}");
         let detail = problem["detail"].as_str().unwrap_or_default();

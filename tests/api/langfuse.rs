@@ -69,30 +69,6 @@ impl<'a> Langfuse<'a> {
     }
 }
 
-/// Asserts a Langfuse error: status, `application/json`, `{message, error}`;
-/// returns the message.
-#[track_caller]
-fn assert_error(response: &TestResponse, status: u16, error: &str) -> String {
-    assert_eq!(response.status.as_u16(), status, "{}", response.body);
-    assert_eq!(
-        response.header("content-type"),
-        Some("application/json"),
-        "{}",
-        response.body
-    );
-    assert_eq!(response.body["error"], error, "{}", response.body);
-    let keys: Vec<&String> = response
-        .body
-        .as_object()
-        .map(|o| o.keys().collect())
-        .unwrap_or_default();
-    assert_eq!(keys, ["error", "message"], "{}", response.body);
-    response.body["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
 /// `greet`: 1.0.0 (production) "Hello {{name}}!", 1.0.1 (staging) with a
 /// model config and a message; tagged `support`.
 async fn seed_greet(app: &TestApp) {
@@ -232,17 +208,15 @@ async fn get_prompt_refuses_bad_queries_and_answers_404s(app: TestApp) {
     ];
     for (path, status, error, mentions) in cases {
         let response = lf.get(path).await;
-        let message = assert_error(&response, status, error);
+        let message = response.assert_langfuse_error(status, error);
         assert!(message.contains(mentions), "{path}: {message}");
     }
     // A prompt without a `production` label: 404, as in Langfuse.
     app.seed_prompt("draft").await;
     app.seed_version("draft", "x").await;
-    assert_error(
-        &lf.get("/api/public/v2/prompts/draft").await,
-        404,
-        "LangfuseNotFoundError",
-    );
+    lf.get("/api/public/v2/prompts/draft")
+        .await
+        .assert_langfuse_error(404, "LangfuseNotFoundError");
 }
 
 /// Partial `common/kind` (`kind`, labelled production) and chat prompt
@@ -450,7 +424,7 @@ async fn create_prompt_refuses_bad_input_and_writes_nothing(app: TestApp) {
     ];
     for (body, field) in cases {
         let response = lf.post(body.clone()).await;
-        let message = assert_error(&response, 400, "InvalidRequestError");
+        let message = response.assert_langfuse_error(400, "InvalidRequestError");
         assert!(message.contains(field), "{body}: {message}");
     }
     assert_eq!(app.get("/v1/prompts/fresh").await.status, 404);
@@ -472,11 +446,13 @@ async fn create_prompt_refuses_bad_input_and_writes_nothing(app: TestApp) {
                 .expect("request"),
         )
         .await;
-    assert_error(&malformed, 400, "InvalidRequestError");
+    malformed.assert_langfuse_error(400, "InvalidRequestError");
     // An archived prompt takes no versions: 400, not 409.
     app.delete("/v1/prompts/text-one").await;
     let archived = lf.post(json!({"name": "text-one", "prompt": "y"})).await;
-    assert!(assert_error(&archived, 400, "InvalidRequestError").contains("archived"));
+    assert!(archived
+        .assert_langfuse_error(400, "InvalidRequestError")
+        .contains("archived"));
 }
 
 fn basic(public: &str, secret: &str) -> String {
@@ -555,7 +531,7 @@ async fn patch_moves_labels_with_history(app: TestApp) {
     ];
     for (path, body, status, error, mentions) in cases {
         let response = lf.call(Method::PATCH, path, Some(body)).await;
-        let message = assert_error(&response, status, error);
+        let message = response.assert_langfuse_error(status, error);
         assert!(message.contains(mentions), "{path}: {message}");
     }
     // Nothing moved by the refused requests.
@@ -627,7 +603,7 @@ async fn list_prompts_filters_and_pages(app: TestApp) {
         ("name=Bad", "Bad"),
     ] {
         let response = lf.get(&format!("/api/public/v2/prompts?{query}")).await;
-        let message = assert_error(&response, 400, "InvalidRequestError");
+        let message = response.assert_langfuse_error(400, "InvalidRequestError");
         assert!(message.contains(mentions), "{query}: {message}");
     }
 }
@@ -668,7 +644,7 @@ async fn basic_auth_maps_keys_and_scopes(app: TestApp) {
         let response = app
             .request_basic(credentials, Method::GET, path, None)
             .await;
-        assert_error(&response, 401, "UnauthorizedError");
+        response.assert_langfuse_error(401, "UnauthorizedError");
         assert_eq!(
             response.header("www-authenticate"),
             Some("Basic realm=\"promptreg\""),
@@ -679,7 +655,7 @@ async fn basic_auth_maps_keys_and_scopes(app: TestApp) {
     let bearer = app
         .request_as(Some(&read_secret), Method::GET, path, None)
         .await;
-    assert_error(&bearer, 401, "UnauthorizedError");
+    bearer.assert_langfuse_error(401, "UnauthorizedError");
 
     let create = json!({"name": "by-reader", "prompt": "x"});
     let refused = app
@@ -690,7 +666,9 @@ async fn basic_auth_maps_keys_and_scopes(app: TestApp) {
             Some(create.clone()),
         )
         .await;
-    assert!(assert_error(&refused, 403, "ForbiddenError").contains("write"));
+    assert!(refused
+        .assert_langfuse_error(403, "ForbiddenError")
+        .contains("write"));
     assert_eq!(app.get("/v1/prompts/by-reader").await.status, 404);
 
     // A write key creates; setting labels as well needs promote, as on /v1.
@@ -711,7 +689,9 @@ async fn basic_auth_maps_keys_and_scopes(app: TestApp) {
             Some(json!({"name": "by-writer", "prompt": "x", "labels": ["production"]})),
         )
         .await;
-    assert!(assert_error(&labelled, 403, "ForbiddenError").contains("promote"));
+    assert!(labelled
+        .assert_langfuse_error(403, "ForbiddenError")
+        .contains("promote"));
     assert_eq!(app.get("/v1/prompts/by-writer").await.status, 404);
 
     // Revoked keys are refused at once.
@@ -724,7 +704,7 @@ async fn basic_auth_maps_keys_and_scopes(app: TestApp) {
             None,
         )
         .await;
-    assert_error(&revoked, 401, "UnauthorizedError");
+    revoked.assert_langfuse_error(401, "UnauthorizedError");
 }
 
 async fn health_projects_and_traces(app: TestApp) {
@@ -745,12 +725,9 @@ async fn health_projects_and_traces(app: TestApp) {
     assert!(project["organization"]["name"].is_string());
     assert_eq!(project["metadata"], json!({}));
     assert_eq!(projects.body["data"].as_array().map(Vec::len), Some(1));
-    assert_error(
-        &app.request_basic(None, Method::GET, "/api/public/projects", None)
-            .await,
-        401,
-        "UnauthorizedError",
-    );
+    app.request_basic(None, Method::GET, "/api/public/projects", None)
+        .await
+        .assert_langfuse_error(401, "UnauthorizedError");
 
     // An OTLP export as the SDK sends it: gzip'd protobuf. Accepted and dropped.
     let traces = Request::builder()
@@ -772,11 +749,14 @@ async fn health_projects_and_traces(app: TestApp) {
     let anonymous = app
         .request_basic(None, Method::POST, "/api/public/otel/v1/traces", None)
         .await;
-    assert_error(&anonymous, 401, "UnauthorizedError");
+    anonymous.assert_langfuse_error(401, "UnauthorizedError");
 
     // What promptreg does not keep answers in Langfuse's shape too.
     for path in ["/api/public/scores", "/api/public/v2/datasets/x"] {
-        let message = assert_error(&lf.get(path).await, 404, "LangfuseNotFoundError");
+        let message = lf
+            .get(path)
+            .await
+            .assert_langfuse_error(404, "LangfuseNotFoundError");
         assert!(message.contains(path), "{message}");
     }
 }
@@ -897,7 +877,10 @@ async fn list_and_get_refuse_what_the_schema_excludes(app: TestApp) {
         ),
     ];
     for (path, names) in cases {
-        let message = assert_error(&lf.get(&path).await, 400, "InvalidRequestError");
+        let message = lf
+            .get(&path)
+            .await
+            .assert_langfuse_error(400, "InvalidRequestError");
         assert!(
             message.contains(names),
             "{path}: {message:?} should name {names}"
@@ -915,7 +898,7 @@ async fn list_and_get_refuse_what_the_schema_excludes(app: TestApp) {
     let nul = lf
         .post(json!({"name": "nul", "type": "text", "prompt": "a\u{0}b"}))
         .await;
-    let message = assert_error(&nul, 400, "InvalidRequestError");
+    let message = nul.assert_langfuse_error(400, "InvalidRequestError");
     assert!(message.contains("prompt"), "{message:?}");
 
     // The document says what a text prompt's `prompt` is: a string.

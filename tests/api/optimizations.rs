@@ -15,13 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use promptreg::domain::DatasetItem;
-use promptreg::providers::ProviderKind;
 use promptreg::worker::{Ran, Worker};
 use serde_json::{json, Value};
 
 use crate::backend_url_tests;
 use crate::fake_llm::{FakeLlm, RecordedRequest, Reply};
-use crate::support::{app_with, test_config, TestApp};
+use crate::support::{app_with, optimization_config, TestApp};
 
 const ITEMS: usize = 10;
 const SEED: u64 = 7;
@@ -116,15 +115,7 @@ async fn setup(url: &str, tune: impl FnOnce(&mut promptreg::config::Config)) -> 
     let (target, optimizer) = (FakeLlm::start().await, FakeLlm::start().await);
     let train = train_seqs();
     target.set_default(move |request| target_answer(request, &train));
-    let mut config = test_config(url);
-    config
-        .providers
-        .insert("target".to_owned(), target.config(ProviderKind::Openai));
-    config.providers.insert(
-        "optimizer".to_owned(),
-        optimizer.config(ProviderKind::Openai),
-    );
-    config.worker.lease_secs = 30;
+    let mut config = optimization_config(url, &target, &optimizer);
     tune(&mut config);
     let app = app_with(config).await;
     app.seed_prompt("sentiment").await;

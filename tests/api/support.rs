@@ -114,6 +114,27 @@ impl TestResponse {
         &self.body
     }
 
+    /// Asserts a Langfuse error: this status, `application/json`, exactly
+    /// `{message, error}`; returns the message.
+    #[track_caller]
+    pub fn assert_langfuse_error(&self, status: u16, error: &str) -> String {
+        assert_eq!(self.status.as_u16(), status, "{}", self.body);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json"),
+            "{}",
+            self.body
+        );
+        assert_eq!(self.body["error"], error, "{}", self.body);
+        let keys: Vec<&String> = self
+            .body
+            .as_object()
+            .map(|o| o.keys().collect())
+            .unwrap_or_default();
+        assert_eq!(keys, ["error", "message"], "{}", self.body);
+        self.body["message"].as_str().unwrap_or_default().to_owned()
+    }
+
     /// The `field` of each entry of `errors`.
     pub fn error_fields(&self) -> Vec<String> {
         self.body["errors"]
@@ -244,6 +265,22 @@ impl TestApp {
         }
     }
 
+    /// Appends items to dataset `name` from a body of `content_type`.
+    pub async fn upload(
+        &self,
+        name: &str,
+        content_type: &str,
+        body: impl Into<Body>,
+    ) -> TestResponse {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(format!("/v1/datasets/{}/items", enc(name)))
+            .header(header::CONTENT_TYPE, content_type)
+            .body(body.into())
+            .expect("request");
+        self.send(request).await
+    }
+
     pub async fn get(&self, path: &str) -> TestResponse {
         self.request(Method::GET, path, None).await
     }
@@ -327,6 +364,26 @@ pub fn test_config(database_url: &str) -> Config {
     walk.base_url = Some("http://127.0.0.1:9/v1".to_owned());
     walk.max_retries = 0;
     config.providers.insert("walk".to_owned(), walk);
+    config
+}
+
+/// A test config with two OpenAI-format providers, `target` and
+/// `optimizer`, served by the given fakes, and a 30 s worker lease.
+pub fn optimization_config(
+    database_url: &str,
+    target: &crate::fake_llm::FakeLlm,
+    optimizer: &crate::fake_llm::FakeLlm,
+) -> Config {
+    use promptreg::providers::ProviderKind;
+    let mut config = test_config(database_url);
+    config
+        .providers
+        .insert("target".to_owned(), target.config(ProviderKind::Openai));
+    config.providers.insert(
+        "optimizer".to_owned(),
+        optimizer.config(ProviderKind::Openai),
+    );
+    config.worker.lease_secs = 30;
     config
 }
 
