@@ -1,6 +1,7 @@
 //! Builds the application state and the router, and runs the server with
 //! graceful shutdown. Layers are declared once, outermost first.
 
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -303,6 +304,7 @@ pub async fn run_workers(config: Config, count: Option<usize>) -> anyhow::Result
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let bind = config.bind;
     let worker_count = config.worker.count;
+    let grace = Duration::from_secs(config.http.shutdown_grace_secs);
     let (state, generated) = build_state(config).await?;
     if let Some(secret) = generated {
         // Shown once: it is stored only as a hash.
@@ -320,12 +322,25 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let shutdown = tokio_util::sync::CancellationToken::new();
     let mut workers = spawn_workers(&state, worker_count, &shutdown);
     let stopping = shutdown.clone();
-    axum::serve(listener, build_app(state))
+    let serving = axum::serve(listener, build_app(state))
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
             stopping.cancel();
         })
-        .await?;
+        .into_future();
+    // The drain is bounded: hyper waits for every open connection, and one
+    // that never sends a request would hold the process forever.
+    let drain_bound = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = serving => served?,
+        () = drain_bound => tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "connections still open after the shutdown grace period are closed"
+        ),
+    }
     shutdown.cancel();
     while workers.join_next().await.is_some() {}
     tracing::info!("promptreg stopped");

@@ -134,6 +134,10 @@ pub struct HttpConfig {
     /// Dataset item uploads, which stream rather than buffer.
     pub upload_limit_bytes: usize,
     pub request_timeout_secs: u64,
+    /// After SIGTERM, how long open connections may take to finish before
+    /// they are closed: a client holding a connection open (an idle
+    /// keep-alive, a half-sent request) must not keep the process alive.
+    pub shutdown_grace_secs: u64,
     /// Origins browsers may call the API from (CORS); empty: none.
     pub cors_allowed_origins: Vec<String>,
 }

@@ -217,6 +217,15 @@ fn free_port() -> u16 {
 /// Starts the real binary in `dir` with no configuration; returns the child
 /// and what it printed on stderr before it became ready.
 async fn start_binary(dir: &std::path::Path, port: u16) -> (std::process::Child, String) {
+    start_binary_with(dir, port, &[]).await
+}
+
+/// [`start_binary`] with configuration variables set.
+async fn start_binary_with(
+    dir: &std::path::Path,
+    port: u16,
+    vars: &[(&str, &str)],
+) -> (std::process::Child, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_promptreg"));
     command
         .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
@@ -228,6 +237,7 @@ async fn start_binary(dir: &std::path::Path, port: u16) -> (std::process::Child,
     for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("PROMPTREG_")) {
         command.env_remove(key);
     }
+    command.envs(vars.iter().copied());
     let mut child = command.spawn().expect("spawn promptreg");
     let stderr = child.stderr.take().expect("stderr");
     let printed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
@@ -262,16 +272,26 @@ async fn start_binary(dir: &std::path::Path, port: u16) -> (std::process::Child,
     panic!("server did not become ready");
 }
 
-fn stop(mut child: std::process::Child) {
+/// [`stop`] on a blocking thread, so this runtime's clients can close their
+/// connections meanwhile.
+async fn stop_off_runtime(child: std::process::Child) -> Duration {
+    tokio::task::spawn_blocking(move || stop(child))
+        .await
+        .expect("stop")
+}
+
+/// Sends SIGTERM and waits up to 20 s for a clean exit; answers how long it took.
+fn stop(mut child: std::process::Child) -> Duration {
+    let started = std::time::Instant::now();
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .expect("kill");
     assert!(status.success());
-    for _ in 0..200 {
+    for _ in 0..400 {
         if let Some(code) = child.try_wait().expect("wait") {
             assert!(code.success(), "exit status {code}");
-            return;
+            return started.elapsed();
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -313,14 +333,40 @@ async fn binary_serves_on_default_sqlite_and_stops_on_sigterm() {
         .expect("post");
     assert_eq!(created.status().as_u16(), 201);
     assert!(dir.path().join("data/promptreg.db").exists());
-    stop(child);
+    drop(client);
+    stop_off_runtime(child).await;
 
     let (child, printed) = start_binary(dir.path(), free_port()).await;
     assert!(
         !printed.contains("pr_"),
         "a key is printed only once: {printed}"
     );
-    stop(child);
+    stop_off_runtime(child).await;
+}
+
+/// A connection that sent half a request keeps hyper's graceful drain
+/// waiting; `http.shutdown_grace_secs` bounds it, so SIGTERM still ends the
+/// process.
+#[tokio::test]
+async fn sigterm_ends_the_process_despite_a_stalled_request() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let (child, _) = start_binary_with(
+        dir.path(),
+        port,
+        &[("PROMPTREG_HTTP__SHUTDOWN_GRACE_SECS", "2")],
+    )
+    .await;
+    let mut stalled = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    std::io::Write::write_all(&mut stalled, b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .expect("half a request");
+    std::thread::sleep(Duration::from_millis(200));
+    let took = stop_off_runtime(child).await;
+    assert!(
+        took >= Duration::from_secs(2),
+        "the grace was not waited for: {took:?}"
+    );
+    drop(stalled);
 }
 
 /// Runs `promptreg serve` against `database_url`, which must fail at start;
