@@ -80,6 +80,11 @@ pub async fn state_with_store(
         registry.clone(),
         default_label,
         config.cache.max_compiled,
+        crate::template::Limits {
+            max_output_bytes: config.render.max_output_bytes,
+            max_steps: config.render.max_steps,
+            timeout: std::time::Duration::from_millis(config.render.timeout_ms),
+        },
     ));
     let encoded_versions = moka::sync::Cache::new(config.cache.max_versions);
     let providers = Arc::new(Providers::from_config(&config.providers)?);

@@ -31,6 +31,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub database: DatabaseConfig,
     pub cache: CacheConfig,
+    pub render: RenderConfig,
     /// Token buckets per key, one per scope a route requires.
     pub rate_limit: RateLimits,
     /// LLM providers by name (`[providers.NAME]`); none by default.
@@ -157,6 +158,21 @@ pub struct CacheConfig {
     pub max_prompts: u64,
     /// Compiled templates kept in memory, by version and partials.
     pub max_compiled: u64,
+}
+
+/// Bounds on every render (API, Langfuse, evaluations, optimizations) and
+/// on templates written out with their partials.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenderConfig {
+    /// The most bytes one render may produce; also the most a template
+    /// with its partials written out in place may take.
+    pub max_output_bytes: usize,
+    /// The most steps one render may take (jinja: fuel; handlebars: loop
+    /// iterations and entries into blocks and partials).
+    pub max_steps: u64,
+    /// The longest one render may take, in milliseconds.
+    pub timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
@@ -411,6 +427,11 @@ impl Config {
 
     /// Checks what serde cannot and reads providers' keys from the environment.
     fn finish(mut config: Self) -> anyhow::Result<Self> {
+        let render = &config.render;
+        anyhow::ensure!(
+            render.max_output_bytes > 0 && render.max_steps > 0 && render.timeout_ms > 0,
+            "render.max_output_bytes, render.max_steps and render.timeout_ms must be greater than 0"
+        );
         resolve_provider_keys(&mut config.providers, |name| std::env::var(name).ok())?;
         Ok(config)
     }

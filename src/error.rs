@@ -223,6 +223,11 @@ fn service_parts(err: &ServiceError) -> (StatusCode, &'static str, &'static str)
             "Output too large",
         ),
         E::RenderFailed(_) => (S::UNPROCESSABLE_ENTITY, "render_failed", "Render failed"),
+        E::RenderLimit { .. } => (
+            S::UNPROCESSABLE_ENTITY,
+            "render_limit",
+            "Render limit reached",
+        ),
         E::GateNotFound(_) => (S::NOT_FOUND, "gate_not_found", "Gate not found"),
         E::ProviderNotFound(_) => (
             S::UNPROCESSABLE_ENTITY,

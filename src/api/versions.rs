@@ -233,7 +233,7 @@ fn field_errors(err: ApiError) -> Vec<FieldError> {
         (status = 404, description = "`prompt_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`version_conflict` or `prompt_archived`", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`gate_failed`: a label asked for is gated, and a new version has no evaluation", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`, `invalid_label`, `reserved_label`, `type_mismatch`, `template_syntax`, `include_not_found` (an included prompt does not exist), `include_cycle`, `include_depth` or `include_invalid`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`, `invalid_label`, `reserved_label`, `type_mismatch`, `template_syntax`, `include_not_found` (an included prompt does not exist), `include_cycle`, `include_depth`, `include_invalid` or `output_too_large` (written out with the partials labelled now, the template would exceed `render.max_output_bytes`)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_version(
     State(state): State<AppState>,

@@ -97,6 +97,13 @@ pub enum ServiceError {
     OutputTooLarge(usize),
     #[error("{0}")]
     RenderFailed(String),
+    /// The render took more steps or time than allowed; `limit` is `steps`
+    /// or `time`.
+    #[error("{message}")]
+    RenderLimit {
+        limit: &'static str,
+        message: String,
+    },
     #[error("label {0:?} has no gate")]
     GateNotFound(String),
     #[error("{0}")]
@@ -161,6 +168,7 @@ impl ServiceError {
                 .iter()
                 .map(|n| FieldError::new(n, "required by the template but not given"))
                 .collect(),
+            Self::RenderLimit { limit, message } => vec![FieldError::new(*limit, message)],
             Self::InvalidName { field, message }
             | Self::InvalidLabel { field, message }
             | Self::ReservedLabel { field, message } => vec![FieldError::new(field, message)],
@@ -195,6 +203,7 @@ impl From<TemplateError> for ServiceError {
                 Self::InvalidVariables(vec![FieldError::new(format!("variables.{field}"), message)])
             }
             TemplateError::OutputTooLarge { limit } => Self::OutputTooLarge(limit),
+            TemplateError::RenderLimit { limit, message } => Self::RenderLimit { limit, message },
             TemplateError::Render {
                 message_index: Some(i),
                 message,

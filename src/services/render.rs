@@ -140,11 +140,16 @@ pub struct Renderer {
 }
 
 impl Renderer {
-    pub fn new(registry: Arc<Registry>, default_label: LabelName, max_compiled: u64) -> Self {
+    pub fn new(
+        registry: Arc<Registry>,
+        default_label: LabelName,
+        max_compiled: u64,
+        limits: Limits,
+    ) -> Self {
         Self {
             registry,
             default_ref: VersionRef::Label(default_label),
-            limits: Limits::default(),
+            limits,
             compiled: Cache::new(max_compiled),
             validators: Cache::new(max_compiled),
             includes: Cache::new(max_compiled),
@@ -192,7 +197,17 @@ impl Renderer {
         }
         let includes = template::includes(content.engine, &content.body)?;
         let scope = Scope::creating(project, content.engine);
-        self.partials(&scope, name.to_string(), &includes).await?;
+        let partials = self.partials(&scope, name.to_string(), &includes).await?;
+        // What the partials labelled now would write out; a partial that
+        // is not labelled yet is bounded when it is rendered or inlined.
+        for text in body_texts(&content.body) {
+            template::check_expansion(
+                content.engine,
+                text,
+                &partials.sources,
+                self.limits.max_output_bytes,
+            )?;
+        }
         Ok(template::variables(content.engine, &content.body)?)
     }
 
@@ -245,7 +260,8 @@ impl Renderer {
                 compiled
             }
         };
-        let rendered = compiled.render(variables)?;
+        let rendered =
+            off_the_runtime(variables, move |variables| compiled.render(variables)).await?;
         let mut resolved = vec![(version.prompt_name.clone(), version.version.clone())];
         resolved.extend(partials.resolved);
         Ok(RenderOutput {
@@ -279,13 +295,12 @@ impl Renderer {
         let partials = self
             .partials(&scope, "(unsaved)".to_owned(), &includes)
             .await?;
-        let rendered = template::render(
-            content.engine,
-            &content.body,
-            variables,
-            &partials.sources,
-            &self.limits,
-        )?;
+        let (engine, body, limits) = (content.engine, content.body.clone(), self.limits.clone());
+        let sources = partials.sources;
+        let rendered = off_the_runtime(variables, move |variables| {
+            template::render(engine, &body, variables, &sources, &limits)
+        })
+        .await?;
         Ok((rendered, partials.resolved))
     }
 
@@ -314,25 +329,28 @@ impl Renderer {
         let partials = self
             .partials(&scope, version.prompt_name.clone(), &includes)
             .await?;
-        let inline = |text: &str| template::inline_includes(engine, text, &partials.sources);
+        let limit = self.limits.max_output_bytes;
+        let inline = |text: &str| template::inline_includes(engine, text, &partials.sources, limit);
         Ok(match &version.content.body {
-            PromptBody::Text(text) => PromptBody::Text(inline(text)),
+            PromptBody::Text(text) => PromptBody::Text(inline(text)?),
             PromptBody::Chat(messages) => PromptBody::Chat(
                 messages
                     .iter()
-                    .map(|message| match message {
-                        ChatMessage::System { content } => ChatMessage::System {
-                            content: inline(content),
-                        },
-                        ChatMessage::User { content } => ChatMessage::User {
-                            content: inline(content),
-                        },
-                        ChatMessage::Assistant { content } => ChatMessage::Assistant {
-                            content: inline(content),
-                        },
-                        placeholder @ ChatMessage::Placeholder { .. } => placeholder.clone(),
+                    .map(|message| {
+                        Ok(match message {
+                            ChatMessage::System { content } => ChatMessage::System {
+                                content: inline(content)?,
+                            },
+                            ChatMessage::User { content } => ChatMessage::User {
+                                content: inline(content)?,
+                            },
+                            ChatMessage::Assistant { content } => ChatMessage::Assistant {
+                                content: inline(content)?,
+                            },
+                            placeholder @ ChatMessage::Placeholder { .. } => placeholder.clone(),
+                        })
                     })
-                    .collect(),
+                    .collect::<Result<_, TemplateError>>()?,
             ),
         })
     }
@@ -489,6 +507,42 @@ impl Renderer {
         };
         let source = source.clone();
         Ok((partial, source))
+    }
+}
+
+/// Runs a render on the blocking pool, so that a slow one (up to the
+/// render time limit) never holds up the async workers other requests run
+/// on.
+async fn off_the_runtime(
+    variables: &Value,
+    render: impl FnOnce(&Value) -> Result<Rendered, TemplateError> + Send + 'static,
+) -> Result<Rendered, RenderError> {
+    let variables = variables.clone();
+    match tokio::task::spawn_blocking(move || render(&variables)).await {
+        Ok(rendered) => Ok(rendered?),
+        Err(err) => match err.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // Only when the runtime shuts down.
+            Err(_) => Err(RenderError::Store(StoreError::Unavailable(
+                "shutting down".to_owned(),
+            ))),
+        },
+    }
+}
+
+/// The template texts of a body: the text, or each chat message's content.
+fn body_texts(body: &PromptBody) -> Vec<&str> {
+    match body {
+        PromptBody::Text(text) => vec![text.as_str()],
+        PromptBody::Chat(messages) => messages
+            .iter()
+            .filter_map(|message| match message {
+                ChatMessage::System { content }
+                | ChatMessage::User { content }
+                | ChatMessage::Assistant { content } => Some(content.as_str()),
+                ChatMessage::Placeholder { .. } => None,
+            })
+            .collect(),
     }
 }
 

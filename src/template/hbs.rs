@@ -23,6 +23,7 @@ use handlebars::{
 use serde_json::Value;
 
 use super::analysis::{parse_include, Analysis, Problem, VarRead};
+use super::budget;
 use super::hbs_syntax::explain;
 use super::output::{CappedWriter, Failure};
 use super::TemplateError;
@@ -412,18 +413,19 @@ impl Renderer {
         registry.register_helper("upper", Box::new(upper));
         registry.register_helper("lower", Box::new(lower));
         registry.register_helper("default", Box::new(DefaultHelper));
+        registry.register_helper(STEP_HELPER, Box::new(Step));
         for (key, source) in partials {
-            registry
-                .register_partial(key, source)
-                .map_err(|e| TemplateError::Syntax {
-                    message_index: None,
-                    line: e.pos().map(|p| p.0),
-                    column: e.pos().map(|p| p.1),
-                    message: format!(
-                        "in partial {key:?}: {}",
-                        explain(source, e.pos(), e.reason())
-                    ),
-                })?;
+            let mut template = parse(source).map_err(|problem| TemplateError::Syntax {
+                message_index: None,
+                line: problem.line,
+                column: problem.column,
+                message: format!("in partial {key:?}: {}", problem.message),
+            })?;
+            // Entering a partial is a step: partials that only include
+            // partials produce nothing but still repeat.
+            meter(&mut template, true);
+            template.name = Some(key.clone());
+            registry.register_template(key, template);
         }
         Ok(Self { registry })
     }
@@ -432,6 +434,7 @@ impl Renderer {
     pub fn add(&mut self, name: &str, mut template: Template) {
         // The name is what errors report and what self-inclusion checks use.
         template.name = Some(name.to_owned());
+        meter(&mut template, false);
         self.registry.register_template(name, template);
     }
 
@@ -448,6 +451,60 @@ impl Renderer {
             Ok(()) => out.into_string(),
             Err(_) if out.overflowed() => Err(Failure::TooLarge),
             Err(e) => Err(Failure::Message(describe(&e, name))),
+        }
+    }
+}
+
+/// The helper [`meter`] plants; a template cannot name it (it is not in
+/// [`HELPERS`], so `check` refuses it).
+const STEP_HELPER: &str = "promptreg-step";
+
+/// Charges the render's meter one step; fails once its budget is used up.
+struct Step;
+
+impl HelperDef for Step {
+    fn call<'reg: 'rc, 'rc>(
+        &self,
+        _: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+        _: &mut dyn handlebars::Output,
+    ) -> handlebars::HelperResult {
+        budget::step().map_err(|exceeded| RenderErrorReason::Other(exceeded.describe()).into())
+    }
+}
+
+/// Plants a call of [`STEP_HELPER`] at the start of every block body (each
+/// loop iteration renders its body once), every `else`, and every inline
+/// partial, and at the start of `template` itself when `at_start`. handlebars-rust
+/// has no hook of its own for counting work. The call writes nothing, so
+/// whitespace and indentation are as without it.
+fn meter(template: &mut Template, at_start: bool) {
+    static STEP: std::sync::LazyLock<Option<(El, handlebars::template::TemplateMapping)>> =
+        std::sync::LazyLock::new(|| {
+            let mut t = Template::compile(&format!("{{{{{STEP_HELPER}}}}}")).ok()?;
+            Some((t.elements.pop()?, t.mapping.pop()?))
+        });
+    for element in &mut template.elements {
+        match element {
+            El::HelperBlock(ht) => {
+                for inner in [&mut ht.template, &mut ht.inverse].into_iter().flatten() {
+                    meter(inner, true);
+                }
+            }
+            El::DecoratorBlock(dt) | El::PartialBlock(dt) => {
+                if let Some(inner) = &mut dt.template {
+                    meter(inner, true);
+                }
+            }
+            _ => {}
+        }
+    }
+    if at_start {
+        if let Some((element, mapping)) = STEP.as_ref() {
+            template.elements.insert(0, element.clone());
+            template.mapping.insert(0, mapping.clone());
         }
     }
 }

@@ -21,6 +21,7 @@ use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 use serde_json::Value;
 
 use super::analysis::{column_at, parse_include, Analysis, Problem, VarRead};
+use super::budget::Exceeded;
 use super::output::{CappedWriter, Failure};
 use super::TemplateError;
 
@@ -424,6 +425,17 @@ fn located(span: Span, message: String) -> Problem {
     }
 }
 
+/// The innermost of nested errors: an error inside an include arrives
+/// wrapped ("could not render include").
+fn innermost(mut e: &minijinja::Error) -> &minijinja::Error {
+    while let Some(inner) =
+        std::error::Error::source(e).and_then(|source| source.downcast_ref::<minijinja::Error>())
+    {
+        e = inner;
+    }
+    e
+}
+
 /// An environment holding the body's templates and every partial.
 pub(super) struct Renderer {
     env: Environment<'static>,
@@ -473,6 +485,9 @@ impl Renderer {
         match result {
             Ok(_) => out.into_string(),
             Err(_) if out.overflowed() => Err(Failure::TooLarge),
+            Err(e) if innermost(&e).kind() == ErrorKind::OutOfFuel => {
+                Err(Failure::Limit(Exceeded::Steps(self.fuel)))
+            }
             Err(e) => Err(Failure::Message(self.describe(&e, name))),
         }
     }
@@ -480,17 +495,8 @@ impl Renderer {
     fn describe(&self, e: &minijinja::Error, body_name: &str) -> String {
         // An error inside an include arrives wrapped ("could not render
         // include"); the innermost one says what went wrong and where.
-        let mut e = e;
-        while let Some(inner) = std::error::Error::source(e)
-            .and_then(|source| source.downcast_ref::<minijinja::Error>())
-        {
-            e = inner;
-        }
+        let e = innermost(e);
         let mut message = match (e.kind(), e.detail()) {
-            (ErrorKind::OutOfFuel, _) => format!(
-                "the template used up its fuel ({} steps); it loops or repeats too much",
-                self.fuel
-            ),
             (ErrorKind::TemplateNotFound, Some(detail)) => {
                 format!("partial not supplied: {detail}")
             }
@@ -643,7 +649,7 @@ mod tests {
     #[test]
     fn a_runaway_loop_runs_out_of_fuel_instead_of_hanging() {
         let limits = Limits {
-            fuel: 10_000,
+            max_steps: 10_000,
             ..Limits::default()
         };
         let err = JINJA
@@ -654,10 +660,11 @@ mod tests {
                 &limits,
             )
             .expect_err("out of fuel");
-        let TemplateError::Render { message, .. } = err else {
+        let TemplateError::RenderLimit { limit, message } = err else {
             panic!("{err:?}")
         };
-        assert!(message.contains("fuel"), "{message}");
+        assert_eq!(limit, "steps");
+        assert!(message.contains("10000 steps"), "{message}");
     }
 
     #[test]
@@ -669,6 +676,9 @@ mod tests {
                 &[],
             )
             .expect_err("out of fuel");
-        assert!(matches!(err, TemplateError::Render { .. }), "{err:?}");
+        assert!(
+            matches!(err, TemplateError::RenderLimit { limit: "steps", .. }),
+            "{err:?}"
+        );
     }
 }

@@ -3,10 +3,11 @@
 //! Everything here is pure and synchronous: no I/O, no store, no HTTP. The
 //! caller resolves includes to partial sources (and guards cycles and depth);
 //! this module only renders what it is handed, strictly: every variable a
-//! body reads must be given, and the output and (for jinja) the work are
-//! bounded by [`Limits`].
+//! body reads must be given, and the output, the work and the time of a
+//! render are bounded by [`Limits`].
 
 mod analysis;
+mod budget;
 #[cfg(test)]
 mod engine_tests;
 mod hbs;
@@ -63,8 +64,15 @@ pub enum TemplateError {
     InvalidPlaceholder { field: String, message: String },
     #[error("the rendered output exceeds {limit} bytes")]
     OutputTooLarge { limit: usize },
+    /// The render took more steps or more time than [`Limits`] allow;
+    /// `limit` is `steps` or `time`.
+    #[error("{message}")]
+    RenderLimit {
+        limit: &'static str,
+        message: String,
+    },
     /// Any other render-time failure (wrong type for `#each`, a helper
-    /// error, fuel used up…): `message` says what and where.
+    /// error…): `message` says what and where.
     #[error("{}{message}", in_message(.message_index))]
     Render {
         message_index: Option<usize>,
@@ -105,17 +113,23 @@ impl Problem {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// The most bytes a render may produce (template output; placeholder
-    /// messages are the caller's own and not counted).
+    /// messages are the caller's own and not counted). Also bounds the
+    /// size of a template with its partials written out in place.
     pub max_output_bytes: usize,
-    /// Jinja's budget of instructions and allocations per render.
-    pub fuel: u64,
+    /// The most steps a render may take: jinja's fuel (instructions and
+    /// allocations); for handlebars, loop iterations and entries into
+    /// blocks and partials.
+    pub max_steps: u64,
+    /// The longest a render may take.
+    pub timeout: std::time::Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_output_bytes: 1024 * 1024,
-            fuel: 1_000_000,
+            max_steps: 1_000_000,
+            timeout: std::time::Duration::from_secs(1),
         }
     }
 }
@@ -174,10 +188,7 @@ pub fn includes(engine: Engine, body: &PromptBody) -> Result<Vec<Include>, Templ
     Ok(found.into_iter().collect())
 }
 
-/// `text` with each include of a partial in `partials` (keyed by
-/// [`Include::key`]) replaced by that partial's source, repeatedly, so that
-/// nested includes are written out too (`MAX_INLINE_DEPTH` rounds at most).
-pub fn inline_includes(engine: Engine, text: &str, partials: &HashMap<String, String>) -> String {
+fn include_pattern(engine: Engine) -> &'static regex::Regex {
     static HANDLEBARS: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
         regex::Regex::new(r"\{\{~?>\s*([A-Za-z0-9@._/-]+)\s*~?\}\}").expect("constant regex")
     });
@@ -185,11 +196,28 @@ pub fn inline_includes(engine: Engine, text: &str, partials: &HashMap<String, St
         regex::Regex::new(r#"\{%-?\s*include\s+["']([A-Za-z0-9@._/-]+)["']\s*-?%\}"#)
             .expect("constant regex")
     });
-    const MAX_INLINE_DEPTH: usize = 10;
-    let pattern = match engine {
-        Engine::Handlebars => &*HANDLEBARS,
-        Engine::Jinja => &*JINJA,
-    };
+    match engine {
+        Engine::Handlebars => &HANDLEBARS,
+        Engine::Jinja => &JINJA,
+    }
+}
+
+/// Includes are written out this many rounds at most.
+const MAX_INLINE_DEPTH: usize = 10;
+
+/// `text` with each include of a partial in `partials` (keyed by
+/// [`Include::key`]) replaced by that partial's source, repeatedly, so that
+/// nested includes are written out too (`MAX_INLINE_DEPTH` rounds at most).
+/// `OutputTooLarge` when the result would exceed `limit` bytes (see
+/// [`check_expansion`]), before anything is written out.
+pub fn inline_includes(
+    engine: Engine,
+    text: &str,
+    partials: &HashMap<String, String>,
+    limit: usize,
+) -> Result<String, TemplateError> {
+    check_expansion(engine, text, partials, limit)?;
+    let pattern = include_pattern(engine);
     let mut text = text.to_owned();
     for _ in 0..MAX_INLINE_DEPTH {
         let mut changed = false;
@@ -208,7 +236,60 @@ pub fn inline_includes(engine: Engine, text: &str, partials: &HashMap<String, St
         }
         text = next;
     }
-    text
+    Ok(text)
+}
+
+/// Refuses `text` when, with every include of a partial in `partials`
+/// written out in place (transitively), it would exceed `limit` bytes: one
+/// bound for every path that expands partials (renders, and the clients
+/// that are sent templates with partials inlined). An include counts at
+/// least one byte, so partials that only include partials still add up.
+pub fn check_expansion(
+    engine: Engine,
+    text: &str,
+    partials: &HashMap<String, String>,
+    limit: usize,
+) -> Result<(), TemplateError> {
+    if partials.is_empty() {
+        // Nothing is written out: the text is as large as it was accepted.
+        return Ok(());
+    }
+    let mut sizes = HashMap::new();
+    let size = expanded_size(engine, text, partials, &mut sizes, 0);
+    if size > limit {
+        return Err(TemplateError::OutputTooLarge { limit });
+    }
+    Ok(())
+}
+
+/// The size of `text` written out; `sizes` remembers each partial's.
+fn expanded_size(
+    engine: Engine,
+    text: &str,
+    partials: &HashMap<String, String>,
+    sizes: &mut HashMap<String, usize>,
+    depth: usize,
+) -> usize {
+    let mut size = text.len();
+    if depth >= MAX_INLINE_DEPTH {
+        return size;
+    }
+    for caps in include_pattern(engine).captures_iter(text) {
+        let key = &caps[1];
+        let Some(source) = partials.get(key) else {
+            continue;
+        };
+        let written = match sizes.get(key) {
+            Some(known) => *known,
+            None => {
+                let known = expanded_size(engine, source, partials, sizes, depth + 1);
+                sizes.insert(key.to_owned(), known);
+                known
+            }
+        };
+        size = (size - caps[0].len()).saturating_add(written.max(1));
+    }
+    size
 }
 
 /// Renders `body` with `variables` (a JSON object). `partials` maps
@@ -349,9 +430,12 @@ impl CompiledBody {
         partials: &HashMap<String, String>,
         limits: Limits,
     ) -> Result<Self, TemplateError> {
+        for (_, source) in templates(body) {
+            check_expansion(engine, source, partials, limits.max_output_bytes)?;
+        }
         let mut renderer = match engine {
             Engine::Handlebars => Renderer::Handlebars(hbs::Renderer::new(partials)?),
-            Engine::Jinja => Renderer::Jinja(jinja::Renderer::new(partials, limits.fuel)?),
+            Engine::Jinja => Renderer::Jinja(jinja::Renderer::new(partials, limits.max_steps)?),
         };
         let mut required = BTreeSet::new();
         let mut parts = Vec::new();
@@ -399,15 +483,23 @@ impl CompiledBody {
         if !missing.is_empty() {
             return Err(TemplateError::MissingVariables(missing));
         }
-        match &self.renderer {
-            Renderer::Handlebars(r) => {
-                let input = hbs::Renderer::prepare(variables);
-                self.assemble(variables, |name, budget| r.render(&input, name, budget))
-            }
-            Renderer::Jinja(r) => {
-                let input = jinja::Renderer::prepare(variables);
-                self.assemble(variables, |name, budget| r.render(&input, name, budget))
-            }
+        // One budget of steps and time for the whole body.
+        let (result, exceeded) =
+            budget::metered(self.limits.max_steps, self.limits.timeout, || {
+                match &self.renderer {
+                    Renderer::Handlebars(r) => {
+                        let input = hbs::Renderer::prepare(variables);
+                        self.assemble(variables, |name, budget| r.render(&input, name, budget))
+                    }
+                    Renderer::Jinja(r) => {
+                        let input = jinja::Renderer::prepare(variables);
+                        self.assemble(variables, |name, budget| r.render(&input, name, budget))
+                    }
+                }
+            });
+        match exceeded {
+            Some(exceeded) => Err(limit_error(exceeded)),
+            None => result,
         }
     }
 
@@ -426,6 +518,7 @@ impl CompiledBody {
                     let content =
                         render_one(name, limit - used).map_err(|failure| match failure {
                             Failure::TooLarge => TemplateError::OutputTooLarge { limit },
+                            Failure::Limit(exceeded) => limit_error(exceeded),
                             Failure::Message(message) => TemplateError::Render {
                                 message_index: *index,
                                 message,
@@ -446,6 +539,13 @@ impl CompiledBody {
             }
         }
         Ok(Rendered::Chat(messages))
+    }
+}
+
+fn limit_error(exceeded: budget::Exceeded) -> TemplateError {
+    TemplateError::RenderLimit {
+        limit: exceeded.name(),
+        message: exceeded.describe(),
     }
 }
 
@@ -534,17 +634,108 @@ mod tests {
             inline_includes(
                 Engine::Handlebars,
                 "Hi. {{> common/safety}} {{~> common/x@1.0.0 ~}} {{> other}} {{name}}",
-                &partials
+                &partials,
+                1000
             ),
-            "Hi. Be safe, {{name}}. Stay calm. X {{> other}} {{name}}"
+            Ok("Hi. Be safe, {{name}}. Stay calm. X {{> other}} {{name}}".to_owned())
         );
         assert_eq!(
             inline_includes(
                 Engine::Jinja,
                 "{% include \"common/tone\" %} {%- include 'common/x@1.0.0' -%}",
-                &partials
+                &partials,
+                1000
             ),
-            "Stay calm. X"
+            Ok("Stay calm. X".to_owned())
         );
+    }
+
+    #[test]
+    fn a_fan_out_of_partials_is_refused_before_it_is_written_out() {
+        let partials: HashMap<String, String> = [
+            ("f0".to_owned(), "x".repeat(100)),
+            ("f1".to_owned(), "{{> f0}}".repeat(300)),
+            ("e0".to_owned(), String::new()),
+            ("e1".to_owned(), "{{> e0}}".repeat(300)),
+        ]
+        .into_iter()
+        .collect();
+        let bomb = "{{> f1}}".repeat(300);
+        let too_large = Err(TemplateError::OutputTooLarge { limit: 1_000_000 });
+        assert_eq!(
+            inline_includes(Engine::Handlebars, &bomb, &partials, 1_000_000),
+            too_large
+        );
+        // Empty partials still count: including them is work.
+        let empty = "{{> e1}}".repeat(300);
+        assert_eq!(
+            check_expansion(Engine::Handlebars, &empty, &partials, 50_000),
+            Err(TemplateError::OutputTooLarge { limit: 50_000 })
+        );
+        assert_eq!(
+            check_expansion(Engine::Handlebars, "{{> f1}}", &partials, 30_000),
+            Ok(())
+        );
+        let body = PromptBody::Text(bomb);
+        assert!(matches!(
+            render(
+                Engine::Handlebars,
+                &body,
+                &Value::Null,
+                &partials,
+                &Limits::default()
+            ),
+            Err(TemplateError::OutputTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn a_handlebars_loop_bomb_stops_at_the_step_limit() {
+        let body = PromptBody::Text(
+            "{{#each a}}{{#each ../a}}{{#each ../../a}}{{/each}}{{/each}}{{/each}}".to_owned(),
+        );
+        let vars = serde_json::json!({"a": (0..600).collect::<Vec<_>>()});
+        let err = render(
+            Engine::Handlebars,
+            &body,
+            &vars,
+            &HashMap::new(),
+            &Limits::default(),
+        )
+        .expect_err("too many steps");
+        assert!(
+            matches!(err, TemplateError::RenderLimit { limit: "steps", .. }),
+            "{err:?}"
+        );
+        let slow = Limits {
+            max_steps: u64::MAX,
+            timeout: std::time::Duration::from_millis(50),
+            ..Limits::default()
+        };
+        let err =
+            render(Engine::Handlebars, &body, &vars, &HashMap::new(), &slow).expect_err("too slow");
+        assert!(
+            matches!(err, TemplateError::RenderLimit { limit: "time", .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn metering_leaves_handlebars_output_alone() {
+        let body = PromptBody::Text(
+            "{{#each xs}}\n  {{this}}\n{{/each}}\n{{#if t}}yes{{else}}no{{/if}} {{> p}}".to_owned(),
+        );
+        let partials: HashMap<String, String> =
+            [("p".to_owned(), "[{{#with o}}{{k}}{{/with}}]".to_owned())].into();
+        let vars = serde_json::json!({"xs": [1, 2], "t": false, "o": {"k": "v"}});
+        let out = render(
+            Engine::Handlebars,
+            &body,
+            &vars,
+            &partials,
+            &Limits::default(),
+        )
+        .expect("renders");
+        assert_eq!(out, Rendered::Text("  1\n  2\nno [v]".to_owned()));
     }
 }

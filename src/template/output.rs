@@ -1,12 +1,17 @@
 //! The sink both engines render into: a buffer that refuses to grow past a
-//! byte budget, so an oversized render stops early instead of filling memory.
+//! byte budget, so an oversized render stops early instead of filling memory,
+//! and refuses any write once the render's time is up.
 
 use std::io;
+
+use super::budget::{self, Exceeded};
 
 /// Why one template failed to render, before it is tied to a message index.
 #[derive(Debug)]
 pub(super) enum Failure {
     TooLarge,
+    /// The steps or the time of the render are used up.
+    Limit(Exceeded),
     Message(String),
 }
 
@@ -39,6 +44,7 @@ impl CappedWriter {
 
 impl io::Write for CappedWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        budget::check_time().map_err(|_| io::Error::other("render limit reached"))?;
         if self.buf.len().saturating_add(data.len()) > self.limit {
             self.overflowed = true;
             return Err(io::Error::other("output limit reached"));

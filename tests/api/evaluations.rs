@@ -749,4 +749,44 @@ backend_url_tests!(
     gate_failures_name_each_rule_and_why,
     bad_evaluation_requests_name_the_problem,
     scores_answer_at_once,
+    a_render_bomb_in_an_evaluation_stops_at_the_render_limit,
 );
+
+/// Renders inside an evaluation are bounded as on the API: the item's
+/// error says which limit, and the provider is never called for it.
+async fn a_render_bomb_in_an_evaluation_stops_at_the_render_limit(url: String) {
+    // Time enough that the steps run out first, however slow the machine.
+    let Setup { app, fake } = setup(&url, |config| config.render.timeout_ms = 120_000).await;
+    app.seed_prompt("bomb").await;
+    app.seed_version(
+        "bomb",
+        "{{#each a}}{{#each ../a}}{{#each ../../a}}{{/each}}{{/each}}{{/each}}",
+    )
+    .await;
+    app.post("/v1/datasets", json!({"name": "bombs"})).await;
+    let uploaded = app
+        .post(
+            "/v1/datasets/bombs/items",
+            json!([{"input": {"a": (0..600).collect::<Vec<_>>()}, "expected": "x"}]),
+        )
+        .await;
+    assert_eq!(uploaded.status, 200, "{}", uploaded.body);
+    let created = app
+        .post(
+            "/v1/evaluations",
+            json!({"prompt": "bomb", "ref": "1.0.0", "dataset": "bombs",
+                   "provider": "fake", "metrics": ["exact_match"]}),
+        )
+        .await;
+    assert_eq!(created.status, 202, "{}", created.body);
+    let id = created.body["id"].as_str().expect("id");
+    drain(&worker(&app)).await;
+    let results = results(&app, id).await;
+    assert_eq!(results.len(), 1, "{results:?}");
+    let error = results[0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("render:") && error.contains("1000000 steps"),
+        "{error}"
+    );
+    assert!(fake.requests().is_empty(), "the provider was called");
+}

@@ -22,6 +22,7 @@ mod outage;
 mod prompts;
 mod providers;
 mod render;
+mod render_bounds;
 mod service;
 mod versions;
 mod worker_panics;

@@ -53,7 +53,7 @@ pub struct GetPromptParams {
     params(PromptPath, GetPromptParams),
     responses(
         (status = 200, description = "The version", body = LangfusePrompt),
-        (status = 400, description = "`InvalidRequestError`: both `version` and `label`, a version that is no integer, a `resolve` that is no boolean, a name or label promptreg refuses", body = LangfuseErrorBody),
+        (status = 400, description = "`InvalidRequestError`: both `version` and `label`, a version that is no integer, a `resolve` that is no boolean, a name or label promptreg refuses, partials that written out in place exceed `render.max_output_bytes`", body = LangfuseErrorBody),
         (status = 404, description = "`LangfuseNotFoundError`: no such prompt, version or label", body = LangfuseErrorBody),
     ))]
 pub async fn get_prompt(
