@@ -16,6 +16,7 @@ mod backend;
 mod datasets;
 mod evaluations;
 mod gates;
+pub(crate) mod health;
 mod jobs;
 mod labels;
 mod optimizations;
@@ -283,6 +284,18 @@ where
     let result = work.instrument(span).await;
     crate::telemetry::metrics::db_query(operation, started.elapsed());
     result
+}
+
+/// Runs one store use-case under `health` (see [`health::Health::guard`]);
+/// as is without one.
+pub(crate) async fn guarded<T>(
+    health: Option<&health::Health>,
+    work: impl std::future::Future<Output = StoreResult<T>>,
+) -> StoreResult<T> {
+    match health {
+        Some(health) => health.guard(work).await,
+        None => work.await,
+    }
 }
 
 /// Names what the running store call is about (`promptreg.prompt`,

@@ -2,12 +2,14 @@
 //! locks serialize writers per prompt; `NOTIFY` tells every replica which
 //! prompt's cached label resolutions to drop.
 
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
+use super::health::{Health, PROBE_DOWN, PROBE_TIMEOUT, PROBE_UP};
 use super::{Invalidation, PoolConnections, StoreResult};
 
 const INVALIDATION_CHANNEL: &str = "promptreg_invalidate";
@@ -79,6 +81,7 @@ fn connect_failure(err: &sqlx::Error, options: &PgConnectOptions) -> String {
 
 pub struct PostgresStore {
     pool: PgPool,
+    health: Arc<Health>,
 }
 
 impl PostgresStore {
@@ -113,14 +116,20 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(2))
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .with_context(|| format!("cannot connect to Postgres at {shown}"))?;
         sqlx::migrate!("./migrations/postgres")
             .run(&pool)
             .await
             .context("cannot apply Postgres migrations")?;
-        Ok(Self { pool })
+        let health = Health::new();
+        tokio::spawn(probe(Arc::downgrade(&health), options));
+        Ok(Self { pool, health })
+    }
+
+    fn health(&self) -> Option<&Health> {
+        Some(&self.health)
     }
 
     fn pool_stats(&self) -> PoolConnections {
@@ -144,10 +153,14 @@ impl PostgresStore {
         Ok(())
     }
 
+    /// Hears other processes' invalidations. While the connection is lost
+    /// (the database restarts, a failover) cached entries keep being served;
+    /// once it is back, everything is invalidated, since whatever was sent
+    /// meanwhile is lost.
     async fn listen(&self) -> StoreResult<Option<tokio::sync::mpsc::Receiver<Invalidation>>> {
-        let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener.listen(INVALIDATION_CHANNEL).await?;
+        let mut listener = Self::listener(&self.pool).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let pool = self.pool.clone();
         tokio::spawn(async move {
             loop {
                 let event = match listener.try_recv().await {
@@ -155,12 +168,19 @@ impl PostgresStore {
                         Some(change) => change,
                         None => continue,
                     },
-                    // The connection dropped and will be re-established;
-                    // whatever was sent meanwhile is lost.
-                    Ok(None) => Invalidation::All,
-                    Err(err) => {
-                        tracing::warn!(error = %err, "invalidation listener failed; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    lost => {
+                        if let Err(err) = lost {
+                            tracing::warn!(error = %err, "invalidation listener failed; reconnecting");
+                        }
+                        listener = loop {
+                            if tx.is_closed() {
+                                return;
+                            }
+                            match Self::listener(&pool).await {
+                                Ok(listener) => break listener,
+                                Err(_) => tokio::time::sleep(PROBE_DOWN).await,
+                            }
+                        };
                         Invalidation::All
                     }
                 };
@@ -170,6 +190,47 @@ impl PostgresStore {
             }
         });
         Ok(Some(rx))
+    }
+
+    async fn listener(pool: &PgPool) -> StoreResult<PgListener> {
+        let mut listener = PgListener::connect_with(pool).await?;
+        listener.listen(INVALIDATION_CHANNEL).await?;
+        Ok(listener)
+    }
+}
+
+/// Keeps `health` up to date until the store is dropped: a connection of
+/// its own runs `select 1` every [`PROBE_UP`]; once that fails, a new
+/// connection is tried every [`PROBE_DOWN`] until one answers.
+async fn probe(health: Weak<Health>, options: PgConnectOptions) {
+    let mut conn: Option<PgConnection> = None;
+    while let Some(health) = health.upgrade() {
+        let outcome = tokio::time::timeout(PROBE_TIMEOUT, async {
+            if conn.is_none() {
+                conn = Some(PgConnection::connect_with(&options).await?);
+            }
+            match conn.as_mut() {
+                Some(c) => sqlx::query("select 1").execute(c).await.map(|_| ()),
+                None => Ok(()),
+            }
+        })
+        .await;
+        let why = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(err)) => Some(err.to_string()),
+            Err(_) => Some(format!("no answer within {} ms", PROBE_TIMEOUT.as_millis())),
+        };
+        health.set(why.is_none(), why.as_deref().unwrap_or_default());
+        let interval = if why.is_some() {
+            // Start over on a fresh connection.
+            if let Some(c) = conn.take() {
+                drop(tokio::time::timeout(PROBE_DOWN, c.close()).await);
+            }
+            PROBE_DOWN
+        } else {
+            PROBE_UP
+        };
+        health.next_probe(interval).await;
     }
 }
 

@@ -13,6 +13,8 @@
 //! - `const TAG_MATCH: (&str, &str)`, the SQL around a bound tag that tests
 //!   whether `p.tags` (a JSON array) holds it;
 //! - `fn pool_stats(&self) -> PoolConnections`;
+//! - `fn health(&self) -> Option<&Health>`: the probe's view of the
+//!   database, which every use-case is guarded by (`None`: never down);
 //! - `async fn notify(conn, invalidation)`, run inside the writing
 //!   transaction so other processes hear of it on commit;
 //! - `async fn listen(&self)`, for `BackendStore::subscribe_invalidations`.
@@ -59,8 +61,9 @@ macro_rules! impl_resources {
     };
 }
 
-/// A store trait's impl with every use-case timed and traced: each async
-/// method's body runs inside [`crate::store::observe`], named after the
+/// A store trait's impl with every use-case timed, traced and guarded by
+/// the backend's health: each async method's body runs inside
+/// [`crate::store::observe`] and [`crate::store::guarded`], named after the
 /// method, so the metric's `operation` label and the span name can never
 /// drift from the code. Synchronous methods come first and are not timed.
 /// Arguments are plain `name: Type`; a trailing comma is fine.
@@ -78,7 +81,9 @@ macro_rules! observed_impl {
             $(fn $sync(&$sync_self) -> $sync_ret $sync_body)*
             $(
                 async fn $name(&$this $(, $arg: $arg_ty)*) -> $ret {
-                    crate::store::observe::<$ret, _>(stringify!($name), $system, async move $body).await
+                    crate::store::observe::<$ret, _>(stringify!($name), $system, async move {
+                        crate::store::guarded($this.health(), async move $body).await
+                    }).await
                 }
             )*
         }

@@ -77,6 +77,11 @@ impl SqliteStore {
         &self.writer
     }
 
+    /// A file does not go down underneath: no probe.
+    fn health(&self) -> Option<&super::health::Health> {
+        None
+    }
+
     fn pool_stats(&self) -> PoolConnections {
         let writer = PoolConnections::of(&self.writer);
         // In memory, the reader is the writer.
