@@ -30,6 +30,7 @@ mod health;
 mod jobs;
 mod labels;
 mod langfuse;
+mod mlflow;
 mod optimizations;
 mod prompts;
 mod providers;
@@ -115,7 +116,11 @@ pub struct Services {
         (name = "service", description = "Health and readiness"),
         (name = "langfuse", description = "Langfuse-compatible prompt API for the Langfuse SDKs: \
             Basic auth with a key's id as the public key and the key as the secret; \
-            errors are `{message, error}`")
+            errors are `{message, error}`"),
+        (name = "mlflow", description = "MLflow-compatible prompt registry for MLflow's client \
+            (`MLFLOW_TRACKING_URI`): prompts as registered models, versions as model versions, \
+            labels as aliases. A key as `Authorization: Bearer`, or Basic with the key's id as the \
+            user name and the key as the password; errors are `{error_code, message}`")
     ),
     components(schemas(Problem, FieldError)),
     modifiers(&BearerAuth)
@@ -154,10 +159,24 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            MLFLOW_SCHEME,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "For the MLflow-compatible routes, besides a bearer key: the user name \
+                         is a key's id (MLFLOW_TRACKING_USERNAME), the password the key itself \
+                         (MLFLOW_TRACKING_PASSWORD).",
+                    ))
+                    .build(),
+            ),
+        );
     }
 }
 
 const LANGFUSE_SCHEME: &str = "langfuse_basic";
+const MLFLOW_SCHEME: &str = "mlflow_basic";
 
 fn problem_response(description: &str) -> RefOr<Response> {
     error_response(description, "application/problem+json", "Problem")
@@ -195,10 +214,25 @@ fn complete_responses(openapi: &mut utoipa::openapi::OpenApi) {
             let langfuse = operation.security.iter().flatten().any(|requirement| {
                 serde_json::to_value(requirement).is_ok_and(|v| v.get(LANGFUSE_SCHEME).is_some())
             });
+            let mlflow = operation.tags.iter().flatten().any(|tag| tag == "mlflow");
             let has_body = operation.request_body.is_some();
             let has_params = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
             let mut answers: Vec<(&str, &str)> = Vec::new();
-            if secured && langfuse {
+            if secured && mlflow {
+                answers.extend([
+                    ("401", "`UNAUTHENTICATED`: no credentials, an unknown or revoked key, or a user name not that key's id"),
+                    ("403", "`PERMISSION_DENIED`: the key lacks the scope this operation requires"),
+                    ("429", "`REQUEST_LIMIT_EXCEEDED`: over the key's rate limit; see Retry-After"),
+                    ("408", "`DEADLINE_EXCEEDED`: the request took longer than the server's limit"),
+                    ("503", "`TEMPORARILY_UNAVAILABLE`: the database is unreachable; see Retry-After"),
+                ]);
+                if has_body || has_params {
+                    answers.push((
+                        "400",
+                        "`INVALID_PARAMETER_VALUE`: a field or parameter at fault",
+                    ));
+                }
+            } else if secured && langfuse {
                 answers.extend([
                     ("401", "`UnauthorizedError`: no credentials, a wrong secret, or a public key not that key's id"),
                     ("403", "`ForbiddenError`: the key lacks the scope this operation requires"),
@@ -255,7 +289,9 @@ fn complete_responses(openapi: &mut utoipa::openapi::OpenApi) {
             let responses = &mut operation.responses.responses;
             for (status, description) in answers {
                 responses.entry(status.into()).or_insert_with(|| {
-                    if langfuse {
+                    if mlflow {
+                        error_response(description, "application/json", "MlflowErrorBody")
+                    } else if langfuse {
                         error_response(description, "application/json", "LangfuseErrorBody")
                     } else {
                         problem_response(description)
@@ -339,6 +375,19 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(langfuse::service::list_projects))
         .routes(routes!(langfuse::service::health))
         .routes(routes!(langfuse::service::ingest_traces))
+        .routes(routes!(mlflow::models::create_registered_model))
+        .routes(routes!(mlflow::models::get_registered_model))
+        .routes(routes!(mlflow::models::search_registered_models))
+        .routes(routes!(mlflow::models::set_registered_model_tag))
+        .routes(routes!(mlflow::models::delete_registered_model_tag))
+        .routes(routes!(mlflow::models::delete_registered_model))
+        .routes(routes!(
+            mlflow::models::get_model_version_by_alias,
+            mlflow::models::set_registered_model_alias,
+            mlflow::models::delete_registered_model_alias
+        ))
+        .routes(routes!(mlflow::versions::create_model_version))
+        .routes(routes!(mlflow::versions::get_model_version))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
@@ -350,10 +399,19 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (routes, mut openapi) = routes();
     complete_responses(&mut openapi);
     // Undocumented on purpose: it only answers what is not there.
-    let routes = routes.route(
-        "/api/public/{*rest}",
-        axum::routing::any(langfuse::unknown_route),
-    );
+    let routes = routes
+        .route(
+            "/api/public/{*rest}",
+            axum::routing::any(langfuse::unknown_route),
+        )
+        .route(
+            "/api/2.0/mlflow/{*rest}",
+            axum::routing::any(mlflow::unknown_route),
+        )
+        .route(
+            "/api/3.0/mlflow/{*rest}",
+            axum::routing::any(mlflow::unknown_route),
+        );
     (routes, openapi)
 }
 

@@ -5,9 +5,12 @@
 
 use std::sync::Arc;
 
+use crate::domain::auth::Actor;
 use crate::domain::content::PromptBody;
-use crate::domain::{LabelName, Page, ProjectId, PromptName, PromptSummary, Version};
-use crate::store::{cursor, PageKey, PageRequest, PromptFilter, StoreError};
+use crate::domain::{LabelName, Page, ProjectId, PromptName, PromptSummary, Version, VersionRef};
+use crate::store::{
+    cursor, NewPrompt, PageKey, PageRequest, PromptFilter, PromptPatch, StoreError,
+};
 
 use super::render::Renderer;
 use super::{Registry, ServiceError, ServiceResult};
@@ -100,4 +103,55 @@ pub async fn published(
     let summary = registry.get_prompt(project, &name).await?;
     let body = renderer.inline_partials(project, version, label).await?;
     Ok(Published { summary, body })
+}
+
+/// Where each of the prompt's labels points, as (label, version number),
+/// in label order. Each target is read through the registry's cache of
+/// immutable versions.
+pub async fn label_seqs(
+    registry: &Registry,
+    project: ProjectId,
+    summary: &PromptSummary,
+) -> ServiceResult<Vec<(String, i64)>> {
+    let name = PromptName::parse(&summary.prompt.name)
+        .map_err(|e| ServiceError::Internal(anyhow::anyhow!("stored prompt name: {e}")))?;
+    let mut seqs = Vec::with_capacity(summary.labels.len());
+    for (label, target) in &summary.labels {
+        let version = registry
+            .get_version(project, &name, &VersionRef::Exact(target.clone()))
+            .await?;
+        seqs.push((label.clone(), version.seq));
+    }
+    Ok(seqs)
+}
+
+/// Rewrites the prompt's tags with `edit`; writes (and audits) only when
+/// they change. Answers the prompt as it is afterwards.
+pub async fn edit_tags(
+    registry: &Registry,
+    project: ProjectId,
+    actor: &Actor,
+    name: &PromptName,
+    edit: impl FnOnce(&[String]) -> Vec<String>,
+) -> ServiceResult<PromptSummary> {
+    let summary = registry.get_prompt(project, name).await?;
+    let tags = edit(&summary.prompt.tags);
+    if tags == summary.prompt.tags {
+        return Ok(summary);
+    }
+    let patch = PromptPatch {
+        tags: Some(tags),
+        ..PromptPatch::default()
+    };
+    Ok(registry.update_prompt(project, name, patch, actor).await?)
+}
+
+/// Creates a prompt with no version yet.
+pub async fn create_prompt(
+    registry: &Registry,
+    project: ProjectId,
+    actor: &Actor,
+    new: NewPrompt,
+) -> ServiceResult<PromptSummary> {
+    Ok(registry.create_prompt(project, new, actor).await?)
 }

@@ -18,11 +18,13 @@ crate::backend_tests!(
     projects_are_created_once,
 );
 
-/// How a route takes its key: `Bearer pr_…` (/v1) or Langfuse's Basic pair.
+/// How a route takes its key: `Bearer pr_…` (/v1), Langfuse's Basic pair,
+/// or a bearer key on the MLflow routes (which answer in MLflow's shape).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scheme {
     Bearer,
     Basic,
+    Mlflow,
 }
 
 /// Every scoped operation in the OpenAPI document: (method, path template,
@@ -48,6 +50,11 @@ fn scoped_routes() -> Vec<(Method, String, String, Scheme)> {
                 }
             }
             let method: Method = method.to_uppercase().parse().expect("method");
+            if path.starts_with("/api/2.0/mlflow/") {
+                for scope in &mut scopes {
+                    scope.1 = Scheme::Mlflow;
+                }
+            }
             match scopes.as_slice() {
                 [(scope, scheme)] => routes.push((method, path.clone(), scope.clone(), *scheme)),
                 [] => assert!(
@@ -63,6 +70,10 @@ fn scoped_routes() -> Vec<(Method, String, String, Scheme)> {
     assert!(
         routes.iter().filter(|r| r.3 == Scheme::Basic).count() >= 6,
         "the Langfuse routes are in the walk"
+    );
+    assert!(
+        routes.iter().filter(|r| r.3 == Scheme::Mlflow).count() >= 11,
+        "the MLflow routes are in the walk"
     );
     routes
 }
@@ -161,6 +172,49 @@ async fn prepare(
             Some(json!({"newLabels": ["staging"]})),
         ),
         ("POST", "/api/public/otel/v1/traces") => (template.to_owned(), None),
+        ("POST", "/api/2.0/mlflow/registered-models/create") => (
+            template.to_owned(),
+            Some(
+                json!({"name": fresh, "tags": [{"key": "mlflow.prompt.is_prompt", "value": "true"}]}),
+            ),
+        ),
+        ("GET", "/api/2.0/mlflow/registered-models/get") => (format!("{template}?name=walk"), None),
+        ("GET", "/api/2.0/mlflow/registered-models/alias") => {
+            (format!("{template}?name=walk&alias=production"), None)
+        }
+        ("GET", "/api/2.0/mlflow/model-versions/get") => {
+            (format!("{template}?name=walk&version=1"), None)
+        }
+        ("POST", "/api/2.0/mlflow/registered-models/set-tag") => (
+            template.to_owned(),
+            Some(json!({"name": "walk", "key": "k", "value": format!("v{n}")})),
+        ),
+        ("DELETE", "/api/2.0/mlflow/registered-models/delete-tag") => (
+            template.to_owned(),
+            Some(json!({"name": "walk", "key": "k"})),
+        ),
+        ("DELETE", "/api/2.0/mlflow/registered-models/delete") => {
+            app.seed_prompt(&fresh).await;
+            (template.to_owned(), Some(json!({"name": fresh})))
+        }
+        ("POST", "/api/2.0/mlflow/registered-models/alias") => (
+            template.to_owned(),
+            Some(json!({"name": "walk", "alias": "staging", "version": "2"})),
+        ),
+        ("DELETE", "/api/2.0/mlflow/registered-models/alias") => {
+            app.set_label("walk", "doomed", "1.0.0").await;
+            (
+                template.to_owned(),
+                Some(json!({"name": "walk", "alias": "doomed"})),
+            )
+        }
+        ("POST", "/api/2.0/mlflow/model-versions/create") => (
+            template.to_owned(),
+            Some(json!({"name": fresh, "tags": [
+                {"key": "mlflow.prompt.is_prompt", "value": "true"},
+                {"key": "mlflow.prompt.text", "value": format!("t{n}")},
+            ]})),
+        ),
         ("GET", _) => {
             let path = template
                 .replace("/v1/datasets/{name}", "/v1/datasets/walk")
@@ -277,7 +331,9 @@ async fn every_route_answers_each_kind_of_key_exactly(app: TestApp) {
                     .as_ref()
                     .map(|(id, secret)| (id.as_str(), secret.as_str()));
                 match scheme {
-                    Scheme::Bearer => app.request_as(key.map(|k| k.1), method, &path, body).await,
+                    Scheme::Bearer | Scheme::Mlflow => {
+                        app.request_as(key.map(|k| k.1), method, &path, body).await
+                    }
                     Scheme::Basic => app.request_basic(key, method, &path, body).await,
                 }
             }
@@ -294,9 +350,12 @@ async fn every_route_answers_each_kind_of_key_exactly(app: TestApp) {
                     assert_eq!(response.status, 401, "{label}: {}", response.body);
                     assert_eq!(response.body["error"], "UnauthorizedError", "{label}");
                 }
+                Scheme::Mlflow => {
+                    response.assert_mlflow_error(401, "UNAUTHENTICATED");
+                }
             }
             let challenge = match scheme {
-                Scheme::Bearer => "Bearer",
+                Scheme::Bearer | Scheme::Mlflow => "Bearer",
                 Scheme::Basic => "Basic",
             };
             assert!(
@@ -327,6 +386,9 @@ async fn every_route_answers_each_kind_of_key_exactly(app: TestApp) {
                         assert_eq!(response.body["error"], "ForbiddenError", "{label}");
                         response.body["message"].clone()
                     }
+                    Scheme::Mlflow => {
+                        json!(response.assert_mlflow_error(403, "PERMISSION_DENIED"))
+                    }
                 };
                 assert!(
                     detail.as_str().unwrap_or_default().contains(&required),
@@ -344,7 +406,14 @@ async fn every_route_answers_each_kind_of_key_exactly(app: TestApp) {
                 "/v1/evaluations/compare",
                 "/v1/optimizations",
             ]
-            .contains(&template.as_str());
+            .contains(&template.as_str())
+            || (template.starts_with("/api/2.0/mlflow/")
+                && ![
+                    "/api/2.0/mlflow/registered-models/search",
+                    "/api/2.0/mlflow/registered-models/create",
+                    "/api/2.0/mlflow/model-versions/create",
+                ]
+                .contains(&template.as_str()));
         if names_resources {
             assert_eq!(
                 response.status,

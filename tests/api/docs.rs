@@ -27,7 +27,9 @@ fn routes_table(spec: &Value) -> String {
          *Scope* is what the caller's key must allow (`admin` allows everything).\n\
          `/v1` routes take `Authorization: Bearer pr_…`; the Langfuse routes\n\
          (`/api/public/…`) take the SDK's Basic credentials (`Basic` below), with\n\
-         the same scopes. *public* routes need no key.\n"
+         the same scopes; the MLflow routes (`/api/2.0/mlflow/…`) take either a\n\
+         bearer key or Basic credentials (`mlflow_basic`: the key's id and the key).\n\
+         *public* routes need no key.\n"
     );
     let tags: Vec<(&str, &str)> = spec["tags"]
         .as_array()

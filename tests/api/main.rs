@@ -16,6 +16,7 @@ mod gate_paths;
 mod hostile_input;
 mod labels;
 mod langfuse;
+mod mlflow;
 mod observability;
 mod optimizations;
 mod outage;

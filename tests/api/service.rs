@@ -126,7 +126,7 @@ fn the_authorize_dialog_offers_promptreg_keys_first() {
         .as_object()
         .expect("schemes");
     let names: Vec<&String> = schemes.keys().collect();
-    assert_eq!(names, ["bearer", "langfuse_basic"]);
+    assert_eq!(names, ["bearer", "langfuse_basic", "mlflow_basic"]);
     let bearer = schemes["bearer"]["description"]
         .as_str()
         .unwrap_or_default();

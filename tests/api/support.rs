@@ -135,6 +135,27 @@ impl TestResponse {
         self.body["message"].as_str().unwrap_or_default().to_owned()
     }
 
+    /// Asserts an MLflow error: `status`, JSON, exactly `{error_code,
+    /// message}`; answers the message.
+    #[track_caller]
+    pub fn assert_mlflow_error(&self, status: u16, error_code: &str) -> String {
+        assert_eq!(self.status.as_u16(), status, "{}", self.body);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json"),
+            "{}",
+            self.body
+        );
+        assert_eq!(self.body["error_code"], error_code, "{}", self.body);
+        let keys: Vec<&String> = self
+            .body
+            .as_object()
+            .map(|o| o.keys().collect())
+            .unwrap_or_default();
+        assert_eq!(keys, ["error_code", "message"], "{}", self.body);
+        self.body["message"].as_str().unwrap_or_default().to_owned()
+    }
+
     /// The `field` of each entry of `errors`.
     pub fn error_fields(&self) -> Vec<String> {
         self.body["errors"]
