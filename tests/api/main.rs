@@ -24,4 +24,5 @@ mod providers;
 mod render;
 mod service;
 mod versions;
+mod webhooks;
 mod worker_panics;
