@@ -37,7 +37,7 @@ impl Policy {
     /// Whether `host` escapes the https and public-address rules.
     fn exempt(&self, host: &str) -> bool {
         let host = host.trim_matches(['[', ']']).to_ascii_lowercase();
-        self.allow_private || self.allowed_hosts.iter().any(|h| *h == host)
+        self.allow_private || self.allowed_hosts.contains(&host)
     }
 
     /// The URL, if a delivery may be sent to it; else why not.

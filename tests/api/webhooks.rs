@@ -844,6 +844,7 @@ mod crash {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let _ = child.kill();
+        let _ = child.wait();
         panic!("promptreg did not become ready");
     }
 
