@@ -93,6 +93,10 @@ pub async fn state_with_store(
     } else {
         None
     };
+    let webhooks = Arc::new(
+        services::webhooks::Webhooks::from_config(&config.webhooks)
+            .context("webhooks configuration")?,
+    );
     let state = AppState::new(Services {
         registry,
         renderer,
@@ -101,6 +105,7 @@ pub async fn state_with_store(
         encoded_versions,
         providers,
         jobs_queued: Arc::new(tokio::sync::Notify::new()),
+        webhooks,
         metrics,
     });
     Ok((state, generated))
@@ -277,8 +282,9 @@ pub fn worker(state: &AppState) -> Worker {
     )
 }
 
-/// Runs `count` workers until `shutdown`; each gives its job in hand back
-/// to the queue when it stops.
+/// Runs `count` workers until `shutdown`, and (when `count` is not 0) the
+/// webhook delivery loop; each worker gives its job in hand back to the
+/// queue when it stops.
 pub fn spawn_workers(
     state: &AppState,
     count: usize,
@@ -289,7 +295,28 @@ pub fn spawn_workers(
         let (worker, shutdown) = (worker(state), shutdown.clone());
         workers.spawn(async move { worker.run(shutdown).await });
     }
+    if count > 0 {
+        match webhook_deliverer(state) {
+            Ok(deliverer) => {
+                let shutdown = shutdown.clone();
+                workers.spawn(async move { deliverer.run(shutdown).await });
+            }
+            Err(e) => tracing::error!(error = %e, "cannot start webhook delivery"),
+        }
+    }
     workers
+}
+
+/// The loop that sends webhook deliveries from the outbox; `spawn_workers`
+/// runs one beside the job workers.
+pub fn webhook_deliverer(state: &AppState) -> anyhow::Result<crate::webhooks::Deliverer> {
+    crate::webhooks::Deliverer::new(
+        state.registry.webhook_store(),
+        &state.config.webhooks,
+        state.webhooks.secrets(),
+        Duration::from_millis(state.config.worker.poll_interval_ms.max(10)),
+        state.webhooks.wakeup.clone(),
+    )
 }
 
 /// `promptreg worker`: job workers only, no HTTP, until SIGINT or SIGTERM.

@@ -38,6 +38,7 @@ pub struct Config {
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
     pub worker: WorkerConfig,
+    pub webhooks: WebhooksConfig,
     pub metrics: MetricsConfig,
     pub telemetry: TelemetryConfig,
 }
@@ -73,6 +74,34 @@ pub struct WorkerConfig {
     pub lease_secs: u64,
     /// How often an idle worker looks for jobs (new jobs also wake it).
     pub poll_interval_ms: u64,
+}
+
+/// Webhook delivery: signing-secret encryption, retries and where
+/// deliveries may go.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Base64 of 32 random bytes: the key that encrypts the endpoints'
+    /// signing secrets at rest. Empty: webhooks cannot be created.
+    pub secret_key: Redacted,
+    /// The first retry's delay; each next one doubles (with jitter).
+    pub retry_base_ms: u64,
+    /// Tries per delivery before it fails.
+    pub max_attempts: u32,
+    /// The longest wait between two tries (and the most a `Retry-After` gets).
+    pub max_retry_delay_secs: u64,
+    /// An endpoint is disabled after this many failed attempts in a row.
+    pub disable_after_failures: u32,
+    /// How long one attempt may take, connection included.
+    pub timeout_secs: u64,
+    /// Deliveries in flight at once per process, over all endpoints.
+    pub concurrency: usize,
+    /// Lets endpoints be plain `http://` and on private, loopback or
+    /// link-local addresses.
+    pub allow_private_networks: bool,
+    /// Hosts (names or addresses) exempt from the https and public-address
+    /// rules, such as an internal receiver.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// A secret that never shows in `Debug` output.

@@ -237,6 +237,11 @@ fn service_parts(err: &ServiceError) -> (StatusCode, &'static str, &'static str)
         E::GateFailed { .. } => (S::PRECONDITION_FAILED, "gate_failed", "Gate failed"),
         E::InvalidItem(_) => (S::UNPROCESSABLE_ENTITY, "invalid_item", "Invalid item"),
         E::Unavailable => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
+        E::WebhooksNotConfigured => (
+            S::CONFLICT,
+            "webhooks_not_configured",
+            "Webhooks not configured",
+        ),
         E::Internal(_) => (
             S::INTERNAL_SERVER_ERROR,
             "internal",
@@ -268,6 +273,8 @@ fn store_parts(err: &StoreError) -> (StatusCode, &'static str, &'static str) {
             "optimization_not_found",
             "Optimization not found",
         ),
+        E::WebhookNotFound => (S::NOT_FOUND, "webhook_not_found", "Webhook not found"),
+        E::DeliveryNotFound => (S::NOT_FOUND, "delivery_not_found", "Delivery not found"),
         E::JobFinished(_) => (S::CONFLICT, "job_finished", "Job finished"),
         E::DatasetExists(_) => (S::CONFLICT, "dataset_exists", "Dataset exists"),
         E::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),

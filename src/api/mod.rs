@@ -37,6 +37,7 @@ mod providers;
 mod render;
 mod scores;
 mod versions;
+mod webhooks;
 pub mod wire;
 
 use std::sync::Arc;
@@ -89,6 +90,8 @@ pub struct Services {
     pub providers: Arc<crate::providers::Providers>,
     /// Wakes this process's idle workers when a job is queued here.
     pub jobs_queued: Arc<tokio::sync::Notify>,
+    /// Webhook secrets' key, address policy and the delivery loop's wake-up.
+    pub webhooks: Arc<crate::services::webhooks::Webhooks>,
     /// The Prometheus recorder's handle; `None` when metrics are off.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
@@ -113,6 +116,7 @@ pub struct Services {
         (name = "gates", description = "Quality gates on label moves"),
         (name = "providers", description = "The LLM providers configured on this server"),
         (name = "admin", description = "API keys, projects and the audit log"),
+        (name = "webhooks", description = "Signed notifications of changes (Standard Webhooks), their deliveries and attempts"),
         (name = "service", description = "Health and readiness"),
         (name = "langfuse", description = "Langfuse-compatible prompt API for the Langfuse SDKs: \
             Basic auth with a key's id as the public key and the key as the secret; \
@@ -366,6 +370,16 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(admin::revoke_key))
         .routes(routes!(admin::list_projects, admin::create_project))
         .routes(routes!(admin::list_audit))
+        .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
+        .routes(routes!(
+            webhooks::get_webhook,
+            webhooks::update_webhook,
+            webhooks::delete_webhook
+        ))
+        .routes(routes!(webhooks::rotate_webhook_secret))
+        .routes(routes!(webhooks::test_webhook))
+        .routes(routes!(webhooks::list_deliveries))
+        .routes(routes!(webhooks::redeliver))
         .routes(routes!(langfuse::prompts::get_prompt))
         .routes(routes!(
             langfuse::prompts::list_prompts,

@@ -11,6 +11,7 @@ pub mod names;
 pub mod optimization;
 pub mod text;
 pub mod versioning;
+pub mod webhooks;
 
 pub use content::{ChatMessage, Engine, PromptContent, PromptType};
 pub use names::{LabelName, NameError, NameKind, PromptName, VersionRef};

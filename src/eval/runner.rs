@@ -13,8 +13,10 @@ use serde_json::{Map, Value};
 
 use super::judge::{parse_verdict, JudgeSpec, LLM_JUDGE};
 use super::metrics::{Metric, Sample};
-use crate::domain::jobs::{Evaluation, ItemResult, Job};
+use crate::domain::jobs::{Evaluation, ItemResult, Job, JobStatus};
+use crate::domain::webhooks::{self, OutboxEvent};
 use crate::domain::{DatasetItem, PromptName, VersionRef};
+use crate::eval::report::Scores;
 use crate::providers::{CompletionRequest, LlmProvider, Providers};
 use crate::services::render::Renderer;
 use crate::store::{Store, StoreError};
@@ -96,6 +98,63 @@ struct Judge {
 
 #[async_trait]
 impl JobRunner for EvaluationRunner {
+    /// `evaluation.finished`: its status, each metric's mean, and whether
+    /// it meets each gate on its prompt that uses its dataset.
+    async fn finished_event(&self, job: &Job, status: JobStatus) -> Option<OutboxEvent> {
+        let evaluation = match self.store.get_evaluation_of_job(job.id).await {
+            Ok(evaluation) => evaluation,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the evaluation for its webhook event");
+                return None;
+            }
+        };
+        let scores = Scores::load(&self.store, &evaluation).await.ok();
+        let means: serde_json::Map<String, Value> = scores
+            .as_ref()
+            .map(|s| {
+                s.summaries()
+                    .into_iter()
+                    .map(|(metric, summary)| (metric, serde_json::json!(summary.mean)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let gates = match PromptName::parse(&evaluation.prompt_name) {
+            Ok(name) => self
+                .store
+                .list_gates(evaluation.project_id, &name)
+                .await
+                .unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        let gates: Vec<Value> = gates
+            .into_iter()
+            .filter(|g| g.dataset_id == evaluation.dataset_id)
+            .map(|g| {
+                let passed = status == JobStatus::Succeeded
+                    && scores
+                        .as_ref()
+                        .is_some_and(|s| s.gate_violations(&g.rules).is_empty());
+                serde_json::json!({"label": g.label, "passed": passed})
+            })
+            .collect();
+        Some(OutboxEvent::new(
+            webhooks::EVALUATION_FINISHED,
+            Some(&evaluation.prompt_name),
+            serde_json::json!({
+                "id": evaluation.id,
+                "job_id": job.id,
+                "status": status.as_str(),
+                "prompt": evaluation.prompt_name,
+                "version": evaluation.version.to_string(),
+                "dataset": evaluation.dataset_name,
+                "provider": evaluation.provider,
+                "model": evaluation.model,
+                "means": means,
+                "gates": gates,
+            }),
+        ))
+    }
+
     async fn run(&self, job: &Job, stop: &StopSignal) -> Result<Finished, JobError> {
         let evaluation = self
             .store

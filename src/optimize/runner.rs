@@ -17,10 +17,11 @@ use rand::SeedableRng;
 use super::fewshot::demo_pool;
 use super::scoring::mean;
 use super::{strategy, Context, Optimizer, Outcome, Scorer, StepError};
-use crate::domain::jobs::Job;
+use crate::domain::jobs::{Job, JobStatus};
 use crate::domain::optimization::{
     Iteration, Optimization, OptimizationState, StopReason, StrategyName,
 };
+use crate::domain::webhooks::{self, OutboxEvent};
 use crate::domain::{DatasetItem, PromptName, Version, VersionRef};
 use crate::eval::Metric;
 use crate::providers::{CallMeter, Providers};
@@ -93,6 +94,37 @@ pub fn split_sizes(n: usize, train: f64) -> (usize, usize) {
 
 #[async_trait]
 impl JobRunner for OptimizationRunner {
+    /// `optimization.finished`: its status, the result version (if any)
+    /// and the baseline's and best candidate's validation scores.
+    async fn finished_event(&self, job: &Job, status: JobStatus) -> Option<OutboxEvent> {
+        let optimization = match self.store.get_optimization_of_job(job.id).await {
+            Ok(optimization) => optimization,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the optimization for its webhook event");
+                return None;
+            }
+        };
+        let state = &optimization.state;
+        Some(OutboxEvent::new(
+            webhooks::OPTIMIZATION_FINISHED,
+            Some(&optimization.prompt_name),
+            serde_json::json!({
+                "id": optimization.id,
+                "job_id": job.id,
+                "status": status.as_str(),
+                "prompt": optimization.prompt_name,
+                "version": optimization.version.to_string(),
+                "dataset": optimization.dataset_name,
+                "result_version": optimization.result_version.as_ref().map(ToString::to_string),
+                "scores": {
+                    "baseline": state.baseline.val_score,
+                    "best": state.best().and_then(|c| c.val_score),
+                },
+                "stop_reason": state.stop_reason,
+            }),
+        ))
+    }
+
     async fn run(&self, job: &Job, stop: &StopSignal) -> Result<Finished, JobError> {
         let optimization = self
             .store

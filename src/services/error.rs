@@ -119,6 +119,9 @@ pub enum ServiceError {
     InvalidItem(FieldError),
     #[error("the database is not reachable")]
     Unavailable,
+    /// No `webhooks.secret_key`: signing secrets could not be kept safely.
+    #[error("webhooks are not configured on this server: set webhooks.secret_key")]
+    WebhooksNotConfigured,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }

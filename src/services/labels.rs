@@ -6,6 +6,7 @@
 
 use crate::domain::auth::Actor;
 use crate::domain::jobs::{Gate, GateRule};
+use crate::domain::webhooks::{self, OutboxEvent};
 use crate::domain::{
     Label, LabelMove, LabelName, Page, ProjectId, PromptName, Version, VersionRef,
 };
@@ -62,7 +63,10 @@ pub async fn move_labels(
         .get_version(project, name, &VersionRef::Exact(version.clone()))
         .await?;
     for label in labels {
-        check_gate(registry, project, name, label, Some(&target)).await?;
+        if let Err(refused) = check_gate(registry, project, name, label, Some(&target)).await {
+            report_gate_failure(registry, project, actor, name, label, version, &refused).await;
+            return Err(refused);
+        }
     }
     let mut moved = Vec::with_capacity(labels.len());
     for label in labels {
@@ -77,6 +81,37 @@ pub async fn move_labels(
         );
     }
     Ok(moved)
+}
+
+/// Tells webhooks of a move a gate refused (`gate.failed`). The refusal
+/// stands whether or not this is written: a failure here is logged.
+async fn report_gate_failure(
+    registry: &Registry,
+    project: ProjectId,
+    actor: &Actor,
+    name: &PromptName,
+    label: &LabelName,
+    version: &semver::Version,
+    refused: &ServiceError,
+) {
+    let ServiceError::GateFailed { reason, failed, .. } = refused else {
+        return;
+    };
+    let event = OutboxEvent::new(
+        webhooks::GATE_FAILED,
+        Some(name.as_str()),
+        serde_json::json!({
+            "prompt": name.as_str(),
+            "label": label.as_str(),
+            "version": version.to_string(),
+            "reason": reason,
+            "failed": failed,
+            "by": actor.key_name,
+        }),
+    );
+    if let Err(e) = registry.store.record_event(project, &event).await {
+        tracing::warn!(error = %e, "cannot record the gate.failed event");
+    }
 }
 
 /// A label move no gate guards: back to the label's previous target, or

@@ -15,6 +15,7 @@ pub mod prompts;
 mod registry;
 pub mod render;
 pub mod versions;
+pub mod webhooks;
 
 pub use error::{FieldError, ServiceError};
 pub use registry::Registry;

@@ -73,6 +73,12 @@ impl Registry {
         self.store.pool_connections()
     }
 
+    /// The store's webhook side, for the delivery loop (which, like the job
+    /// worker, works on the outbox rather than through a use-case).
+    pub fn webhook_store(&self) -> Arc<dyn crate::store::WebhookStore> {
+        self.store.clone()
+    }
+
     /// Which backend the store is, for logs.
     pub fn backend(&self) -> &'static str {
         self.store.backend()

@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::StoreResult;
 use crate::domain::auth::Actor;
 use crate::domain::jobs::{Job, JobStatus};
+use crate::domain::webhooks::OutboxEvent;
 use crate::domain::ProjectId;
 
 #[async_trait]
@@ -27,13 +28,15 @@ pub trait JobStore: Send + Sync {
         owner: &str,
         lease: std::time::Duration,
     ) -> StoreResult<Option<bool>>;
-    /// Ends a job `owner` holds; false when it no longer holds it.
+    /// Ends a job `owner` holds, writing `event` (what its ending reports)
+    /// to the outbox in the same transaction; false when it no longer holds it.
     async fn complete_job(
         &self,
         job_id: Uuid,
         owner: &str,
         status: JobStatus,
         error: Option<&str>,
+        event: Option<&OutboxEvent>,
     ) -> StoreResult<bool>;
     /// Puts a job `owner` holds back in the queue, due at `run_after`.
     async fn retry_job(
@@ -129,21 +132,36 @@ macro_rules! impl_sql {
                 .await?)
             }
 
-            async fn complete_job(&self, job_id: Uuid, owner: &str, status: JobStatus, error: Option<&str>) -> StoreResult<bool> {
+            async fn complete_job(
+                &self,
+                job_id: Uuid,
+                owner: &str,
+                status: JobStatus,
+                error: Option<&str>,
+                event: Option<&crate::domain::webhooks::OutboxEvent>,
+            ) -> StoreResult<bool> {
                 let at = now();
-                let done = sqlx::query(
+                let mut tx = self.writer().begin().await?;
+                let project: Option<Uuid> = sqlx::query_scalar(
                     "update job set status = $1, error = $2, finished_at = $3, updated_at = $3, \
                      lease_owner = null, lease_expires_at = null \
-                     where id = $4 and lease_owner = $5 and status = 'running'",
+                     where id = $4 and lease_owner = $5 and status = 'running' returning project_id",
                 )
                 .bind(status.as_str())
                 .bind(error)
                 .bind(at)
                 .bind(job_id)
                 .bind(owner)
-                .execute(self.writer())
+                .fetch_optional(&mut *tx)
                 .await?;
-                Ok(done.rows_affected() == 1)
+                let Some(project) = project else {
+                    return Ok(false);
+                };
+                if let Some(event) = event {
+                    Self::emit(&mut tx, project, event).await?;
+                }
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn retry_job(&self, job_id: Uuid, owner: &str, run_after: chrono::DateTime<chrono::Utc>, error: &str) -> StoreResult<bool> {

@@ -26,6 +26,7 @@ mod rows;
 mod shared;
 mod sql;
 mod sqlite;
+pub mod webhooks;
 
 pub use admin::{AdminStore, NewKey, StoredKey};
 pub use backend::{BackendStore, Invalidation, PoolConnections};
@@ -38,6 +39,7 @@ pub use optimizations::OptimizationStore;
 pub use postgres::PostgresStore;
 pub use prompts::{CreatedVersion, NewPrompt, NewVersion, PromptFilter, PromptPatch, PromptStore};
 pub use sqlite::SqliteStore;
+pub use webhooks::WebhookStore;
 
 use std::sync::Arc;
 
@@ -68,6 +70,7 @@ store_of!(
     OptimizationStore,
     GateStore,
     AdminStore,
+    WebhookStore,
 );
 
 /// What went wrong, with its subject named, so that every front door can
@@ -111,6 +114,10 @@ pub enum StoreError {
     /// worker, or a cancel was asked for): it must stop writing.
     #[error("the job is no longer held by this worker")]
     JobNotHeld,
+    #[error("no webhook with this id in your project")]
+    WebhookNotFound,
+    #[error("no webhook delivery with this id in your project")]
+    DeliveryNotFound,
     #[error("a dataset named {0:?} already exists")]
     DatasetExists(String),
     /// An upload's item could not be read; nothing of the upload was kept.

@@ -165,7 +165,12 @@ macro_rules! impl_sql {
                 .await
                 .map_err(|e| if is_unique_violation(&e) { StoreError::PromptExists(prompt.name.clone()) } else { e.into() })?;
                 let after = json!({"name": prompt.name, "description": prompt.description, "tags": prompt.tags});
-                Self::audit(&mut tx, project, actor, "prompt.create", &format!("prompts/{}", prompt.name), None, Some(after)).await?;
+                Self::audit(&mut tx, project, actor, "prompt.create", &format!("prompts/{}", prompt.name), None, Some(after.clone())).await?;
+                let mut data = after;
+                data["id"] = json!(prompt.id);
+                data["by"] = json!(actor.key_name);
+                let event = crate::domain::webhooks::OutboxEvent::new(crate::domain::webhooks::PROMPT_CREATED, Some(&prompt.name), data);
+                Self::emit(&mut tx, project, &event).await?;
                 tx.commit().await?;
                 Ok(prompt)
             }
@@ -283,7 +288,13 @@ macro_rules! impl_sql {
                     (Some(false), true) => "prompt.restore",
                     _ => "prompt.update",
                 };
-                Self::audit(&mut tx, project, actor, action, &format!("prompts/{}", row.name), Some(before), Some(after)).await?;
+                Self::audit(&mut tx, project, actor, action, &format!("prompts/{}", row.name), Some(before.clone()), Some(after.clone())).await?;
+                let event = crate::domain::webhooks::OutboxEvent::new(
+                    crate::domain::webhooks::PROMPT_UPDATED,
+                    Some(&row.name),
+                    json!({"id": row.id, "name": row.name, "before": before, "after": after, "by": actor.key_name}),
+                );
+                Self::emit(&mut tx, project, &event).await?;
                 tx.commit().await?;
                 self.get_prompt(project, name).await
             }

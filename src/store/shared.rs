@@ -190,10 +190,26 @@ macro_rules! impl_shared {
                 .bind(&actor.key_name)
                 .execute(&mut *conn)
                 .await?;
-                let before = Self::semver_of(conn, from).await?.map(|v| json!({"version": v}));
-                let after = Self::semver_of(conn, to).await?.map(|v| json!({"version": v}));
+                let from_semver = Self::semver_of(conn, from).await?;
+                let to_semver = Self::semver_of(conn, to).await?;
+                let before = from_semver.as_ref().map(|v| json!({"version": v}));
+                let after = to_semver.as_ref().map(|v| json!({"version": v}));
                 let target = format!("prompts/{}/labels/{label}", prompt.name);
                 Self::audit(conn, prompt.project_id, actor, action, &target, before, after).await?;
+                let event = match to {
+                    Some(_) => crate::domain::webhooks::OutboxEvent::new(
+                        crate::domain::webhooks::LABEL_MOVED,
+                        Some(&prompt.name),
+                        json!({"prompt": prompt.name, "label": label, "from": from_semver, "to": to_semver,
+                               "by": actor.key_name, "rollback": undoes_move_id.is_some()}),
+                    ),
+                    None => crate::domain::webhooks::OutboxEvent::new(
+                        crate::domain::webhooks::LABEL_DELETED,
+                        Some(&prompt.name),
+                        json!({"prompt": prompt.name, "label": label, "from": from_semver, "by": actor.key_name}),
+                    ),
+                };
+                Self::emit(conn, prompt.project_id, &event).await?;
                 Self::notify(conn, Invalidation::Prompt(prompt_id)).await
             }
 
@@ -297,6 +313,16 @@ macro_rules! impl_shared {
                             Some(json!({"version": version.version.to_string(), "content_hash": version.content_hash})),
                         )
                         .await?;
+                        let event = crate::domain::webhooks::OutboxEvent::new(
+                            crate::domain::webhooks::VERSION_CREATED,
+                            Some(&prompt.name),
+                            json!({"prompt": prompt.name, "version": version.version.to_string(), "seq": version.seq,
+                                   "id": version.id, "content_hash": version.content_hash, "message": version.message,
+                                   "parent": version.parent.as_ref().map(ToString::to_string),
+                                   "labels": new.labels.iter().map(|l| l.as_str()).collect::<Vec<_>>(),
+                                   "by": actor.key_name}),
+                        );
+                        Self::emit(tx, project, &event).await?;
                         // `latest` moved: caches keyed by this prompt are stale.
                         Self::notify(tx, Invalidation::Prompt(prompt.id)).await?;
                         (version, true)
@@ -306,6 +332,38 @@ macro_rules! impl_shared {
                     Self::move_label(tx, &prompt, label.as_str(), Some(version.id), None, "label.set", actor).await?;
                 }
                 Ok(CreatedVersion { version, created })
+            }
+
+            /// Writes `event` to the outbox inside the caller's transaction: the
+            /// event and one delivery per enabled endpoint of `project` that
+            /// subscribed to it. Nothing when no endpoint wants it. A change
+            /// that rolls back takes its event with it.
+            pub(super) async fn emit(
+                conn: &mut Conn,
+                project: ProjectId,
+                event: &crate::domain::webhooks::OutboxEvent,
+            ) -> StoreResult<()> {
+                let endpoints: Vec<(Uuid, Json<Vec<String>>, Json<Vec<String>>)> = sqlx::query_as(
+                    "select id, events, prompts from webhook where project_id = $1 and enabled",
+                )
+                .bind(project)
+                .fetch_all(&mut *conn)
+                .await?;
+                let subscribed: Vec<Uuid> = endpoints
+                    .into_iter()
+                    .filter(|(_, events, prompts)| {
+                        crate::domain::webhooks::subscribed(events, prompts, event.kind, event.prompt.as_deref())
+                    })
+                    .map(|(id, _, _)| id)
+                    .collect();
+                if subscribed.is_empty() {
+                    return Ok(());
+                }
+                let event_id = Self::insert_event(conn, project, event).await?;
+                for webhook in subscribed {
+                    Self::queue_delivery(conn, webhook, event_id).await?;
+                }
+                Ok(())
             }
 
             /// Inserts a queued job; the caller's transaction adds what it works on.

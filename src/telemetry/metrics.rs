@@ -29,6 +29,12 @@ pub const PROVIDER_DURATION: &str = "promptreg_provider_request_duration_seconds
 pub const PROVIDER_TOKENS: &str = "promptreg_provider_tokens_total";
 pub const PROVIDER_COST: &str = "promptreg_provider_cost_usd_total";
 pub const BUILD_INFO: &str = "promptreg_build_info";
+pub const WEBHOOK_DELIVERIES: &str = "promptreg_webhook_deliveries_total";
+pub const WEBHOOK_DURATION: &str = "promptreg_webhook_delivery_duration_seconds";
+
+/// How a webhook attempt ended: `succeeded`, `retried` (it will be tried
+/// again), `failed` (attempts ran out) or `gone` (410: endpoint disabled).
+pub const WEBHOOK_OUTCOMES: [&str; 4] = ["succeeded", "retried", "failed", "gone"];
 
 /// From 100 µs (a cached render) to 10 s (the request timeout's range).
 const LATENCY_BUCKETS: [f64; 16] = [
@@ -97,6 +103,9 @@ fn register_series() {
         ] {
             counter!(JOBS_FINISHED, "kind" => kind, "status" => status.as_str()).absolute(0);
         }
+    }
+    for outcome in WEBHOOK_OUTCOMES {
+        counter!(WEBHOOK_DELIVERIES, "outcome" => outcome).absolute(0);
     }
     set_jobs(&[]);
     set_pool(PoolGauge::default());
@@ -254,6 +263,13 @@ pub fn cache_lookup(cache: Cache, hit: bool) {
 
 pub fn db_query(operation: &'static str, elapsed: Duration) {
     histogram!(DB_QUERY_DURATION, "operation" => operation).record(elapsed.as_secs_f64());
+}
+
+/// One webhook attempt: its outcome (one of [`WEBHOOK_OUTCOMES`]) and how
+/// long the endpoint took.
+pub fn webhook_delivery(outcome: &'static str, elapsed: Duration) {
+    counter!(WEBHOOK_DELIVERIES, "outcome" => outcome).increment(1);
+    histogram!(WEBHOOK_DURATION, "outcome" => outcome).record(elapsed.as_secs_f64());
 }
 
 pub fn job_finished(kind: &str, status: JobStatus) {

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::domain::jobs::{Job, JobStatus};
+use crate::domain::webhooks::OutboxEvent;
 use crate::store::{JobStore, StoreResult};
 use crate::telemetry;
 
@@ -63,6 +64,12 @@ pub trait JobRunner: Send + Sync {
     /// Runs `job` until done, checking `stop` between steps. Work already
     /// done by an earlier attempt must be skipped, not repeated.
     async fn run(&self, job: &Job, stop: &StopSignal) -> Result<Finished, JobError>;
+
+    /// What the job's ending reports to webhooks, written in the
+    /// transaction that ends it; none by default.
+    async fn finished_event(&self, _job: &Job, _status: JobStatus) -> Option<OutboxEvent> {
+        None
+    }
 }
 
 /// Tells a running job to stop, and why.
@@ -214,9 +221,19 @@ impl Worker {
 
     async fn run_job(&self, job: &Job, shutdown: &CancellationToken) -> StoreResult<JobStatus> {
         let finish = |status: JobStatus, error: Option<String>| async move {
+            let event = match self.runners.get(&job.kind) {
+                Some(runner) => runner.finished_event(job, status).await,
+                None => None,
+            };
             let ended = self
                 .store
-                .complete_job(job.id, &self.owner, status, error.as_deref())
+                .complete_job(
+                    job.id,
+                    &self.owner,
+                    status,
+                    error.as_deref(),
+                    event.as_ref(),
+                )
                 .await?;
             // Not ended here when the lease was lost: the new holder counts it.
             if ended {

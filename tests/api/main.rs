@@ -26,4 +26,5 @@ mod render;
 mod render_bounds;
 mod service;
 mod versions;
+mod webhooks;
 mod worker_panics;
