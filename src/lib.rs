@@ -16,6 +16,7 @@ pub mod services;
 pub mod store;
 pub mod telemetry;
 pub mod template;
+pub mod ui;
 pub mod worker;
 
 pub use app::build_app;

@@ -35,6 +35,7 @@ mod prompts;
 mod providers;
 mod render;
 mod scores;
+mod users;
 mod versions;
 pub mod wire;
 
@@ -82,6 +83,8 @@ pub struct Services {
     pub registry: Arc<Registry>,
     pub renderer: Arc<Renderer>,
     pub auth: Arc<Authenticator>,
+    /// Web UI sessions and the failed sign-ins of this process.
+    pub sessions: Arc<crate::services::sessions::Sessions>,
     pub config: Arc<Config>,
     /// Versions as their GET answers them, by version id.
     pub encoded_versions: moka::sync::Cache<uuid::Uuid, Arc<versions::EncodedVersion>>,
@@ -111,7 +114,7 @@ pub struct Services {
         (name = "jobs", description = "Durable background jobs: progress, cancellation, event streams"),
         (name = "gates", description = "Quality gates on label moves"),
         (name = "providers", description = "The LLM providers configured on this server"),
-        (name = "admin", description = "API keys, projects and the audit log"),
+        (name = "admin", description = "API keys, projects, web UI users and the audit log"),
         (name = "service", description = "Health and readiness"),
         (name = "langfuse", description = "Langfuse-compatible prompt API for the Langfuse SDKs: \
             Basic auth with a key's id as the public key and the key as the secret; \
@@ -330,6 +333,12 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(admin::revoke_key))
         .routes(routes!(admin::list_projects, admin::create_project))
         .routes(routes!(admin::list_audit))
+        .routes(routes!(users::list_users, users::create_user))
+        .routes(routes!(
+            users::get_user,
+            users::update_user,
+            users::delete_user
+        ))
         .routes(routes!(langfuse::prompts::get_prompt))
         .routes(routes!(
             langfuse::prompts::list_prompts,

@@ -23,5 +23,6 @@ mod prompts;
 mod providers;
 mod render;
 mod service;
+mod users;
 mod versions;
 mod worker_panics;
