@@ -88,8 +88,9 @@ impl Browser {
         // chromedriver takes a moment to listen; try until it answers.
         let mut last_error = None;
         for _ in 0..100 {
-            match ClientBuilder::rustls()
-                .expect("a TLS setup")
+            // Plain HTTP to the local chromedriver: no TLS needed.
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector)
                 .capabilities(capabilities.clone())
                 .connect(&url)
                 .await
