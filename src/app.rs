@@ -39,8 +39,31 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// makes sure an admin key exists. Returns the state and, when it had to
 /// create the first key, that key's secret (to be shown once).
 pub async fn build_state(config: Config) -> anyhow::Result<(AppState, Option<KeySecret>)> {
+    let (state, first) = build_state_with_admin(config).await?;
+    Ok((state, first.key))
+}
+
+/// What was created on a first start, to be shown once: the admin key's
+/// secret and user `admin`'s password.
+#[derive(Default)]
+pub struct FirstStart {
+    pub key: Option<KeySecret>,
+    pub admin_password: Option<String>,
+}
+
+/// [`build_state`], also answering user `admin`'s password when it had to
+/// create that user with a random one.
+pub async fn build_state_with_admin(config: Config) -> anyhow::Result<(AppState, FirstStart)> {
     let store = store::connect(&config.database_url, config.database.max_connections).await?;
-    state_with_store(config, store).await
+    let init_password = match config.init_admin_password.0.as_str() {
+        "" => None,
+        password => Some(password.to_owned()),
+    };
+    let (state, key) = state_with_store(config, store).await?;
+    let admin_password = services::users::bootstrap_admin(&state.registry, init_password.as_deref())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create user admin: {e}"))?;
+    Ok((state, FirstStart { key, admin_password }))
 }
 
 pub async fn state_with_store(
@@ -101,6 +124,7 @@ pub async fn state_with_store(
         registry,
         renderer,
         auth,
+        sessions: Arc::new(services::sessions::Sessions::new(&config.ui)?),
         config: Arc::new(config),
         encoded_versions,
         providers,
@@ -111,7 +135,8 @@ pub async fn state_with_store(
     Ok((state, generated))
 }
 
-/// The whole HTTP application: API routes, `/openapi.json`, `/docs` and the layers.
+/// The whole HTTP application: API routes, `/openapi.json`, `/docs`, the
+/// web UI (`/` and `/ui/…`) and the layers.
 pub fn build_app(state: AppState) -> Router {
     let (routes, openapi) = api::router();
     let http = &state.config.http;
@@ -121,6 +146,7 @@ pub fn build_app(state: AppState) -> Router {
         .layer(axum::middleware::map_response(docs_not_found_as_problem));
     routes
         .merge(docs)
+        .merge(crate::ui::router())
         .fallback(api::route_not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(
@@ -337,8 +363,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let bind = config.bind;
     let worker_count = config.worker.count;
     let grace = Duration::from_secs(config.http.shutdown_grace_secs);
-    let (state, generated) = build_state(config).await?;
-    if let Some(secret) = generated {
+    let (state, first) = build_state_with_admin(config).await?;
+    if let Some(password) = first.admin_password {
+        // Shown once: it is stored only as a hash.
+        eprintln!(
+            "\nNo user existed, so user \"admin\" (an admin of project \"default\") was created\n\
+             for the web UI. Its password is shown only this once:\n\n    {password}\n"
+        );
+    }
+    if let Some(secret) = first.key {
         // Shown once: it is stored only as a hash.
         eprintln!(
             "\nNo API key existed, so an admin key was created for project \"default\".\n\
@@ -354,7 +387,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let shutdown = tokio_util::sync::CancellationToken::new();
     let mut workers = spawn_workers(&state, worker_count, &shutdown);
     let stopping = shutdown.clone();
-    let serving = axum::serve(listener, build_app(state))
+    let app = build_app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let serving = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
             stopping.cancel();

@@ -18,28 +18,103 @@ use crate::domain::{ApiKey, ProjectId, DEFAULT_PROJECT};
 use crate::store::{Invalidation, NewKey, Store, StoreError};
 use crate::telemetry::metrics;
 
-/// An authenticated caller: the project it acts in, and its (cached) key.
+/// An authenticated caller: the project it acts in, and its (cached) key,
+/// or the signed-in user of a web UI session.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub project: ProjectId,
-    key: Arc<ApiKey>,
+    principal: Principal,
+}
+
+#[derive(Debug, Clone)]
+enum Principal {
+    Key(Arc<ApiKey>),
+    User(Arc<UserGrant>),
+}
+
+/// A user's grant in one project: what its role there allows.
+#[derive(Debug)]
+struct UserGrant {
+    id: Uuid,
+    name: String,
+    project: String,
+    scopes: &'static [Scope],
 }
 
 impl Caller {
+    /// A signed-in user acting in `project` (`project_name`) with `role`.
+    pub fn user(
+        id: Uuid,
+        name: &str,
+        project: ProjectId,
+        project_name: &str,
+        role: crate::domain::users::Role,
+    ) -> Self {
+        Self {
+            project,
+            principal: Principal::User(Arc::new(UserGrant {
+                id,
+                name: name.to_owned(),
+                project: project_name.to_owned(),
+                scopes: role.scopes(),
+            })),
+        }
+    }
+
+    /// A web UI session opened with an API key: that key, in its project.
+    pub fn key(key: ApiKey) -> Self {
+        Self {
+            project: key.project_id,
+            principal: Principal::Key(Arc::new(key)),
+        }
+    }
+
     pub fn actor(&self) -> Actor {
-        Actor {
-            key_id: Some(self.key.id),
-            key_name: self.key.name.clone(),
+        match &self.principal {
+            Principal::Key(key) => Actor {
+                key_id: Some(key.id),
+                key_name: key.name.clone(),
+            },
+            Principal::User(user) => Actor {
+                key_id: None,
+                key_name: crate::domain::users::audit_name(&user.name),
+            },
         }
     }
 
     pub fn has(&self, scope: Scope) -> bool {
-        allows(&self.key.scopes, scope)
+        allows(self.scopes(), scope)
     }
 
-    /// The name of the project the key belongs to.
+    fn scopes(&self) -> &[Scope] {
+        match &self.principal {
+            Principal::Key(key) => &key.scopes,
+            Principal::User(user) => user.scopes,
+        }
+    }
+
+    /// The name of the project the caller acts in.
     pub fn project_name(&self) -> &str {
-        &self.key.project
+        match &self.principal {
+            Principal::Key(key) => &key.project,
+            Principal::User(user) => &user.project,
+        }
+    }
+
+    /// Who the caller is, as a page shows it: a user's name or a key's.
+    pub fn display_name(&self) -> &str {
+        match &self.principal {
+            Principal::Key(key) => &key.name,
+            Principal::User(user) => &user.name,
+        }
+    }
+
+    /// The rate-limit bucket: the key's, or the user's.
+    fn bucket(&self) -> Uuid {
+        match &self.principal {
+            Principal::Key(key) => key.id,
+            Principal::User(user) => user.id,
+        }
     }
 }
 
@@ -104,8 +179,16 @@ impl Authenticator {
         let key = self.find_key(&secret).await?.ok_or(AuthError::Invalid)?;
         Ok(Caller {
             project: key.project_id,
-            key,
+            principal: Principal::Key(key),
         })
+    }
+
+    /// The live (not revoked) key whose secret is `raw`, as the web UI's
+    /// "sign in with an API key" form sends it.
+    pub async fn key_for_secret(&self, raw: &str) -> Result<ApiKey, AuthError> {
+        let secret = KeySecret::parse(raw.trim()).ok_or(AuthError::Invalid)?;
+        let key = self.find_key(&secret).await?.ok_or(AuthError::Invalid)?;
+        Ok(ApiKey::clone(&key))
     }
 
     /// The caller a Langfuse-style key pair names: `secret` is the key, and
@@ -124,7 +207,7 @@ impl Authenticator {
             .ok_or(AuthError::Invalid)?;
         Ok(Caller {
             project: key.project_id,
-            key,
+            principal: Principal::Key(key),
         })
     }
 
@@ -156,7 +239,7 @@ impl Authenticator {
             return Err(AuthError::InsufficientScope(scope));
         }
         if let Some(limiter) = self.limiters.get(&scope) {
-            limiter.check_key(&caller.key.id).map_err(|not_until| {
+            limiter.check_key(&caller.bucket()).map_err(|not_until| {
                 AuthError::RateLimited(not_until.wait_time_from(DefaultClock::default().now()))
             })?;
         }

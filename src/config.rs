@@ -28,6 +28,11 @@ pub struct Config {
     /// `pr_` and at least 32 letters and digits: `serve` makes sure an admin
     /// key with exactly this secret exists. Empty: none.
     pub init_admin_key: Redacted,
+    /// The password `serve` gives user `admin` when it creates it (on a
+    /// database without that user). Empty: with no user at all, `serve`
+    /// creates `admin` with a random password and prints it once.
+    pub init_admin_password: Redacted,
+    pub ui: UiConfig,
     pub http: HttpConfig,
     pub database: DatabaseConfig,
     pub cache: CacheConfig,
@@ -62,6 +67,17 @@ pub struct TelemetryConfig {
     pub otlp_endpoint: String,
     /// The `service.name` resource attribute; `OTEL_SERVICE_NAME` sets it too.
     pub service_name: String,
+}
+
+/// The web UI's sessions.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UiConfig {
+    /// How long a sign-in lasts.
+    pub session_hours: u32,
+    /// Whether the session cookie carries `Secure` (sent over HTTPS only).
+    /// Turn off only to use the UI over plain HTTP (local use, tests).
+    pub secure_cookies: bool,
 }
 
 /// The job workers: how many `serve` runs in-process, and their lease.

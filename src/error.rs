@@ -236,6 +236,12 @@ fn service_parts(err: &ServiceError) -> (StatusCode, &'static str, &'static str)
         ),
         E::GateFailed { .. } => (S::PRECONDITION_FAILED, "gate_failed", "Gate failed"),
         E::InvalidItem(_) => (S::UNPROCESSABLE_ENTITY, "invalid_item", "Invalid item"),
+        E::SignInRefused => (S::UNAUTHORIZED, "sign_in_refused", "Sign-in refused"),
+        E::TooManySignIns(_) => (
+            S::TOO_MANY_REQUESTS,
+            "too_many_sign_ins",
+            "Too many sign-ins",
+        ),
         E::Unavailable => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
         E::WebhooksNotConfigured => (
             S::CONFLICT,
@@ -265,6 +271,8 @@ fn store_parts(err: &StoreError) -> (StatusCode, &'static str, &'static str) {
         E::ProjectNotFound(_) => (S::NOT_FOUND, "project_not_found", "Project not found"),
         E::ProjectExists(_) => (S::CONFLICT, "project_exists", "Project exists"),
         E::KeyNotFound => (S::NOT_FOUND, "key_not_found", "Key not found"),
+        E::UserNotFound(_) => (S::NOT_FOUND, "user_not_found", "User not found"),
+        E::UserExists(_) => (S::CONFLICT, "user_exists", "User exists"),
         E::DatasetNotFound(_) => (S::NOT_FOUND, "dataset_not_found", "Dataset not found"),
         E::JobNotFound => (S::NOT_FOUND, "job_not_found", "Job not found"),
         E::EvaluationNotFound => (S::NOT_FOUND, "evaluation_not_found", "Evaluation not found"),

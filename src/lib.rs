@@ -16,6 +16,7 @@ pub mod services;
 pub mod store;
 pub mod telemetry;
 pub mod template;
+pub mod ui;
 pub mod webhooks;
 pub mod worker;
 

@@ -75,6 +75,30 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Manage web UI users directly in the database (for operators).
+    Users {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Create a user who signs in to the web UI.
+    ///
+    /// Without --password-stdin a random password is made and printed once.
+    Create {
+        /// `[a-z0-9][a-z0-9._-]{0,63}`
+        name: String,
+        /// PROJECT=ROLE, repeatable; roles: viewer, editor, releaser, evaluator, admin.
+        #[arg(long = "role", value_name = "PROJECT=ROLE", required = true)]
+        roles: Vec<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 /// The commands CI runs against a server (and `validate`, offline), and
@@ -362,6 +386,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let (config, _telemetry) = load(config, None)?;
             return keys(config, command).await;
         }
+        Command::Users { config, command } => {
+            let (config, _telemetry) = load(config, None)?;
+            return users(config, command).await;
+        }
         Command::Openapi => write_stdout(format_args!(
             "{}\n",
             promptreg::api::openapi().to_pretty_json()?
@@ -583,4 +611,73 @@ async fn keys(config: Config, command: KeysCommand) -> anyhow::Result<ExitCode> 
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn users(config: Config, command: UsersCommand) -> anyhow::Result<ExitCode> {
+    use promptreg::domain::auth::Actor;
+    use promptreg::domain::users::{random_token, Role};
+    use promptreg::domain::DEFAULT_PROJECT;
+    use promptreg::services::{users, Registry};
+
+    let store = promptreg::store::connect(&config.database_url, 1).await?;
+    let registry = Registry::new(store.clone(), &config.cache);
+    match command {
+        UsersCommand::Create {
+            name,
+            roles,
+            password_stdin,
+        } => {
+            let roles = roles
+                .iter()
+                .map(|pair| {
+                    let (project, role) = pair
+                        .split_once('=')
+                        .ok_or_else(|| anyhow::anyhow!("--role {pair:?}: write PROJECT=ROLE"))?;
+                    let role = Role::ALL
+                        .into_iter()
+                        .find(|r| r.as_str() == role.trim())
+                        .ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "unknown role {role:?}; use viewer, editor, releaser, evaluator or admin"
+                            )
+                        })?;
+                    Ok((project.trim().to_owned(), role))
+                })
+                .collect::<anyhow::Result<std::collections::BTreeMap<_, _>>>()?;
+            let (password, generated) = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                (line.trim_end_matches(['\r', '\n']).to_owned(), false)
+            } else {
+                (random_token(24), true)
+            };
+            let audit_project = store.ensure_project(DEFAULT_PROJECT).await?;
+            let user = users::create_user(
+                &registry,
+                audit_project,
+                &Actor::system(),
+                &name,
+                &password,
+                roles,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}{}", field_detail(&e)))?;
+            eprintln!("created user {}", user.name);
+            if generated {
+                eprintln!("its password is shown only now:");
+                write_stdout(format_args!("{password}\n"));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The fields a service error names, for a command's message.
+fn field_detail(err: &promptreg::services::ServiceError) -> String {
+    let fields: Vec<String> = err.field_errors().iter().map(ToString::to_string).collect();
+    if fields.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", fields.join("; "))
+    }
 }

@@ -36,6 +36,7 @@ mod prompts;
 mod providers;
 mod render;
 mod scores;
+mod users;
 mod versions;
 mod webhooks;
 pub mod wire;
@@ -84,6 +85,8 @@ pub struct Services {
     pub registry: Arc<Registry>,
     pub renderer: Arc<Renderer>,
     pub auth: Arc<Authenticator>,
+    /// Web UI sessions and the failed sign-ins of this process.
+    pub sessions: Arc<crate::services::sessions::Sessions>,
     pub config: Arc<Config>,
     /// Versions as their GET answers them, by version id.
     pub encoded_versions: moka::sync::Cache<uuid::Uuid, Arc<versions::EncodedVersion>>,
@@ -115,7 +118,7 @@ pub struct Services {
         (name = "jobs", description = "Durable background jobs: progress, cancellation, event streams"),
         (name = "gates", description = "Quality gates on label moves"),
         (name = "providers", description = "The LLM providers configured on this server"),
-        (name = "admin", description = "API keys, projects and the audit log"),
+        (name = "admin", description = "API keys, projects, web UI users and the audit log"),
         (name = "webhooks", description = "Signed notifications of changes (Standard Webhooks), their deliveries and attempts"),
         (name = "service", description = "Health and readiness"),
         (name = "langfuse", description = "Langfuse-compatible prompt API for the Langfuse SDKs: \
@@ -380,6 +383,12 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(webhooks::test_webhook))
         .routes(routes!(webhooks::list_deliveries))
         .routes(routes!(webhooks::redeliver))
+        .routes(routes!(users::list_users, users::create_user))
+        .routes(routes!(
+            users::get_user,
+            users::update_user,
+            users::delete_user
+        ))
         .routes(routes!(langfuse::prompts::get_prompt))
         .routes(routes!(
             langfuse::prompts::list_prompts,

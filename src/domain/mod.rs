@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod names;
 pub mod optimization;
 pub mod text;
+pub mod users;
 pub mod versioning;
 pub mod webhooks;
 

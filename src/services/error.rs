@@ -117,6 +117,12 @@ pub enum ServiceError {
     /// An uploaded item was refused; nothing of the upload was kept.
     #[error("{}; nothing of this upload was kept", .0.message)]
     InvalidItem(FieldError),
+    /// A sign-in with an unknown name, a wrong password or an unknown key;
+    /// which of them is not said.
+    #[error("the name and password, or the key, are not valid")]
+    SignInRefused,
+    #[error("too many failed sign-ins; retry in {} minutes", .0.as_secs().div_ceil(60).max(1))]
+    TooManySignIns(std::time::Duration),
     #[error("the database is not reachable")]
     Unavailable,
     /// No `webhooks.secret_key`: signing secrets could not be kept safely.

@@ -14,6 +14,8 @@ pub mod optimizations;
 pub mod prompts;
 mod registry;
 pub mod render;
+pub mod sessions;
+pub mod users;
 pub mod versions;
 pub mod webhooks;
 

@@ -7,7 +7,10 @@ use std::sync::Arc;
 
 use crate::domain::auth::Actor;
 use crate::domain::content::PromptBody;
-use crate::domain::{LabelName, Page, ProjectId, PromptName, PromptSummary, Version, VersionRef};
+use crate::domain::jobs::Gate;
+use crate::domain::{
+    Label, LabelMove, LabelName, Page, ProjectId, PromptName, PromptSummary, Version, VersionRef,
+};
 use crate::store::{
     cursor, NewPrompt, PageKey, PageRequest, PromptFilter, PromptPatch, StoreError,
 };
@@ -154,4 +157,82 @@ pub async fn create_prompt(
     new: NewPrompt,
 ) -> ServiceResult<PromptSummary> {
     Ok(registry.create_prompt(project, new, actor).await?)
+}
+
+/// A prompt as its page shows it: the prompt, a page of its versions
+/// (newest first), each label with its recent moves and its gate, and the
+/// gates of labels not set yet.
+pub struct Overview {
+    pub summary: PromptSummary,
+    pub versions: Page<Version>,
+    pub labels: Vec<LabelState>,
+    /// Gates on labels that point nowhere yet.
+    pub unset_gates: Vec<Gate>,
+}
+
+pub struct LabelState {
+    pub label: Label,
+    /// Newest first, at most [`HISTORY_SHOWN`].
+    pub history: Vec<LabelMove>,
+    pub gate: Option<Gate>,
+}
+
+/// Label moves an overview shows per label.
+pub const HISTORY_SHOWN: u32 = 10;
+
+/// [`Overview`] of `name`: a fixed number of store calls plus one per label.
+pub async fn overview(
+    registry: &Registry,
+    project: ProjectId,
+    name: &PromptName,
+    versions: PageRequest,
+) -> ServiceResult<Overview> {
+    let summary = registry.get_prompt(project, name).await?;
+    let versions = registry.list_versions(project, name, versions).await?;
+    let labels = registry.list_labels(project, name).await?;
+    let mut gates = registry.store.list_gates(project, name).await?;
+    let mut states = Vec::with_capacity(labels.len());
+    for label in labels {
+        let label_name = LabelName::parse(&label.name)
+            .map_err(|e| ServiceError::Internal(anyhow::anyhow!("stored label name: {e}")))?;
+        let history = registry
+            .store
+            .list_label_moves(
+                project,
+                name,
+                &label_name,
+                PageRequest {
+                    limit: HISTORY_SHOWN,
+                    after: None,
+                },
+            )
+            .await?
+            .items;
+        let gate = gates
+            .iter()
+            .position(|g| g.label == label.name)
+            .map(|i| gates.remove(i));
+        states.push(LabelState {
+            label,
+            history,
+            gate,
+        });
+    }
+    Ok(Overview {
+        summary,
+        versions,
+        labels: states,
+        unset_gates: gates,
+    })
+}
+
+/// A page of the prompts `filter` matches, newest first, each with its
+/// labels and latest version (two store calls, whatever the registry's size).
+pub async fn list_prompts(
+    registry: &Registry,
+    project: ProjectId,
+    filter: &PromptFilter,
+    page: PageRequest,
+) -> ServiceResult<Page<PromptSummary>> {
+    Ok(registry.list_prompts(project, filter, page).await?)
 }

@@ -1,6 +1,6 @@
 //! Persistence. The use-cases are split by resource into one trait each
 //! (`PromptStore`, `LabelStore`, `DatasetStore`, `JobStore`, `EvaluationStore`,
-//! `OptimizationStore`, `GateStore`, `AdminStore`, and `BackendStore` for what
+//! `OptimizationStore`, `GateStore`, `AdminStore`, `UserStore`, and `BackendStore` for what
 //! a backend answers about itself); `Store` bundles them and is what the app
 //! holds, as `Arc<dyn Store>`. Each multi-statement write is one transaction
 //! inside one method. This is the only module with SQL and it never sees HTTP
@@ -27,6 +27,7 @@ mod shared;
 mod sql;
 mod sqlite;
 pub mod webhooks;
+mod users;
 
 pub use admin::{AdminStore, NewKey, StoredKey};
 pub use backend::{BackendStore, Invalidation, PoolConnections};
@@ -40,6 +41,7 @@ pub use postgres::PostgresStore;
 pub use prompts::{CreatedVersion, NewPrompt, NewVersion, PromptFilter, PromptPatch, PromptStore};
 pub use sqlite::SqliteStore;
 pub use webhooks::WebhookStore;
+pub use users::{NewSession, NewUser, UserPatch, UserStore};
 
 use std::sync::Arc;
 
@@ -71,6 +73,7 @@ store_of!(
     GateStore,
     AdminStore,
     WebhookStore,
+    UserStore,
 );
 
 /// What went wrong, with its subject named, so that every front door can
@@ -99,6 +102,10 @@ pub enum StoreError {
     ProjectExists(String),
     #[error("no key with this id in your project")]
     KeyNotFound,
+    #[error("no user named {0:?}")]
+    UserNotFound(String),
+    #[error("a user named {0:?} already exists")]
+    UserExists(String),
     #[error("no dataset named {0:?}")]
     DatasetNotFound(String),
     #[error("no job with this id in your project")]

@@ -364,3 +364,52 @@ impl JobOwner for OptimizationRow {
         })
     }
 }
+
+pub const USER_SELECT: &str =
+    "select u.id, u.name, u.password_hash, u.roles, u.created_at, u.updated_at from app_user u";
+
+#[derive(FromRow)]
+pub struct UserRow {
+    pub id: Uuid,
+    pub name: String,
+    pub password_hash: String,
+    pub roles: Json<std::collections::BTreeMap<String, crate::domain::users::Role>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<UserRow> for crate::domain::users::User {
+    fn from(row: UserRow) -> Self {
+        Self {
+            id: row.id,
+            name: row.name,
+            roles: row.roles.0,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+/// A live session with what it acts as: a user (with its roles) or an API
+/// key (with its scopes, and whether it was revoked since).
+pub const SESSION_SELECT: &str = "select s.project_id, pr.name as project, s.csrf_token, \
+     s.expires_at, u.id as user_id, u.name as user_name, u.roles as user_roles, \
+     k.id as key_id, k.name as key_name, k.scopes as key_scopes \
+     from ui_session s \
+     join project pr on pr.id = s.project_id \
+     left join app_user u on u.id = s.user_id \
+     left join api_key k on k.id = s.key_id";
+
+#[derive(FromRow)]
+pub struct SessionRow {
+    pub project_id: Uuid,
+    pub project: String,
+    pub csrf_token: String,
+    pub expires_at: DateTime<Utc>,
+    pub user_id: Option<Uuid>,
+    pub user_name: Option<String>,
+    pub user_roles: Option<Json<std::collections::BTreeMap<String, crate::domain::users::Role>>>,
+    pub key_id: Option<Uuid>,
+    pub key_name: Option<String>,
+    pub key_scopes: Option<Json<Vec<Scope>>>,
+}

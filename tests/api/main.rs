@@ -25,6 +25,7 @@ mod providers;
 mod render;
 mod render_bounds;
 mod service;
+mod users;
 mod versions;
 mod webhooks;
 mod worker_panics;

@@ -1,0 +1,225 @@
+//! The web UI: server-rendered HTML pages under `/ui/`, one file per page
+//! group, templates and stylesheet compiled into the binary. Each handler
+//! extracts (session, form), calls one service function (the same the JSON
+//! API calls, with the same scopes), and renders a template. Templates
+//! escape everything; pages carry a strict Content-Security-Policy and no
+//! script. Every POST must come from a page of this server (`Origin`) and
+//! carry the session's CSRF token. Nothing here touches the store.
+
+mod pages;
+mod prompts;
+mod session;
+mod sign_in;
+
+use std::sync::LazyLock;
+
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use minijinja::Environment;
+use serde::Serialize;
+
+use crate::api::AppState;
+use crate::auth::AuthError;
+use crate::error::ApiError;
+use crate::services::sessions::SignedIn;
+use crate::services::ServiceError;
+
+pub use session::SESSION_COOKIE;
+
+/// What every page answers with: no script but our own files, no framing,
+/// and the origin in `Referer`/`Origin` for same-origin requests (the CSRF
+/// check compares `Origin`).
+const PAGE_HEADERS: [(HeaderName, HeaderValue); 2] = [
+    (
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'"),
+    ),
+    (
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    ),
+];
+
+/// `/ui/…`, and `/` for browsers.
+pub fn router() -> Router<AppState> {
+    let pages = Router::new()
+        .route("/ui", get(pages::home))
+        .route("/ui/", get(pages::home))
+        .route("/ui/style.css", get(pages::stylesheet))
+        .route("/ui/signin", get(sign_in::sign_in_page).post(sign_in::sign_in))
+        .route("/ui/signin/key", post(sign_in::sign_in_with_key))
+        .route("/ui/signout", post(sign_in::sign_out))
+        .route("/ui/project", post(sign_in::switch_project))
+        .route("/ui/prompts", get(prompts::list_prompts))
+        .route("/ui/prompts/{name}", get(prompts::show_prompt))
+        .route(
+            "/ui/prompts/{name}/versions/{reference}",
+            get(prompts::show_version),
+        )
+        .route(
+            "/ui/prompts/{name}/labels/{label}/promote",
+            post(prompts::promote_label),
+        )
+        .route("/ui/prompts/{name}/labels", post(prompts::set_label))
+        .route(
+            "/ui/prompts/{name}/labels/{label}/rollback",
+            post(prompts::rollback_label),
+        )
+        .route("/ui/datasets", get(pages::not_yet))
+        .route("/ui/evaluations", get(pages::not_yet))
+        .route("/ui/optimizations", get(pages::not_yet))
+        .route("/ui/audit", get(pages::not_yet))
+        .route("/ui/{*rest}", get(pages::page_not_found))
+        .layer(axum::middleware::map_response(page_headers));
+    Router::new().route("/", get(pages::root)).merge(pages)
+}
+
+async fn page_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in PAGE_HEADERS {
+        headers.insert(name, value);
+    }
+    response
+}
+
+static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    // `.html` templates escape every value (minijinja's default for the extension).
+    for (name, source) in [
+        ("layout.html", include_str!("templates/layout.html")),
+        ("error.html", include_str!("templates/error.html")),
+        ("sign_in.html", include_str!("templates/sign_in.html")),
+        ("not_yet.html", include_str!("templates/not_yet.html")),
+        ("prompts.html", include_str!("templates/prompts.html")),
+        ("prompt.html", include_str!("templates/prompt.html")),
+        ("version.html", include_str!("templates/version.html")),
+    ] {
+        if let Err(err) = env.add_template(name, source) {
+            tracing::error!(template = name, error = %err, "a built-in template does not compile");
+        }
+    }
+    env
+});
+
+/// The signed-in person as the layout shows them.
+#[derive(Serialize)]
+struct Me<'a> {
+    name: &'a str,
+    project: &'a str,
+    projects: &'a [String],
+    csrf_token: &'a str,
+}
+
+impl<'a> Me<'a> {
+    fn of(session: &'a SignedIn) -> Self {
+        Self {
+            name: session.caller.display_name(),
+            project: session.caller.project_name(),
+            projects: &session.projects,
+            csrf_token: &session.csrf_token,
+        }
+    }
+}
+
+/// Renders `template` with `context` (which names `me` and `section` for
+/// the layout) into an answer with `status`.
+fn render<C: Serialize>(status: StatusCode, template: &str, context: C) -> Response {
+    let rendered = TEMPLATES
+        .get_template(template)
+        .and_then(|t| t.render(minijinja::Value::from(minijinja::value::Serde(&context))));
+    match rendered {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(err) => {
+            tracing::error!(template, error = %err, "a page failed to render");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Html("<!doctype html><title>Error</title><p>This page failed to render.</p>"),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// What a page could not do, shown as a page that says so in words.
+#[derive(Debug)]
+pub enum UiError {
+    /// Not signed in (or the session ended): to the sign-in page.
+    SignedOut,
+    /// A POST not from one of our pages, or without the session's token.
+    Forged,
+    Api(ApiError),
+}
+
+impl From<ServiceError> for UiError {
+    fn from(err: ServiceError) -> Self {
+        Self::Api(err.into())
+    }
+}
+
+impl From<AuthError> for UiError {
+    fn from(err: AuthError) -> Self {
+        Self::Api(err.into())
+    }
+}
+
+impl From<ApiError> for UiError {
+    fn from(err: ApiError) -> Self {
+        Self::Api(err)
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorPage {
+    title: String,
+    detail: String,
+    status: u16,
+}
+
+impl IntoResponse for UiError {
+    fn into_response(self) -> Response {
+        let page = match self {
+            Self::SignedOut => return Redirect::to("/ui/signin").into_response(),
+            Self::Forged => ErrorPage {
+                title: "Forbidden".into(),
+                detail: "This form did not come from a page of this server, or your session \
+                         changed since the page was loaded. Go back, reload the page and try again."
+                    .into(),
+                status: 403,
+            },
+            Self::Api(err) => {
+                if let ApiError::Service(ServiceError::Internal(cause)) = &err {
+                    tracing::error!(error = format!("{cause:#}"), "page failed");
+                }
+                let problem = err.problem();
+                let detail = match &err {
+                    ApiError::InsufficientScope(scope) => format!(
+                        "Your role in this project does not allow this (it needs `{scope}`)."
+                    ),
+                    _ => problem.detail,
+                };
+                ErrorPage {
+                    title: problem.title.to_owned(),
+                    detail,
+                    status: problem.status,
+                }
+            }
+        };
+        let status = StatusCode::from_u16(page.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        render(status, "error.html", page)
+    }
+}
+
+/// Whether the request asks for HTML first (a browser navigating).
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"))
+}
+
+/// `/ui/prompts/{name}` with the name's folder slashes percent-encoded.
+pub fn prompt_url(name: &str) -> String {
+    format!("/ui/prompts/{}", name.replace('/', "%2F"))
+}

@@ -1,0 +1,93 @@
+//! The pages around the others: `/` for browsers and for JSON clients, the
+//! UI's home, its stylesheet, unknown pages, and the sections not built yet.
+
+use axum::extract::OriginalUri;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Serialize;
+
+use super::session::Signed;
+use super::{render, wants_html, Me};
+
+/// `GET /`: a browser goes to the UI; other clients get links to start from.
+pub async fn root(headers: HeaderMap) -> Response {
+    if wants_html(&headers) {
+        return Redirect::to("/ui/").into_response();
+    }
+    axum::Json(serde_json::json!({
+        "name": "promptreg",
+        "links": {
+            "ui": "/ui/",
+            "docs": "/docs",
+            "openapi": "/openapi.json",
+            "prompts": "/v1/prompts",
+            "health": "/healthz",
+            "ready": "/readyz",
+        }
+    }))
+    .into_response()
+}
+
+pub async fn home() -> Redirect {
+    Redirect::to("/ui/prompts")
+}
+
+pub async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("assets/style.css"),
+    )
+        .into_response()
+}
+
+#[derive(Serialize)]
+struct NotYet<'a> {
+    me: Me<'a>,
+    section: &'a str,
+    title: &'a str,
+    api: &'a str,
+}
+
+/// A section of the navigation whose pages are not built yet: says so, and
+/// where the same is found in the API.
+pub async fn not_yet(Signed(session): Signed, OriginalUri(uri): OriginalUri) -> Response {
+    let section = uri.path().trim_start_matches("/ui/");
+    let (title, api) = match section {
+        "datasets" => ("Datasets", "/v1/datasets"),
+        "evaluations" => ("Evaluations", "/v1/evaluations"),
+        "optimizations" => ("Optimizations", "/v1/optimizations"),
+        _ => ("Audit", "/v1/audit"),
+    };
+    render(
+        StatusCode::OK,
+        "not_yet.html",
+        NotYet {
+            me: Me::of(&session),
+            section,
+            title,
+            api,
+        },
+    )
+}
+
+#[derive(Serialize)]
+struct NotFound {
+    title: &'static str,
+    detail: &'static str,
+    status: u16,
+}
+
+pub async fn page_not_found() -> Response {
+    render(
+        StatusCode::NOT_FOUND,
+        "error.html",
+        NotFound {
+            title: "Not found",
+            detail: "There is no such page.",
+            status: 404,
+        },
+    )
+}
