@@ -215,6 +215,34 @@ async fn prepare(
                 {"key": "mlflow.prompt.text", "value": format!("t{n}")},
             ]})),
         ),
+        ("POST", "/v1/webhooks") => (
+            template.to_owned(),
+            Some(json!({"url": format!("https://hooks.example.com/{fresh}"), "events": ["*"]})),
+        ),
+        ("PATCH", "/v1/webhooks/{id}") => (
+            format!("/v1/webhooks/{}", walk_webhook(app).await),
+            Some(json!({"enabled": false})),
+        ),
+        ("DELETE", "/v1/webhooks/{id}") => {
+            (format!("/v1/webhooks/{}", walk_webhook(app).await), None)
+        }
+        ("POST", "/v1/webhooks/{id}/rotate-secret" | "/v1/webhooks/{id}/test") => {
+            (template.replace("{id}", &walk_webhook(app).await), None)
+        }
+        ("POST", "/v1/webhooks/deliveries/{id}/redeliver") => {
+            let webhook = walk_webhook(app).await;
+            let queued = app
+                .post(&format!("/v1/webhooks/{webhook}/test"), json!({}))
+                .await;
+            let delivery = queued.body["delivery_id"].as_str().unwrap_or_default();
+            (
+                format!("/v1/webhooks/deliveries/{delivery}/redeliver"),
+                None,
+            )
+        }
+        ("GET", webhook) if webhook.starts_with("/v1/webhooks/{id}") => {
+            (webhook.replace("{id}", &walk_webhook(app).await), None)
+        }
         ("GET", _) => {
             let path = template
                 .replace("/v1/datasets/{name}", "/v1/datasets/walk")
@@ -244,6 +272,18 @@ async fn prepare(
         }
     };
     (path, body)
+}
+
+/// A new webhook endpoint (never called: no delivery loop runs here); its id.
+async fn walk_webhook(app: &TestApp) -> String {
+    let created = app
+        .post(
+            "/v1/webhooks",
+            json!({"url": "https://hooks.example.com/walk", "events": ["*"]}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    created.body["id"].as_str().unwrap_or_default().to_owned()
 }
 
 /// An evaluation on the walk's prompt and dataset, with a provider no

@@ -378,6 +378,15 @@ pub fn test_config(database_url: &str) -> Config {
     config.database_url = database_url.to_owned();
     config.database.max_connections = 4;
     config.init_admin_key = promptreg::config::Redacted(ADMIN_KEY.to_owned());
+    // Fixtures make many admin calls (the route walk creates an endpoint
+    // per webhook call); the limit itself is tested with its own config.
+    config.rate_limit.admin = promptreg::config::RateLimit {
+        per_second: 1000.0,
+        burst: 2000,
+    };
+    // A key to seal webhook secrets with (base64 of 32 bytes).
+    config.webhooks.secret_key =
+        promptreg::config::Redacted("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_owned());
     // A provider evaluations can name; no worker runs in these tests, so it
     // is never called (tests that run one point a provider at the fake LLM).
     let mut walk =
