@@ -26,8 +26,8 @@ mod rows;
 mod shared;
 mod sql;
 mod sqlite;
-pub mod webhooks;
 mod users;
+pub mod webhooks;
 
 pub use admin::{AdminStore, NewKey, StoredKey};
 pub use backend::{BackendStore, Invalidation, PoolConnections};
@@ -40,8 +40,8 @@ pub use optimizations::OptimizationStore;
 pub use postgres::PostgresStore;
 pub use prompts::{CreatedVersion, NewPrompt, NewVersion, PromptFilter, PromptPatch, PromptStore};
 pub use sqlite::SqliteStore;
-pub use webhooks::WebhookStore;
 pub use users::{NewSession, NewUser, UserPatch, UserStore};
+pub use webhooks::WebhookStore;
 
 use std::sync::Arc;
 
