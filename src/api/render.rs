@@ -153,7 +153,7 @@ fn response(
     responses(
         (status = 200, description = "The rendered prompt", body = RenderResponse),
         (status = 404, description = "`prompt_not_found`, `version_not_found` or `label_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`missing_variables`, `invalid_variables`, `include_cycle`, `include_depth`, `include_not_found`, `include_invalid`, `output_too_large`, `render_limit` (more steps or time than `[render]` allows; `errors[0].field` names the limit), `render_failed` or `validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`missing_variables`, `invalid_variables`, `include_cycle`, `include_depth`, `include_not_found`, `include_invalid`, `output_too_large`, `render_limit` (more steps or time than `[render]` allows, or partials nested without end; `errors[0].field` names the limit: `steps`, `time` or `depth`), `render_failed` or `validation_failed`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn render_prompt(
     State(state): State<AppState>,
@@ -188,7 +188,7 @@ pub async fn render_prompt(
     request_body = RenderTemplateRequest,
     responses(
         (status = 200, description = "The rendered content", body = RenderResponse),
-        (status = 422, description = "`template_syntax`, `missing_variables`, `invalid_variables`, `include_*`, `output_too_large`, `render_limit` (more steps or time than `[render]` allows; `errors[0].field` names the limit), `render_failed` or `validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`template_syntax`, `missing_variables`, `invalid_variables`, `include_*`, `output_too_large`, `render_limit` (more steps or time than `[render]` allows, or partials nested without end; `errors[0].field` names the limit: `steps`, `time` or `depth`), `render_failed` or `validation_failed`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn render_template(
     State(state): State<AppState>,

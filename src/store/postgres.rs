@@ -176,9 +176,11 @@ impl PostgresStore {
                             if tx.is_closed() {
                                 return;
                             }
-                            match Self::listener(&pool).await {
-                                Ok(listener) => break listener,
-                                Err(_) => tokio::time::sleep(PROBE_DOWN).await,
+                            // Not the pool's acquire timeout: the sooner it is
+                            // back, the shorter a label moved meanwhile is stale.
+                            match tokio::time::timeout(PROBE_TIMEOUT, Self::listener(&pool)).await {
+                                Ok(Ok(listener)) => break listener,
+                                _ => tokio::time::sleep(PROBE_DOWN).await,
                             }
                         };
                         Invalidation::All

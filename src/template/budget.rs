@@ -19,6 +19,9 @@ pub enum Exceeded {
     Steps(u64),
     /// Longer than this.
     Time(Duration),
+    /// Nested deeper (partials including each other, blocks within blocks)
+    /// than the thread's stack allows, with this many bytes of it left.
+    Depth(usize),
 }
 
 impl Exceeded {
@@ -27,6 +30,7 @@ impl Exceeded {
         match self {
             Self::Steps(_) => "steps",
             Self::Time(_) => "time",
+            Self::Depth(_) => "depth",
         }
     }
 
@@ -40,6 +44,9 @@ impl Exceeded {
                 "the template took longer than {} ms to render",
                 time.as_millis()
             ),
+            Self::Depth(_) => "partials or blocks nest too deeply (a partial that includes \
+                               itself, directly or through others, without end?)"
+                .to_owned(),
         }
     }
 }
@@ -59,6 +66,11 @@ thread_local! {
 
 /// How often (in steps) the clock is read.
 const CLOCK_EVERY: u32 = 256;
+
+/// The stack a render must leave unused: past it, nesting stops with
+/// [`Exceeded::Depth`] instead of overflowing the thread's stack, which
+/// would abort the process.
+const STACK_RESERVE: usize = 256 * 1024;
 
 /// Runs `render` with a budget of `steps` and `time` on this thread; answers
 /// its result and the limit it ran into, if any.
@@ -104,6 +116,9 @@ impl Meter {
             return Err(*self.exceeded.insert(Exceeded::Steps(self.steps)));
         }
         self.left -= 1;
+        if let Some(left) = stacker::remaining_stack().filter(|left| *left < STACK_RESERVE) {
+            return Err(*self.exceeded.insert(Exceeded::Depth(left)));
+        }
         self.since_clock += 1;
         if self.since_clock >= CLOCK_EVERY {
             self.since_clock = 0;

@@ -695,14 +695,13 @@ mod tests {
             "{{#each a}}{{#each ../a}}{{#each ../../a}}{{/each}}{{/each}}{{/each}}".to_owned(),
         );
         let vars = serde_json::json!({"a": (0..600).collect::<Vec<_>>()});
-        let err = render(
-            Engine::Handlebars,
-            &body,
-            &vars,
-            &HashMap::new(),
-            &Limits::default(),
-        )
-        .expect_err("too many steps");
+        // Time enough that the steps run out first, however slow the machine.
+        let patient = Limits {
+            timeout: std::time::Duration::from_secs(120),
+            ..Limits::default()
+        };
+        let err = render(Engine::Handlebars, &body, &vars, &HashMap::new(), &patient)
+            .expect_err("too many steps");
         assert!(
             matches!(err, TemplateError::RenderLimit { limit: "steps", .. }),
             "{err:?}"
@@ -716,6 +715,26 @@ mod tests {
             render(Engine::Handlebars, &body, &vars, &HashMap::new(), &slow).expect_err("too slow");
         assert!(
             matches!(err, TemplateError::RenderLimit { limit: "time", .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn partials_that_include_each_other_stop_before_the_stack_overflows() {
+        let body = PromptBody::Text(
+            "{{#*inline \"a\"}}{{> b}}{{/inline}}{{#*inline \"b\"}}{{> a}}{{/inline}}{{> a}}"
+                .to_owned(),
+        );
+        let err = render(
+            Engine::Handlebars,
+            &body,
+            &serde_json::json!({}),
+            &HashMap::new(),
+            &Limits::default(),
+        )
+        .expect_err("endless recursion");
+        assert!(
+            matches!(err, TemplateError::RenderLimit { limit: "depth", .. }),
             "{err:?}"
         );
     }

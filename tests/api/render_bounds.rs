@@ -63,6 +63,18 @@ async fn a_handlebars_bomb_stops_at_the_step_limit(url: String) {
     let body = response.assert_problem(422, "render_limit");
     assert_eq!(body["errors"][0]["field"], "steps", "{body}");
 
+    // Inline partials that include each other without end stop before
+    // they overflow the stack (which would abort the whole process).
+    let response = app
+        .post(
+            "/v1/render",
+            json!({"engine": "handlebars",
+                   "template": "{{#*inline \"a\"}}{{> b}}{{/inline}}{{#*inline \"b\"}}{{> a}}{{/inline}}{{> a}}"}),
+        )
+        .await;
+    let body = response.assert_problem(422, "render_limit");
+    assert_eq!(body["errors"][0]["field"], "depth", "{body}");
+
     // Renders within the limits are untouched by the metering.
     let response = app
         .post(
