@@ -10,7 +10,7 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-BIN=target/release/promptreg
+BIN="${CARGO_TARGET_DIR:-target}/release/promptreg"
 # The full MLflow server (not the skinny client the tests use), in its own venv.
 MLFLOW_VERSION="${MLFLOW_VERSION:-3.17.2}"
 VENV=target/mlflow-server-venv
