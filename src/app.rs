@@ -60,10 +60,17 @@ pub async fn build_state_with_admin(config: Config) -> anyhow::Result<(AppState,
         password => Some(password.to_owned()),
     };
     let (state, key) = state_with_store(config, store).await?;
-    let admin_password = services::users::bootstrap_admin(&state.registry, init_password.as_deref())
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot create user admin: {e}"))?;
-    Ok((state, FirstStart { key, admin_password }))
+    let admin_password =
+        services::users::bootstrap_admin(&state.registry, init_password.as_deref())
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot create user admin: {e}"))?;
+    Ok((
+        state,
+        FirstStart {
+            key,
+            admin_password,
+        },
+    ))
 }
 
 pub async fn state_with_store(

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use crate::domain::content::PromptBody;
 use crate::domain::jobs::Gate;
-use crate::domain::{Label, LabelMove, LabelName, Page, ProjectId, PromptName, PromptSummary, Version};
+use crate::domain::{
+    Label, LabelMove, LabelName, Page, ProjectId, PromptName, PromptSummary, Version,
+};
 use crate::store::{cursor, PageKey, PageRequest, PromptFilter, StoreError};
 
 use super::render::Renderer;

@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::auth::{AuthError, Authenticator, Caller};
 use crate::config::UiConfig;
-use crate::domain::users::{
-    random_token, verify_password, Session, SessionHolder, SessionSecret,
-};
+use crate::domain::users::{random_token, verify_password, Session, SessionHolder, SessionSecret};
 use crate::domain::DEFAULT_PROJECT;
 use crate::store::NewSession;
 
@@ -82,11 +80,17 @@ impl Sessions {
             .iter()
             .filter_map(|subject| {
                 let seen = failures.get_mut(subject)?;
-                while seen.front().is_some_and(|t| now.duration_since(*t) >= WINDOW) {
+                while seen
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+                {
                     seen.pop_front();
                 }
                 (seen.len() >= MAX_FAILURES)
-                    .then(|| seen.front().map(|t| WINDOW.saturating_sub(now.duration_since(*t))))
+                    .then(|| {
+                        seen.front()
+                            .map(|t| WINDOW.saturating_sub(now.duration_since(*t)))
+                    })
                     .flatten()
             })
             .max()
@@ -194,12 +198,16 @@ async fn check_password(
     let project = if user.roles.contains_key(DEFAULT_PROJECT) {
         DEFAULT_PROJECT
     } else {
-        user.roles.keys().next().map(String::as_str).ok_or_else(|| {
-            ServiceError::validation(
-                "name",
-                "this user has no role in any project; ask an admin for one",
-            )
-        })?
+        user.roles
+            .keys()
+            .next()
+            .map(String::as_str)
+            .ok_or_else(|| {
+                ServiceError::validation(
+                    "name",
+                    "this user has no role in any project; ask an admin for one",
+                )
+            })?
     };
     let project = registry.store.get_project(project).await?.id;
     Ok(Some((project, Some(user.id), None)))

@@ -149,7 +149,12 @@ async fn check_roles(registry: &Registry, roles: &BTreeMap<String, Role>) -> Ser
     let errors: Vec<FieldError> = roles
         .keys()
         .filter(|name| !projects.iter().any(|p| &p.name == *name))
-        .map(|name| FieldError::new(format!("roles.{name}"), format!("no project named {name:?}")))
+        .map(|name| {
+            FieldError::new(
+                format!("roles.{name}"),
+                format!("no project named {name:?}"),
+            )
+        })
         .collect();
     if errors.is_empty() {
         Ok(())

@@ -48,7 +48,10 @@ pub fn router() -> Router<AppState> {
         .route("/ui", get(pages::home))
         .route("/ui/", get(pages::home))
         .route("/ui/style.css", get(pages::stylesheet))
-        .route("/ui/signin", get(sign_in::sign_in_page).post(sign_in::sign_in))
+        .route(
+            "/ui/signin",
+            get(sign_in::sign_in_page).post(sign_in::sign_in),
+        )
         .route("/ui/signin/key", post(sign_in::sign_in_with_key))
         .route("/ui/signout", post(sign_in::sign_out))
         .route("/ui/project", post(sign_in::switch_project))
@@ -183,9 +186,10 @@ impl IntoResponse for UiError {
             Self::SignedOut => return Redirect::to("/ui/signin").into_response(),
             Self::Forged => ErrorPage {
                 title: "Forbidden".into(),
-                detail: "This form did not come from a page of this server, or your session \
+                detail:
+                    "This form did not come from a page of this server, or your session \
                          changed since the page was loaded. Go back, reload the page and try again."
-                    .into(),
+                        .into(),
                 status: 403,
             },
             Self::Api(err) => {

@@ -262,11 +262,7 @@ fn metadata_text(version: &Version, keys: &[&str]) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn prompt_page(
-    session: &SignedIn,
-    overview: Overview,
-    refusal: Option<Refusal>,
-) -> PromptPage<'_> {
+fn prompt_page(session: &SignedIn, overview: Overview, refusal: Option<Refusal>) -> PromptPage<'_> {
     let prompt = overview.summary.prompt;
     let mut labels_on: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for state in &overview.labels {
@@ -294,22 +290,28 @@ fn prompt_page(
     let labels = overview
         .labels
         .into_iter()
-        .map(|LabelState { label, history, gate }| LabelPanel {
-            can_roll_back: history.iter().any(|m| m.from.is_some()),
-            name: label.name,
-            version: label.version.to_string(),
-            updated_at: time(label.updated_at),
-            updated_by: label.updated_by,
-            history: history
-                .iter()
-                .map(|m| MoveRow {
-                    at: time(m.at),
-                    by: m.by.clone(),
-                    words: move_words(m),
-                })
-                .collect(),
-            gate: gate.map(gate_view),
-        })
+        .map(
+            |LabelState {
+                 label,
+                 history,
+                 gate,
+             }| LabelPanel {
+                can_roll_back: history.iter().any(|m| m.from.is_some()),
+                name: label.name,
+                version: label.version.to_string(),
+                updated_at: time(label.updated_at),
+                updated_by: label.updated_by,
+                history: history
+                    .iter()
+                    .map(|m| MoveRow {
+                        at: time(m.at),
+                        by: m.by.clone(),
+                        words: move_words(m),
+                    })
+                    .collect(),
+                gate: gate.map(gate_view),
+            },
+        )
         .collect();
     PromptPage {
         me: Me::of(session),
@@ -329,7 +331,11 @@ fn prompt_page(
     }
 }
 
-async fn overview(state: &AppState, session: &SignedIn, name: &PromptName) -> Result<Overview, UiError> {
+async fn overview(
+    state: &AppState,
+    session: &SignedIn,
+    name: &PromptName,
+) -> Result<Overview, UiError> {
     Ok(prompts::overview(
         &state.registry,
         session.caller.project,
@@ -388,7 +394,14 @@ pub async fn set_label(
     posted: Posted<SetLabelForm>,
 ) -> Result<Response, UiError> {
     let form = &posted.form;
-    move_to(&state, &posted.session, &name, form.label.trim(), &form.version).await
+    move_to(
+        &state,
+        &posted.session,
+        &name,
+        form.label.trim(),
+        &form.version,
+    )
+    .await
 }
 
 async fn move_to(
@@ -452,7 +465,9 @@ async fn after_move(
 ) -> Result<Response, UiError> {
     let err = match moved {
         Ok(()) => {
-            return Ok(Redirect::to(&format!("{}#labels", prompt_url(name.as_str()))).into_response())
+            return Ok(
+                Redirect::to(&format!("{}#labels", prompt_url(name.as_str()))).into_response(),
+            )
         }
         Err(err) => err,
     };

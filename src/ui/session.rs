@@ -53,11 +53,11 @@ pub fn session_clear_cookie(secure: bool) -> String {
 fn same_origin(headers: &HeaderMap) -> bool {
     let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
     match (header(ORIGIN), header(HOST)) {
-        (Some(origin), Some(host)) => origin
-            .split_once("://")
-            .is_some_and(|(scheme, authority)| {
+        (Some(origin), Some(host)) => {
+            origin.split_once("://").is_some_and(|(scheme, authority)| {
                 matches!(scheme, "http" | "https") && authority.eq_ignore_ascii_case(host)
-            }),
+            })
+        }
         _ => false,
     }
 }
@@ -77,7 +77,10 @@ impl FromRequestParts<AppState> for Signed {
     type Rejection = UiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, UiError> {
-        if parts.method != Method::GET && parts.method != Method::HEAD && !same_origin(&parts.headers) {
+        if parts.method != Method::GET
+            && parts.method != Method::HEAD
+            && !same_origin(&parts.headers)
+        {
             return Err(UiError::Forged);
         }
         let Some(cookie) = session_cookie(&parts.headers) else {
@@ -169,10 +172,24 @@ mod tests {
     #[test]
     fn only_this_servers_origin_passes() {
         let host = ("host", "127.0.0.1:8080");
-        assert!(same_origin(&headers(&[host, ("origin", "http://127.0.0.1:8080")])));
-        assert!(same_origin(&headers(&[host, ("origin", "https://127.0.0.1:8080")])));
-        for origin in ["http://evil.example", "null", "http://127.0.0.1:8081", "ftp://127.0.0.1:8080"] {
-            assert!(!same_origin(&headers(&[host, ("origin", origin)])), "{origin}");
+        assert!(same_origin(&headers(&[
+            host,
+            ("origin", "http://127.0.0.1:8080")
+        ])));
+        assert!(same_origin(&headers(&[
+            host,
+            ("origin", "https://127.0.0.1:8080")
+        ])));
+        for origin in [
+            "http://evil.example",
+            "null",
+            "http://127.0.0.1:8081",
+            "ftp://127.0.0.1:8080",
+        ] {
+            assert!(
+                !same_origin(&headers(&[host, ("origin", origin)])),
+                "{origin}"
+            );
         }
         assert!(!same_origin(&headers(&[host])), "no Origin");
     }

@@ -7,7 +7,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
 
-use super::session::{client_address, session_clear_cookie, session_set_cookie, Posted, SameOrigin};
+use super::session::{
+    client_address, session_clear_cookie, session_set_cookie, Posted, SameOrigin,
+};
 use super::{render, UiError};
 use crate::api::AppState;
 use crate::services::sessions::{self, Credentials};
@@ -60,9 +62,14 @@ pub async fn sign_in(
         name: form.name.trim(),
         password: &form.password,
     };
-    let opened =
-        sessions::sign_in(&state.registry, &state.auth, &state.sessions, credentials, address)
-            .await;
+    let opened = sessions::sign_in(
+        &state.registry,
+        &state.auth,
+        &state.sessions,
+        credentials,
+        address,
+    )
+    .await;
     finish(&state, opened, "password", form.name.trim())
 }
 
@@ -73,9 +80,14 @@ pub async fn sign_in_with_key(
     axum::Form(form): axum::Form<KeyForm>,
 ) -> Response {
     let credentials = Credentials::Key { secret: &form.key };
-    let opened =
-        sessions::sign_in(&state.registry, &state.auth, &state.sessions, credentials, address)
-            .await;
+    let opened = sessions::sign_in(
+        &state.registry,
+        &state.auth,
+        &state.sessions,
+        credentials,
+        address,
+    )
+    .await;
     finish(&state, opened, "key", "")
 }
 
@@ -94,11 +106,7 @@ fn finish(
                 opened.max_age,
                 state.config.ui.secure_cookies,
             );
-            return (
-                [(header::SET_COOKIE, cookie)],
-                Redirect::to("/ui/prompts"),
-            )
-                .into_response();
+            return ([(header::SET_COOKIE, cookie)], Redirect::to("/ui/prompts")).into_response();
         }
         Err(err) => err,
     };
@@ -109,7 +117,9 @@ fn finish(
         _ => return UiError::from(err).into_response(),
     };
     let error = match &err {
-        ServiceError::SignInRefused if form == "key" => "That key is not valid or was revoked.".to_owned(),
+        ServiceError::SignInRefused if form == "key" => {
+            "That key is not valid or was revoked.".to_owned()
+        }
         ServiceError::SignInRefused => "The name or the password is wrong.".to_owned(),
         ServiceError::Validation(errors) => errors
             .first()

@@ -75,10 +75,20 @@ async fn browse(
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(Body::from(form.to_owned()))
         .expect("request");
-    let response = app.router.clone().oneshot(request).await.expect("infallible");
+    let response = app
+        .router
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("infallible");
     let status = response.status();
     let headers = response.headers().clone();
-    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
     Page {
         status,
         headers,
@@ -149,19 +159,23 @@ async fn users_are_created_listed_changed_and_deleted(app: TestApp) {
         .patch("/v1/users/ada", json!({"roles": {"default": "releaser"}}))
         .await;
     assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
-    assert_eq!(app.get("/v1/users/ada").await.body["roles"]["default"], "releaser");
+    assert_eq!(
+        app.get("/v1/users/ada").await.body["roles"]["default"],
+        "releaser"
+    );
 
-    app.post(
-        "/v1/users",
-        json!({"name": "ada", "password": PASSWORD}),
-    )
-    .await
-    .assert_problem(409, "user_exists");
+    app.post("/v1/users", json!({"name": "ada", "password": PASSWORD}))
+        .await
+        .assert_problem(409, "user_exists");
 
     let deleted = app.delete("/v1/users/ada").await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
-    app.get("/v1/users/ada").await.assert_problem(404, "user_not_found");
-    app.delete("/v1/users/ada").await.assert_problem(404, "user_not_found");
+    app.get("/v1/users/ada")
+        .await
+        .assert_problem(404, "user_not_found");
+    app.delete("/v1/users/ada")
+        .await
+        .assert_problem(404, "user_not_found");
 
     let audit = app.get("/v1/audit").await;
     let actions: Vec<&str> = audit.body["items"]
@@ -176,8 +190,18 @@ async fn users_are_created_listed_changed_and_deleted(app: TestApp) {
 
 async fn bad_users_are_refused_naming_the_field(app: TestApp) {
     let cases = [
-        (json!({"name": "Ada", "password": PASSWORD}), 422, "invalid_name", "name"),
-        (json!({"name": "ada", "password": "short"}), 422, "validation_failed", "password"),
+        (
+            json!({"name": "Ada", "password": PASSWORD}),
+            422,
+            "invalid_name",
+            "name",
+        ),
+        (
+            json!({"name": "ada", "password": "short"}),
+            422,
+            "validation_failed",
+            "password",
+        ),
         (
             json!({"name": "ada", "password": PASSWORD, "roles": {"nowhere": "viewer"}}),
             422,
@@ -206,10 +230,16 @@ async fn bad_users_are_refused_naming_the_field(app: TestApp) {
 }
 
 async fn users_need_the_admin_scope(app: TestApp) {
-    let (_, reader) = app.create_key(json!({"name": "r", "scopes": ["read", "write", "promote"]})).await;
+    let (_, reader) = app
+        .create_key(json!({"name": "r", "scopes": ["read", "write", "promote"]}))
+        .await;
     for (method, path, body) in [
         (Method::GET, "/v1/users", None),
-        (Method::POST, "/v1/users", Some(json!({"name": "x", "password": PASSWORD}))),
+        (
+            Method::POST,
+            "/v1/users",
+            Some(json!({"name": "x", "password": PASSWORD})),
+        ),
         (Method::GET, "/v1/users/admin", None),
         (Method::DELETE, "/v1/users/admin", None),
     ] {
@@ -231,7 +261,13 @@ async fn a_signed_in_user_browses_with_a_strict_cookie_and_policy(app: TestApp) 
     )
     .await;
     let cookie = page.header("set-cookie").to_owned();
-    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Secure", "Max-Age=43200"] {
+    for attribute in [
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/",
+        "Secure",
+        "Max-Age=43200",
+    ] {
         assert!(cookie.contains(attribute), "{attribute} in {cookie}");
     }
     let session = page.session();
@@ -257,11 +293,23 @@ async fn every_post_needs_the_origin_and_the_csrf_token(app: TestApp) {
     let session = sign_in(&app, "rita").await;
     let csrf = get(&app, "/ui/prompts/greet", &session).await.csrf();
     let promote = "/ui/prompts/greet/labels";
-    let good = form(&[("csrf_token", &csrf), ("label", "production"), ("version", "1.0.0")]);
+    let good = form(&[
+        ("csrf_token", &csrf),
+        ("label", "production"),
+        ("version", "1.0.0"),
+    ]);
     let forged = [
-        (form(&[("label", "production"), ("version", "1.0.0")]), Some(ORIGIN), "no token"),
         (
-            form(&[("csrf_token", "wrong"), ("label", "production"), ("version", "1.0.0")]),
+            form(&[("label", "production"), ("version", "1.0.0")]),
+            Some(ORIGIN),
+            "no token",
+        ),
+        (
+            form(&[
+                ("csrf_token", "wrong"),
+                ("label", "production"),
+                ("version", "1.0.0"),
+            ]),
             Some(ORIGIN),
             "a wrong token",
         ),
@@ -300,7 +348,11 @@ async fn a_viewer_cannot_promote_even_with_a_valid_token(app: TestApp) {
     let session = sign_in(&app, "vera").await;
     let page = get(&app, "/ui/prompts/greet", &session).await;
     assert!(!page.body.contains(">Promote<") && !page.body.contains("Set label"));
-    let body = form(&[("csrf_token", &page.csrf()), ("label", "production"), ("version", "1.0.0")]);
+    let body = form(&[
+        ("csrf_token", &page.csrf()),
+        ("label", "production"),
+        ("version", "1.0.0"),
+    ]);
     let refused = post(&app, "/ui/prompts/greet/labels", &session, &body).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
     assert!(refused.body.contains("promote"), "{}", refused.body);
@@ -321,18 +373,30 @@ async fn signing_out_ends_the_session(app: TestApp) {
         page.session()
     };
     let csrf = get(&app, "/ui/prompts", &session).await.csrf();
-    let out = post(&app, "/ui/signout", &session, &form(&[("csrf_token", &csrf)])).await;
+    let out = post(
+        &app,
+        "/ui/signout",
+        &session,
+        &form(&[("csrf_token", &csrf)]),
+    )
+    .await;
     assert_eq!(out.status, StatusCode::SEE_OTHER);
     assert!(out.header("set-cookie").contains("Max-Age=0"));
     let after = get(&app, "/ui/prompts", &session).await;
-    assert_eq!(after.status, StatusCode::SEE_OTHER, "the old cookie is refused");
+    assert_eq!(
+        after.status,
+        StatusCode::SEE_OTHER,
+        "the old cookie is refused"
+    );
     assert_eq!(after.header("location"), "/ui/signin");
 }
 
 async fn deleting_a_user_or_revoking_a_key_ends_their_sessions(app: TestApp) {
     create_user(&app, "ada", "editor").await;
     let user_session = sign_in(&app, "ada").await;
-    let (id, key) = app.create_key(json!({"name": "k", "scopes": ["read"]})).await;
+    let (id, key) = app
+        .create_key(json!({"name": "k", "scopes": ["read"]}))
+        .await;
     let key_page = browse(
         &app,
         Method::POST,
@@ -344,12 +408,24 @@ async fn deleting_a_user_or_revoking_a_key_ends_their_sessions(app: TestApp) {
     .await;
     let key_session = key_page.session();
     for session in [&user_session, &key_session] {
-        assert_eq!(get(&app, "/ui/prompts", session).await.status, StatusCode::OK);
+        assert_eq!(
+            get(&app, "/ui/prompts", session).await.status,
+            StatusCode::OK
+        );
     }
-    assert_eq!(app.delete("/v1/users/ada").await.status, StatusCode::NO_CONTENT);
-    assert_eq!(app.delete(&format!("/v1/keys/{id}")).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.delete("/v1/users/ada").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.delete(&format!("/v1/keys/{id}")).await.status,
+        StatusCode::NO_CONTENT
+    );
     for session in [&user_session, &key_session] {
-        assert_eq!(get(&app, "/ui/prompts", session).await.status, StatusCode::SEE_OTHER);
+        assert_eq!(
+            get(&app, "/ui/prompts", session).await.status,
+            StatusCode::SEE_OTHER
+        );
     }
 }
 
@@ -375,8 +451,16 @@ async fn ten_failed_sign_ins_lock_the_name_out(app: TestApp) {
         assert!(page.body.contains("The name or the password is wrong."));
     }
     let locked = attempt(PASSWORD).await;
-    assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS, "even the right password");
-    assert!(locked.body.contains("Too many failed sign-ins"), "{}", locked.body);
+    assert_eq!(
+        locked.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "even the right password"
+    );
+    assert!(
+        locked.body.contains("Too many failed sign-ins"),
+        "{}",
+        locked.body
+    );
 }
 
 async fn the_root_sends_browsers_to_the_ui_and_clients_links(app: TestApp) {
@@ -393,12 +477,26 @@ async fn a_template_with_a_script_is_shown_as_text(app: TestApp) {
     app.seed_prompt("xss").await;
     app.seed_version("xss", "<script>alert(1)</script>").await;
     let session = {
-        let page = browse(&app, Method::POST, "/ui/signin/key", None, Some(ORIGIN), &form(&[("key", ADMIN_KEY)])).await;
+        let page = browse(
+            &app,
+            Method::POST,
+            "/ui/signin/key",
+            None,
+            Some(ORIGIN),
+            &form(&[("key", ADMIN_KEY)]),
+        )
+        .await;
         page.session()
     };
     let page = get(&app, "/ui/prompts/xss/versions/1.0.0", &session).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-    assert!(page.body.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;") || page.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;")
+            || page.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{}",
+        page.body
+    );
     assert!(!page.body.contains("<script>"));
 }
 

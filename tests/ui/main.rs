@@ -4,7 +4,6 @@
 //! `chromium` and `chromedriver` on PATH the tests are skipped with a loud
 //! warning, unless `CI` is set: then they fail.
 
-#[allow(dead_code)]
 #[path = "../api/fake_llm.rs"]
 mod fake_llm;
 #[allow(dead_code)]
@@ -30,9 +29,8 @@ struct Browser {
 }
 
 fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| dir.join(program).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
 impl Browser {
@@ -233,10 +231,14 @@ async fn a_viewer_sees_no_promote_button_and_a_forged_post_is_refused(url: Strin
     };
     app.seed_prompt("support/greeting").await;
     app.seed_version("support/greeting", "Hello {{name}}").await;
-    app.set_label("support/greeting", "production", "1.0.0").await;
+    app.set_label("support/greeting", "production", "1.0.0")
+        .await;
 
     browser.sign_in(&base, "vera").await;
-    assert!(browser.main_text().await.contains("support/"), "the folder is listed");
+    assert!(
+        browser.main_text().await.contains("support/"),
+        "the folder is listed"
+    );
     browser
         .client
         .find(Locator::LinkText("greeting"))
@@ -247,7 +249,12 @@ async fn a_viewer_sees_no_promote_button_and_a_forged_post_is_refused(url: Strin
         .expect("click");
     browser.wait_for_heading("support/greeting").await;
     let buttons = browser.buttons().await;
-    assert!(!buttons.iter().any(|b| b == "Promote" || b.starts_with("Roll back")), "{buttons:?}");
+    assert!(
+        !buttons
+            .iter()
+            .any(|b| b == "Promote" || b.starts_with("Roll back")),
+        "{buttons:?}"
+    );
     assert!(buttons.iter().any(|b| b == "Sign out"), "{buttons:?}");
 
     // The viewer's own session and token, posted by hand: refused by role.
@@ -320,7 +327,9 @@ async fn a_releaser_promotes_rolls_back_and_is_told_of_a_gate(url: String) {
     assert!(text.contains("production → 1.0.0"), "{text}");
     browser
         .client
-        .find(Locator::XPath("//summary[normalize-space()='History of production']"))
+        .find(Locator::XPath(
+            "//summary[normalize-space()='History of production']",
+        ))
         .await
         .expect("the history")
         .click()
@@ -328,7 +337,10 @@ async fn a_releaser_promotes_rolls_back_and_is_told_of_a_gate(url: String) {
         .expect("open it");
     let text = browser.main_text().await;
     assert!(text.contains("rolled back from 1.0.1 to 1.0.0"), "{text}");
-    assert!(text.contains("moved from 1.0.0 to 1.0.1 by user:rita"), "{text}");
+    assert!(
+        text.contains("moved from 1.0.0 to 1.0.1 by user:rita"),
+        "{text}"
+    );
 
     // A gated label refuses, and the page says why in words.
     browser.fill("#new-label", "staging").await;
@@ -369,7 +381,9 @@ async fn a_script_in_a_template_is_shown_as_text(url: String) {
     app.seed_prompt("xss").await;
     app.seed_version("xss", "<script>alert(1)</script>").await;
     browser.sign_in(&base, "vera").await;
-    browser.goto(&format!("{base}/ui/prompts/xss/versions/1.0.0")).await;
+    browser
+        .goto(&format!("{base}/ui/prompts/xss/versions/1.0.0"))
+        .await;
     browser.wait_for_heading("xss 1.0.0").await;
     let template = browser
         .client
@@ -410,7 +424,10 @@ async fn after_signing_out_the_old_cookie_is_refused(url: String) {
         .expect("a response");
     assert_eq!(after.status(), 303);
     assert_eq!(
-        after.headers().get("location").and_then(|v| v.to_str().ok()),
+        after
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok()),
         Some("/ui/signin")
     );
     browser.close().await;
