@@ -4,7 +4,6 @@
 //! `chromium` and `chromedriver` on PATH the tests are skipped with a loud
 //! warning, unless `CI` is set: then they fail.
 
-#[allow(dead_code)]
 #[path = "../api/fake_llm.rs"]
 mod fake_llm;
 #[allow(dead_code)]
