@@ -26,6 +26,9 @@ use crate::store::{
 };
 use crate::telemetry::metrics;
 
+/// How long `/readyz` waits for the database before answering 503.
+pub const READY_WITHIN: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// A prompt's label (and `latest`) resolutions; `None` for a label it does
 /// not have. Removed from the cache as a whole on invalidation; a reader that
 /// raced the removal fills a detached copy, so a stale answer can never land
@@ -243,8 +246,20 @@ impl Registry {
         self.store.list_labels(project, name).await
     }
 
+    /// Readiness: the database answers within [`READY_WITHIN`]. A readiness
+    /// probe needs an answer, not a wait: in the moments after the database
+    /// goes, before the health probe has seen it, a ping would otherwise wait
+    /// for a connection that never comes; and a replica that cannot get a
+    /// connection that fast is better taken out of rotation anyway.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.store.ping().await
+        tokio::time::timeout(READY_WITHIN, self.store.ping())
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(format!(
+                    "the database did not answer within {} ms",
+                    READY_WITHIN.as_millis()
+                )))
+            })
     }
 }
 

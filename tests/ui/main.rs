@@ -116,8 +116,15 @@ impl Browser {
         field.send_keys(text).await.expect("type");
     }
 
-    /// Clicks the button whose text is exactly `text`, in the form holding `css` if given.
+    /// Clicks the button whose text is exactly `text` (every button submits
+    /// a form) and waits until the answer has replaced this page: the next
+    /// page may carry the same heading, so waiting for one is not enough.
     async fn press(&self, text: &str) {
+        let page = self
+            .client
+            .find(Locator::Css("html"))
+            .await
+            .expect("the page");
         let xpath = format!("//button[normalize-space()='{text}']");
         self.client
             .find(Locator::XPath(&xpath))
@@ -126,6 +133,13 @@ impl Browser {
             .click()
             .await
             .expect("click");
+        for _ in 0..400 {
+            if page.tag_name().await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("pressing {text:?} loaded no new page");
     }
 
     /// The visible text of the page's main area.
