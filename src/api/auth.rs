@@ -3,15 +3,17 @@
 //! states the scope it needs in its signature (`auth: Auth<scope::Write>`) and
 //! in its OpenAPI `security`; the route-table test keeps the two in step.
 
+use std::future::Future;
 use std::marker::PhantomData;
 use std::ops::Deref;
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::response::IntoResponse;
 
 use super::AppState;
-use crate::auth::Caller;
+use crate::auth::{AuthError, Caller};
 use crate::domain::auth::Scope;
 use crate::error::ApiError;
 
@@ -43,12 +45,36 @@ pub mod scope {
     );
 }
 
-pub struct Auth<S> {
-    caller: Caller,
-    scope: PhantomData<S>,
+/// How a front door reads its caller from `Authorization`, and how it
+/// refuses: `/v1` takes a bearer key and answers problem+json; the
+/// compatible APIs take their clients' credentials and answer in their
+/// clients' formats.
+pub trait Credentials: Send + Sync {
+    type Rejection: IntoResponse + From<AuthError>;
+
+    fn caller(
+        state: &AppState,
+        authorization: Option<&str>,
+    ) -> impl Future<Output = Result<Caller, Self::Rejection>> + Send;
 }
 
-impl<S> Deref for Auth<S> {
+/// `/v1`'s credentials: `Authorization: Bearer <key>`.
+pub struct Bearer;
+
+impl Credentials for Bearer {
+    type Rejection = ApiError;
+
+    async fn caller(state: &AppState, authorization: Option<&str>) -> Result<Caller, ApiError> {
+        Ok(state.auth.authenticate(authorization).await?)
+    }
+}
+
+pub struct Auth<S, C = Bearer> {
+    caller: Caller,
+    marker: PhantomData<(S, C)>,
+}
+
+impl<S, C> Deref for Auth<S, C> {
     type Target = Caller;
 
     fn deref(&self) -> &Caller {
@@ -56,27 +82,27 @@ impl<S> Deref for Auth<S> {
     }
 }
 
-impl<S> Auth<S> {
+impl<S, C: Credentials> Auth<S, C> {
     /// Requires one more scope, for requests that do more than the route's
     /// own (a version post that also moves labels needs `promote`).
-    pub fn also_require(&self, state: &AppState, scope: Scope) -> Result<(), ApiError> {
+    pub fn also_require(&self, state: &AppState, scope: Scope) -> Result<(), C::Rejection> {
         Ok(state.auth.authorize(&self.caller, scope)?)
     }
 }
 
-impl<S: RequiredScope> FromRequestParts<AppState> for Auth<S> {
-    type Rejection = ApiError;
+impl<S: RequiredScope, C: Credentials> FromRequestParts<AppState> for Auth<S, C> {
+    type Rejection = C::Rejection;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, C::Rejection> {
         let header = parts
             .headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        let caller = state.auth.authenticate(header).await?;
+        let caller = C::caller(state, header).await?;
         state.auth.authorize(&caller, S::SCOPE)?;
         Ok(Self {
             caller,
-            scope: PhantomData,
+            marker: PhantomData,
         })
     }
 }

@@ -22,6 +22,7 @@ macro_rules! page_from {
 
 mod admin;
 pub mod auth;
+mod compat;
 mod datasets;
 mod evaluations;
 pub mod extract;

@@ -3,7 +3,6 @@
 //! promptreg (tests/langfuse/sdk_test.py).
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use axum::body::Body;
 use axum::http::{header, Method, Request};
@@ -761,46 +760,8 @@ async fn health_projects_and_traces(app: TestApp) {
     }
 }
 
-/// The Python the SDK test runs with: `LANGFUSE_PYTHON`, else the venv at
-/// `target/langfuse-venv`, created (and the pinned SDK installed) on first
-/// use. Failures are the test's failures, never a skip.
 fn python() -> Result<PathBuf, String> {
-    static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    PYTHON
-        .get_or_init(|| {
-            if let Some(python) = std::env::var_os("LANGFUSE_PYTHON") {
-                return Ok(PathBuf::from(python));
-            }
-            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-            let venv = root.join("target/langfuse-venv");
-            let python = venv.join("bin/python");
-            let requirements = root.join("tests/langfuse/requirements.txt");
-            if !python.exists() {
-                run(std::process::Command::new("python3").arg("-m").arg("venv").arg(&venv))
-                    .map_err(|e| format!("creating the venv {}: {e} (is python3-venv installed? .ci/run installs it)", venv.display()))?;
-            }
-            // Once per run, so a changed pin is installed; a satisfied pin is quick.
-            run(std::process::Command::new(&python)
-                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
-                .arg(&requirements))
-            .map_err(|e| format!("installing {}: {e}", requirements.display()))?;
-            Ok(python)
-        })
-        .clone()
-}
-
-fn run(command: &mut std::process::Command) -> Result<(), String> {
-    let output = command.output().map_err(|e| e.to_string())?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{}\n{}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ))
-    }
+    crate::support::python_venv("langfuse")
 }
 
 async fn langfuse_python_sdk_works_unchanged(app: TestApp) {

@@ -3,7 +3,6 @@
 //! served promptreg (tests/mlflow/client_test.py).
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use axum::http::Method;
 use serde_json::{json, Value};
@@ -472,46 +471,8 @@ async fn refusals_answer_in_mlflow_shape(app: TestApp) {
     assert_eq!(app.get("/v1/prompts/by-reader").await.status, 404);
 }
 
-/// The Python the client test runs with: `MLFLOW_PYTHON`, else the venv at
-/// `target/mlflow-venv`, created (and the pinned client installed) on first
-/// use. Failures are the test's failures, never a skip.
 fn python() -> Result<PathBuf, String> {
-    static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    PYTHON
-        .get_or_init(|| {
-            if let Some(python) = std::env::var_os("MLFLOW_PYTHON") {
-                return Ok(PathBuf::from(python));
-            }
-            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-            let venv = root.join("target/mlflow-venv");
-            let python = venv.join("bin/python");
-            let requirements = root.join("tests/mlflow/requirements.txt");
-            if !python.exists() {
-                run(std::process::Command::new("python3").arg("-m").arg("venv").arg(&venv))
-                    .map_err(|e| format!("creating the venv {}: {e} (is python3-venv installed? .ci/run installs it)", venv.display()))?;
-            }
-            // Once per run, so a changed pin is installed; a satisfied pin is quick.
-            run(std::process::Command::new(&python)
-                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
-                .arg(&requirements))
-            .map_err(|e| format!("installing {}: {e}", requirements.display()))?;
-            Ok(python)
-        })
-        .clone()
-}
-
-fn run(command: &mut std::process::Command) -> Result<(), String> {
-    let output = command.output().map_err(|e| e.to_string())?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{}\n{}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ))
-    }
+    crate::support::python_venv("mlflow")
 }
 
 async fn mlflow_client_works_unchanged(app: TestApp) {

@@ -580,3 +580,66 @@ pub fn assert_documented(method: &Method, path: &str, status: StatusCode) {
         documented.as_object().map(|r| r.keys().collect::<Vec<_>>())
     );
 }
+
+/// The Python of the test venv `target/<name>-venv` with the pinned packages
+/// of `tests/<name>/requirements.txt`, or the interpreter named by
+/// `<NAME>_PYTHON`. The venv is created on first use and pip runs once per
+/// test run (so a changed pin is installed; a satisfied one is quick).
+/// Failures are the calling test's failures, never a skip.
+pub fn python_venv(name: &'static str) -> Result<std::path::PathBuf, String> {
+    use std::collections::HashMap;
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+    use std::sync::{Mutex, OnceLock};
+
+    fn run(command: &mut Command) -> Result<(), String> {
+        let output = command.output().map_err(|e| e.to_string())?;
+        if output.status.success() {
+            return Ok(());
+        }
+        Err(format!(
+            "{}\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+
+    fn prepare(name: &str) -> Result<PathBuf, String> {
+        if let Some(python) = std::env::var_os(format!("{}_PYTHON", name.to_uppercase())) {
+            return Ok(PathBuf::from(python));
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let venv = root.join(format!("target/{name}-venv"));
+        let python = venv.join("bin/python");
+        let requirements = root.join(format!("tests/{name}/requirements.txt"));
+        if !python.exists() {
+            run(Command::new("python3").arg("-m").arg("venv").arg(&venv)).map_err(|e| {
+                format!(
+                    "creating the venv {}: {e} (is python3-venv installed? .ci/run installs it)",
+                    venv.display()
+                )
+            })?;
+        }
+        run(Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+            ])
+            .arg(&requirements))
+        .map_err(|e| format!("installing {}: {e}", requirements.display()))?;
+        Ok(python)
+    }
+
+    static READY: OnceLock<Mutex<HashMap<&'static str, Result<PathBuf, String>>>> = OnceLock::new();
+    // Held while preparing, so two tests never run pip into one venv at once.
+    let mut ready = READY
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    ready.entry(name).or_insert_with(|| prepare(name)).clone()
+}

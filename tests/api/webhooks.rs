@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -247,49 +247,8 @@ async fn settled(app: &TestApp, webhook: &str) -> Vec<Value> {
     }
 }
 
-/// The Python with the `standardwebhooks` package: `WEBHOOKS_PYTHON`, else
-/// the venv at `target/webhooks-venv`, created (and the pinned package
-/// installed) on first use. Failures are the test's failures, never a skip.
 fn python() -> Result<PathBuf, String> {
-    static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    PYTHON
-        .get_or_init(|| {
-            if let Some(python) = std::env::var_os("WEBHOOKS_PYTHON") {
-                return Ok(PathBuf::from(python));
-            }
-            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-            let venv = root.join("target/webhooks-venv");
-            let python = venv.join("bin/python");
-            let requirements = root.join("tests/webhooks/requirements.txt");
-            if !python.exists() {
-                run(Command::new("python3").arg("-m").arg("venv").arg(&venv)).map_err(|e| {
-                    format!(
-                        "creating the venv {}: {e} (is python3-venv installed? .ci/run installs it)",
-                        venv.display()
-                    )
-                })?;
-            }
-            run(Command::new(&python)
-                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
-                .arg(&requirements))
-            .map_err(|e| format!("installing {}: {e}", requirements.display()))?;
-            Ok(python)
-        })
-        .clone()
-}
-
-fn run(command: &mut Command) -> Result<String, String> {
-    let output = command.output().map_err(|e| e.to_string())?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    if output.status.success() {
-        Ok(text)
-    } else {
-        Err(format!("{}\n{text}", output.status))
-    }
+    crate::support::python_venv("webhooks")
 }
 
 /// Verifies each delivery with the reference library and `secret`.

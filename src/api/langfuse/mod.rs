@@ -10,22 +10,14 @@ pub mod prompts;
 pub mod service;
 mod wire;
 
-use std::marker::PhantomData;
-use std::ops::Deref;
-use std::time::Duration;
-
-use axum::extract::FromRequestParts;
-use axum::http::header::{self, AUTHORIZATION};
-use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
+use axum::http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::auth::RequiredScope;
+use super::auth::{Auth, Credentials};
+use super::compat::{basic_pair, basic_payload, CompatError, ErrorBody};
 use super::AppState;
-use crate::auth::{AuthError, Caller};
+use crate::auth::Caller;
 use crate::error::ApiError;
 
 /// An error as Langfuse sends it. Nothing that cannot succeed when retried
@@ -41,53 +33,18 @@ pub struct LangfuseErrorBody {
     error: &'static str,
 }
 
-#[derive(Debug)]
-pub struct LangfuseError {
-    status: StatusCode,
-    body: LangfuseErrorBody,
-    retry_after: Option<Duration>,
-}
+pub type LangfuseError = CompatError<LangfuseErrorBody>;
 
-impl LangfuseError {
-    pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "InvalidRequestError", message)
+impl ErrorBody for LangfuseErrorBody {
+    const CHALLENGES: &'static [&'static str] = &["Basic realm=\"promptreg\""];
+
+    fn new(error: &'static str, message: String) -> Self {
+        Self { message, error }
     }
 
-    pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "LangfuseNotFoundError", message)
-    }
-
-    fn new(status: StatusCode, error: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            body: LangfuseErrorBody {
-                message: message.into(),
-                error,
-            },
-            retry_after: None,
-        }
-    }
-}
-
-impl From<ApiError> for LangfuseError {
-    fn from(err: ApiError) -> Self {
+    fn code_for(status: StatusCode, _: &ApiError) -> (StatusCode, &'static str) {
         use StatusCode as S;
-        if let ApiError::Service(crate::services::ServiceError::Internal(cause)) = &err {
-            // Logged once, here, as `ApiError` does; the client gets a generic message.
-            tracing::error!(error = format!("{cause:#}"), "request failed");
-        }
-        let problem = err.problem();
-        let message = match problem.errors.as_slice() {
-            [] => problem.detail.clone(),
-            [one] => one.to_string(),
-            many => many
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
-        };
-        let status = S::from_u16(problem.status).unwrap_or(S::INTERNAL_SERVER_ERROR);
-        let (status, error) = match status {
+        match status {
             S::UNAUTHORIZED => (status, "UnauthorizedError"),
             S::FORBIDDEN => (status, "ForbiddenError"),
             S::NOT_FOUND => (status, "LangfuseNotFoundError"),
@@ -99,100 +56,32 @@ impl From<ApiError> for LangfuseError {
             S::INTERNAL_SERVER_ERROR => (status, "InternalServerError"),
             // Conflicts, failed gates, bad bodies: the same request fails again.
             _ => (S::BAD_REQUEST, "InvalidRequestError"),
-        };
-        let retry_after = match err {
-            ApiError::RateLimited(wait) => Some(wait),
-            ApiError::Service(crate::services::ServiceError::Unavailable) => {
-                Some(Duration::from_secs(crate::error::UNAVAILABLE_RETRY_SECS))
-            }
-            _ => None,
-        };
-        Self {
-            retry_after,
-            ..Self::new(status, error, message)
         }
     }
 }
 
-impl From<crate::services::ServiceError> for LangfuseError {
-    fn from(err: crate::services::ServiceError) -> Self {
-        ApiError::from(err).into()
+impl LangfuseError {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "InvalidRequestError", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "LangfuseNotFoundError", message)
     }
 }
 
-impl From<crate::store::StoreError> for LangfuseError {
-    fn from(err: crate::store::StoreError) -> Self {
-        ApiError::from(err).into()
-    }
-}
+/// Like `/v1`'s `Auth`, from `Authorization: Basic base64(id:secret)`: the
+/// secret is a promptreg key, the public key that key's id.
+pub type LangfuseAuth<S> = Auth<S, LangfuseCredentials>;
 
-impl From<AuthError> for LangfuseError {
-    fn from(err: AuthError) -> Self {
-        ApiError::from(err).into()
-    }
-}
+pub struct LangfuseCredentials;
 
-impl IntoResponse for LangfuseError {
-    fn into_response(self) -> Response {
-        let mut response = (self.status, axum::Json(&self.body)).into_response();
-        let headers = response.headers_mut();
-        if self.status == StatusCode::UNAUTHORIZED {
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"promptreg\""),
-            );
-        }
-        if let Some(wait) = self.retry_after {
-            headers.insert(header::RETRY_AFTER, wait.as_secs().max(1).into());
-        }
-        response
-    }
-}
-
-/// Like [`super::auth::Auth`], from `Authorization: Basic base64(id:secret)`:
-/// the secret is a promptreg key, the public key that key's id.
-pub struct LangfuseAuth<S> {
-    caller: Caller,
-    scope: PhantomData<S>,
-}
-
-impl<S> Deref for LangfuseAuth<S> {
-    type Target = Caller;
-
-    fn deref(&self) -> &Caller {
-        &self.caller
-    }
-}
-
-impl<S> LangfuseAuth<S> {
-    /// Requires one more scope (creating a version that also moves labels).
-    pub fn also_require(
-        &self,
-        state: &AppState,
-        scope: crate::domain::auth::Scope,
-    ) -> Result<(), LangfuseError> {
-        Ok(state.auth.authorize(&self.caller, scope)?)
-    }
-}
-
-impl<S: RequiredScope> FromRequestParts<AppState> for LangfuseAuth<S> {
+impl Credentials for LangfuseCredentials {
     type Rejection = LangfuseError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, LangfuseError> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
+    async fn caller(state: &AppState, header: Option<&str>) -> Result<Caller, LangfuseError> {
         let (public_key, secret) = basic_credentials(header)?;
-        let caller = state.auth.authenticate_pair(&public_key, &secret).await?;
-        state.auth.authorize(&caller, S::SCOPE)?;
-        Ok(Self {
-            caller,
-            scope: PhantomData,
-        })
+        Ok(state.auth.authenticate_pair(&public_key, &secret).await?)
     }
 }
 
@@ -200,23 +89,11 @@ impl<S: RequiredScope> FromRequestParts<AppState> for LangfuseAuth<S> {
 fn basic_credentials(header: Option<&str>) -> Result<(String, String), LangfuseError> {
     let unauthorized =
         |message: &str| LangfuseError::new(StatusCode::UNAUTHORIZED, "UnauthorizedError", message);
-    let encoded = header
-        .and_then(|h| {
-            h.strip_prefix("Basic ")
-                .or_else(|| h.strip_prefix("basic "))
-        })
-        .ok_or_else(|| {
-            unauthorized(
-                "no credentials: send `Authorization: Basic base64(public key:secret key)`",
-            )
-        })?;
-    let invalid = || unauthorized("the public and secret key do not match a valid key");
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .map_err(|_| invalid())?;
-    let decoded = String::from_utf8(decoded).map_err(|_| invalid())?;
-    let (public_key, secret) = decoded.split_once(':').ok_or_else(invalid)?;
-    Ok((public_key.to_owned(), secret.to_owned()))
+    let encoded = header.and_then(basic_payload).ok_or_else(|| {
+        unauthorized("no credentials: send `Authorization: Basic base64(public key:secret key)`")
+    })?;
+    basic_pair(encoded)
+        .ok_or_else(|| unauthorized("the public and secret key do not match a valid key"))
 }
 
 /// Any other path under `/api/public` (scores, datasets, ingestion…): a 404
@@ -232,6 +109,8 @@ pub async fn unknown_route(uri: axum::http::Uri) -> LangfuseError {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+
     use super::*;
 
     #[test]
