@@ -60,7 +60,7 @@ impl Changes {
 /// What saving a draft did.
 pub enum Saved {
     /// A new version, or the latest one when the draft equalled it.
-    Version(CreatedVersion),
+    Version(Box<CreatedVersion>),
     /// Someone saved `landed` after the draft was started from `base`;
     /// nothing was written.
     Conflict {
@@ -85,7 +85,7 @@ pub async fn save(
     let err = match versions::create_version(registry, renderer, project, actor, name, new, false)
         .await
     {
-        Ok(created) => return Ok(Saved::Version(created)),
+        Ok(created) => return Ok(Saved::Version(Box::new(created))),
         Err(err @ ServiceError::Store(StoreError::VersionConflict(_))) => err,
         Err(err) => return Err(err),
     };

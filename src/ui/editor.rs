@@ -579,7 +579,11 @@ impl NewPromptForm {
             .map(str::to_owned)
             .collect();
         let tag_list = keep(&mut errors, tags("tags", Some(tag_list))).flatten();
-        let description = keep(&mut errors, description(Some(self.description.trim().to_owned()))).flatten();
+        let description = keep(
+            &mut errors,
+            description(Some(self.description.trim().to_owned())),
+        )
+        .flatten();
         let template = typed(self.template.clone());
         let chat = self.prompt_type == "chat";
         let messages = if chat {
