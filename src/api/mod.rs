@@ -33,12 +33,12 @@ mod labels;
 mod langfuse;
 mod mlflow;
 mod optimizations;
-mod prompts;
+pub(crate) mod prompts;
 mod providers;
 mod render;
 mod scores;
 mod users;
-mod versions;
+pub(crate) mod versions;
 mod webhooks;
 pub mod wire;
 

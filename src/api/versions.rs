@@ -162,7 +162,7 @@ pub struct VersionPage {
 
 /// Checks a request field by field, collecting every error before answering.
 /// (`allow_type_change` is no part of the version: the caller passes it on.)
-fn parse_new_version(body: CreateVersionRequest) -> Result<NewVersion, ApiError> {
+pub(crate) fn parse_new_version(body: CreateVersionRequest) -> Result<NewVersion, ApiError> {
     let mut content_errors = Vec::new();
     let content = parse_content(content_fields_of!(body), &mut content_errors);
     let mut errors: Vec<FieldError> = content_errors.into_iter().map(FieldError::from).collect();

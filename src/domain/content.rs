@@ -438,3 +438,190 @@ fn diffable_text(content: &PromptContent) -> String {
     }
     text
 }
+
+/// A piece of a line in a side-by-side or unified diff; `changed` marks the
+/// words that differ from the paired line on the other side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DiffSpan {
+    pub text: String,
+    pub changed: bool,
+}
+
+/// One line of one side, numbered from 1 in its own text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DiffLine {
+    pub number: usize,
+    pub spans: Vec<DiffSpan>,
+}
+
+/// A run of lines that are equal on both sides (`changed` false: `old` and
+/// `new` hold the same text), or that were replaced, removed or added.
+/// Replaced lines pair up in order, each pair with word-level highlights;
+/// lines without a partner are highlighted whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DiffBlock {
+    pub changed: bool,
+    pub old: Vec<DiffLine>,
+    pub new: Vec<DiffLine>,
+}
+
+/// The template or messages of `from` against `to`: a line diff, then a
+/// word diff inside each pair of replaced lines.
+pub fn diff_text_blocks(from: &PromptContent, to: &PromptContent) -> Vec<DiffBlock> {
+    let (old_text, new_text) = (diffable_text(from), diffable_text(to));
+    let diff = similar::TextDiff::from_lines(&old_text, &new_text);
+    let old_lines: Vec<&str> = diff.old_slices().iter().map(|l| trim_eol(l)).collect();
+    let new_lines: Vec<&str> = diff.new_slices().iter().map(|l| trim_eol(l)).collect();
+    let whole = |lines: &[&str], start: usize, len: usize, changed: bool| -> Vec<DiffLine> {
+        (start..start + len)
+            .map(|i| DiffLine {
+                number: i + 1,
+                spans: vec![DiffSpan {
+                    text: lines[i].to_owned(),
+                    changed,
+                }],
+            })
+            .collect()
+    };
+    let mut blocks = Vec::new();
+    for op in diff.ops() {
+        let (_, old_range, new_range) = op.as_tag_tuple();
+        let (old_len, new_len) = (old_range.len(), new_range.len());
+        if let similar::DiffOp::Equal { .. } = op {
+            blocks.push(DiffBlock {
+                changed: false,
+                old: whole(&old_lines, old_range.start, old_len, false),
+                new: whole(&new_lines, new_range.start, new_len, false),
+            });
+            continue;
+        }
+        let paired = old_len.min(new_len);
+        let mut old = Vec::with_capacity(old_len);
+        let mut new = Vec::with_capacity(new_len);
+        for k in 0..paired {
+            let (i, j) = (old_range.start + k, new_range.start + k);
+            let (old_spans, new_spans) = word_spans(old_lines[i], new_lines[j]);
+            old.push(DiffLine {
+                number: i + 1,
+                spans: old_spans,
+            });
+            new.push(DiffLine {
+                number: j + 1,
+                spans: new_spans,
+            });
+        }
+        old.extend(whole(
+            &old_lines,
+            old_range.start + paired,
+            old_len - paired,
+            true,
+        ));
+        new.extend(whole(
+            &new_lines,
+            new_range.start + paired,
+            new_len - paired,
+            true,
+        ));
+        blocks.push(DiffBlock {
+            changed: true,
+            old,
+            new,
+        });
+    }
+    blocks
+}
+
+fn trim_eol(line: &str) -> &str {
+    line.strip_suffix('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .unwrap_or(line)
+}
+
+/// Both lines as spans, with the words only one of them has marked changed
+/// (neighbouring spans of the same kind merged).
+fn word_spans(old: &str, new: &str) -> (Vec<DiffSpan>, Vec<DiffSpan>) {
+    let diff = similar::TextDiff::from_words(old, new);
+    let (mut old_spans, mut new_spans) = (Vec::new(), Vec::new());
+    for change in diff.iter_all_changes() {
+        let text = change.value();
+        match change.tag() {
+            similar::ChangeTag::Equal => {
+                push_span(&mut old_spans, text, false);
+                push_span(&mut new_spans, text, false);
+            }
+            similar::ChangeTag::Delete => push_span(&mut old_spans, text, true),
+            similar::ChangeTag::Insert => push_span(&mut new_spans, text, true),
+        }
+    }
+    (old_spans, new_spans)
+}
+
+fn push_span(spans: &mut Vec<DiffSpan>, text: &str, changed: bool) {
+    match spans.last_mut() {
+        Some(last) if last.changed == changed => last.text.push_str(text),
+        _ => spans.push(DiffSpan {
+            text: text.to_owned(),
+            changed,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod diff_tests {
+    use super::*;
+
+    fn text(template: &str) -> PromptContent {
+        PromptContent {
+            body: PromptBody::Text(template.into()),
+            engine: Engine::Handlebars,
+            model_config: Map::new(),
+            input_schema: None,
+            output_schema: None,
+        }
+    }
+
+    fn marked(spans: &[DiffSpan]) -> String {
+        spans
+            .iter()
+            .map(|s| {
+                if s.changed {
+                    format!("[{}]", s.text)
+                } else {
+                    s.text.clone()
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn replaced_lines_are_paired_with_the_changed_words_marked() {
+        let blocks = diff_text_blocks(
+            &text("Intro\nHello {{name}}, welcome!\nBye"),
+            &text("Intro\nHello {{name}}, goodbye!\nBye\nPS"),
+        );
+        assert_eq!(blocks.len(), 4, "{blocks:?}");
+        assert!(!blocks[0].changed);
+        assert_eq!(blocks[0].old[0].number, 1);
+        assert!(blocks[1].changed);
+        assert_eq!(
+            marked(&blocks[1].old[0].spans),
+            "Hello {{name}}, [welcome!]"
+        );
+        assert_eq!(
+            marked(&blocks[1].new[0].spans),
+            "Hello {{name}}, [goodbye!]"
+        );
+        assert!(!blocks[2].changed);
+        assert!(blocks[3].old.is_empty());
+        assert_eq!(marked(&blocks[3].new[0].spans), "[PS]");
+        assert_eq!(blocks[3].new[0].number, 4);
+    }
+
+    #[test]
+    fn equal_content_is_one_unchanged_block() {
+        let blocks = diff_text_blocks(&text("a\nb"), &text("a\nb"));
+        assert_eq!(blocks.len(), 1);
+        assert!(!blocks[0].changed);
+        assert_eq!(blocks[0].old, blocks[0].new);
+    }
+}

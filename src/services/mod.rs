@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod datasets;
+pub mod drafts;
 pub mod error;
 pub mod evaluations;
 pub mod jobs;

@@ -24,17 +24,33 @@ pub async fn create_version(
     mut new: NewVersion,
     allow_type_change: bool,
 ) -> ServiceResult<CreatedVersion> {
+    new.variables =
+        check_version(registry, renderer, project, name, &new, allow_type_change).await?;
+    Ok(registry
+        .changed(registry.store.create_version(project, name, new, actor))
+        .await?)
+}
+
+/// Everything [`create_version`] checks before it writes, and nothing
+/// written: the gates of the labels it would set, the prompt's type, the
+/// templates' syntax, partials and schemas. Answers the variables the
+/// content reads.
+pub async fn check_version(
+    registry: &Registry,
+    renderer: &Renderer,
+    project: ProjectId,
+    name: &PromptName,
+    new: &NewVersion,
+    allow_type_change: bool,
+) -> ServiceResult<Vec<String>> {
     for label in &new.labels {
         labels::check_gate(registry, project, name, label, None).await?;
     }
     if !allow_type_change {
         check_type(registry, project, name, new.content.prompt_type()).await?;
     }
-    new.variables = renderer
+    Ok(renderer
         .check_new_content(project, name, &new.content)
-        .await?;
-    Ok(registry
-        .changed(registry.store.create_version(project, name, new, actor))
         .await?)
 }
 

@@ -6,6 +6,8 @@
 //! script. Every POST must come from a page of this server (`Origin`) and
 //! carry the session's CSRF token. Nothing here touches the store.
 
+mod diff;
+mod editor;
 mod pages;
 mod prompts;
 mod session;
@@ -56,7 +58,16 @@ pub fn router() -> Router<AppState> {
         .route("/ui/signout", post(sign_in::sign_out))
         .route("/ui/project", post(sign_in::switch_project))
         .route("/ui/prompts", get(prompts::list_prompts))
+        .route(
+            "/ui/prompts/new",
+            get(editor::new_prompt_page).post(editor::create_prompt),
+        )
         .route("/ui/prompts/{name}", get(prompts::show_prompt))
+        .route(
+            "/ui/prompts/{name}/edit",
+            get(editor::edit_page).post(editor::edit),
+        )
+        .route("/ui/prompts/{name}/diff", get(diff::show_diff))
         .route(
             "/ui/prompts/{name}/versions/{reference}",
             get(prompts::show_version),
@@ -98,6 +109,13 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("prompts.html", include_str!("templates/prompts.html")),
         ("prompt.html", include_str!("templates/prompt.html")),
         ("version.html", include_str!("templates/version.html")),
+        (
+            "diff_blocks.html",
+            include_str!("templates/diff_blocks.html"),
+        ),
+        ("diff.html", include_str!("templates/diff.html")),
+        ("edit.html", include_str!("templates/edit.html")),
+        ("new_prompt.html", include_str!("templates/new_prompt.html")),
     ] {
         if let Err(err) = env.add_template(name, source) {
             tracing::error!(template = name, error = %err, "a built-in template does not compile");
@@ -113,6 +131,8 @@ struct Me<'a> {
     project: &'a str,
     projects: &'a [String],
     csrf_token: &'a str,
+    /// May create prompts and versions (pages show Edit and New only then).
+    can_write: bool,
 }
 
 impl<'a> Me<'a> {
@@ -122,6 +142,7 @@ impl<'a> Me<'a> {
             project: session.caller.project_name(),
             projects: &session.projects,
             csrf_token: &session.csrf_token,
+            can_write: session.caller.has(crate::domain::auth::Scope::Write),
         }
     }
 }

@@ -10,6 +10,8 @@ use tower::ServiceExt;
 
 use crate::support::{TestApp, ADMIN_KEY};
 
+mod editing;
+
 const HOST: &str = "registry.test";
 const ORIGIN: &str = "http://registry.test";
 const PASSWORD: &str = "correct horse battery";

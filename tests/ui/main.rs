@@ -4,6 +4,7 @@
 //! `chromium` and `chromedriver` on PATH the tests are skipped with a loud
 //! warning, unless `CI` is set: then they fail.
 
+mod editing;
 #[path = "../api/fake_llm.rs"]
 mod fake_llm;
 #[allow(dead_code)]
