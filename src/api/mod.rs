@@ -32,7 +32,7 @@ mod labels;
 mod langfuse;
 mod mlflow;
 mod optimizations;
-mod prompts;
+pub(crate) mod prompts;
 mod providers;
 mod render;
 mod scores;

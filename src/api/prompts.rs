@@ -116,7 +116,7 @@ pub struct PromptListParams {
     cursor: Option<String>,
 }
 
-pub(super) fn tags(field: &str, raw: Option<Vec<String>>) -> Result<Option<Vec<String>>, ApiError> {
+pub(crate) fn tags(field: &str, raw: Option<Vec<String>>) -> Result<Option<Vec<String>>, ApiError> {
     let Some(raw) = raw else { return Ok(None) };
     if raw.len() > MAX_TAGS {
         return Err(ApiError::validation(
@@ -142,7 +142,7 @@ pub(super) fn tags(field: &str, raw: Option<Vec<String>>) -> Result<Option<Vec<S
     Ok(Some(tags))
 }
 
-fn description(raw: Option<String>) -> Result<Option<String>, ApiError> {
+pub(crate) fn description(raw: Option<String>) -> Result<Option<String>, ApiError> {
     match raw {
         Some(d) if d.chars().count() > MAX_DESCRIPTION_LEN => Err(ApiError::validation(
             "description",

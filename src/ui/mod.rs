@@ -6,7 +6,10 @@
 //! script. Every POST must come from a page of this server (`Origin`) and
 //! carry the session's CSRF token. Nothing here touches the store.
 
+mod about;
+mod highlight;
 mod pages;
+mod playground;
 mod prompts;
 mod session;
 mod sign_in;
@@ -66,6 +69,11 @@ pub fn router() -> Router<AppState> {
             post(prompts::promote_label),
         )
         .route("/ui/prompts/{name}/labels", post(prompts::set_label))
+        .route("/ui/prompts/{name}/about", post(about::edit_about))
+        .route(
+            "/ui/prompts/{name}/playground",
+            get(playground::show_playground),
+        )
         .route(
             "/ui/prompts/{name}/labels/{label}/rollback",
             post(prompts::rollback_label),
@@ -98,6 +106,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("prompts.html", include_str!("templates/prompts.html")),
         ("prompt.html", include_str!("templates/prompt.html")),
         ("version.html", include_str!("templates/version.html")),
+        ("playground.html", include_str!("templates/playground.html")),
     ] {
         if let Err(err) = env.add_template(name, source) {
             tracing::error!(template = name, error = %err, "a built-in template does not compile");
