@@ -7,7 +7,16 @@ use fantoccini::Locator;
 use serde_json::json;
 
 use super::accessibility::seed;
+use super::support::TestApp;
 use super::{http, setup, Browser};
+
+/// A served app with the demo prompts, and a browser signed in as `user`.
+async fn seeded(url: &str, user: &str) -> Option<(TestApp, String, Browser)> {
+    let (app, base, browser) = setup(url).await?;
+    seed(&app).await;
+    browser.sign_in(&base, user).await;
+    Some((app, base, browser))
+}
 
 async fn text_of(browser: &Browser, css: &str) -> String {
     browser
@@ -29,12 +38,11 @@ async fn all_texts(browser: &Browser, css: &str) -> Vec<String> {
 }
 
 async fn the_list_is_a_searchable_folder_tree(url: String) {
-    let Some((app, base, browser)) = setup(&url).await else {
+    let Some((app, base, browser)) = seeded(&url, "vera").await else {
         return;
     };
-    seed(&app).await;
     app.seed_prompt("support/billing/refunds").await;
-    browser.sign_in(&base, "vera").await;
+    browser.goto(&format!("{base}/ui/prompts")).await;
     let folders = all_texts(&browser, "details.folder > summary").await;
     assert_eq!(
         folders,
@@ -71,11 +79,9 @@ async fn the_list_is_a_searchable_folder_tree(url: String) {
 }
 
 async fn a_version_shows_variables_and_links_each_partial(url: String) {
-    let Some((app, base, browser)) = setup(&url).await else {
+    let Some((_app, base, browser)) = seeded(&url, "vera").await else {
         return;
     };
-    seed(&app).await;
-    browser.sign_in(&base, "vera").await;
     browser
         .goto(&format!(
             "{base}/ui/prompts/support%2Fgreeting/versions/staging"
@@ -124,11 +130,9 @@ async fn a_version_shows_variables_and_links_each_partial(url: String) {
 }
 
 async fn the_playground_shows_errors_beside_fields_then_every_request(url: String) {
-    let Some((app, base, browser)) = setup(&url).await else {
+    let Some((app, base, browser)) = seeded(&url, "vera").await else {
         return;
     };
-    seed(&app).await;
-    browser.sign_in(&base, "vera").await;
     browser
         .goto(&format!(
             "{base}/ui/prompts/support%2Fgreeting/playground?ref=staging"
@@ -249,11 +253,9 @@ async fn the_playground_shows_errors_beside_fields_then_every_request(url: Strin
 }
 
 async fn a_writer_edits_description_and_tags_and_a_viewer_cannot(url: String) {
-    let Some((app, base, browser)) = setup(&url).await else {
+    let Some((app, base, browser)) = seeded(&url, "rita").await else {
         return;
     };
-    seed(&app).await;
-    browser.sign_in(&base, "rita").await;
     browser
         .goto(&format!("{base}/ui/prompts/support%2Fgreeting"))
         .await;
