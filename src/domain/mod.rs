@@ -49,6 +49,8 @@ pub struct PromptSummary {
     /// The content hash of the latest version: lets clients such as `push`
     /// tell unchanged content without fetching it.
     pub latest_content_hash: Option<String>,
+    /// Who created the latest version (an audit name: `user:ada`, a key's name).
+    pub latest_created_by: Option<String>,
 }
 
 /// An immutable, numbered snapshot of a prompt's content.

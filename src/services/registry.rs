@@ -124,6 +124,7 @@ impl Registry {
             labels: Default::default(),
             latest_version: None,
             latest_content_hash: None,
+            latest_created_by: None,
         })
     }
 

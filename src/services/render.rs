@@ -304,6 +304,29 @@ impl Renderer {
         Ok((rendered, partials.resolved))
     }
 
+    /// The version each partial `version` includes directly resolves to when
+    /// it is rendered through `reference`, by the same rules as a render, as
+    /// (include key, version); includes that do not resolve are left out.
+    pub async fn direct_partials(
+        &self,
+        project: ProjectId,
+        version: &Version,
+        reference: &VersionRef,
+    ) -> Result<HashMap<String, semver::Version>, RenderError> {
+        let scope = Scope::rendering(
+            project,
+            version.content.engine,
+            self.partials_label(reference),
+        );
+        let mut found = HashMap::new();
+        for include in self.includes_of(version)?.iter() {
+            if let Ok((partial, _)) = self.fetch_partial(&scope, include).await {
+                found.insert(include.key(), partial.version.clone());
+            }
+        }
+        Ok(found)
+    }
+
     /// `version`'s body with every registry partial it includes written out
     /// in place (transitively), for clients that render templates themselves
     /// and know nothing of includes. An include written in another form than

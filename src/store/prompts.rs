@@ -133,6 +133,7 @@ macro_rules! impl_sql {
             prompt: PromptRow,
             latest_version: Option<String>,
             latest_content_hash: Option<String>,
+            latest_created_by: Option<String>,
         }
 
         crate::store::sql::observed_impl! {
@@ -192,7 +193,9 @@ macro_rules! impl_sql {
                     "select {PROMPT_COLUMNS}, (select v.version from prompt_version v \
                      where v.prompt_id = p.id order by v.seq desc limit 1) as latest_version, \
                      (select v.content_hash from prompt_version v \
-                     where v.prompt_id = p.id order by v.seq desc limit 1) as latest_content_hash \
+                     where v.prompt_id = p.id order by v.seq desc limit 1) as latest_content_hash, \
+                     (select v.created_by from prompt_version v \
+                     where v.prompt_id = p.id order by v.seq desc limit 1) as latest_created_by \
                      from prompt p where p.project_id = "
                 ));
                 qb.push_bind(project);
@@ -245,6 +248,7 @@ macro_rules! impl_sql {
                             labels: labels.remove(&row.prompt.id).unwrap_or_default(),
                             latest_version: row.latest_version.as_deref().map(parse_semver).transpose()?,
                             latest_content_hash: row.latest_content_hash,
+                            latest_created_by: row.latest_created_by,
                             prompt: row.prompt.into(),
                         })
                     })

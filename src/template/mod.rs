@@ -12,6 +12,7 @@ mod budget;
 mod engine_tests;
 mod hbs;
 mod hbs_syntax;
+pub mod highlight;
 mod jinja;
 mod output;
 

@@ -8,7 +8,10 @@
 
 mod diff;
 mod editor;
+mod about;
+mod highlight;
 mod pages;
+mod playground;
 mod prompts;
 mod session;
 mod sign_in;
@@ -77,6 +80,11 @@ pub fn router() -> Router<AppState> {
             post(prompts::promote_label),
         )
         .route("/ui/prompts/{name}/labels", post(prompts::set_label))
+        .route("/ui/prompts/{name}/about", post(about::edit_about))
+        .route(
+            "/ui/prompts/{name}/playground",
+            get(playground::show_playground),
+        )
         .route(
             "/ui/prompts/{name}/labels/{label}/rollback",
             post(prompts::rollback_label),
@@ -116,6 +124,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("diff.html", include_str!("templates/diff.html")),
         ("edit.html", include_str!("templates/edit.html")),
         ("new_prompt.html", include_str!("templates/new_prompt.html")),
+        ("playground.html", include_str!("templates/playground.html")),
     ] {
         if let Err(err) = env.add_template(name, source) {
             tracing::error!(template = name, error = %err, "a built-in template does not compile");

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::highlight::{pieces, Piece};
 use super::session::{Posted, Signed};
 use super::{prompt_url, render, Me, UiError};
 use crate::api::extract::{label_name, prompt_name, semver, version_ref, Path, Query};
@@ -49,16 +50,50 @@ struct ListPage<'a> {
     q: &'a str,
     tag: &'a str,
     archived: bool,
+    /// Prompts outside any folder.
+    prompts: Vec<PromptRow>,
     folders: Vec<Folder>,
     next: Option<String>,
     empty: bool,
 }
 
-#[derive(Serialize)]
+/// A folder of the tree the list shows: prompts named `a/b/x` are in
+/// folder `b` inside folder `a`.
+#[derive(Serialize, Default)]
 struct Folder {
-    /// `""` for prompts outside any folder.
+    /// The last segment of its path.
     name: String,
+    /// Prompts in it and in its subfolders.
+    count: usize,
     prompts: Vec<PromptRow>,
+    folders: Vec<Folder>,
+}
+
+impl Folder {
+    /// Files `row` under `path` (its folder segments) inside this folder.
+    fn file(&mut self, path: &[&str], row: PromptRow) {
+        self.count += 1;
+        let Some((first, rest)) = path.split_first() else {
+            self.prompts.push(row);
+            return;
+        };
+        let at = match self.folders.iter().position(|f| f.name == *first) {
+            Some(at) => at,
+            None => {
+                self.folders.push(Folder {
+                    name: (*first).to_owned(),
+                    ..Folder::default()
+                });
+                self.folders.len() - 1
+            }
+        };
+        self.folders[at].file(rest, row);
+    }
+
+    fn sort(&mut self) {
+        self.folders.sort_by(|a, b| a.name.cmp(&b.name));
+        self.folders.iter_mut().for_each(Folder::sort);
+    }
 }
 
 #[derive(Serialize)]
@@ -71,11 +106,12 @@ struct PromptRow {
     tags: Vec<String>,
     labels: Vec<(String, String)>,
     latest: Option<String>,
+    latest_by: Option<String>,
     updated_at: String,
     archived: bool,
 }
 
-fn authorize(state: &AppState, session: &SignedIn, scope: Scope) -> Result<(), UiError> {
+pub(super) fn authorize(state: &AppState, session: &SignedIn, scope: Scope) -> Result<(), UiError> {
     Ok(state.auth.authorize(&session.caller, scope)?)
 }
 
@@ -85,11 +121,12 @@ pub async fn list_prompts(
     Query(params): Query<ListParams>,
 ) -> Result<Response, UiError> {
     authorize(&state, &session, Scope::Read)?;
+    let archived = matches!(params.archived.as_str(), "true" | "1" | "on");
     let filter = PromptFilter {
         name: None,
         tag: Some(params.tag.trim().to_owned()).filter(|t| !t.is_empty()),
         query: Some(params.q.trim().to_owned()).filter(|q| !q.is_empty()),
-        include_archived: !params.archived.is_empty(),
+        include_archived: archived,
     };
     let after = match params.cursor.as_str() {
         "" => None,
@@ -123,21 +160,21 @@ pub async fn list_prompts(
         )
     });
     let empty = page.items.is_empty();
-    let mut folders: BTreeMap<String, Vec<PromptRow>> = BTreeMap::new();
+    let mut root = Folder::default();
     for summary in page.items {
         let (folder, row) = prompt_row(summary);
-        folders.entry(folder).or_default().push(row);
+        let path: Vec<&str> = folder.split('/').filter(|s| !s.is_empty()).collect();
+        root.file(&path, row);
     }
+    root.sort();
     let context = ListPage {
         me: Me::of(&session),
         section: "prompts",
         q: &params.q,
         tag: &params.tag,
-        archived: !params.archived.is_empty(),
-        folders: folders
-            .into_iter()
-            .map(|(name, prompts)| Folder { name, prompts })
-            .collect(),
+        archived,
+        prompts: root.prompts,
+        folders: root.folders,
         next,
         empty,
     };
@@ -162,6 +199,7 @@ fn prompt_row(summary: PromptSummary) -> (String, PromptRow) {
             .map(|(label, version)| (label, version.to_string()))
             .collect(),
         latest: summary.latest_version.map(|v| v.to_string()),
+        latest_by: summary.latest_created_by,
         updated_at: time(prompt.updated_at),
         archived: prompt.archived,
     };
@@ -173,7 +211,7 @@ fn time(at: DateTime<Utc>) -> String {
 }
 
 #[derive(Serialize)]
-struct PromptPage<'a> {
+pub(super) struct PromptPage<'a> {
     me: Me<'a>,
     section: &'static str,
     name: String,
@@ -188,6 +226,8 @@ struct PromptPage<'a> {
     unset_gates: Vec<GateView>,
     can_promote: bool,
     refusal: Option<Refusal>,
+    /// Why the description and tags were not saved.
+    pub(super) about_error: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -230,7 +270,7 @@ struct GateView {
 
 /// Why a label did not move, in words.
 #[derive(Serialize)]
-struct Refusal {
+pub(super) struct Refusal {
     label: String,
     reason: String,
     details: Vec<String>,
@@ -262,7 +302,11 @@ fn metadata_text(version: &Version, keys: &[&str]) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn prompt_page(session: &SignedIn, overview: Overview, refusal: Option<Refusal>) -> PromptPage<'_> {
+pub(super) fn prompt_page(
+    session: &SignedIn,
+    overview: Overview,
+    refusal: Option<Refusal>,
+) -> PromptPage<'_> {
     let prompt = overview.summary.prompt;
     let mut labels_on: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for state in &overview.labels {
@@ -328,10 +372,11 @@ fn prompt_page(session: &SignedIn, overview: Overview, refusal: Option<Refusal>)
         unset_gates: overview.unset_gates.into_iter().map(gate_view).collect(),
         can_promote: session.caller.has(Scope::Promote),
         refusal,
+        about_error: None,
     }
 }
 
-async fn overview(
+pub(super) async fn overview(
     state: &AppState,
     session: &SignedIn,
     name: &PromptName,
@@ -518,7 +563,7 @@ struct VersionPage<'a> {
     reference: String,
     prompt_type: &'static str,
     engine: &'static str,
-    template: Option<String>,
+    template: Option<Vec<Piece>>,
     messages: Vec<MessageView>,
     variables: Vec<String>,
     message: Option<String>,
@@ -535,7 +580,7 @@ struct VersionPage<'a> {
 #[derive(Serialize)]
 struct MessageView {
     role: &'static str,
-    content: Option<String>,
+    content: Option<Vec<Piece>>,
     placeholder: Option<String>,
 }
 
@@ -556,15 +601,21 @@ pub async fn show_version(
         .get_version(session.caller.project, &name, &parsed)
         .await
         .map_err(ServiceError::from)?;
+    let partials = state
+        .renderer
+        .direct_partials(session.caller.project, &version, &parsed)
+        .await
+        .map_err(ServiceError::from)?;
     let content = &version.content;
+    let highlighted = |text: &str| pieces(content.engine, text, &partials);
     let messages = content
         .messages()
         .unwrap_or_default()
         .iter()
         .map(|m| match m {
-            ChatMessage::System { content } => ("system", Some(content.clone()), None),
-            ChatMessage::User { content } => ("user", Some(content.clone()), None),
-            ChatMessage::Assistant { content } => ("assistant", Some(content.clone()), None),
+            ChatMessage::System { content } => ("system", Some(highlighted(content)), None),
+            ChatMessage::User { content } => ("user", Some(highlighted(content)), None),
+            ChatMessage::Assistant { content } => ("assistant", Some(highlighted(content)), None),
             ChatMessage::Placeholder { name } => ("placeholder", None, Some(name.clone())),
         })
         .map(|(role, content, placeholder)| MessageView {
@@ -582,7 +633,7 @@ pub async fn show_version(
         reference,
         prompt_type: content.prompt_type().as_str(),
         engine: content.engine.as_str(),
-        template: content.template().map(str::to_owned),
+        template: content.template().map(highlighted),
         messages,
         variables: version.variables.clone(),
         message: version.message.clone(),

@@ -11,6 +11,11 @@ mod fake_llm;
 #[path = "../api/support.rs"]
 mod support;
 
+mod accessibility;
+mod screenshots;
+mod store_calls;
+mod viewing;
+
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
@@ -185,6 +190,30 @@ impl Browser {
             .unwrap_or_else(|e| panic!("a heading {text:?}: {e}"));
     }
 
+    /// The CSRF token of the page's forms.
+    async fn csrf_token(&self) -> String {
+        self.client
+            .find(Locator::Css("input[name=csrf_token]"))
+            .await
+            .expect("a token")
+            .attr("value")
+            .await
+            .expect("value")
+            .expect("a value")
+    }
+
+    /// Opens the `<details>` whose summary says `text`.
+    async fn open_details(&self, text: &str) {
+        let xpath = format!("//summary[normalize-space()='{text}']");
+        self.client
+            .find(Locator::XPath(&xpath))
+            .await
+            .unwrap_or_else(|e| panic!("a {text:?} summary: {e}"))
+            .click()
+            .await
+            .expect("open it");
+    }
+
     async fn session_cookie(&self) -> String {
         self.client
             .get_named_cookie("promptreg_session")
@@ -274,15 +303,7 @@ async fn a_viewer_sees_no_promote_button_and_a_forged_post_is_refused(url: Strin
 
     // The viewer's own session and token, posted by hand: refused by role.
     let cookie = browser.session_cookie().await;
-    let csrf = browser
-        .client
-        .find(Locator::Css("input[name=csrf_token]"))
-        .await
-        .expect("a token")
-        .attr("value")
-        .await
-        .expect("value")
-        .expect("a value");
+    let csrf = browser.csrf_token().await;
     let promote = format!("{base}/ui/prompts/support%2Fgreeting/labels/production/promote");
     for (token, origin, why) in [
         ("", base.as_str(), "no token"),
@@ -340,16 +361,7 @@ async fn a_releaser_promotes_rolls_back_and_is_told_of_a_gate(url: String) {
     browser.wait_for_heading("greet").await;
     let text = browser.main_text().await;
     assert!(text.contains("production → 1.0.0"), "{text}");
-    browser
-        .client
-        .find(Locator::XPath(
-            "//summary[normalize-space()='History of production']",
-        ))
-        .await
-        .expect("the history")
-        .click()
-        .await
-        .expect("open it");
+    browser.open_details("History of production").await;
     let text = browser.main_text().await;
     assert!(text.contains("rolled back from 1.0.1 to 1.0.0"), "{text}");
     assert!(
