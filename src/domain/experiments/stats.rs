@@ -174,6 +174,9 @@ mod tests {
         running: true,
     };
 
+    /// One feedback value: to the treatment when the flag is set.
+    type Draw = dyn Fn(&mut StdRng, bool) -> f64;
+
     /// A standard normal draw (Box-Muller).
     fn normal(rng: &mut StdRng) -> f64 {
         let (u1, u2): (f64, f64) = (rng.random::<f64>().max(f64::MIN_POSITIVE), rng.random());
@@ -182,11 +185,7 @@ mod tests {
 
     /// Runs one experiment of up to `steps` feedback values, each to a
     /// random arm, looking after every one; answers the first decision.
-    fn monitor(
-        rng: &mut StdRng,
-        steps: usize,
-        draw: &dyn Fn(&mut StdRng, bool) -> f64,
-    ) -> Decision {
+    fn monitor(rng: &mut StdRng, steps: usize, draw: &Draw) -> Decision {
         let (mut control, mut treatment) = (Sample::default(), Sample::default());
         for _ in 0..steps {
             let to_treatment = rng.random::<bool>();
@@ -208,7 +207,7 @@ mod tests {
     #[test]
     fn a_a_experiments_watched_after_every_feedback_rarely_decide() {
         let mut rng = StdRng::seed_from_u64(22);
-        let draws: [(&str, &dyn Fn(&mut StdRng, bool) -> f64); 2] = [
+        let draws: [(&str, &Draw); 2] = [
             ("normal", &|rng, _| 3.0 + normal(rng)),
             ("thumbs up 30%", &|rng, _| {
                 f64::from(u8::from(rng.random::<f64>() < 0.3))
