@@ -73,6 +73,22 @@ pub async fn build_state_with_admin(config: Config) -> anyhow::Result<(AppState,
     ))
 }
 
+/// How often each replica writes the requests its experiment variants
+/// served (counted in memory, so that serving never waits on a write).
+const SERVED_FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Writes served counts every [`SERVED_FLUSH_EVERY`] until the registry is
+/// dropped.
+async fn flush_served_counts(registry: std::sync::Weak<Registry>) {
+    loop {
+        tokio::time::sleep(SERVED_FLUSH_EVERY).await;
+        let Some(registry) = registry.upgrade() else {
+            return;
+        };
+        services::experiments::flush(&registry).await;
+    }
+}
+
 pub async fn state_with_store(
     config: Config,
     store: Arc<dyn Store>,
@@ -106,6 +122,7 @@ pub async fn state_with_store(
             }
         });
     }
+    tokio::spawn(flush_served_counts(Arc::downgrade(&registry)));
     let renderer = Arc::new(Renderer::new(
         registry.clone(),
         default_label,

@@ -152,6 +152,7 @@ impl Authenticator {
                 Scope::Write => limits.write,
                 Scope::Promote => limits.promote,
                 Scope::Evaluate => limits.evaluate,
+                Scope::Feedback => limits.feedback,
                 Scope::Admin => limits.admin,
             };
             limiters.insert(scope, DefaultKeyedRateLimiter::keyed(quota(scope, limit)?));

@@ -139,17 +139,19 @@ pub struct RateLimits {
     pub write: RateLimit,
     pub promote: RateLimit,
     pub evaluate: RateLimit,
+    pub feedback: RateLimit,
     pub admin: RateLimit,
 }
 
 impl RateLimits {
     /// Every bucket, to tune them all at once.
-    pub fn each_mut(&mut self) -> [&mut RateLimit; 5] {
+    pub fn each_mut(&mut self) -> [&mut RateLimit; 6] {
         [
             &mut self.read,
             &mut self.write,
             &mut self.promote,
             &mut self.evaluate,
+            &mut self.feedback,
             &mut self.admin,
         ]
     }

@@ -41,6 +41,7 @@ pub mod scope {
         Write => Scope::Write,
         Promote => Scope::Promote,
         Evaluate => Scope::Evaluate,
+        Feedback => Scope::Feedback,
         Admin => Scope::Admin,
     );
 }

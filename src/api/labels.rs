@@ -60,6 +60,10 @@ pub struct LabelMoveResponse {
     pub by: Option<String>,
     /// Whether this move was a rollback.
     pub rollback: bool,
+    /// What an online experiment did to the label (started, changed its
+    /// split, ended): such an entry moves nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl From<LabelMove> for LabelMoveResponse {
@@ -70,6 +74,7 @@ impl From<LabelMove> for LabelMoveResponse {
             at: m.at,
             by: m.by,
             rollback: m.rollback,
+            note: m.note,
         }
     }
 }

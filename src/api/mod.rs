@@ -25,7 +25,9 @@ pub mod auth;
 mod compat;
 mod datasets;
 mod evaluations;
+mod experiments;
 pub mod extract;
+mod feedback;
 mod gates;
 mod health;
 mod jobs;
@@ -37,6 +39,7 @@ pub(crate) mod prompts;
 mod providers;
 mod render;
 mod scores;
+pub(crate) mod served;
 mod users;
 pub(crate) mod versions;
 mod webhooks;
@@ -118,6 +121,8 @@ pub struct Services {
         (name = "optimizations", description = "Jobs that propose, score and keep better templates for a version"),
         (name = "jobs", description = "Durable background jobs: progress, cancellation, event streams"),
         (name = "gates", description = "Quality gates on label moves"),
+        (name = "experiments", description = "Online experiments: a label's traffic split between versions, \
+            feedback from production, anytime-valid statistics and a guard that rolls back a losing variant"),
         (name = "providers", description = "The LLM providers configured on this server"),
         (name = "admin", description = "API keys, projects, web UI users and the audit log"),
         (name = "webhooks", description = "Signed notifications of changes (Standard Webhooks), their deliveries and attempts"),
@@ -368,6 +373,15 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(jobs::get_job))
         .routes(routes!(jobs::cancel_job))
         .routes(routes!(jobs::job_events))
+        .routes(routes!(experiments::create_experiment))
+        .routes(routes!(experiments::list_experiments))
+        .routes(routes!(
+            experiments::get_experiment,
+            experiments::ramp_experiment
+        ))
+        .routes(routes!(experiments::stop_experiment))
+        .routes(routes!(feedback::create_feedback))
+        .routes(routes!(feedback::create_feedback_batch))
         .routes(routes!(gates::list_gates))
         .routes(routes!(gates::put_gate, gates::delete_gate))
         .routes(routes!(admin::list_keys, admin::create_key))

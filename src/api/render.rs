@@ -2,15 +2,19 @@
 //! and CI preview), optionally as the request body of a provider's API.
 
 use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::auth::{scope, Auth};
 use super::extract::{prompt_name, version_ref, Json, Path, PromptPath};
+use super::served;
 use super::AppState;
 use crate::domain::content::{content_fields_of, parse_content};
-use crate::domain::{ChatMessage, Engine, PromptContent, PromptType};
+use crate::domain::experiments::served_id;
+use crate::domain::{ChatMessage, Engine, PromptContent, PromptType, VersionRef};
 use crate::error::{ApiError, FieldError, Problem};
 use crate::providers::requests::request_body;
 use crate::providers::ProviderKind;
@@ -32,6 +36,10 @@ pub struct RenderRequest {
     variables: Map<String, Value>,
     /// Also answer the request body for this provider's API.
     format: Option<ProviderKind>,
+    /// While an experiment splits the label: a user, session or tenant id,
+    /// so that the same unit always gets the same variant (also the header
+    /// `x-promptreg-unit`). Without one the variant is chosen at random.
+    unit: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -86,6 +94,19 @@ pub struct RenderResponse {
     /// The request body for `format`'s API, ready to send.
     #[serde(skip_serializing_if = "Option::is_none")]
     request: Option<Value>,
+    /// The experiment's choice, when one splits the label rendered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    served: Option<ServedVariant>,
+}
+
+/// Which variant an experiment served; feedback cites `served_id`.
+#[derive(Serialize, ToSchema)]
+pub struct ServedVariant {
+    experiment: uuid::Uuid,
+    #[schema(example = "1.0.1")]
+    version: String,
+    /// Opaque: the experiment and version, for `POST /v1/feedback`.
+    served_id: String,
 }
 
 /// `{role, content}`.
@@ -142,16 +163,18 @@ fn response(
             })
             .collect(),
         request,
+        served: None,
     }
 }
 
 /// Render a stored version (default `production`) with variables.
 #[utoipa::path(post, path = "/v1/prompts/{name}/render", tag = "render",
     security(("bearer" = ["read"])),
-    params(PromptPath),
+    params(PromptPath,
+        ("x-promptreg-unit" = Option<String>, Header, description = "The unit, when not given as `unit`")),
     request_body = RenderRequest,
     responses(
-        (status = 200, description = "The rendered prompt", body = RenderResponse),
+        (status = 200, description = "The rendered prompt; while an experiment splits the label, the variant chosen (`served`, and the headers `x-promptreg-experiment`, `x-promptreg-variant`, `x-promptreg-served-id`)", body = RenderResponse),
         (status = 404, description = "`prompt_not_found`, `version_not_found` or `label_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`missing_variables`, `invalid_variables`, `include_cycle`, `include_depth`, `include_not_found`, `include_invalid`, `output_too_large`, `render_limit` (more steps or time than `[render]` allows, or partials nested without end; `errors[0].field` names the limit: `steps`, `time` or `depth`), `render_failed` or `validation_failed`", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -159,27 +182,46 @@ pub async fn render_prompt(
     State(state): State<AppState>,
     auth: Auth<scope::Read>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     Json(body): Json<RenderRequest>,
-) -> Result<axum::Json<RenderResponse>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let name = prompt_name(&name)?;
     let reference = match &body.reference {
         Some(raw) => version_ref("ref", raw)?,
         None => state.renderer.default_ref(),
     };
     let variables = Value::Object(body.variables);
-    let output = state
+    let unit = served::unit(body.unit.as_deref(), &headers);
+    let (output, served) = state
         .renderer
-        .render_version(auth.project, &name, &reference, &variables, body.format)
+        .render_served(
+            auth.project,
+            &name,
+            &reference,
+            unit,
+            &variables,
+            body.format,
+        )
         .await?;
     let version = &output.version;
     let prompt = Some((version.prompt_name.clone(), version.version.to_string()));
-    Ok(axum::Json(response(
+    let mut answer = response(
         prompt,
         &version.content,
         output.rendered,
         output.resolved,
         body.format,
-    )))
+    );
+    answer.served = served.experiment.map(|experiment| ServedVariant {
+        experiment,
+        version: version.version.to_string(),
+        served_id: served_id(experiment, &version.version),
+    });
+    let mut response = axum::Json(answer).into_response();
+    if let VersionRef::Label(_) = reference {
+        response.headers_mut().extend(served::headers(&served));
+    }
+    Ok(response)
 }
 
 /// Render content without saving it; partials still come from the registry.

@@ -13,6 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{scope, Auth};
 use super::extract::{prompt_name, semver, version_ref, Json, PageParams, Path, PromptPath, Query};
+use super::served::{self, UnitParams};
 use super::{prompt_path, AppState};
 use crate::domain::auth::Scope;
 use crate::domain::content::{content_fields_of, diff_contents, parse_content};
@@ -304,10 +305,17 @@ pub async fn list_versions(
         PromptPath,
         ("ref" = String, Path, description = "A semver or a label", example = "production"),
         ("if-none-match" = Option<String>, Header, description = "An ETag from an earlier answer"),
+        UnitParams,
+        ("x-promptreg-unit" = Option<String>, Header, description = "The unit, when not given as `unit`"),
     ),
     responses(
-        (status = 200, description = "The version", body = VersionResponse,
-            headers(("etag" = String, description = "\"<id>.<content_hash>\": this version and its content"))),
+        (status = 200, description = "The version; while an experiment splits the label, the variant chosen", body = VersionResponse,
+            headers(
+                ("etag" = String, description = "\"<id>.<content_hash>\": this version and its content"),
+                ("x-promptreg-experiment" = String, description = "The experiment that chose the version (only while one splits the label)"),
+                ("x-promptreg-variant" = String, description = "The version it chose"),
+                ("x-promptreg-served-id" = String, description = "What feedback cites as `served_id`"),
+            )),
         (status = 304, description = "Not modified"),
         (status = 404, description = "`prompt_not_found`, `version_not_found` or `label_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`: the ref is neither semver nor label", body = Problem, content_type = "application/problem+json"),
@@ -316,14 +324,20 @@ pub async fn get_version(
     State(state): State<AppState>,
     auth: Auth<scope::Read>,
     Path((name, reference)): Path<(String, String)>,
+    Query(params): Query<UnitParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let name = prompt_name(&name)?;
     let reference = version_ref("ref", &reference)?;
-    let version = resolve(&state, auth.project, &name, &reference).await?;
+    let unit = served::unit(params.unit.as_deref(), &headers);
+    let served = state
+        .registry
+        .serve_version(auth.project, &name, &reference, unit)
+        .await?;
+    let version = &served.version;
     let encoded = state
         .encoded_versions
-        .get_with(version.id, || Arc::new(EncodedVersion::of(&version)));
+        .get_with(version.id, || Arc::new(EncodedVersion::of(version)));
     // Exact versions never change; labels move, so those answers must be revalidated.
     let cache_control = match reference {
         VersionRef::Exact(_) => "private, max-age=31536000, immutable",
@@ -336,14 +350,19 @@ pub async fn get_version(
             HeaderValue::from_static(cache_control),
         ),
     ];
-    if if_none_match(&headers, &encoded.etag) {
-        return Ok((StatusCode::NOT_MODIFIED, caching).into_response());
+    let mut response = if if_none_match(&headers, &encoded.etag) {
+        (StatusCode::NOT_MODIFIED, caching).into_response()
+    } else {
+        let json = [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )];
+        (caching, json, encoded.body.clone()).into_response()
+    };
+    if let VersionRef::Label(_) = reference {
+        response.headers_mut().extend(served::headers(&served));
     }
-    let json = [(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    )];
-    Ok((caching, json, encoded.body.clone()).into_response())
+    Ok(response)
 }
 
 /// A version's answer, encoded once: versions never change, so neither does

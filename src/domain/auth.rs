@@ -23,16 +23,19 @@ pub enum Scope {
     Promote,
     /// Run evaluations and optimizations.
     Evaluate,
+    /// Send feedback on served versions (give it to a service's read key).
+    Feedback,
     /// Keys, projects and the audit log; implies every other scope.
     Admin,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 5] = [
+    pub const ALL: [Scope; 6] = [
         Scope::Read,
         Scope::Write,
         Scope::Promote,
         Scope::Evaluate,
+        Scope::Feedback,
         Scope::Admin,
     ];
 
@@ -42,6 +45,7 @@ impl Scope {
             Self::Write => "write",
             Self::Promote => "promote",
             Self::Evaluate => "evaluate",
+            Self::Feedback => "feedback",
             Self::Admin => "admin",
         }
     }

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod content;
+pub mod experiments;
 pub mod jobs;
 pub mod names;
 pub mod optimization;
@@ -93,6 +94,8 @@ pub struct LabelMove {
     pub rollback: bool,
     pub at: DateTime<Utc>,
     pub by: Option<String>,
+    /// What an experiment did to the label (such an entry moves nothing).
+    pub note: Option<String>,
 }
 
 /// A JSON value's type as a message names it: `a string`, `an object`, …

@@ -10,13 +10,15 @@
 //! ask for it on every partial that has only `production`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use moka::sync::Cache;
 use uuid::Uuid;
 
 use crate::config::CacheConfig;
 use crate::domain::auth::Actor;
+use crate::domain::experiments::{self, Experiment};
 use crate::domain::{
     Label, LabelName, Page, ProjectId, PromptName, PromptSummary, Version, VersionRef,
 };
@@ -33,7 +35,62 @@ pub const READY_WITHIN: std::time::Duration = std::time::Duration::from_millis(1
 /// not have. Removed from the cache as a whole on invalidation; a reader that
 /// raced the removal fills a detached copy, so a stale answer can never land
 /// in the live cache.
-type Resolutions = Arc<RwLock<HashMap<LabelName, Option<Arc<Version>>>>>;
+type Resolutions = Arc<RwLock<HashMap<LabelName, Option<Resolved>>>>;
+
+/// A label's version, and the experiment splitting the label, if one runs.
+#[derive(Clone)]
+struct Resolved {
+    version: Arc<Version>,
+    split: Option<Arc<Split>>,
+}
+
+/// A running experiment as the hot path needs it: weights (the control
+/// first) and, per variant, its version and served counter.
+struct Split {
+    experiment: Uuid,
+    weights: Vec<u32>,
+    arms: Vec<Arm>,
+}
+
+struct Arm {
+    version: Arc<Version>,
+    served: Arc<AtomicU64>,
+}
+
+impl Split {
+    /// The variant for `unit` (random without one), counted as served;
+    /// `None` only for a split without variants, which is never loaded.
+    fn choose(&self, unit: Option<&str>) -> Option<Served> {
+        let bucket = match unit {
+            Some(unit) => experiments::bucket(self.experiment, unit),
+            None => rand::random_range(0..experiments::BUCKETS),
+        };
+        let arm = self
+            .arms
+            .get(experiments::variant_for(&self.weights, bucket))?;
+        arm.served.fetch_add(1, Ordering::Relaxed);
+        Some(Served {
+            version: arm.version.clone(),
+            experiment: Some(self.experiment),
+        })
+    }
+}
+
+/// What a label served: a version and, when an experiment chose it, which.
+#[derive(Debug, Clone)]
+pub struct Served {
+    pub version: Arc<Version>,
+    pub experiment: Option<Uuid>,
+}
+
+impl Served {
+    fn plain(version: Arc<Version>) -> Self {
+        Self {
+            version,
+            experiment: None,
+        }
+    }
+}
 
 /// A write's answer that names the prompt it changed.
 pub(super) trait ChangesPrompt {
@@ -41,6 +98,12 @@ pub(super) trait ChangesPrompt {
 }
 
 impl ChangesPrompt for Label {
+    fn changed_prompt(&self) -> Uuid {
+        self.prompt_id
+    }
+}
+
+impl ChangesPrompt for Experiment {
     fn changed_prompt(&self) -> Uuid {
         self.prompt_id
     }
@@ -59,6 +122,9 @@ pub struct Registry {
     prompt_ids: Cache<(ProjectId, PromptName), Uuid>,
     exact: Cache<(Uuid, semver::Version), Arc<Version>>,
     resolutions: Cache<Uuid, Resolutions>,
+    /// Requests each experiment variant served since the last flush, by
+    /// (experiment, position); cached splits hold the same counters.
+    served: Mutex<HashMap<(Uuid, u32), Arc<AtomicU64>>>,
 }
 
 impl Registry {
@@ -68,6 +134,7 @@ impl Registry {
             prompt_ids: Cache::new(limits.max_prompts),
             exact: Cache::new(limits.max_versions),
             resolutions: Cache::new(limits.max_prompts),
+            served: Mutex::default(),
         }
     }
 
@@ -182,61 +249,175 @@ impl Registry {
     }
 
     /// The hot path: a version by semver or label, from memory when possible.
+    /// A label resolves to its own version even while an experiment splits
+    /// it: [`Registry::serve_version`] is what serves the split.
     pub async fn get_version(
         &self,
         project: ProjectId,
         name: &PromptName,
         reference: &VersionRef,
     ) -> StoreResult<Arc<Version>> {
+        match reference {
+            VersionRef::Label(label) => Ok(self.resolve_label(project, name, label).await?.version),
+            VersionRef::Exact(semver) => self.exact_version(project, name, semver).await,
+        }
+    }
+
+    async fn exact_version(
+        &self,
+        project: ProjectId,
+        name: &PromptName,
+        semver: &semver::Version,
+    ) -> StoreResult<Arc<Version>> {
         let prompt_id = self.prompt_ids.get(&(project, name.clone()));
-        if let (VersionRef::Label(_), None) = (reference, prompt_id) {
-            metrics::cache_lookup(metrics::Cache::Label, false);
+        if let Some(hit) = prompt_id.and_then(|id| self.exact.get(&(id, semver.clone()))) {
+            return Ok(hit);
         }
-        match (reference, prompt_id) {
-            (VersionRef::Exact(semver), Some(id)) => {
-                if let Some(hit) = self.exact.get(&(id, semver.clone())) {
-                    return Ok(hit);
-                }
-            }
-            (VersionRef::Label(label), Some(id)) => {
-                let entry = self.resolutions.get_with(id, Resolutions::default);
-                let hit = read(&entry).get(label).cloned();
-                metrics::cache_lookup(metrics::Cache::Label, hit.is_some());
-                match hit {
-                    Some(Some(version)) => return Ok(version),
-                    Some(None) => {
-                        return Err(StoreError::LabelNotFound {
-                            prompt: name.to_string(),
-                            label: label.to_string(),
-                        })
-                    }
-                    None => {}
-                }
-                // Fetch with the entry in hand: if a write invalidates it
-                // meanwhile, what we fetched goes into the detached entry.
-                return match self.store.get_version(project, name, reference).await {
-                    Ok(version) => {
-                        let version = Arc::new(version);
-                        write(&entry).insert(label.clone(), Some(version.clone()));
-                        Ok(version)
-                    }
-                    Err(unset @ StoreError::LabelNotFound { .. }) => {
-                        write(&entry).insert(label.clone(), None);
-                        Err(unset)
-                    }
-                    Err(other) => Err(other),
-                };
-            }
-            (_, None) => {}
-        }
-        let version = Arc::new(self.store.get_version(project, name, reference).await?);
+        let reference = VersionRef::Exact(semver.clone());
+        let version = Arc::new(self.store.get_version(project, name, &reference).await?);
         self.prompt_ids
             .insert((project, name.clone()), version.prompt_id);
-        if let VersionRef::Exact(semver) = reference {
-            self.exact
-                .insert((version.prompt_id, semver.clone()), version.clone());
-        }
+        self.exact
+            .insert((version.prompt_id, semver.clone()), version.clone());
         Ok(version)
+    }
+
+    /// A version for a client to use: as [`Registry::get_version`], except
+    /// that a label an experiment runs on answers one of its variants,
+    /// chosen in memory: by `unit` (sticky: the same unit, the same
+    /// variant, on every replica), else at random.
+    pub async fn serve_version(
+        &self,
+        project: ProjectId,
+        name: &PromptName,
+        reference: &VersionRef,
+        unit: Option<&str>,
+    ) -> StoreResult<Served> {
+        let VersionRef::Label(label) = reference else {
+            return Ok(Served::plain(
+                self.get_version(project, name, reference).await?,
+            ));
+        };
+        let resolved = self.resolve_label(project, name, label).await?;
+        Ok(resolved
+            .split
+            .and_then(|split| split.choose(unit))
+            .unwrap_or(Served::plain(resolved.version)))
+    }
+
+    /// A label's version and the split running on it, from memory when possible.
+    async fn resolve_label(
+        &self,
+        project: ProjectId,
+        name: &PromptName,
+        label: &LabelName,
+    ) -> StoreResult<Resolved> {
+        let reference = VersionRef::Label(label.clone());
+        let Some(id) = self.prompt_ids.get(&(project, name.clone())) else {
+            metrics::cache_lookup(metrics::Cache::Label, false);
+            let version = Arc::new(self.store.get_version(project, name, &reference).await?);
+            self.prompt_ids
+                .insert((project, name.clone()), version.prompt_id);
+            let split = self
+                .load_split(project, name, version.prompt_id, label)
+                .await?;
+            return Ok(Resolved { version, split });
+        };
+        let entry = self.resolutions.get_with(id, Resolutions::default);
+        let hit = read(&entry).get(label).cloned();
+        metrics::cache_lookup(metrics::Cache::Label, hit.is_some());
+        match hit {
+            Some(Some(resolved)) => return Ok(resolved),
+            Some(None) => {
+                return Err(StoreError::LabelNotFound {
+                    prompt: name.to_string(),
+                    label: label.to_string(),
+                })
+            }
+            None => {}
+        }
+        // Fetch with the entry in hand: if a write invalidates it
+        // meanwhile, what we fetched goes into the detached entry.
+        match self.store.get_version(project, name, &reference).await {
+            Ok(version) => {
+                let split = self.load_split(project, name, id, label).await?;
+                let resolved = Resolved {
+                    version: Arc::new(version),
+                    split,
+                };
+                write(&entry).insert(label.clone(), Some(resolved.clone()));
+                Ok(resolved)
+            }
+            Err(unset @ StoreError::LabelNotFound { .. }) => {
+                write(&entry).insert(label.clone(), None);
+                Err(unset)
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// The experiment running on a label, with its variants' versions and
+    /// served counters at hand, so that a request chooses without I/O.
+    async fn load_split(
+        &self,
+        project: ProjectId,
+        name: &PromptName,
+        prompt_id: Uuid,
+        label: &LabelName,
+    ) -> StoreResult<Option<Arc<Split>>> {
+        let Some(experiment) = self
+            .store
+            .find_running_experiment(prompt_id, label.as_str())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut arms = Vec::with_capacity(experiment.variants.len());
+        for (position, variant) in (0u32..).zip(&experiment.variants) {
+            let version = self.exact_version(project, name, &variant.version).await?;
+            let served = lock(&self.served)
+                .entry((experiment.id, position))
+                .or_default()
+                .clone();
+            arms.push(Arm { version, served });
+        }
+        Ok(Some(Arc::new(Split {
+            experiment: experiment.id,
+            weights: experiment.variants.iter().map(|v| v.weight).collect(),
+            arms,
+        })))
+    }
+
+    /// Writes the requests served since the last flush to the store (one
+    /// write per variant that served any), and forgets the counters of
+    /// splits no longer cached. On failure the counts are kept for the next.
+    pub async fn flush_served(&self) -> StoreResult<()> {
+        let counts: Vec<(Uuid, u32, u64)> = {
+            let mut served = lock(&self.served);
+            let counts = served
+                .iter()
+                .map(|(&(experiment, position), count)| {
+                    (experiment, position, count.swap(0, Ordering::Relaxed))
+                })
+                .filter(|(_, _, count)| *count > 0)
+                .collect();
+            served.retain(|_, count| Arc::strong_count(count) > 1);
+            counts
+        };
+        if counts.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.store.add_served(&counts).await {
+            let mut served = lock(&self.served);
+            for (experiment, position, count) in counts {
+                served
+                    .entry((experiment, position))
+                    .or_default()
+                    .fetch_add(count, Ordering::Relaxed);
+            }
+            return Err(e);
+        }
+        Ok(())
     }
 
     pub async fn list_labels(
@@ -268,6 +449,10 @@ impl Registry {
 // the map is still valid, so keep serving.
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {

@@ -26,6 +26,7 @@ use crate::domain::{
 };
 use crate::providers::requests::history_roles;
 use crate::providers::ProviderKind;
+use crate::services::registry::Served;
 use crate::services::Registry;
 use crate::store::StoreError;
 use crate::telemetry::metrics;
@@ -213,11 +214,6 @@ impl Renderer {
 
     /// Renders version `reference` of `name` with `variables`, for `format`'s
     /// API when one is given (it decides which chat history roles are taken).
-    #[tracing::instrument(name = "render", skip_all, fields(
-        promptreg.prompt = %name,
-        promptreg.label = tracing::field::Empty,
-        promptreg.version = tracing::field::Empty,
-    ))]
     pub async fn render_version(
         &self,
         project: ProjectId,
@@ -227,6 +223,54 @@ impl Renderer {
         format: Option<ProviderKind>,
     ) -> Result<RenderOutput, RenderError> {
         let version = self.registry.get_version(project, name, reference).await?;
+        self.render_resolved(project, name, reference, version, variables, format)
+            .await
+    }
+
+    /// Renders for a client: as [`Renderer::render_version`], except that a
+    /// label an experiment splits renders the variant chosen for `unit`
+    /// (see [`Registry::serve_version`]); evaluations render the label's own
+    /// version instead.
+    pub async fn render_served(
+        &self,
+        project: ProjectId,
+        name: &PromptName,
+        reference: &VersionRef,
+        unit: Option<&str>,
+        variables: &Value,
+        format: Option<ProviderKind>,
+    ) -> Result<(RenderOutput, Served), RenderError> {
+        let served = self
+            .registry
+            .serve_version(project, name, reference, unit)
+            .await?;
+        let output = self
+            .render_resolved(
+                project,
+                name,
+                reference,
+                served.version.clone(),
+                variables,
+                format,
+            )
+            .await?;
+        Ok((output, served))
+    }
+
+    #[tracing::instrument(name = "render", skip_all, fields(
+        promptreg.prompt = %name,
+        promptreg.label = tracing::field::Empty,
+        promptreg.version = tracing::field::Empty,
+    ))]
+    async fn render_resolved(
+        &self,
+        project: ProjectId,
+        name: &PromptName,
+        reference: &VersionRef,
+        version: Arc<Version>,
+        variables: &Value,
+        format: Option<ProviderKind>,
+    ) -> Result<RenderOutput, RenderError> {
         let span = tracing::Span::current();
         span.record(
             "promptreg.version",

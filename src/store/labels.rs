@@ -141,7 +141,7 @@ macro_rules! impl_sql {
                 // repeated rollbacks walk back through history, like undo.
                 let undoable: Option<(i64, Option<Uuid>)> = sqlx::query_as(
                     "select m.id, m.from_version_id from label_move m \
-                     where m.prompt_id = $1 and m.label = $2 and m.undoes_move_id is null \
+                     where m.prompt_id = $1 and m.label = $2 and m.undoes_move_id is null and m.note is null \
                      and not exists (select 1 from label_move r where r.undoes_move_id = m.id) \
                      order by m.id desc limit 1",
                 )

@@ -1,6 +1,6 @@
 //! Persistence. The use-cases are split by resource into one trait each
 //! (`PromptStore`, `LabelStore`, `DatasetStore`, `JobStore`, `EvaluationStore`,
-//! `OptimizationStore`, `GateStore`, `AdminStore`, `UserStore`, and `BackendStore` for what
+//! `OptimizationStore`, `GateStore`, `AdminStore`, `UserStore`, `ExperimentStore`, and `BackendStore` for what
 //! a backend answers about itself); `Store` bundles them and is what the app
 //! holds, as `Arc<dyn Store>`. Each multi-statement write is one transaction
 //! inside one method. This is the only module with SQL and it never sees HTTP
@@ -15,6 +15,7 @@ mod admin;
 mod backend;
 mod datasets;
 mod evaluations;
+pub mod experiments;
 mod gates;
 pub(crate) mod health;
 mod jobs;
@@ -33,6 +34,7 @@ pub use admin::{AdminStore, NewKey, StoredKey};
 pub use backend::{BackendStore, Invalidation, PoolConnections};
 pub use datasets::{DatasetStore, ItemBatches, ItemError};
 pub use evaluations::EvaluationStore;
+pub use experiments::ExperimentStore;
 pub use gates::GateStore;
 pub use jobs::{JobCount, JobStore};
 pub use labels::LabelStore;
@@ -74,6 +76,7 @@ store_of!(
     AdminStore,
     WebhookStore,
     UserStore,
+    ExperimentStore,
 );
 
 /// What went wrong, with its subject named, so that every front door can
@@ -121,6 +124,16 @@ pub enum StoreError {
     /// worker, or a cancel was asked for): it must stop writing.
     #[error("the job is no longer held by this worker")]
     JobNotHeld,
+    #[error("no experiment with this id in your project")]
+    ExperimentNotFound,
+    /// The label already has a running experiment.
+    #[error("label {0:?} already has a running experiment; stop it first")]
+    ExperimentRunning(String),
+    #[error("the experiment is {}: it changes no more", .0.as_str().replace('_', " "))]
+    ExperimentEnded(crate::domain::experiments::ExperimentStatus),
+    /// An experiment's first variant is not the label's version.
+    #[error("the control (the first variant) must be label {label:?}'s version, {version}")]
+    ControlNotCurrent { label: String, version: String },
     #[error("no webhook with this id in your project")]
     WebhookNotFound,
     #[error("no webhook delivery with this id in your project")]

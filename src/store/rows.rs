@@ -155,7 +155,7 @@ impl TryFrom<LabelRow> for Label {
 }
 
 pub const LABEL_MOVE_SELECT: &str = "select m.id, m.label, fv.version as from_version, \
-     tv.version as to_version, m.undoes_move_id, m.at, m.by \
+     tv.version as to_version, m.undoes_move_id, m.at, m.by, m.note \
      from label_move m \
      left join prompt_version fv on fv.id = m.from_version_id \
      left join prompt_version tv on tv.id = m.to_version_id";
@@ -169,6 +169,7 @@ pub struct LabelMoveRow {
     pub undoes_move_id: Option<i64>,
     pub at: DateTime<Utc>,
     pub by: Option<String>,
+    pub note: Option<String>,
 }
 
 impl TryFrom<LabelMoveRow> for LabelMove {
@@ -183,6 +184,7 @@ impl TryFrom<LabelMoveRow> for LabelMove {
             rollback: row.undoes_move_id.is_some(),
             at: row.at,
             by: row.by,
+            note: row.note,
         })
     }
 }

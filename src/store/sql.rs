@@ -45,7 +45,7 @@ macro_rules! impl_store {
         }
         crate::store::sql::impl_resources!(
             $store, $db, $backend:
-            backend prompts labels datasets jobs evaluations optimizations gates admin webhooks users
+            backend prompts labels datasets jobs evaluations optimizations gates admin webhooks users experiments
         );
     };
 }

@@ -256,6 +256,38 @@ async fn prepare(
                 None,
             )
         }
+        ("POST", "/v1/prompts/{name}/experiments") => {
+            let label = format!("exp{n}");
+            app.set_label("walk", &label, "1.0.0").await;
+            (
+                format!("{}/experiments", seeded("walk")),
+                Some(walk_experiment_body(&label)),
+            )
+        }
+        ("PATCH", "/v1/experiments/{id}") => (
+            format!("/v1/experiments/{}", walk_experiment(app, n).await),
+            Some(
+                json!({"variants": [{"version": "1.0.0", "weight": 50}, {"version": "1.0.1", "weight": 50}]}),
+            ),
+        ),
+        ("POST", "/v1/experiments/{id}/stop") => (
+            format!("/v1/experiments/{}/stop", walk_experiment(app, n).await),
+            Some(json!({"promote": null})),
+        ),
+        ("GET", "/v1/experiments/{id}") => (
+            format!("/v1/experiments/{}", walk_experiment(app, n).await),
+            None,
+        ),
+        ("POST", "/v1/feedback") => (
+            template.to_owned(),
+            Some(json!({"prompt": "walk", "version": "1.0.0", "name": "thumbs_up", "value": true})),
+        ),
+        ("POST", "/v1/feedback/batch") => (
+            template.to_owned(),
+            Some(
+                json!({"items": [{"prompt": "walk", "version": "1.0.0", "name": "thumbs_up", "value": 1}]}),
+            ),
+        ),
         ("GET", webhook) if webhook.starts_with("/v1/webhooks/{id}") => {
             (webhook.replace("{id}", &walk_webhook(app).await), None)
         }
@@ -297,6 +329,23 @@ async fn walk_webhook(app: &TestApp) -> String {
             "/v1/webhooks",
             json!({"url": "https://hooks.example.com/walk", "events": ["*"]}),
         )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    created.body["id"].as_str().unwrap_or_default().to_owned()
+}
+
+/// An experiment on `label` of the walk's prompt: 1.0.0 against 1.0.1.
+fn walk_experiment_body(label: &str) -> Value {
+    json!({"label": label, "metric": "thumbs_up", "direction": "higher", "min_samples": 10,
+           "variants": [{"version": "1.0.0", "weight": 90}, {"version": "1.0.1", "weight": 10}]})
+}
+
+/// A running experiment on a fresh label of the walk's prompt; its id.
+async fn walk_experiment(app: &TestApp, n: usize) -> String {
+    let label = format!("exp{n}");
+    app.set_label("walk", &label, "1.0.0").await;
+    let created = app
+        .post("/v1/prompts/walk/experiments", walk_experiment_body(&label))
         .await;
     assert_eq!(created.status, 201, "{}", created.body);
     created.body["id"].as_str().unwrap_or_default().to_owned()
@@ -361,7 +410,7 @@ async fn every_route_answers_each_kind_of_key_exactly(app: TestApp) {
     let walk = walk_ids(&app).await;
 
     let mut keys: Vec<(String, String, String)> = Vec::new();
-    for scope in ["read", "write", "promote", "evaluate", "admin"] {
+    for scope in ["read", "write", "promote", "evaluate", "feedback", "admin"] {
         let (id, secret) = app
             .create_key(json!({"name": scope, "scopes": [scope]}))
             .await;
@@ -468,6 +517,8 @@ async fn every_route_answers_each_kind_of_key_exactly(app: TestApp) {
                 "/v1/evaluations",
                 "/v1/evaluations/compare",
                 "/v1/optimizations",
+                "/v1/feedback",
+                "/v1/feedback/batch",
             ]
             .contains(&template.as_str())
             || (template.starts_with("/api/2.0/mlflow/")

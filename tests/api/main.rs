@@ -11,6 +11,7 @@ mod datasets;
 mod docs;
 mod errors;
 mod evaluations;
+mod experiments;
 mod fake_llm;
 mod gate_paths;
 mod hostile_input;

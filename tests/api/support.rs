@@ -380,10 +380,13 @@ pub fn test_config(database_url: &str) -> Config {
     config.init_admin_key = promptreg::config::Redacted(ADMIN_KEY.to_owned());
     // Fixtures make many admin calls (the route walk creates an endpoint
     // per webhook call); the limit itself is tested with its own config.
-    config.rate_limit.admin = promptreg::config::RateLimit {
-        per_second: 1000.0,
-        burst: 2000,
-    };
+    // Likewise the walk's experiments: each one a label set and a start.
+    for bucket in [&mut config.rate_limit.admin, &mut config.rate_limit.promote] {
+        *bucket = promptreg::config::RateLimit {
+            per_second: 1000.0,
+            burst: 2000,
+        };
+    }
     // A key to seal webhook secrets with (base64 of 32 bytes).
     config.webhooks.secret_key =
         promptreg::config::Redacted("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_owned());

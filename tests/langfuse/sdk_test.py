@@ -270,6 +270,41 @@ def _():
     check("nothing written by the refused create", missing.status_code == 404, missing.status_code)
 
 
+@step("get_prompt(label=…) while an experiment splits the label")
+def _():
+    def v1_send(method, path, body):
+        response = v1.request(method, path, json=body)
+        response.raise_for_status()
+        return response.json()
+
+    v1_send("POST", "/v1/prompts", {"name": "split/me"})
+    v1_send("POST", "/v1/prompts/split%2Fme/versions", {"template": "Control {{name}}"})
+    v1_send("POST", "/v1/prompts/split%2Fme/versions", {"template": "Treatment {{name}}"})
+    v1_send("PUT", "/v1/prompts/split%2Fme/labels/production", {"version": "1.0.0"})
+    experiment = v1_send(
+        "POST",
+        "/v1/prompts/split%2Fme/experiments",
+        {
+            "label": "production",
+            "variants": [{"version": "1.0.0", "weight": 50}, {"version": "1.0.1", "weight": 50}],
+            "metric": "thumbs_up",
+            "direction": "higher",
+            "min_samples": 10,
+        },
+    )
+    seen = {1: 0, 2: 0}
+    for _ in range(40):
+        prompt = langfuse.get_prompt("split/me", label="production", cache_ttl_seconds=0, max_retries=0)
+        expected = "Control {{name}}" if prompt.version == 1 else "Treatment {{name}}"
+        check("a variant's own template", prompt.prompt == expected, (prompt.version, prompt.prompt))
+        seen[prompt.version] = seen.get(prompt.version, 0) + 1
+    served = [v["served"] for v in v1_get(f"/v1/experiments/{experiment['id']}")["variants"]]
+    check("the SDK got the versions promptreg says it served", [seen[1], seen[2]] == served, (seen, served))
+    v1_send("POST", f"/v1/experiments/{experiment['id']}/stop", {"promote": None})
+    after = langfuse.get_prompt("split/me", label="production", cache_ttl_seconds=0, max_retries=0)
+    check("after the stop, the label's own version", after.version == 1, after.version)
+
+
 @step("tracing, flush and shutdown")
 def _():
     prompt = langfuse.get_prompt("greet")

@@ -3,8 +3,8 @@
 //! prompts. Each is the `/v1` operation it stands for, through the registry.
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{AppendHeaders, IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -14,6 +14,7 @@ use super::wire::{self, LangfusePrompt, LATEST};
 use super::{LangfuseAuth, LangfuseError, LangfuseErrorBody};
 use crate::api::auth::scope;
 use crate::api::extract::{prompt_name, Json, Path, PromptPath, Query, MAX_FILTER_LEN};
+use crate::api::served;
 use crate::api::AppState;
 use crate::domain::auth::Scope;
 use crate::domain::content::{parse_content, ContentFields, PromptBody};
@@ -52,7 +53,7 @@ pub struct GetPromptParams {
     security(("langfuse_basic" = ["read"])),
     params(PromptPath, GetPromptParams),
     responses(
-        (status = 200, description = "The version", body = LangfusePrompt),
+        (status = 200, description = "The version; while an experiment splits the label, the variant chosen for the `x-promptreg-unit` header (at random without one), named by the `x-promptreg-experiment` and `x-promptreg-variant` headers", body = LangfusePrompt),
         (status = 400, description = "`InvalidRequestError`: both `version` and `label`, a version that is no integer, a `resolve` that is no boolean, a name or label promptreg refuses, partials that written out in place exceed `render.max_output_bytes`", body = LangfuseErrorBody),
         (status = 404, description = "`LangfuseNotFoundError`: no such prompt, version or label", body = LangfuseErrorBody),
     ))]
@@ -61,7 +62,11 @@ pub async fn get_prompt(
     auth: LangfuseAuth<scope::Read>,
     path: std::result::Result<Path<String>, ApiError>,
     params: std::result::Result<Query<GetPromptParams>, ApiError>,
-) -> Result<axum::Json<LangfusePrompt>> {
+    headers: HeaderMap,
+) -> Result<(
+    AppendHeaders<Vec<(HeaderName, HeaderValue)>>,
+    axum::Json<LangfusePrompt>,
+)> {
     let Path(name) = path?;
     let Query(params) = params?;
     if let Some(raw) = params.resolve.as_deref() {
@@ -78,6 +83,7 @@ pub async fn get_prompt(
             LabelName::parse(&raw).map_err(|e| LangfuseError::invalid(format!("label: {}", e.0)))
         })
         .transpose()?;
+    let mut split_headers = Vec::new();
     let version = match (params.version, &label) {
         (Some(_), Some(_)) => {
             return Err(LangfuseError::invalid(
@@ -92,15 +98,19 @@ pub async fn get_prompt(
                 Some(label) => VersionRef::Label(label.clone()),
                 None => state.renderer.default_ref(),
             };
-            state
+            let unit = served::unit(None, &headers);
+            let served = state
                 .registry
-                .get_version(auth.project, &name, &reference)
+                .serve_version(auth.project, &name, &reference, unit)
                 .await
-                .map_err(ApiError::from)?
+                .map_err(ApiError::from)?;
+            split_headers = served::headers(&served);
+            served.version
         }
     };
-    Ok(axum::Json(
-        answer(&state, auth.project, &version, label.as_ref()).await?,
+    Ok((
+        AppendHeaders(split_headers),
+        axum::Json(answer(&state, auth.project, &version, label.as_ref()).await?),
     ))
 }
 

@@ -3,6 +3,7 @@
 //! stands for, through the same services.
 
 use axum::extract::State;
+use axum::response::AppendHeaders;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -467,18 +468,30 @@ pub async fn get_model_version_by_alias(
     State(state): State<AppState>,
     auth: MlflowAuth<scope::Read>,
     params: std::result::Result<Query<AliasParams>, ApiError>,
-) -> Result<axum::Json<ModelVersionResponse>> {
+    headers: axum::http::HeaderMap,
+) -> Result<(
+    AppendHeaders<Vec<(axum::http::HeaderName, axum::http::HeaderValue)>>,
+    axum::Json<ModelVersionResponse>,
+)> {
     let Query(params) = params?;
     let name = name_of(&params.name)?;
     let label = LabelName::parse(&params.alias)
         .map_err(|e| MlflowError::invalid(format!("alias: {}", e.0)))?;
     let project = auth.project;
-    let version = state
+    let served = state
         .registry
-        .get_version(project, &name, &VersionRef::Label(label.clone()))
+        .serve_version(
+            project,
+            &name,
+            &VersionRef::Label(label.clone()),
+            crate::api::served::unit(None, &headers),
+        )
         .await?;
-    Ok(ModelVersionResponse::new(
-        model_version(&state, project, &version, Some(&label)).await?,
+    Ok((
+        AppendHeaders(crate::api::served::headers(&served)),
+        ModelVersionResponse::new(
+            model_version(&state, project, &served.version, Some(&label)).await?,
+        ),
     ))
 }
 
