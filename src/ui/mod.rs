@@ -6,9 +6,9 @@
 //! script. Every POST must come from a page of this server (`Origin`) and
 //! carry the session's CSRF token. Nothing here touches the store.
 
+mod about;
 mod diff;
 mod editor;
-mod about;
 mod highlight;
 mod pages;
 mod playground;
