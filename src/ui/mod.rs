@@ -3,7 +3,8 @@
 //! extracts (session, form), calls one service function (the same the JSON
 //! API calls, with the same scopes), and renders a template. Templates
 //! escape everything; pages carry a strict Content-Security-Policy and no
-//! script. Every POST must come from a page of this server (`Origin`) and
+//! inline script (the one script, vendored htmx, checks the editor's draft
+//! while it is typed; without it the Check button does). Every POST must come from a page of this server (`Origin`) and
 //! carry the session's CSRF token. Nothing here touches the store.
 
 mod about;
@@ -53,6 +54,7 @@ pub fn router() -> Router<AppState> {
         .route("/ui", get(pages::home))
         .route("/ui/", get(pages::home))
         .route("/ui/style.css", get(pages::stylesheet))
+        .route("/ui/htmx.min.js", get(pages::htmx))
         .route(
             "/ui/signin",
             get(sign_in::sign_in_page).post(sign_in::sign_in),

@@ -33,12 +33,25 @@ pub async fn home() -> Redirect {
 }
 
 pub async fn stylesheet() -> Response {
+    asset("text/css; charset=utf-8", include_str!("assets/style.css"))
+}
+
+/// htmx 2.0.11 (licence: `assets/htmx.LICENSE`), the one script: the editor
+/// uses it to check a draft while it is typed.
+pub async fn htmx() -> Response {
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("assets/htmx.min.js"),
+    )
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
     (
         [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CONTENT_TYPE, content_type),
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
-        include_str!("assets/style.css"),
+        body,
     )
         .into_response()
 }

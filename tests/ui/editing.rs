@@ -57,6 +57,23 @@ impl Browser {
         texts
     }
 
+    /// The texts at `css` once there are some, waiting up to 10 s (the
+    /// editor's check while typing answers in the background).
+    async fn wait_for_texts(&self, css: &str) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let texts = self.texts(css).await;
+            if texts.iter().any(|t| !t.is_empty()) {
+                return texts;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "nothing at {css} within 10 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     async fn links(&self) -> Vec<String> {
         self.texts("main a").await
     }
@@ -335,8 +352,59 @@ async fn a_viewer_cannot_edit_or_create(url: String) {
     browser.close().await;
 }
 
+async fn a_draft_is_checked_while_it_is_typed(url: String) {
+    let Some((app, base, browser)) = setup(&url).await else {
+        return;
+    };
+    app.seed_prompt("greet").await;
+    app.seed_version("greet", "Hello {{name}}").await;
+    browser.sign_in(&base, "rita").await;
+    let editor = format!("{base}/ui/prompts/greet/edit");
+    browser.goto(&editor).await;
+    browser.wait_for_heading("Edit greet").await;
+
+    // No button is pressed: the problem appears under the field by itself.
+    browser
+        .replace("#template", "Hello\n{{#if name}}friend")
+        .await;
+    let error = browser.wait_for_texts("#template-error").await;
+    assert!(
+        error[0].starts_with("Line 2") && error[0].contains("column"),
+        "{error:?}"
+    );
+    assert_eq!(
+        browser.client.current_url().await.expect("url").as_str(),
+        editor
+    );
+    assert_eq!(
+        browser.value("#template").await,
+        "Hello\n{{#if name}}friend",
+        "what is typed stays"
+    );
+
+    // Mended, the problem goes and the check says what the template reads.
+    browser
+        .replace("#template", "Hi {{name}} from {{place}}")
+        .await;
+    let status = browser.wait_for_texts("#check-status").await;
+    assert_eq!(
+        status,
+        ["No problems found. The template reads: name, place."],
+        "{status:?}"
+    );
+    assert!(browser.texts("#template-error").await.is_empty());
+    let versions = app.get("/v1/prompts/greet/versions").await;
+    assert_eq!(
+        versions.body["items"].as_array().map(Vec::len),
+        Some(1),
+        "checking writes nothing"
+    );
+    browser.close().await;
+}
+
 crate::backend_url_tests!(
     an_editor_creates_a_prompt_edits_it_and_reads_the_diff,
+    a_draft_is_checked_while_it_is_typed,
     two_people_save_at_once_and_the_second_is_told_of_the_conflict,
     a_viewer_cannot_edit_or_create,
 );
