@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Load benchmark: the hot read path (prompt version by label) against /healthz,
-# on the SQLite and PostgreSQL backends.
+# on the SQLite and PostgreSQL backends; and the same read of a label with an
+# experiment running on it (each request picks a variant), against the plain one.
 #
 # Usage: bench/load.sh [sqlite] [postgres]      (default: both)
 #        DURATION=30s bench/load.sh sqlite
@@ -18,7 +19,8 @@ PG_DB=promptreg_bench
 BIN=target/release/promptreg
 LABEL_PATH="/v1/prompts/bench%2Fgreeting/versions/production"
 RENDER_PATH="/v1/prompts/bench%2Fgreeting/render"
-ENDPOINTS="healthz label render"
+SPLIT_PATH="/v1/prompts/bench%2Fsplit/versions/production"
+ENDPOINTS="healthz label render split"
 # The server is started with this admin key, and rate limits high enough not
 # to be what is measured.
 BENCH_KEY="pr_bench$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
@@ -190,6 +192,18 @@ bench_backend() {
         '{"type":"text","template":"Hello {{name}}, welcome to {{place}}!","labels":["production"]}'
     curl -fsS -o /dev/null -H "Authorization: Bearer $BENCH_KEY" "$BASE$LABEL_PATH" \
         || die "label read failed after seeding"
+    # The same template twice, split 50/50 on `production`: without a unit,
+    # every request picks a variant at random.
+    post /v1/prompts '{"name":"bench/split","description":"Load benchmark experiment"}'
+    post /v1/prompts/bench%2Fsplit/versions \
+        '{"type":"text","template":"Hello {{name}}, welcome to {{place}}!","labels":["production"]}'
+    post /v1/prompts/bench%2Fsplit/versions \
+        '{"type":"text","template":"Hi {{name}}, welcome to {{place}}!"}'
+    post /v1/prompts/bench%2Fsplit/experiments \
+        '{"label":"production","variants":[{"version":"1.0.0","weight":50},{"version":"1.0.1","weight":50}],"metric":"thumbs","direction":"higher","min_samples":100}'
+    curl -fsS -D "$TMP/split-headers" -o /dev/null -H "Authorization: Bearer $BENCH_KEY" "$BASE$SPLIT_PATH" \
+        || die "split label read failed after seeding"
+    grep -qi '^x-promptreg-experiment:' "$TMP/split-headers" || die "the split label read names no experiment"
     curl -fsS -o /dev/null -H "Authorization: Bearer $BENCH_KEY" -H 'content-type: application/json' \
         -d '{"variables": {"name": "Ada", "place": "Paris"}}' "$BASE$RENDER_PATH" \
         || die "render failed after seeding"
@@ -203,6 +217,7 @@ bench_backend() {
                 healthz) path=/healthz ;;
                 label) path="$LABEL_PATH" ;;
                 render) path="$RENDER_PATH"; script=bench/render.lua ;;
+                split) path="$SPLIT_PATH" ;;
             esac
             out="$TMP/$backend-$name-$round.txt"
             log "[$backend] round $round: $path for $DURATION"
@@ -231,7 +246,8 @@ git_rev() {
 # Best round per endpoint = the round with the highest req/s (with its own p99).
 report_backend() {
     local backend="$1"
-    awk -v backend="$backend" -v label_path="$LABEL_PATH" -v render_path="$RENDER_PATH" -v endpoints="$ENDPOINTS" '
+    awk -v backend="$backend" -v label_path="$LABEL_PATH" -v render_path="$RENDER_PATH" \
+        -v split_path="$SPLIT_PATH" -v endpoints="$ENDPOINTS" '
         $2 > rps[$1] { rps[$1] = $2; p99[$1] = $3 }
         END {
             n = split(endpoints, names, " ")
@@ -239,6 +255,7 @@ report_backend() {
                 e = names[i]
                 if (e == "healthz") endpoint = "GET /healthz"
                 else if (e == "label") endpoint = "GET " label_path
+                else if (e == "split") endpoint = "GET " split_path " (experiment running)"
                 else endpoint = "POST " render_path
                 printf "| %s | `%s` | %.0f | %.2f ms | %.2f | %.2f |\n", backend, endpoint,
                     rps[e], p99[e], rps[e] / rps["healthz"], p99[e] / p99["healthz"]
@@ -263,4 +280,16 @@ echo "| backend | endpoint | req/s | p99 | req/s vs /healthz | p99 vs /healthz |
 echo "|---|---|---:|---:|---:|---:|"
 for backend in "${BACKENDS[@]}"; do
     report_backend "$backend"
+done
+
+# An experiment's cost on a label read: the split read against the plain one,
+# measured in the same run (the target is at most 10% fewer requests/s).
+echo
+echo "| backend | label read with an experiment running, req/s vs without | p99 vs without |"
+echo "|---|---:|---:|"
+for backend in "${BACKENDS[@]}"; do
+    awk -v backend="$backend" '
+        $2 > rps[$1] { rps[$1] = $2; p99[$1] = $3 }
+        END { printf "| %s | %.2f | %.2f |\n", backend, rps["split"] / rps["label"], p99["split"] / p99["label"] }
+    ' "$TMP/$backend-results.txt"
 done
