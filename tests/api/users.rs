@@ -136,6 +136,19 @@ async fn sign_in(app: &TestApp, name: &str) -> String {
     page.session()
 }
 
+/// Posts the sign-in-with-a-key form; answers the page (the session cookie on success).
+async fn sign_in_with_key(app: &TestApp, key: &str) -> Page {
+    browse(
+        app,
+        Method::POST,
+        "/ui/signin/key",
+        None,
+        Some(ORIGIN),
+        &form(&[("key", key)]),
+    )
+    .await
+}
+
 async fn users_are_created_listed_changed_and_deleted(app: TestApp) {
     let created = app
         .post(
@@ -362,15 +375,7 @@ async fn a_viewer_cannot_promote_even_with_a_valid_token(app: TestApp) {
 
 async fn signing_out_ends_the_session(app: TestApp) {
     let session = {
-        let page = browse(
-            &app,
-            Method::POST,
-            "/ui/signin/key",
-            None,
-            Some(ORIGIN),
-            &form(&[("key", ADMIN_KEY)]),
-        )
-        .await;
+        let page = sign_in_with_key(&app, ADMIN_KEY).await;
         assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
         page.session()
     };
@@ -399,15 +404,7 @@ async fn deleting_a_user_or_revoking_a_key_ends_their_sessions(app: TestApp) {
     let (id, key) = app
         .create_key(json!({"name": "k", "scopes": ["read"]}))
         .await;
-    let key_page = browse(
-        &app,
-        Method::POST,
-        "/ui/signin/key",
-        None,
-        Some(ORIGIN),
-        &form(&[("key", &key)]),
-    )
-    .await;
+    let key_page = sign_in_with_key(&app, &key).await;
     let key_session = key_page.session();
     for session in [&user_session, &key_session] {
         assert_eq!(
@@ -479,15 +476,7 @@ async fn a_template_with_a_script_is_shown_as_text(app: TestApp) {
     app.seed_prompt("xss").await;
     app.seed_version("xss", "<script>alert(1)</script>").await;
     let session = {
-        let page = browse(
-            &app,
-            Method::POST,
-            "/ui/signin/key",
-            None,
-            Some(ORIGIN),
-            &form(&[("key", ADMIN_KEY)]),
-        )
-        .await;
+        let page = sign_in_with_key(&app, ADMIN_KEY).await;
         page.session()
     };
     let page = get(&app, "/ui/prompts/xss/versions/1.0.0", &session).await;
