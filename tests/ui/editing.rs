@@ -48,13 +48,19 @@ impl Browser {
             .expect("click");
     }
 
-    /// The texts of every element `css` finds.
+    /// The texts of every element `css` finds, read in one script call: the
+    /// check while typing swaps elements in the background, so finding them
+    /// first and reading each after could meet one already replaced.
     async fn texts(&self, css: &str) -> Vec<String> {
-        let mut texts = Vec::new();
-        for element in self.client.find_all(Locator::Css(css)).await.expect(css) {
-            texts.push(element.text().await.expect("text"));
-        }
-        texts
+        let texts = self
+            .client
+            .execute(
+                "return Array.from(document.querySelectorAll(arguments[0]), e => e.innerText.trim());",
+                vec![json!(css)],
+            )
+            .await
+            .expect(css);
+        serde_json::from_value(texts).expect("a list of texts")
     }
 
     /// The texts at `css` once there are some, waiting up to 10 s (the
