@@ -1,26 +1,38 @@
 #!/usr/bin/env bash
-# Load benchmark: the hot read path (prompt version by label) against /healthz,
-# on the SQLite and PostgreSQL backends; and the same read of a label with an
-# experiment running on it (each request picks a variant), against the plain one.
+# Load benchmark of the hot path, every figure a ratio to a reference measured
+# in the same run:
+# - a bare axum server (examples/bare_axum.rs: the same axum, tokio,
+#   allocator and release profile, no middleware) is the ceiling; /healthz,
+#   which pays every middleware layer, shows what the middleware costs;
+# - on each backend, interleaved with both: a cached label read, its
+#   `If-None-Match` revalidation (304), a render of a one-line text prompt, a
+#   render of a chat prompt with a partial, the Langfuse SDK's prompt read, and
+#   a label read with an experiment running on the label;
+# - on Postgres, a label read with the caches off (one round trip to the
+#   database) against `pgbench -S -M prepared` at the same concurrency.
 #
 # Usage: bench/load.sh [sqlite] [postgres]      (default: both)
-#        DURATION=30s bench/load.sh sqlite
+#        DURATION=30s ROUNDS=5 bench/load.sh postgres
 #
-# Progress goes to stderr; the machine facts and a markdown table go to stdout.
+# Progress goes to stderr; the machine facts and markdown tables to stdout.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 DURATION="${DURATION:-10s}"
-THREADS=2
+ROUNDS="${ROUNDS:-3}"
+THREADS=1
 CONNECTIONS=64
-ROUNDS=2
 PG_DB=promptreg_bench
+PGBENCH_DB=promptreg_pgbench
 BIN=target/release/promptreg
+BARE_BIN=target/release/examples/bare_axum
 LABEL_PATH="/v1/prompts/bench%2Fgreeting/versions/production"
 RENDER_PATH="/v1/prompts/bench%2Fgreeting/render"
+CHAT_PATH="/v1/prompts/bench%2Fchat/render"
+LANGFUSE_PATH="/api/public/v2/prompts/bench%2Fgreeting"
 SPLIT_PATH="/v1/prompts/bench%2Fsplit/versions/production"
-ENDPOINTS="healthz label render split"
+ENDPOINTS="bare healthz label revalidate render chat langfuse split"
 # The server is started with this admin key, and rate limits high enough not
 # to be what is measured.
 BENCH_KEY="pr_bench$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
@@ -44,21 +56,27 @@ die() { echo "error: $*" >&2; exit 1; }
 
 TMP="$(mktemp -d)"
 SERVER_PID=""
+BARE_PID=""
 
-# Stop the server: SIGTERM, up to 5 s to exit, then SIGKILL.
-stop_server() {
-    [ -n "$SERVER_PID" ] || return 0
-    kill "$SERVER_PID" 2>/dev/null || true
+# Stop a process: SIGTERM, up to 5 s to exit, then SIGKILL.
+stop_pid() {
+    local pid="$1"
+    [ -n "$pid" ] || return 0
+    kill "$pid" 2>/dev/null || true
     for _ in $(seq 1 50); do
-        kill -0 "$SERVER_PID" 2>/dev/null || break
+        kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
-    kill -9 "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+stop_server() {
+    stop_pid "$SERVER_PID"
     SERVER_PID=""
 }
 cleanup() {
     stop_server
+    stop_pid "$BARE_PID"
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -72,10 +90,12 @@ if ! command -v wrk >/dev/null 2>&1; then
         apt-get install -y wrk >&2
     fi
 fi
-command -v curl >/dev/null 2>&1 || die "curl is required"
+for tool in curl jq; do
+    command -v "$tool" >/dev/null 2>&1 || die "$tool is required"
+done
 
-log "building $BIN"
-cargo build --release >&2
+log "building $BIN and $BARE_BIN"
+cargo build --release --bin promptreg --example bare_axum >&2
 
 # ---- helpers ----------------------------------------------------------------
 port_in_use() {
@@ -106,6 +126,30 @@ ensure_postgres() {
     die "PostgreSQL did not become ready on 127.0.0.1:5432"
 }
 
+# wait_ready URL PID LOG: until URL answers, or the process exits.
+wait_ready() {
+    for _ in $(seq 1 300); do
+        kill -0 "$2" 2>/dev/null || { cat "$3" >&2; die "server exited"; }
+        curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    die "$1 not ready after 30 s"
+}
+
+# start_server URL: migrate and start promptreg on DATABASE_URL=URL, with the
+# environment given to this function.
+start_server() {
+    local url="$1" port
+    port="$(free_port)"
+    BASE="http://127.0.0.1:$port"
+    DATABASE_URL="$url" RUST_LOG=warn "$BIN" migrate >&2
+    DATABASE_URL="$url" RUST_LOG=warn \
+        "$BIN" serve --bind "127.0.0.1:$port" --log-format json \
+        >"$TMP/server.log" 2>&1 &
+    SERVER_PID=$!
+    wait_ready "$BASE/readyz" "$SERVER_PID" "$TMP/server.log"
+}
+
 # post PATH JSON: POST a JSON body and require 201 Created.
 post() {
     local status
@@ -114,18 +158,20 @@ post() {
     [ "$status" = 201 ] || die "POST $1 returned $status: $(cat "$TMP/response")"
 }
 
-# run_wrk PATH OUTFILE [LUA]: one wrk run; fails on any non-2xx/3xx response.
+# run_wrk URL OUTFILE [LUA] [HEADER...]: one wrk run; fails on any response
+# of 400 or more.
 run_wrk() {
-    local lua=()
+    local url="$1" out="$2" lua=() headers=()
     [ -z "${3:-}" ] || lua=(-s "$3")
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${lua[@]}" \
-        -H "Authorization: Bearer $BENCH_KEY" "$BASE$1" >"$2"
-    if grep -q 'Non-2xx or 3xx responses' "$2"; then
-        cat "$2" >&2
-        die "wrk saw error responses for $1"
+    shift 3
+    for header in "$@"; do headers+=(-H "$header"); done
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${lua[@]}" "${headers[@]}" "$url" >"$out"
+    if grep -q 'Non-2xx or 3xx responses' "$out"; then
+        cat "$out" >&2
+        die "wrk saw error responses for $url"
     fi
-    if grep -q 'Socket errors' "$2"; then
-        log "warning: $(grep 'Socket errors' "$2") ($1)"
+    if grep -q 'Socket errors' "$out"; then
+        log "warning: $(grep 'Socket errors' "$out") ($url)"
     fi
 }
 
@@ -134,9 +180,9 @@ wrk_rps() {
     awk '$1 == "Requests/sec:" { print $2 }' "$1"
 }
 
-# 99th percentile latency from a wrk --latency report, in milliseconds.
-wrk_p99_ms() {
-    awk '$1 == "99%" {
+# A latency percentile (50 or 99) from a wrk --latency report, in ms.
+wrk_ms() {
+    awk -v p="$2%" '$1 == p {
         v = $2
         if (v ~ /us$/)      { sub(/us$/, "", v); v = v / 1000 }
         else if (v ~ /ms$/) { sub(/ms$/, "", v); v = v + 0 }
@@ -146,52 +192,54 @@ wrk_p99_ms() {
     }' "$1"
 }
 
-# ---- one backend --------------------------------------------------------------
-bench_backend() {
-    local backend="$1" url port
+# record FILE NAME WRK_REPORT: appends "NAME rps p50 p99".
+record() {
+    local rps p50 p99
+    rps="$(wrk_rps "$3")"
+    p50="$(wrk_ms "$3" 50)" || die "cannot parse the 50% latency in $3"
+    p99="$(wrk_ms "$3" 99)" || die "cannot parse the 99% latency in $3"
+    if [ -z "$rps" ] || [ -z "$p50" ] || [ -z "$p99" ]; then
+        cat "$3" >&2
+        die "cannot parse wrk output in $3"
+    fi
+    echo "$2 $rps $p50 $p99" >>"$1"
+}
 
-    case "$backend" in
+# ---- the bare reference -------------------------------------------------------
+BARE_PORT="$(free_port)"
+BARE_URL="http://127.0.0.1:$BARE_PORT/"
+"$BARE_BIN" "127.0.0.1:$BARE_PORT" >"$TMP/bare.log" 2>&1 &
+BARE_PID=$!
+wait_ready "$BARE_URL" "$BARE_PID" "$TMP/bare.log"
+
+# ---- one backend --------------------------------------------------------------
+database_url() {
+    case "$1" in
         sqlite)
-            url="sqlite://$TMP/bench.db"
+            rm -f "$TMP/bench.db"*
+            echo "sqlite://$TMP/bench.db"
             ;;
         postgres)
             ensure_postgres
             psql -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres -d postgres \
                 -c "drop database if exists $PG_DB" \
                 -c "create database $PG_DB" >&2
-            url="postgres://postgres@127.0.0.1:5432/$PG_DB"
+            echo "postgres://postgres@127.0.0.1:5432/$PG_DB"
             ;;
     esac
+}
 
-    port="$(free_port)"
-    BASE="http://127.0.0.1:$port"
-
-    log "[$backend] migrating"
-    DATABASE_URL="$url" RUST_LOG=warn "$BIN" migrate >&2
-
-    log "[$backend] starting server on $BASE"
-    DATABASE_URL="$url" RUST_LOG=warn \
-        "$BIN" serve --bind "127.0.0.1:$port" --log-format json \
-        >"$TMP/server-$backend.log" 2>&1 &
-    SERVER_PID=$!
-
-    local ready=false
-    for _ in $(seq 1 300); do
-        kill -0 "$SERVER_PID" 2>/dev/null || { cat "$TMP/server-$backend.log" >&2; die "server exited"; }
-        if curl -fsS -o /dev/null "$BASE/readyz" 2>/dev/null; then
-            ready=true
-            break
-        fi
-        sleep 0.1
-    done
-    [ "$ready" = true ] || die "server not ready after 30 s"
-
-    log "[$backend] seeding"
+seed() {
     post /v1/prompts '{"name":"bench/greeting","description":"Load benchmark prompt"}'
     post /v1/prompts/bench%2Fgreeting/versions \
         '{"type":"text","template":"Hello {{name}}, welcome to {{place}}!","labels":["production"]}'
-    curl -fsS -o /dev/null -H "Authorization: Bearer $BENCH_KEY" "$BASE$LABEL_PATH" \
-        || die "label read failed after seeding"
+    # A chat prompt whose system message includes a partial.
+    post /v1/prompts '{"name":"bench/tone","description":"Load benchmark partial"}'
+    post /v1/prompts/bench%2Ftone/versions \
+        '{"type":"text","template":"Be brief and kind to {{name}}.","labels":["production"]}'
+    post /v1/prompts '{"name":"bench/chat","description":"Load benchmark chat prompt"}'
+    post /v1/prompts/bench%2Fchat/versions \
+        '{"type":"chat","messages":[{"role":"system","content":"You help visitors of {{place}}. {{> bench/tone}}"},{"role":"user","content":"Hello, I am {{name}}."}],"labels":["production"]}'
     # The same template twice, split 50/50 on `production`: without a unit,
     # every request picks a variant at random.
     post /v1/prompts '{"name":"bench/split","description":"Load benchmark experiment"}'
@@ -201,37 +249,85 @@ bench_backend() {
         '{"type":"text","template":"Hi {{name}}, welcome to {{place}}!"}'
     post /v1/prompts/bench%2Fsplit/experiments \
         '{"label":"production","variants":[{"version":"1.0.0","weight":50},{"version":"1.0.1","weight":50}],"metric":"thumbs","direction":"higher","min_samples":100}'
-    curl -fsS -D "$TMP/split-headers" -o /dev/null -H "Authorization: Bearer $BENCH_KEY" "$BASE$SPLIT_PATH" \
-        || die "split label read failed after seeding"
-    grep -qi '^x-promptreg-experiment:' "$TMP/split-headers" || die "the split label read names no experiment"
-    curl -fsS -o /dev/null -H "Authorization: Bearer $BENCH_KEY" -H 'content-type: application/json' \
-        -d '{"variables": {"name": "Ada", "place": "Paris"}}' "$BASE$RENDER_PATH" \
-        || die "render failed after seeding"
+}
 
-    # Alternate the endpoints so both see the same machine conditions.
-    local round name path out rps p99
+bench_backend() {
+    local backend="$1" url
+    url="$(database_url "$backend")"
+    log "[$backend] starting the server"
+    start_server "$url"
+    log "[$backend] seeding"
+    seed
+
+    local bearer="Authorization: Bearer $BENCH_KEY" key_id basic etag
+    key_id="$(curl -fsS -H "$bearer" "$BASE/v1/keys" | jq -r '.items[0].id')"
+    [ -n "$key_id" ] && [ "$key_id" != null ] || die "cannot read the bench key's id"
+    basic="Authorization: Basic $(printf '%s:%s' "$key_id" "$BENCH_KEY" | base64 -w0)"
+    etag="$(curl -fsS -D - -o /dev/null -H "$bearer" "$BASE$LABEL_PATH" | awk 'tolower($1) == "etag:" { print $2 }' | tr -d '\r')"
+    [ -n "$etag" ] || die "the label read answers no ETag"
+    [ "$(curl -sS -o /dev/null -w '%{http_code}' -H "$bearer" -H "If-None-Match: $etag" "$BASE$LABEL_PATH")" = 304 ] \
+        || die "If-None-Match does not answer 304"
+    curl -fsS -o /dev/null -H "$basic" "$BASE$LANGFUSE_PATH" || die "the Langfuse read failed"
+    curl -fsS -o /dev/null -H "$bearer" -H 'content-type: application/json' \
+        -d '{"variables": {"name": "Ada", "place": "Paris"}}' "$BASE$CHAT_PATH" || die "the chat render failed"
+    curl -fsS -D "$TMP/split-headers" -o /dev/null -H "$bearer" "$BASE$SPLIT_PATH" \
+        || die "the split label read failed"
+    grep -qi '^x-promptreg-experiment:' "$TMP/split-headers" || die "the split label read names no experiment"
+
+    # Alternate the endpoints so all see the same machine conditions.
+    local round name out
     for round in $(seq 1 "$ROUNDS"); do
         for name in $ENDPOINTS; do
-            local script=""
-            case "$name" in
-                healthz) path=/healthz ;;
-                label) path="$LABEL_PATH" ;;
-                render) path="$RENDER_PATH"; script=bench/render.lua ;;
-                split) path="$SPLIT_PATH" ;;
-            esac
             out="$TMP/$backend-$name-$round.txt"
-            log "[$backend] round $round: $path for $DURATION"
-            run_wrk "$path" "$out" "$script"
-            rps="$(wrk_rps "$out")"
-            p99="$(wrk_p99_ms "$out")" || die "cannot parse the 99% latency in $out"
-            if [ -z "$rps" ] || [ -z "$p99" ]; then
-                cat "$out" >&2
-                die "cannot parse wrk output in $out"
-            fi
-            echo "$name $rps $p99" >>"$TMP/$backend-results.txt"
+            log "[$backend] round $round: $name for $DURATION"
+            case "$name" in
+                bare) run_wrk "$BARE_URL" "$out" "" ;;
+                healthz) run_wrk "$BASE/healthz" "$out" "" ;;
+                label) run_wrk "$BASE$LABEL_PATH" "$out" "" "$bearer" ;;
+                revalidate) run_wrk "$BASE$LABEL_PATH" "$out" "" "$bearer" "If-None-Match: $etag" ;;
+                render) run_wrk "$BASE$RENDER_PATH" "$out" bench/render.lua "$bearer" ;;
+                chat) run_wrk "$BASE$CHAT_PATH" "$out" bench/render.lua "$bearer" ;;
+                langfuse) run_wrk "$BASE$LANGFUSE_PATH" "$out" "" "$basic" ;;
+                split) run_wrk "$BASE$SPLIT_PATH" "$out" "" "$bearer" ;;
+            esac
+            record "$TMP/$backend-results.txt" "$name" "$out"
         done
     done
+    stop_server
+}
 
+# Cold reads: the caches hold nothing, so every label read goes to Postgres
+# (one statement); pgbench's select-only run at the same concurrency is the
+# ceiling of one round trip per request.
+bench_cold() {
+    local url
+    url="$(database_url postgres)"
+    log "[cold] preparing pgbench"
+    psql -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres -d postgres \
+        -c "drop database if exists $PGBENCH_DB" -c "create database $PGBENCH_DB" >&2
+    pgbench -q -i -s 1 -h 127.0.0.1 -U postgres "$PGBENCH_DB" >/dev/null 2>&1 || die "pgbench -i failed"
+    log "[cold] starting the server with the caches off"
+    export PROMPTREG_CACHE__MAX_VERSIONS=0 PROMPTREG_CACHE__MAX_PROMPTS=0 PROMPTREG_CACHE__MAX_COMPILED=0
+    start_server "$url"
+    unset PROMPTREG_CACHE__MAX_VERSIONS PROMPTREG_CACHE__MAX_PROMPTS PROMPTREG_CACHE__MAX_COMPILED
+    post /v1/prompts '{"name":"bench/greeting","description":"Load benchmark prompt"}'
+    post /v1/prompts/bench%2Fgreeting/versions \
+        '{"type":"text","template":"Hello {{name}}, welcome to {{place}}!","labels":["production"]}'
+    local bearer="Authorization: Bearer $BENCH_KEY" round out seconds tps
+    seconds="${DURATION%s}"
+    for round in $(seq 1 "$ROUNDS"); do
+        log "[cold] round $round: pgbench -S -M prepared for ${seconds}s"
+        out="$TMP/pgbench-$round.txt"
+        pgbench -S -M prepared -n -c "$CONNECTIONS" -j 1 -T "$seconds" -h 127.0.0.1 -U postgres "$PGBENCH_DB" >"$out" 2>&1 \
+            || { cat "$out" >&2; die "pgbench failed"; }
+        tps="$(awk '/^tps = / { print $3; exit }' "$out")"
+        [ -n "$tps" ] || { cat "$out" >&2; die "cannot parse pgbench's tps"; }
+        echo "pgbench $tps" >>"$TMP/cold-results.txt"
+        log "[cold] round $round: cold label read for $DURATION"
+        out="$TMP/cold-$round.txt"
+        run_wrk "$BASE$LABEL_PATH" "$out" "" "$bearer"
+        echo "cold $(wrk_rps "$out") $(wrk_ms "$out" 50) $(wrk_ms "$out" 99)" >>"$TMP/cold-results.txt"
+    done
     stop_server
 }
 
@@ -243,24 +339,41 @@ git_rev() {
 }
 
 # ---- report -------------------------------------------------------------------
-# Best round per endpoint = the round with the highest req/s (with its own p99).
+# The median round per endpoint, by req/s (with its own p50 and p99).
 report_backend() {
     local backend="$1"
-    awk -v backend="$backend" -v label_path="$LABEL_PATH" -v render_path="$RENDER_PATH" \
-        -v split_path="$SPLIT_PATH" -v endpoints="$ENDPOINTS" '
-        $2 > rps[$1] { rps[$1] = $2; p99[$1] = $3 }
+    sort -k1,1 -k2,2g "$TMP/$backend-results.txt" | awk -v backend="$backend" -v endpoints="$ENDPOINTS" \
+        -v label_path="$LABEL_PATH" -v render_path="$RENDER_PATH" -v chat_path="$CHAT_PATH" \
+        -v langfuse_path="$LANGFUSE_PATH" -v split_path="$SPLIT_PATH" '
+        { n[$1]++; rps[$1, n[$1]] = $2; p50[$1, n[$1]] = $3; p99[$1, n[$1]] = $4 }
         END {
-            n = split(endpoints, names, " ")
-            for (i = 1; i <= n; i++) {
+            for (e in n) { m = int((n[e] + 1) / 2); R[e] = rps[e, m]; P50[e] = p50[e, m]; P99[e] = p99[e, m] }
+            k = split(endpoints, names, " ")
+            for (i = 1; i <= k; i++) {
                 e = names[i]
-                if (e == "healthz") endpoint = "GET /healthz"
-                else if (e == "label") endpoint = "GET " label_path
-                else if (e == "split") endpoint = "GET " split_path " (experiment running)"
-                else endpoint = "POST " render_path
-                printf "| %s | `%s` | %.0f | %.2f ms | %.2f | %.2f |\n", backend, endpoint,
-                    rps[e], p99[e], rps[e] / rps["healthz"], p99[e] / p99["healthz"]
+                if (e == "bare") endpoint = "bare axum `GET /`"
+                else if (e == "healthz") endpoint = "`GET /healthz`"
+                else if (e == "label") endpoint = "`GET " label_path "`"
+                else if (e == "revalidate") endpoint = "the same with `If-None-Match` (304)"
+                else if (e == "render") endpoint = "`POST " render_path "` (one-line text)"
+                else if (e == "chat") endpoint = "`POST " chat_path "` (chat with a partial)"
+                else if (e == "langfuse") endpoint = "`GET " langfuse_path "` (Langfuse)"
+                else endpoint = "`GET " split_path "` (experiment running)"
+                printf "| %s | %s | %.0f | %.2f ms | %.2f ms | %.2f | %.2f | %.2f |\n", backend, endpoint,
+                    R[e], P50[e], P99[e], R[e] / R["bare"], P99[e] / P99["bare"], R[e] / R["healthz"]
             }
-        }' "$TMP/$backend-results.txt"
+        }'
+}
+
+report_cold() {
+    sort -k1,1 -k2,2g "$TMP/cold-results.txt" | awk '
+        { n[$1]++; v[$1, n[$1]] = $2; p50[$1, n[$1]] = $3; p99[$1, n[$1]] = $4 }
+        END {
+            c = int((n["cold"] + 1) / 2); g = int((n["pgbench"] + 1) / 2)
+            printf "| `pgbench -S -M prepared` | %.0f tps | | | 1.00 |\n", v["pgbench", g]
+            printf "| cold label read (caches off) | %.0f | %.2f ms | %.2f ms | %.2f |\n",
+                v["cold", c], p50["cold", c], p99["cold", c], v["cold", c] / v["pgbench", g]
+        }'
 }
 
 echo "## Load benchmark"
@@ -269,27 +382,28 @@ echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 echo "- git: $(git_rev)"
 echo "- cpus: $(nproc)"
 echo "- cpu: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
-echo "- wrk: -t$THREADS -c$CONNECTIONS -d$DURATION --latency, $ROUNDS rounds per endpoint, best req/s reported"
+echo "- wrk: -t$THREADS -c$CONNECTIONS -d$DURATION --latency; $ROUNDS interleaved rounds, the median round reported"
 echo
 
 for backend in "${BACKENDS[@]}"; do
     bench_backend "$backend"
 done
+cold=false
+for backend in "${BACKENDS[@]}"; do
+    if [ "$backend" = postgres ]; then cold=true; fi
+done
+if [ "$cold" = true ]; then
+    bench_cold
+fi
 
-echo "| backend | endpoint | req/s | p99 | req/s vs /healthz | p99 vs /healthz |"
-echo "|---|---|---:|---:|---:|---:|"
+echo "| backend | endpoint | req/s | p50 | p99 | req/s vs bare | p99 vs bare | req/s vs /healthz |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|"
 for backend in "${BACKENDS[@]}"; do
     report_backend "$backend"
 done
-
-# An experiment's cost on a label read: the split read against the plain one,
-# measured in the same run (the target is at most 10% fewer requests/s).
-echo
-echo "| backend | label read with an experiment running, req/s vs without | p99 vs without |"
-echo "|---|---:|---:|"
-for backend in "${BACKENDS[@]}"; do
-    awk -v backend="$backend" '
-        $2 > rps[$1] { rps[$1] = $2; p99[$1] = $3 }
-        END { printf "| %s | %.2f | %.2f |\n", backend, rps["split"] / rps["label"], p99["split"] / p99["label"] }
-    ' "$TMP/$backend-results.txt"
-done
+if [ "$cold" = true ]; then
+    echo
+    echo "| postgres, $CONNECTIONS connections | req/s | p50 | p99 | vs pgbench |"
+    echo "|---|---:|---:|---:|---:|"
+    report_cold
+fi

@@ -138,9 +138,37 @@ const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
 
 pub struct Authenticator {
     store: Arc<dyn Store>,
-    /// Secret hash → a valid (not revoked) key.
-    keys: Cache<String, Arc<ApiKey>>,
+    /// Secret's index → a valid (not revoked) key.
+    keys: Cache<u128, Arc<ApiKey>>,
+    index: SecretIndex,
     limiters: HashMap<Scope, DefaultKeyedRateLimiter<Uuid>>,
+}
+
+/// Where the key cache files a secret: a 128-bit SipHash of it under a key
+/// drawn when the process starts. The stored SHA-256 cost more per request
+/// than the rest of authentication together; a keyed hash this wide cannot
+/// be made to collide by a caller who does not know the process's key, and
+/// the cache never holds a secret or anything that could be checked against
+/// the database's hashes.
+struct SecretIndex {
+    k0: u64,
+    k1: u64,
+}
+
+impl SecretIndex {
+    fn random() -> Self {
+        Self {
+            k0: rand::random(),
+            k1: rand::random(),
+        }
+    }
+
+    fn of(&self, secret: &KeySecret) -> u128 {
+        use std::hash::Hasher;
+        let mut hasher = siphasher::sip128::SipHasher13::new_with_keys(self.k0, self.k1);
+        hasher.write(secret.expose().as_bytes());
+        siphasher::sip128::Hasher128::finish128(&hasher).as_u128()
+    }
 }
 
 impl Authenticator {
@@ -164,6 +192,7 @@ impl Authenticator {
                 .time_to_live(KEY_CACHE_TTL)
                 .support_invalidation_closures()
                 .build(),
+            index: SecretIndex::random(),
             limiters,
         })
     }
@@ -213,8 +242,8 @@ impl Authenticator {
     }
 
     async fn find_key(&self, secret: &KeySecret) -> Result<Option<Arc<ApiKey>>, StoreError> {
-        let hash = secret.hash();
-        let hit = self.keys.get(&hash);
+        let index = self.index.of(secret);
+        let hit = self.keys.get(&index);
         metrics::cache_lookup(metrics::Cache::Key, hit.is_some());
         if let Some(hit) = hit {
             return Ok(Some(hit));
@@ -229,7 +258,7 @@ impl Authenticator {
             .filter(|stored| !stored.key.revoked)
             .map(|stored| Arc::new(stored.key));
         if let Some(key) = &found {
-            self.keys.insert(hash, key.clone());
+            self.keys.insert(index, key.clone());
         }
         Ok(found)
     }

@@ -23,8 +23,8 @@ use crate::domain::{
     Label, LabelName, Page, ProjectId, PromptName, PromptSummary, Version, VersionRef,
 };
 use crate::store::{
-    CreatedVersion, Invalidation, NewPrompt, NewVersion, PageRequest, PromptFilter, PromptPatch,
-    Store, StoreError, StoreResult,
+    CreatedVersion, Invalidation, LabelVersion, NewPrompt, NewVersion, PageRequest, PromptFilter,
+    PromptPatch, Store, StoreError, StoreResult,
 };
 use crate::telemetry::metrics;
 
@@ -312,16 +312,12 @@ impl Registry {
         name: &PromptName,
         label: &LabelName,
     ) -> StoreResult<Resolved> {
-        let reference = VersionRef::Label(label.clone());
         let Some(id) = self.prompt_ids.get(&(project, name.clone())) else {
             metrics::cache_lookup(metrics::Cache::Label, false);
-            let version = Arc::new(self.store.get_version(project, name, &reference).await?);
-            self.prompt_ids
-                .insert((project, name.clone()), version.prompt_id);
-            let split = self
-                .load_split(project, name, version.prompt_id, label)
-                .await?;
-            return Ok(Resolved { version, split });
+            let found = self.store.get_label_version(project, name, label).await?;
+            let prompt_id = found.version.prompt_id;
+            self.prompt_ids.insert((project, name.clone()), prompt_id);
+            return self.resolved(project, name, prompt_id, label, found).await;
         };
         let entry = self.resolutions.get_with(id, Resolutions::default);
         let hit = read(&entry).get(label).cloned();
@@ -338,13 +334,9 @@ impl Registry {
         }
         // Fetch with the entry in hand: if a write invalidates it
         // meanwhile, what we fetched goes into the detached entry.
-        match self.store.get_version(project, name, &reference).await {
-            Ok(version) => {
-                let split = self.load_split(project, name, id, label).await?;
-                let resolved = Resolved {
-                    version: Arc::new(version),
-                    split,
-                };
+        match self.store.get_label_version(project, name, label).await {
+            Ok(found) => {
+                let resolved = self.resolved(project, name, id, label, found).await?;
                 write(&entry).insert(label.clone(), Some(resolved.clone()));
                 Ok(resolved)
             }
@@ -354,6 +346,27 @@ impl Registry {
             }
             Err(other) => Err(other),
         }
+    }
+
+    /// A label's version, with the experiment's split when one runs on
+    /// the label (rare: only then is there more to read).
+    async fn resolved(
+        &self,
+        project: ProjectId,
+        name: &PromptName,
+        prompt_id: Uuid,
+        label: &LabelName,
+        found: LabelVersion,
+    ) -> StoreResult<Resolved> {
+        let split = if found.experiment_running {
+            self.load_split(project, name, prompt_id, label).await?
+        } else {
+            None
+        };
+        Ok(Resolved {
+            version: Arc::new(found.version),
+            split,
+        })
     }
 
     /// The experiment running on a label, with its variants' versions and

@@ -40,7 +40,9 @@ pub use jobs::{JobCount, JobStore};
 pub use labels::LabelStore;
 pub use optimizations::OptimizationStore;
 pub use postgres::PostgresStore;
-pub use prompts::{CreatedVersion, NewPrompt, NewVersion, PromptFilter, PromptPatch, PromptStore};
+pub use prompts::{
+    CreatedVersion, LabelVersion, NewPrompt, NewVersion, PromptFilter, PromptPatch, PromptStore,
+};
 pub use sqlite::SqliteStore;
 pub use users::{NewSession, NewUser, UserPatch, UserStore};
 pub use webhooks::WebhookStore;

@@ -49,12 +49,27 @@ pub trait PromptStore: Send + Sync {
         name: &PromptName,
         reference: &VersionRef,
     ) -> StoreResult<Version>;
+    /// The version `label` points at, and whether an experiment runs on
+    /// the label, in one round trip: what a label read that misses the
+    /// caches needs.
+    async fn get_label_version(
+        &self,
+        project: ProjectId,
+        name: &PromptName,
+        label: &LabelName,
+    ) -> StoreResult<LabelVersion>;
     async fn list_versions(
         &self,
         project: ProjectId,
         name: &PromptName,
         page: PageRequest,
     ) -> StoreResult<Page<Version>>;
+}
+
+#[derive(Debug, Clone)]
+pub struct LabelVersion {
+    pub version: Version,
+    pub experiment_running: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -115,14 +130,18 @@ macro_rules! impl_sql {
 
         use crate::domain::auth::Actor;
         use crate::domain::names::LATEST;
-        use crate::domain::{Page, ProjectId, Prompt, PromptName, PromptSummary, Version, VersionRef};
+        use crate::domain::{
+            LabelName, Page, ProjectId, Prompt, PromptName, PromptSummary, Version, VersionRef,
+        };
         use crate::store::rows::{
             parse_semver, LabelRow, PromptRow, VersionRow, LABEL_SELECT, PROMPT_COLUMNS, VERSION_SELECT,
+            VERSION_SELECT_EXPERIMENT, VERSION_SELECT_NO_EXPERIMENT,
         };
         use crate::store::sql::like_pattern;
         use crate::store::{
             is_unique_violation, now, page_from_overfetch, CreatedVersion, NewPrompt, NewVersion,
-            PageKey, PageRequest, PromptFilter, PromptPatch, PromptStore, StoreError, StoreResult,
+            LabelVersion, PageKey, PageRequest, PromptFilter, PromptPatch, PromptStore, StoreError,
+            StoreResult,
         };
 
         use super::$store;
@@ -134,6 +153,70 @@ macro_rules! impl_sql {
             latest_version: Option<String>,
             latest_content_hash: Option<String>,
             latest_created_by: Option<String>,
+        }
+
+        #[derive(sqlx::FromRow)]
+        struct FoundVersionRow {
+            #[sqlx(flatten)]
+            version: VersionRow,
+            experiment_running: bool,
+        }
+
+        impl $store {
+            /// A version by reference; for a label, with whether an
+            /// experiment runs on it, in the same statement.
+            async fn find_version(
+                &self,
+                project: ProjectId,
+                name: &PromptName,
+                reference: &VersionRef,
+            ) -> StoreResult<LabelVersion> {
+                crate::store::annotate("promptreg.prompt", &name);
+                match reference {
+                    VersionRef::Label(label) => crate::store::annotate("promptreg.label", &label),
+                    VersionRef::Exact(version) => crate::store::annotate("promptreg.version", &version),
+                }
+                const WHERE: &str = "where p.project_id = $1 and p.name = $2";
+                let (sql, key) = match reference {
+                    VersionRef::Exact(v) => (
+                        format!("{VERSION_SELECT_NO_EXPERIMENT} {WHERE} and v.version = $3"),
+                        Some(v.to_string()),
+                    ),
+                    VersionRef::Label(l) if l.as_str() == LATEST => (
+                        format!("{VERSION_SELECT_NO_EXPERIMENT} {WHERE} order by v.seq desc limit 1"),
+                        None,
+                    ),
+                    VersionRef::Label(l) => (
+                        format!(
+                            "{VERSION_SELECT_EXPERIMENT} {WHERE} and v.id = (select l.version_id from label l \
+                             where l.prompt_id = p.id and l.name = $3)"
+                        ),
+                        Some(l.as_str().to_owned()),
+                    ),
+                };
+                let mut conn = self.reader().acquire().await?;
+                let mut query = sqlx::query_as::<_, FoundVersionRow>(&sql).bind(project).bind(name.as_str());
+                if let Some(key) = key {
+                    query = query.bind(key);
+                }
+                let found = query.fetch_optional(&mut *conn).await?;
+                match found {
+                    Some(row) => Ok(LabelVersion {
+                        version: row.version.try_into()?,
+                        experiment_running: row.experiment_running,
+                    }),
+                    None => {
+                        // Tell a missing prompt from a missing version or label.
+                        Self::prompt_row(&mut conn, project, name, false).await?;
+                        Err(match reference {
+                            VersionRef::Label(l) if l.as_str() != LATEST => {
+                                StoreError::LabelNotFound { prompt: name.to_string(), label: l.to_string() }
+                            }
+                            other => StoreError::VersionNotFound { prompt: name.to_string(), reference: other.to_string() },
+                        })
+                    }
+                }
+            }
         }
 
         crate::store::sql::observed_impl! {
@@ -323,44 +406,18 @@ macro_rules! impl_sql {
                 name: &PromptName,
                 reference: &VersionRef,
             ) -> StoreResult<Version> {
-                crate::store::annotate("promptreg.prompt", &name);
-                match reference {
-                    VersionRef::Label(label) => crate::store::annotate("promptreg.label", &label),
-                    VersionRef::Exact(version) => crate::store::annotate("promptreg.version", &version),
-                }
-                let base = format!("{VERSION_SELECT} where p.project_id = $1 and p.name = $2");
-                let (sql, key) = match reference {
-                    VersionRef::Exact(v) => (format!("{base} and v.version = $3"), Some(v.to_string())),
-                    VersionRef::Label(l) if l.as_str() == LATEST => {
-                        (format!("{base} order by v.seq desc limit 1"), None)
-                    }
-                    VersionRef::Label(l) => (
-                        format!(
-                            "{base} and v.id = (select l.version_id from label l \
-                             where l.prompt_id = p.id and l.name = $3)"
-                        ),
-                        Some(l.as_str().to_owned()),
-                    ),
-                };
-                let mut conn = self.reader().acquire().await?;
-                let mut query = sqlx::query_as::<_, VersionRow>(&sql).bind(project).bind(name.as_str());
-                if let Some(key) = key {
-                    query = query.bind(key);
-                }
-                let found = query.fetch_optional(&mut *conn).await?;
-                match found {
-                    Some(row) => row.try_into(),
-                    None => {
-                        // Tell a missing prompt from a missing version or label.
-                        Self::prompt_row(&mut conn, project, name, false).await?;
-                        Err(match reference {
-                            VersionRef::Label(l) if l.as_str() != LATEST => {
-                                StoreError::LabelNotFound { prompt: name.to_string(), label: l.to_string() }
-                            }
-                            other => StoreError::VersionNotFound { prompt: name.to_string(), reference: other.to_string() },
-                        })
-                    }
-                }
+                Ok(self.find_version(project, name, reference).await?.version)
+            }
+
+            // A label read, as `get_version` always was: one operation.
+            #[operation = "get_version"]
+            async fn get_label_version(
+                &self,
+                project: ProjectId,
+                name: &PromptName,
+                label: &LabelName,
+            ) -> StoreResult<LabelVersion> {
+                self.find_version(project, name, &VersionRef::Label(label.clone())).await
             }
 
             async fn list_versions(

@@ -51,13 +51,30 @@ impl From<PromptRow> for Prompt {
 }
 
 /// Selects a version with its prompt's name and its parent's semver.
-pub const VERSION_SELECT: &str = "select v.id, v.prompt_id, p.name as prompt_name, v.version, \
-     v.seq, v.prompt_type, v.engine, v.template, v.messages, v.model_config, v.input_schema, \
-     v.output_schema, v.variables, v.message, v.metadata, pv.version as parent, v.content_hash, \
-     v.created_at, v.created_by \
-     from prompt_version v \
-     join prompt p on p.id = v.prompt_id \
-     left join prompt_version pv on pv.id = v.parent_id";
+macro_rules! version_select {
+    ($extra:literal) => {
+        concat!(
+            "select v.id, v.prompt_id, p.name as prompt_name, v.version, \
+             v.seq, v.prompt_type, v.engine, v.template, v.messages, v.model_config, v.input_schema, \
+             v.output_schema, v.variables, v.message, v.metadata, pv.version as parent, v.content_hash, \
+             v.created_at, v.created_by",
+            $extra,
+            " from prompt_version v \
+             join prompt p on p.id = v.prompt_id \
+             left join prompt_version pv on pv.id = v.parent_id"
+        )
+    };
+}
+
+pub const VERSION_SELECT: &str = version_select!("");
+/// [`VERSION_SELECT`] with `experiment_running`: whether an experiment runs
+/// on the label bound as `$3`.
+pub const VERSION_SELECT_EXPERIMENT: &str = version_select!(
+    ", exists (select 1 from experiment e where e.prompt_id = p.id and e.label = $3 \
+     and e.status = 'running') as experiment_running"
+);
+/// [`VERSION_SELECT`] with `experiment_running` always false.
+pub const VERSION_SELECT_NO_EXPERIMENT: &str = version_select!(", false as experiment_running");
 
 #[derive(FromRow)]
 pub struct VersionRow {

@@ -71,7 +71,8 @@ macro_rules! observed_impl {
     (
         impl $trait:ident for $store:ty as $system:literal {
             $(fn $sync:ident(&$sync_self:ident $(,)?) -> $sync_ret:ty $sync_body:block)*
-            $(async fn $name:ident(&$this:ident $(, $arg:ident: $arg_ty:ty)* $(,)?) -> $ret:ty $body:block)*
+            $($(#[operation = $operation:literal])?
+            async fn $name:ident(&$this:ident $(, $arg:ident: $arg_ty:ty)* $(,)?) -> $ret:ty $body:block)*
         }
     ) => {
         #[async_trait::async_trait]
@@ -81,7 +82,7 @@ macro_rules! observed_impl {
             $(fn $sync(&$sync_self) -> $sync_ret $sync_body)*
             $(
                 async fn $name(&$this $(, $arg: $arg_ty)*) -> $ret {
-                    crate::store::observe::<$ret, _>(stringify!($name), $system, async move {
+                    crate::store::observe::<$ret, _>(crate::store::sql::operation_name!($($operation)? ; $name), $system, async move {
                         crate::store::guarded($this.health(), async move $body).await
                     }).await
                 }
@@ -90,7 +91,19 @@ macro_rules! observed_impl {
     };
 }
 
-pub(crate) use {impl_resources, impl_store, observed_impl};
+/// The operation a store call is observed as (span and metric): the
+/// method's name, unless `#[operation = "…"]` gives another, so that a
+/// method split out of another keeps the name dashboards know it by.
+macro_rules! operation_name {
+    ($operation:literal ; $name:ident) => {
+        $operation
+    };
+    (; $name:ident) => {
+        stringify!($name)
+    };
+}
+
+pub(crate) use {impl_resources, impl_store, observed_impl, operation_name};
 
 #[cfg(test)]
 mod tests {

@@ -473,6 +473,45 @@ impl CompiledBody {
     }
 
     pub fn render(&self, variables: &Value) -> Result<Rendered, TemplateError> {
+        let (result, exceeded) =
+            self.render_metered(variables, self.limits.max_steps, self.limits.timeout);
+        match exceeded {
+            Some(exceeded) => Err(limit_error(exceeded)),
+            None => result,
+        }
+    }
+
+    /// Renders within a slice of this template's limits (for each, the
+    /// smaller); `None` when only the slice ran out, or the thread's stack,
+    /// so that the caller can render again with the whole budget on a thread
+    /// of its own. A render has no effects, so running it again changes
+    /// nothing but the time spent.
+    pub fn render_within(
+        &self,
+        variables: &Value,
+        steps: u64,
+        time: std::time::Duration,
+    ) -> Option<Result<Rendered, TemplateError>> {
+        let steps = steps.min(self.limits.max_steps);
+        let time = time.min(self.limits.timeout);
+        let (result, exceeded) = self.render_metered(variables, steps, time);
+        match exceeded {
+            None => Some(result),
+            Some(budget::Exceeded::Steps(_)) if steps < self.limits.max_steps => None,
+            Some(budget::Exceeded::Time(_)) if time < self.limits.timeout => None,
+            Some(budget::Exceeded::Depth(_)) => None,
+            Some(exceeded) => Some(Err(limit_error(exceeded))),
+        }
+    }
+
+    /// One render with a budget of `steps` and `time`, and the limit it ran
+    /// into, if any.
+    fn render_metered(
+        &self,
+        variables: &Value,
+        steps: u64,
+        time: std::time::Duration,
+    ) -> (Result<Rendered, TemplateError>, Option<budget::Exceeded>) {
         let mut missing: Vec<String> = self
             .required
             .iter()
@@ -482,26 +521,19 @@ impl CompiledBody {
         // Two paths can share a dotted name (`a["b.c"]`, `a.b.c`); list it once.
         missing.dedup();
         if !missing.is_empty() {
-            return Err(TemplateError::MissingVariables(missing));
+            return (Err(TemplateError::MissingVariables(missing)), None);
         }
         // One budget of steps and time for the whole body.
-        let (result, exceeded) =
-            budget::metered(self.limits.max_steps, self.limits.timeout, || {
-                match &self.renderer {
-                    Renderer::Handlebars(r) => {
-                        let input = hbs::Renderer::prepare(variables);
-                        self.assemble(variables, |name, budget| r.render(&input, name, budget))
-                    }
-                    Renderer::Jinja(r) => {
-                        let input = jinja::Renderer::prepare(variables);
-                        self.assemble(variables, |name, budget| r.render(&input, name, budget))
-                    }
-                }
-            });
-        match exceeded {
-            Some(exceeded) => Err(limit_error(exceeded)),
-            None => result,
-        }
+        budget::metered(steps, time, || match &self.renderer {
+            Renderer::Handlebars(r) => {
+                let input = hbs::Renderer::prepare(variables);
+                self.assemble(variables, |name, budget| r.render(&input, name, budget))
+            }
+            Renderer::Jinja(r) => {
+                let input = jinja::Renderer::prepare(variables);
+                self.assemble(variables, |name, budget| r.render(&input, name, budget))
+            }
+        })
     }
 
     /// Renders each part in order, within one output budget for the whole body.
@@ -717,6 +749,50 @@ mod tests {
         assert!(
             matches!(err, TemplateError::RenderLimit { limit: "time", .. }),
             "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_render_past_its_inline_slice_is_left_for_the_whole_budget() {
+        let body = PromptBody::Text("{{#each a}}{{#each ../a}}.{{/each}}{{/each}}".to_owned());
+        let vars = serde_json::json!({"a": (0..100).collect::<Vec<_>>()});
+        let compiled = CompiledBody::compile(
+            Engine::Handlebars,
+            &body,
+            &HashMap::new(),
+            Limits::default(),
+        )
+        .expect("compiles");
+        let minute = std::time::Duration::from_secs(60);
+        // Over 10,000 steps: more than a slice of 1,000, well within the limit.
+        assert!(compiled.render_within(&vars, 1_000, minute).is_none());
+        let Some(Ok(Rendered::Text(text))) = compiled.render_within(&vars, 100_000, minute) else {
+            panic!("renders within a slice of 100,000 steps");
+        };
+        assert_eq!(text.len(), 10_000);
+        // A slice as large as the limit is the limit: running out is final.
+        let tight = CompiledBody::compile(
+            Engine::Handlebars,
+            &body,
+            &HashMap::new(),
+            Limits {
+                max_steps: 1_000,
+                ..Limits::default()
+            },
+        )
+        .expect("compiles");
+        let Some(Err(err)) = tight.render_within(&vars, 10_000, minute) else {
+            panic!("the step limit is reached within the slice");
+        };
+        assert!(
+            matches!(err, TemplateError::RenderLimit { limit: "steps", .. }),
+            "{err:?}"
+        );
+        // Errors other than running out of the slice are answered at once.
+        let missing = compiled.render_within(&serde_json::json!({}), 10, minute);
+        assert!(
+            matches!(missing, Some(Err(TemplateError::MissingVariables(_)))),
+            "{missing:?}"
         );
     }
 
