@@ -289,6 +289,8 @@ fn store_parts(err: &StoreError) -> (StatusCode, &'static str, &'static str) {
         E::DeliveryNotFound => (S::NOT_FOUND, "delivery_not_found", "Delivery not found"),
         E::JobFinished(_) => (S::CONFLICT, "job_finished", "Job finished"),
         E::DatasetExists(_) => (S::CONFLICT, "dataset_exists", "Dataset exists"),
+        E::DatasetArchived(_) => (S::CONFLICT, "dataset_archived", "Dataset archived"),
+        E::DatasetInUse(_) => (S::CONFLICT, "dataset_in_use", "Dataset in use"),
         E::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
         // Turned into other service errors before they get here.
         E::ParentNotFound { .. }

@@ -16,15 +16,16 @@ use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{scope, Auth};
-use super::extract::{dataset_name, Json, PageParams, Path, Query};
+use super::extract::{dataset_name, page_request, Json, PageParams, Path, Query};
 use super::AppState;
 use crate::domain::{Dataset, DatasetItem};
 use crate::error::{ApiError, Problem};
 use crate::services::datasets::{self, UploadFormat};
 use crate::services::ServiceError;
+use crate::store::DatasetPatch;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -35,6 +36,18 @@ pub struct CreateDatasetRequest {
     description: Option<String>,
 }
 
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "support/faq-2024", "description": "Questions of 2024", "archived": false}))]
+pub struct UpdateDatasetRequest {
+    /// A new name, free in the project; evaluations of the dataset keep it.
+    name: Option<String>,
+    description: Option<String>,
+    /// `true` hides the dataset from the list and refuses new items;
+    /// `false` restores it.
+    archived: Option<bool>,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct DatasetResponse {
     #[schema(example = "support/faq")]
@@ -43,6 +56,8 @@ pub struct DatasetResponse {
     /// How many items the dataset holds.
     #[schema(example = 250)]
     item_count: i64,
+    /// Hidden from the list (unless `archived=true`), taking no new items.
+    archived: bool,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -53,6 +68,7 @@ impl From<Dataset> for DatasetResponse {
             name: d.name,
             description: d.description,
             item_count: d.item_count,
+            archived: d.archived,
             created_at: d.created_at,
             updated_at: d.updated_at,
         }
@@ -143,19 +159,36 @@ pub async fn create_dataset(
     ))
 }
 
-/// List datasets, newest first.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DatasetListParams {
+    /// `true` lists archived datasets too.
+    #[param(default = false)]
+    archived: Option<bool>,
+    /// Items per page, 1 to 100.
+    #[param(default = 20, minimum = 1, maximum = 100)]
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// List datasets, newest first. Archived datasets are hidden unless `archived=true`.
 #[utoipa::path(get, path = "/v1/datasets", tag = "datasets",
     security(("bearer" = ["read"])),
-    params(PageParams),
+    params(DatasetListParams),
     responses(
         (status = 200, description = "A page of datasets", body = DatasetPage),
+        (status = 422, description = "`validation_failed` (archived, limit or cursor)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_datasets(
     State(state): State<AppState>,
     auth: Auth<scope::Read>,
-    Query(page): Query<PageParams>,
+    Query(params): Query<DatasetListParams>,
 ) -> Result<axum::Json<DatasetPage>, ApiError> {
-    let page = datasets::list_datasets(&state.registry, auth.project, page.to_request()?).await?;
+    let page = page_request(params.limit, params.cursor.as_deref())?;
+    let include_archived = params.archived.unwrap_or(false);
+    let page =
+        datasets::list_datasets(&state.registry, auth.project, include_archived, page).await?;
     Ok(axum::Json(page.into()))
 }
 
@@ -174,6 +207,53 @@ pub async fn get_dataset(
 ) -> Result<axum::Json<DatasetResponse>, ApiError> {
     let dataset = datasets::get_dataset(&state.registry, auth.project, &name).await?;
     Ok(axum::Json(dataset.into()))
+}
+
+/// Rename, describe, archive or restore a dataset.
+#[utoipa::path(patch, path = "/v1/datasets/{name}", tag = "datasets",
+    security(("bearer" = ["write"])),
+    params(("name" = String, Path, description = "The dataset's name, URL-encoded")),
+    request_body = UpdateDatasetRequest,
+    responses(
+        (status = 200, description = "The updated dataset", body = DatasetResponse),
+        (status = 404, description = "`dataset_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`dataset_exists`: another dataset has the new name", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_name` or `validation_failed`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update_dataset(
+    State(state): State<AppState>,
+    auth: Auth<scope::Write>,
+    Path(name): Path<String>,
+    Json(body): Json<UpdateDatasetRequest>,
+) -> Result<axum::Json<DatasetResponse>, ApiError> {
+    let patch = DatasetPatch {
+        name: body.name.as_deref().map(dataset_name).transpose()?,
+        description: body.description,
+        archived: body.archived,
+    };
+    let dataset =
+        datasets::update_dataset(&state.registry, auth.project, &auth.actor(), &name, patch)
+            .await?;
+    Ok(axum::Json(dataset.into()))
+}
+
+/// Delete a dataset and its items. Refused while evaluations, optimizations
+/// or gates use it: archive it instead.
+#[utoipa::path(delete, path = "/v1/datasets/{name}", tag = "datasets",
+    security(("bearer" = ["write"])),
+    params(("name" = String, Path, description = "The dataset's name, URL-encoded")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "`dataset_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`dataset_in_use`: the detail names the evaluations (ids), optimizations and gates that use it", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete_dataset(
+    State(state): State<AppState>,
+    auth: Auth<scope::Write>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    datasets::delete_dataset(&state.registry, auth.project, &auth.actor(), &name).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// List a dataset's items in upload order.
@@ -238,6 +318,7 @@ fn upload_format(headers: &HeaderMap) -> Result<UploadFormat, ApiError> {
     responses(
         (status = 200, description = "Appended", body = AppendItemsResponse),
         (status = 404, description = "`dataset_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`dataset_archived`", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid_item`: which item, and why", body = Problem, content_type = "application/problem+json"),

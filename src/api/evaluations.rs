@@ -13,15 +13,18 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::auth::{scope, Auth};
-use super::extract::{prompt_name, version_ref, Json, PageParams, Path, Query};
+use super::extract::{
+    filter_text, page_request, prompt_name, semver, version_ref, Json, PageParams, Path,
+    PromptPath, Query,
+};
 use super::jobs::Progress;
 use super::scores::{parse_metrics, MetricRequest};
 use super::AppState;
-use crate::domain::jobs::{Evaluation, JobStatus, MetricSpec};
+use crate::domain::jobs::{Evaluation, EvaluationFilter, JobStatus, MetricSpec, ResultTotals};
+use crate::domain::PromptName;
 use crate::error::{ApiError, Problem};
-use crate::eval::report::Scores;
 use crate::eval::stats::{Comparison, Summary};
-use crate::services::evaluations::{self, EvaluationSpec};
+use crate::services::evaluations::{self, EvaluationSpec, EvaluationSummary};
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -92,8 +95,7 @@ pub struct EvaluationResponse {
 }
 
 impl EvaluationResponse {
-    fn new(e: Evaluation, scores: &Scores) -> Self {
-        let totals = scores.totals;
+    fn new(e: Evaluation, metrics: BTreeMap<String, Summary>, totals: ResultTotals) -> Self {
         Self {
             id: e.id,
             job_id: e.job.id,
@@ -107,7 +109,7 @@ impl EvaluationResponse {
             metric_specs: e.metrics,
             concurrency: e.concurrency,
             progress: Progress::of(&e.job),
-            metrics: scores.summaries(),
+            metrics,
             errors: totals.errors,
             usage: Usage {
                 input_tokens: totals.input_tokens,
@@ -164,7 +166,11 @@ pub async fn create_evaluation(
     Ok((
         StatusCode::ACCEPTED,
         [(header::LOCATION, location)],
-        axum::Json(EvaluationResponse::new(evaluation, &Scores::default())),
+        axum::Json(EvaluationResponse::new(
+            evaluation,
+            BTreeMap::new(),
+            ResultTotals::default(),
+        )),
     ))
 }
 
@@ -182,7 +188,130 @@ pub async fn get_evaluation(
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<EvaluationResponse>, ApiError> {
     let (evaluation, scores) = evaluations::get(&state.registry, auth.project, id).await?;
-    Ok(axum::Json(EvaluationResponse::new(evaluation, &scores)))
+    Ok(axum::Json(EvaluationResponse::new(
+        evaluation,
+        scores.summaries(),
+        scores.totals,
+    )))
+}
+
+impl From<EvaluationSummary> for EvaluationResponse {
+    fn from(s: EvaluationSummary) -> Self {
+        Self::new(s.evaluation, s.metrics, s.totals)
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EvaluationPage {
+    items: Vec<EvaluationResponse>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    next_cursor: Option<String>,
+}
+
+page_from!(EvaluationPage of EvaluationResponse);
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EvaluationListParams {
+    /// Only evaluations of this prompt.
+    #[param(example = "support/greeting")]
+    prompt: Option<String>,
+    /// Only evaluations of this version (a semver).
+    #[param(example = "1.0.1")]
+    version: Option<String>,
+    /// Only evaluations on this dataset.
+    #[param(max_length = 200)]
+    dataset: Option<String>,
+    /// Only evaluations whose job is in this state.
+    status: Option<JobStatus>,
+    /// Items per page, 1 to 100.
+    #[param(default = 20, minimum = 1, maximum = 100)]
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PromptEvaluationListParams {
+    /// Only evaluations of this version (a semver).
+    #[param(example = "1.0.1")]
+    version: Option<String>,
+    /// Only evaluations on this dataset.
+    #[param(max_length = 200)]
+    dataset: Option<String>,
+    /// Only evaluations whose job is in this state.
+    status: Option<JobStatus>,
+    /// Items per page, 1 to 100.
+    #[param(default = 20, minimum = 1, maximum = 100)]
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// The filters every evaluation list shares, checked.
+fn evaluation_filter(
+    version: Option<String>,
+    dataset: Option<String>,
+    status: Option<JobStatus>,
+) -> Result<EvaluationFilter, ApiError> {
+    Ok(EvaluationFilter {
+        prompt: None,
+        version: filter_text("version", version)?
+            .map(|v| semver("version", &v))
+            .transpose()?,
+        dataset: filter_text("dataset", dataset)?,
+        status,
+    })
+}
+
+/// List evaluations, newest first, each with its status, progress, metric
+/// aggregates, tokens and cost (as `GET /v1/evaluations/{id}` answers it).
+#[utoipa::path(get, path = "/v1/evaluations", tag = "evaluations",
+    security(("bearer" = ["read"])),
+    params(EvaluationListParams),
+    responses(
+        (status = 200, description = "A page of evaluations", body = EvaluationPage),
+        (status = 422, description = "`validation_failed` (version, dataset, status, limit or cursor) or `invalid_name` (prompt)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_evaluations(
+    State(state): State<AppState>,
+    auth: Auth<scope::Read>,
+    Query(params): Query<EvaluationListParams>,
+) -> Result<axum::Json<EvaluationPage>, ApiError> {
+    let page = page_request(params.limit, params.cursor.as_deref())?;
+    let filter = EvaluationFilter {
+        prompt: filter_text("prompt", params.prompt)?
+            .map(|p| PromptName::parse(&p).map_err(|e| ApiError::invalid_name("prompt", e)))
+            .transpose()?,
+        ..evaluation_filter(params.version, params.dataset, params.status)?
+    };
+    let page = evaluations::list(&state.registry, auth.project, &filter, page).await?;
+    Ok(axum::Json(page.into()))
+}
+
+/// List a prompt's evaluations, newest first: `GET /v1/evaluations?prompt=`
+/// for a prompt that must exist.
+#[utoipa::path(get, path = "/v1/prompts/{name}/evaluations", tag = "evaluations",
+    security(("bearer" = ["read"])),
+    params(PromptPath, PromptEvaluationListParams),
+    responses(
+        (status = 200, description = "A page of the prompt's evaluations", body = EvaluationPage),
+        (status = 404, description = "`prompt_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed` (version, dataset, status, limit or cursor)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_prompt_evaluations(
+    State(state): State<AppState>,
+    auth: Auth<scope::Read>,
+    Path(name): Path<String>,
+    Query(params): Query<PromptEvaluationListParams>,
+) -> Result<axum::Json<EvaluationPage>, ApiError> {
+    let name = prompt_name(&name)?;
+    let page = page_request(params.limit, params.cursor.as_deref())?;
+    let filter = evaluation_filter(params.version, params.dataset, params.status)?;
+    let page =
+        evaluations::list_of_prompt(&state.registry, auth.project, &name, filter, page).await?;
+    Ok(axum::Json(page.into()))
 }
 
 #[derive(Serialize, ToSchema)]

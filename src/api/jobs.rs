@@ -9,13 +9,13 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use chrono::{DateTime, Utc};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::auth::{scope, Auth};
-use super::extract::Path;
+use super::extract::{page_request, Path, Query};
 use super::AppState;
-use crate::domain::jobs::{Job, JobStatus};
+use crate::domain::jobs::{Job, JobFilter, JobStatus, JOB_KINDS};
 use crate::error::{ApiError, Problem};
 use crate::services::jobs;
 
@@ -73,6 +73,61 @@ impl From<Job> for JobResponse {
             finished_at: j.finished_at,
         }
     }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct JobPage {
+    items: Vec<JobResponse>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    next_cursor: Option<String>,
+}
+
+page_from!(JobPage of JobResponse);
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobListParams {
+    /// Only jobs of this kind: `evaluation` or `optimization`.
+    #[param(example = "evaluation")]
+    kind: Option<String>,
+    /// Only jobs in this state.
+    status: Option<JobStatus>,
+    /// Items per page, 1 to 100.
+    #[param(default = 20, minimum = 1, maximum = 100)]
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// List jobs of every kind, newest first.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs",
+    security(("bearer" = ["read"])),
+    params(JobListParams),
+    responses(
+        (status = 200, description = "A page of jobs", body = JobPage),
+        (status = 422, description = "`validation_failed` (kind, status, limit or cursor)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_jobs(
+    State(state): State<AppState>,
+    auth: Auth<scope::Read>,
+    Query(params): Query<JobListParams>,
+) -> Result<axum::Json<JobPage>, ApiError> {
+    let page = page_request(params.limit, params.cursor.as_deref())?;
+    let kind = match params.kind.filter(|k| !k.is_empty()) {
+        Some(kind) if !JOB_KINDS.contains(&kind.as_str()) => {
+            return Err(ApiError::validation(
+                "kind",
+                format!("unknown kind {kind:?}; one of {}", JOB_KINDS.join(", ")),
+            ))
+        }
+        kind => kind,
+    };
+    let filter = JobFilter {
+        kind,
+        status: params.status,
+    };
+    let page = jobs::list_jobs(&state.registry, auth.project, &filter, page).await?;
+    Ok(axum::Json(page.into()))
 }
 
 /// A job: status, progress, attempts.

@@ -360,16 +360,28 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(render::render_prompt))
         .routes(routes!(render::render_template))
         .routes(routes!(datasets::list_datasets, datasets::create_dataset))
-        .routes(routes!(datasets::get_dataset))
+        .routes(routes!(
+            datasets::get_dataset,
+            datasets::update_dataset,
+            datasets::delete_dataset
+        ))
         .routes(routes!(datasets::list_items, datasets::append_items))
         .routes(routes!(scores::score_outputs))
         .routes(routes!(providers::list_providers))
-        .routes(routes!(evaluations::create_evaluation))
+        .routes(routes!(
+            evaluations::list_evaluations,
+            evaluations::create_evaluation
+        ))
+        .routes(routes!(evaluations::list_prompt_evaluations))
         .routes(routes!(evaluations::compare_evaluations))
         .routes(routes!(evaluations::get_evaluation))
         .routes(routes!(evaluations::list_results))
-        .routes(routes!(optimizations::create_optimization))
+        .routes(routes!(
+            optimizations::list_optimizations,
+            optimizations::create_optimization
+        ))
         .routes(routes!(optimizations::get_optimization))
+        .routes(routes!(jobs::list_jobs))
         .routes(routes!(jobs::get_job))
         .routes(routes!(jobs::cancel_job))
         .routes(routes!(jobs::job_events))

@@ -6,21 +6,24 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::auth::{scope, Auth};
-use super::extract::{label_name, prompt_name, version_ref, Json, Path};
+use super::extract::{
+    filter_text, label_name, page_request, prompt_name, version_ref, Json, Path, Query,
+};
 use super::jobs::Progress;
 use super::scores::{parse_metrics, MetricRequest};
 use super::AppState;
 use crate::domain::auth::Scope;
 use crate::domain::content::PromptBody;
-use crate::domain::jobs::JobStatus;
+use crate::domain::jobs::{JobStatus, MetricSpec};
 use crate::domain::optimization::{
-    Budget, Candidate, Iteration, ModelChoice, Optimization, OptimizationSpec, Promotion, Split,
-    SplitScores, StopReason, StrategyName,
+    Budget, Candidate, Iteration, ModelChoice, Optimization, OptimizationFilter, OptimizationSpec,
+    Promotion, Split, SplitScores, StopReason, StrategyName,
 };
+use crate::domain::PromptName;
 use crate::error::{ApiError, FieldError, Problem};
 use crate::optimize::runner::split_sizes;
 use crate::providers::Providers;
@@ -187,6 +190,88 @@ impl From<Optimization> for OptimizationResponse {
             finished_at: o.job.finished_at,
         }
     }
+}
+
+/// An optimization as a list shows it: what it ran and how it did, without
+/// its iterations and templates (`GET /v1/optimizations/{id}` has those).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OptimizationSummaryResponse {
+    pub id: Uuid,
+    pub job_id: Uuid,
+    pub status: JobStatus,
+    #[schema(example = "support/triage")]
+    pub prompt: String,
+    /// The base version.
+    #[schema(example = "1.0.0")]
+    pub version: String,
+    pub dataset: String,
+    pub strategy: StrategyName,
+    pub metric: MetricSpec,
+    /// Iterations completed of `max_iterations`.
+    pub progress: Progress,
+    /// The base version's scores.
+    pub baseline: SplitScores,
+    /// The best validation score so far, the baseline's included.
+    #[schema(example = 0.875)]
+    pub best_val_score: Option<f64>,
+    /// The version created from the best candidate, once there is one.
+    pub result_version: Option<String>,
+    pub stop_reason: Option<StopReason>,
+    pub usage: OptimizationUsage,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<Optimization> for OptimizationSummaryResponse {
+    fn from(o: Optimization) -> Self {
+        Self {
+            id: o.id,
+            job_id: o.job.id,
+            status: o.job.status,
+            prompt: o.prompt_name,
+            version: o.version.to_string(),
+            dataset: o.dataset_name,
+            strategy: o.spec.strategy,
+            metric: o.spec.metric,
+            progress: Progress::of(&o.job),
+            baseline: o.state.baseline,
+            best_val_score: o.state.best_val_score(),
+            result_version: o.result_version.map(|v| v.to_string()),
+            stop_reason: o.state.stop_reason,
+            usage: OptimizationUsage {
+                calls: o.state.calls,
+                cost_usd: o.state.cost_usd,
+            },
+            error: o.job.error,
+            created_at: o.created_at,
+            finished_at: o.job.finished_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OptimizationPage {
+    items: Vec<OptimizationSummaryResponse>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    next_cursor: Option<String>,
+}
+
+page_from!(OptimizationPage of OptimizationSummaryResponse);
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OptimizationListParams {
+    /// Only optimizations of this prompt.
+    #[param(example = "support/triage")]
+    prompt: Option<String>,
+    /// Only optimizations whose job is in this state.
+    status: Option<JobStatus>,
+    /// Items per page, 1 to 100.
+    #[param(default = 20, minimum = 1, maximum = 100)]
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
 }
 
 fn bounded(
@@ -366,6 +451,31 @@ pub async fn create_optimization(
         [(header::LOCATION, location)],
         axum::Json(OptimizationResponse::from(optimization)),
     ))
+}
+
+/// List optimizations, newest first, each as a summary: status, progress,
+/// baseline and best validation score, result version, calls and cost.
+#[utoipa::path(get, path = "/v1/optimizations", tag = "optimizations",
+    security(("bearer" = ["read"])),
+    params(OptimizationListParams),
+    responses(
+        (status = 200, description = "A page of optimizations", body = OptimizationPage),
+        (status = 422, description = "`validation_failed` (status, limit or cursor) or `invalid_name` (prompt)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_optimizations(
+    State(state): State<AppState>,
+    auth: Auth<scope::Read>,
+    Query(params): Query<OptimizationListParams>,
+) -> Result<axum::Json<OptimizationPage>, ApiError> {
+    let page = page_request(params.limit, params.cursor.as_deref())?;
+    let filter = OptimizationFilter {
+        prompt: filter_text("prompt", params.prompt)?
+            .map(|p| PromptName::parse(&p).map_err(|e| ApiError::invalid_name("prompt", e)))
+            .transpose()?,
+        status: params.status,
+    };
+    let page = optimizations::list(&state.registry, auth.project, &filter, page).await?;
+    Ok(axum::Json(page.into()))
 }
 
 /// An optimization: status, every iteration's candidates and scores, the

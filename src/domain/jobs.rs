@@ -119,6 +119,54 @@ pub struct Evaluation {
     pub created_by: Option<String>,
 }
 
+/// What an evaluation's stored results add up to.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct ResultTotals {
+    /// Items with a stored result.
+    pub items: i64,
+    /// Items whose result carries an error (no output, or a metric could not score).
+    pub errors: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_usd: f64,
+}
+
+/// One metric's scores over an evaluation's items, as the database sums
+/// them: enough for the mean, spread and interval without the scores.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct MetricMoments {
+    pub n: i64,
+    pub mean: f64,
+    /// The sum of squared deviations from `mean`.
+    pub squared_deviations: f64,
+}
+
+/// An evaluation as a list shows it: with its results' totals and each
+/// metric's moments, summed in the database rather than read item by item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvaluationListing {
+    pub evaluation: Evaluation,
+    pub totals: ResultTotals,
+    pub metrics: std::collections::BTreeMap<String, MetricMoments>,
+}
+
+/// Which evaluations a list shows; every filter given must hold.
+#[derive(Debug, Clone, Default)]
+pub struct EvaluationFilter {
+    pub prompt: Option<super::PromptName>,
+    pub version: Option<semver::Version>,
+    pub dataset: Option<String>,
+    pub status: Option<JobStatus>,
+}
+
+/// Which jobs a list shows.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    /// One of [`JOB_KINDS`].
+    pub kind: Option<String>,
+    pub status: Option<JobStatus>,
+}
+
 /// What an evaluation asks for; the store adds the job in the same transaction.
 #[derive(Debug, Clone)]
 pub struct NewEvaluation {

@@ -125,6 +125,8 @@ pub struct Dataset {
     pub name: String,
     pub description: String,
     pub item_count: i64,
+    /// Hidden from the list and taking no new items, still readable.
+    pub archived: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -271,6 +271,13 @@ pub struct Optimization {
     pub created_by: Option<String>,
 }
 
+/// Which optimizations a list shows; every filter given must hold.
+#[derive(Debug, Clone, Default)]
+pub struct OptimizationFilter {
+    pub prompt: Option<super::PromptName>,
+    pub status: Option<super::jobs::JobStatus>,
+}
+
 /// What an optimization asks for; the store adds the job in the same transaction.
 #[derive(Debug, Clone)]
 pub struct NewOptimization {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::stats::{compare, summarize, Comparison, Summary};
-use crate::domain::jobs::{Evaluation, Gate, GateRule};
+use crate::domain::jobs::{Evaluation, Gate, GateRule, ResultTotals};
 use crate::domain::Version;
 use crate::store::{Store, StoreResult};
 
@@ -18,18 +18,7 @@ const PAGE: u32 = 1000;
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Scores {
     pub by_metric: BTreeMap<String, BTreeMap<Uuid, f64>>,
-    pub totals: Totals,
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
-pub struct Totals {
-    /// Items with a stored result.
-    pub items: i64,
-    /// Items whose result carries an error (no output, or a metric could not score).
-    pub errors: i64,
-    pub input_tokens: i64,
-    pub output_tokens: i64,
-    pub cost_usd: f64,
+    pub totals: ResultTotals,
 }
 
 impl Scores {

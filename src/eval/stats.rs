@@ -62,7 +62,20 @@ pub enum StatsError {
 /// Sample std (n-1); ci95 is mean ± t(0.975, n-1)·std/√n, clamped to [0, 1]
 /// because every score is; n = 0 → all zeros; n = 1 → std 0, ci95 [mean, mean].
 pub fn summarize(scores: &[f64]) -> Summary {
-    let n = scores.len();
+    if scores.is_empty() {
+        return summarize_moments(0, 0.0, 0.0);
+    }
+    let mean = mean(scores);
+    // Two passes: summing squared deviations from the mean avoids the
+    // cancellation of the sum-of-squares shortcut.
+    let squared_deviations = scores.iter().map(|x| (x - mean).powi(2)).sum::<f64>();
+    summarize_moments(scores.len(), mean, squared_deviations)
+}
+
+/// [`summarize`] from what it computes of the scores: their count, mean and
+/// sum of squared deviations from the mean (a database can sum these
+/// without handing over the scores).
+pub fn summarize_moments(n: usize, mean: f64, squared_deviations: f64) -> Summary {
     if n == 0 {
         return Summary {
             mean: 0.0,
@@ -71,7 +84,6 @@ pub fn summarize(scores: &[f64]) -> Summary {
             n,
         };
     }
-    let mean = mean(scores);
     if n == 1 {
         return Summary {
             mean,
@@ -80,9 +92,7 @@ pub fn summarize(scores: &[f64]) -> Summary {
             n,
         };
     }
-    // Two passes: summing squared deviations from the mean avoids the
-    // cancellation of the sum-of-squares shortcut.
-    let variance = scores.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    let variance = squared_deviations / (n - 1) as f64;
     let std = variance.sqrt();
     let half_width = t_975(n - 1) * std / (n as f64).sqrt();
     Summary {

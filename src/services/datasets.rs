@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use crate::domain::auth::Actor;
 use crate::domain::text;
 use crate::domain::{Dataset, DatasetItem, NewItem, Page, ProjectId, PromptName};
-use crate::store::{ItemError, PageRequest};
+use crate::store::{DatasetPatch, ItemError, PageRequest};
 
 use super::{Registry, ServiceError, ServiceResult};
 
@@ -32,6 +32,16 @@ pub enum UploadFormat {
     Csv,
 }
 
+fn check_description(description: &str) -> ServiceResult<()> {
+    if description.chars().count() > MAX_DESCRIPTION {
+        return Err(ServiceError::validation(
+            "description",
+            format!("at most {MAX_DESCRIPTION} characters"),
+        ));
+    }
+    Ok(())
+}
+
 pub async fn create_dataset(
     registry: &Registry,
     project: ProjectId,
@@ -39,24 +49,53 @@ pub async fn create_dataset(
     name: &PromptName,
     description: &str,
 ) -> ServiceResult<Dataset> {
-    if description.chars().count() > MAX_DESCRIPTION {
-        return Err(ServiceError::validation(
-            "description",
-            format!("at most {MAX_DESCRIPTION} characters"),
-        ));
-    }
+    check_description(description)?;
     Ok(registry
         .store
         .insert_dataset(project, name, description, actor)
         .await?)
 }
 
+/// Datasets newest first; archived ones only when `include_archived`.
 pub async fn list_datasets(
     registry: &Registry,
     project: ProjectId,
+    include_archived: bool,
     page: PageRequest,
 ) -> ServiceResult<Page<Dataset>> {
-    Ok(registry.store.list_datasets(project, page).await?)
+    Ok(registry
+        .store
+        .list_datasets(project, include_archived, page)
+        .await?)
+}
+
+/// Renames, describes, archives or restores dataset `name`. Evaluations
+/// refer to datasets by id, so a rename keeps them.
+pub async fn update_dataset(
+    registry: &Registry,
+    project: ProjectId,
+    actor: &Actor,
+    name: &str,
+    patch: DatasetPatch,
+) -> ServiceResult<Dataset> {
+    if let Some(description) = &patch.description {
+        check_description(description)?;
+    }
+    Ok(registry
+        .store
+        .update_dataset(project, name, patch, actor)
+        .await?)
+}
+
+/// Deletes dataset `name` with its items; refused while evaluations,
+/// optimizations or gates use it, which archiving leaves intact.
+pub async fn delete_dataset(
+    registry: &Registry,
+    project: ProjectId,
+    actor: &Actor,
+    name: &str,
+) -> ServiceResult<()> {
+    Ok(registry.store.delete_dataset(project, name, actor).await?)
 }
 
 pub async fn get_dataset(

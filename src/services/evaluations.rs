@@ -10,14 +10,16 @@ use uuid::Uuid;
 
 use crate::domain::auth::Actor;
 use crate::domain::content::PromptBody;
-use crate::domain::jobs::{Evaluation, MetricSpec, NewEvaluation, StoredResult};
+use crate::domain::jobs::{
+    Evaluation, EvaluationFilter, MetricSpec, NewEvaluation, ResultTotals, StoredResult,
+};
 use crate::domain::names::LATEST;
 use crate::domain::{
     Engine, LabelName, Page, ProjectId, PromptContent, PromptName, Version, VersionRef,
 };
 use crate::eval::judge::{default_template, JudgeSpec, Rubric, LLM_JUDGE};
 use crate::eval::report::Scores;
-use crate::eval::stats::Comparison;
+use crate::eval::stats::{summarize_moments, Comparison, Summary};
 use crate::providers::Providers;
 use crate::store::{page_from_overfetch, NewPrompt, NewVersion, PageKey, PageRequest, StoreError};
 
@@ -191,6 +193,66 @@ pub async fn get(
     let evaluation = registry.store.get_evaluation(project, id).await?;
     let scores = Scores::load(&registry.store, &evaluation).await?;
     Ok((evaluation, scores))
+}
+
+/// An evaluation with what its results add up to: per metric the mean,
+/// spread and interval, and the totals.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvaluationSummary {
+    pub evaluation: Evaluation,
+    pub metrics: BTreeMap<String, Summary>,
+    pub totals: ResultTotals,
+}
+
+/// The project's evaluations that `filter` lets through, newest first,
+/// each summed up by the database rather than read item by item.
+pub async fn list(
+    registry: &Registry,
+    project: ProjectId,
+    filter: &EvaluationFilter,
+    page: PageRequest,
+) -> ServiceResult<Page<EvaluationSummary>> {
+    let page = registry
+        .store
+        .list_evaluations(project, filter, page)
+        .await?;
+    let items = page
+        .items
+        .into_iter()
+        .map(|listing| EvaluationSummary {
+            metrics: listing
+                .metrics
+                .into_iter()
+                .map(|(metric, m)| {
+                    let n = usize::try_from(m.n).unwrap_or(0);
+                    (metric, summarize_moments(n, m.mean, m.squared_deviations))
+                })
+                .collect(),
+            totals: listing.totals,
+            evaluation: listing.evaluation,
+        })
+        .collect();
+    Ok(Page {
+        items,
+        next_cursor: page.next_cursor,
+    })
+}
+
+/// The evaluations of prompt `prompt`, as [`list`]; a prompt that does not
+/// exist is not found rather than an empty list.
+pub async fn list_of_prompt(
+    registry: &Registry,
+    project: ProjectId,
+    prompt: &PromptName,
+    filter: EvaluationFilter,
+    page: PageRequest,
+) -> ServiceResult<Page<EvaluationSummary>> {
+    registry.get_prompt(project, prompt).await?;
+    let filter = EvaluationFilter {
+        prompt: Some(prompt.clone()),
+        ..filter
+    };
+    list(registry, project, &filter, page).await
 }
 
 /// Per-item results in the order they completed.

@@ -9,9 +9,9 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::domain::auth::Actor;
-use crate::domain::jobs::{Job, EVALUATION_JOB, OPTIMIZATION_JOB};
-use crate::domain::ProjectId;
-use crate::store::{JobCount, Store};
+use crate::domain::jobs::{Job, JobFilter, EVALUATION_JOB, OPTIMIZATION_JOB};
+use crate::domain::{Page, ProjectId};
+use crate::store::{JobCount, PageRequest, Store};
 
 use super::render::Renderer;
 use super::{Registry, ServiceResult};
@@ -61,6 +61,16 @@ pub fn worker(
 const POLL: Duration = Duration::from_millis(200);
 /// Item events read at once.
 const ITEMS_PER_READ: u32 = 500;
+
+/// The project's jobs of every kind that `filter` lets through, newest first.
+pub async fn list_jobs(
+    registry: &Registry,
+    project: ProjectId,
+    filter: &JobFilter,
+    page: PageRequest,
+) -> ServiceResult<Page<Job>> {
+    Ok(registry.store.list_jobs(project, filter, page).await?)
+}
 
 pub async fn get_job(registry: &Registry, project: ProjectId, id: Uuid) -> ServiceResult<Job> {
     Ok(registry.store.get_job(project, id).await?)

@@ -5,8 +5,11 @@
 use uuid::Uuid;
 
 use crate::domain::auth::Actor;
-use crate::domain::optimization::{NewOptimization, Optimization, OptimizationSpec};
-use crate::domain::{ProjectId, PromptName, VersionRef};
+use crate::domain::optimization::{
+    NewOptimization, Optimization, OptimizationFilter, OptimizationSpec,
+};
+use crate::domain::{Page, ProjectId, PromptName, VersionRef};
+use crate::store::PageRequest;
 
 use super::{Registry, ServiceError, ServiceResult};
 
@@ -51,4 +54,17 @@ pub async fn start(
 
 pub async fn get(registry: &Registry, project: ProjectId, id: Uuid) -> ServiceResult<Optimization> {
     Ok(registry.store.get_optimization(project, id).await?)
+}
+
+/// The project's optimizations that `filter` lets through, newest first.
+pub async fn list(
+    registry: &Registry,
+    project: ProjectId,
+    filter: &OptimizationFilter,
+    page: PageRequest,
+) -> ServiceResult<Page<Optimization>> {
+    Ok(registry
+        .store
+        .list_optimizations(project, filter, page)
+        .await?)
 }

@@ -5,10 +5,12 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::StoreResult;
+use super::{PageRequest, StoreResult};
 use crate::domain::auth::Actor;
-use crate::domain::jobs::{Evaluation, ItemResult, NewEvaluation, StoredResult};
-use crate::domain::ProjectId;
+use crate::domain::jobs::{
+    Evaluation, EvaluationFilter, EvaluationListing, ItemResult, NewEvaluation, StoredResult,
+};
+use crate::domain::{Page, ProjectId};
 
 #[async_trait]
 pub trait EvaluationStore: Send + Sync {
@@ -20,6 +22,15 @@ pub trait EvaluationStore: Send + Sync {
         actor: &Actor,
     ) -> StoreResult<Evaluation>;
     async fn get_evaluation(&self, project: ProjectId, id: Uuid) -> StoreResult<Evaluation>;
+    /// The evaluations of `project` that `filter` lets through, newest
+    /// first, each with what its results add up to so far. A page takes
+    /// the same few queries whatever its length.
+    async fn list_evaluations(
+        &self,
+        project: ProjectId,
+        filter: &EvaluationFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<EvaluationListing>>;
     /// The evaluation a job runs (the worker knows jobs, not projects).
     async fn get_evaluation_of_job(&self, job_id: Uuid) -> StoreResult<Evaluation>;
     /// The newest succeeded evaluation of a version on a dataset.
@@ -57,14 +68,77 @@ macro_rules! impl_sql {
         use uuid::Uuid;
 
         use crate::domain::auth::Actor;
+        use std::collections::{BTreeMap, HashMap};
+
         use crate::domain::jobs::{
-            Evaluation, ItemResult, NewEvaluation, StoredResult, EVALUATION_JOB,
+            Evaluation, EvaluationFilter, EvaluationListing, ItemResult, MetricMoments,
+            NewEvaluation, ResultTotals, StoredResult, EVALUATION_JOB,
         };
-        use crate::domain::ProjectId;
-        use crate::store::rows::{EvaluationRow, RESULT_COLUMNS};
-        use crate::store::{now, EvaluationStore, StoreError, StoreResult};
+        use crate::domain::{Page, ProjectId};
+        use crate::store::rows::{EvaluationRow, JobOwner, RESULT_COLUMNS};
+        use crate::store::{
+            now, page_from_overfetch, EvaluationStore, PageKey, PageRequest, StoreError,
+            StoreResult,
+        };
 
         use super::$store;
+
+        /// `(evaluation_id, items, errors, input_tokens, output_tokens, cost_usd)`.
+        type TotalsRow = (Uuid, i64, i64, i64, i64, f64);
+
+        impl $store {
+            /// What the results of each evaluation of `ids` add up to.
+            async fn result_totals(&self, ids: &[Uuid]) -> StoreResult<HashMap<Uuid, ResultTotals>> {
+                let mut query = sqlx::QueryBuilder::<$db>::new(
+                    "select evaluation_id, count(*), \
+                     cast(coalesce(sum(case when error is null then 0 else 1 end), 0) as bigint), \
+                     cast(coalesce(sum(input_tokens), 0) as bigint), \
+                     cast(coalesce(sum(output_tokens), 0) as bigint), \
+                     coalesce(sum(coalesce(cost_usd, 0.0)), 0.0) \
+                     from evaluation_result where evaluation_id in (",
+                );
+                let mut bound = query.separated(", ");
+                for id in ids {
+                    bound.push_bind(*id);
+                }
+                query.push(") group by evaluation_id");
+                let rows: Vec<TotalsRow> = query.build_query_as().fetch_all(self.reader()).await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(id, items, errors, input_tokens, output_tokens, cost_usd)| {
+                        (id, ResultTotals { items, errors, input_tokens, output_tokens, cost_usd })
+                    })
+                    .collect())
+            }
+
+            /// Each metric's moments over the scored items of each evaluation
+            /// of `ids`: mean first, then the squared deviations from it, as
+            /// `stats::summarize` computes them.
+            async fn metric_moments(&self, ids: &[Uuid]) -> StoreResult<HashMap<Uuid, BTreeMap<String, MetricMoments>>> {
+                let mut query = sqlx::QueryBuilder::<$db>::new(format!(
+                    "with scored as ({} and r.evaluation_id in (",
+                    Self::NUMERIC_SCORES
+                ));
+                let mut bound = query.separated(", ");
+                for id in ids {
+                    bound.push_bind(*id);
+                }
+                query.push(
+                    ")), mean_of as (select evaluation_id, metric, count(*) as n, avg(score) as mean \
+                     from scored group by evaluation_id, metric) \
+                     select m.evaluation_id, m.metric, m.n, m.mean, \
+                     sum((s.score - m.mean) * (s.score - m.mean)) as squared_deviations \
+                     from mean_of m join scored s on s.evaluation_id = m.evaluation_id and s.metric = m.metric \
+                     group by m.evaluation_id, m.metric, m.n, m.mean",
+                );
+                let rows: Vec<(Uuid, String, i64, f64, f64)> = query.build_query_as().fetch_all(self.reader()).await?;
+                let mut moments: HashMap<Uuid, BTreeMap<String, MetricMoments>> = HashMap::new();
+                for (id, metric, n, mean, squared_deviations) in rows {
+                    moments.entry(id).or_default().insert(metric, MetricMoments { n, mean, squared_deviations });
+                }
+                Ok(moments)
+            }
+        }
 
         crate::store::sql::observed_impl! {
         impl EvaluationStore for $store as $backend {
@@ -105,6 +179,43 @@ macro_rules! impl_sql {
                 self.find_with_job::<EvaluationRow>("where e.id = $1 and e.project_id = $2", &[id, project])
                     .await?
                     .ok_or(StoreError::EvaluationNotFound)
+            }
+
+            async fn list_evaluations(&self, project: ProjectId, filter: &EvaluationFilter, page: PageRequest) -> StoreResult<Page<EvaluationListing>> {
+                let mut query = sqlx::QueryBuilder::<$db>::new(EvaluationRow::SELECT);
+                query.push(" join job j on j.id = e.job_id where e.project_id = ").push_bind(project);
+                query.push(" and e.id < ").push_bind(page.after_id().unwrap_or(Uuid::max()));
+                if let Some(prompt) = &filter.prompt {
+                    query.push(" and p.name = ").push_bind(prompt.to_string());
+                }
+                if let Some(version) = &filter.version {
+                    query.push(" and v.version = ").push_bind(version.to_string());
+                }
+                if let Some(dataset) = &filter.dataset {
+                    query.push(" and d.name = ").push_bind(dataset.clone());
+                }
+                if let Some(status) = filter.status {
+                    query.push(" and j.status = ").push_bind(status.as_str());
+                }
+                query.push(" order by e.id desc limit ").push_bind(page.overfetch());
+                let rows: Vec<EvaluationRow> = query.build_query_as().fetch_all(self.reader()).await?;
+                let rows = page_from_overfetch(rows, page.limit, |row| PageKey::Id(row.id));
+                let ids: Vec<Uuid> = rows.items.iter().map(|row| row.id).collect();
+                if ids.is_empty() {
+                    return Ok(Page { items: Vec::new(), next_cursor: rows.next_cursor });
+                }
+                let evaluations = self.with_jobs(rows.items).await?;
+                let mut totals = self.result_totals(&ids).await?;
+                let mut moments = self.metric_moments(&ids).await?;
+                let items = evaluations
+                    .into_iter()
+                    .map(|evaluation| EvaluationListing {
+                        totals: totals.remove(&evaluation.id).unwrap_or_default(),
+                        metrics: moments.remove(&evaluation.id).unwrap_or_default(),
+                        evaluation,
+                    })
+                    .collect();
+                Ok(Page { items, next_cursor: rows.next_cursor })
             }
 
             async fn get_evaluation_of_job(&self, job_id: Uuid) -> StoreResult<Evaluation> {

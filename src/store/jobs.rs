@@ -8,15 +8,22 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::StoreResult;
+use super::{PageRequest, StoreResult};
 use crate::domain::auth::Actor;
-use crate::domain::jobs::{Job, JobStatus};
+use crate::domain::jobs::{Job, JobFilter, JobStatus};
 use crate::domain::webhooks::OutboxEvent;
-use crate::domain::ProjectId;
+use crate::domain::{Page, ProjectId};
 
 #[async_trait]
 pub trait JobStore: Send + Sync {
     async fn get_job(&self, project: ProjectId, id: Uuid) -> StoreResult<Job>;
+    /// The jobs of `project` that `filter` lets through, newest first.
+    async fn list_jobs(
+        &self,
+        project: ProjectId,
+        filter: &JobFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<Job>>;
     /// Takes the next runnable job (queued and due, or running with an
     /// expired lease) for `owner` until `lease` from now; `None` when idle.
     async fn claim_job(&self, owner: &str, lease: std::time::Duration) -> StoreResult<Option<Job>>;
@@ -68,10 +75,13 @@ macro_rules! impl_sql {
         use uuid::Uuid;
 
         use crate::domain::auth::Actor;
-        use crate::domain::jobs::{Job, JobStatus};
-        use crate::domain::ProjectId;
+        use crate::domain::jobs::{Job, JobFilter, JobStatus};
+        use crate::domain::{Page, ProjectId};
         use crate::store::rows::JOB_COLUMNS;
-        use crate::store::{now, JobCount, JobStore, StoreError, StoreResult};
+        use crate::store::{
+            now, page_from_overfetch, JobCount, JobStore, PageKey, PageRequest, StoreError,
+            StoreResult,
+        };
 
         use super::$store;
 
@@ -97,6 +107,21 @@ macro_rules! impl_sql {
             async fn get_job(&self, project: ProjectId, id: Uuid) -> StoreResult<Job> {
                 let mut conn = self.reader().acquire().await?;
                 Self::job(&mut conn, project, id, false).await
+            }
+
+            async fn list_jobs(&self, project: ProjectId, filter: &JobFilter, page: PageRequest) -> StoreResult<Page<Job>> {
+                let mut query = sqlx::QueryBuilder::<$db>::new(format!("select {JOB_COLUMNS} from job where project_id = "));
+                query.push_bind(project);
+                query.push(" and id < ").push_bind(page.after_id().unwrap_or(Uuid::max()));
+                if let Some(kind) = &filter.kind {
+                    query.push(" and kind = ").push_bind(kind.clone());
+                }
+                if let Some(status) = filter.status {
+                    query.push(" and status = ").push_bind(status.as_str());
+                }
+                query.push(" order by id desc limit ").push_bind(page.overfetch());
+                let jobs: Vec<Job> = query.build_query_as().fetch_all(self.reader()).await?;
+                Ok(page_from_overfetch(jobs, page.limit, |job| PageKey::Id(job.id)))
             }
 
             async fn claim_job(&self, owner: &str, lease: std::time::Duration) -> StoreResult<Option<Job>> {

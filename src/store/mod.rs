@@ -32,7 +32,7 @@ pub mod webhooks;
 
 pub use admin::{AdminStore, NewKey, StoredKey};
 pub use backend::{BackendStore, Invalidation, PoolConnections};
-pub use datasets::{DatasetStore, ItemBatches, ItemError};
+pub use datasets::{DatasetPatch, DatasetStore, DatasetUse, ItemBatches, ItemError};
 pub use evaluations::EvaluationStore;
 pub use experiments::ExperimentStore;
 pub use gates::GateStore;
@@ -142,6 +142,11 @@ pub enum StoreError {
     DeliveryNotFound,
     #[error("a dataset named {0:?} already exists")]
     DatasetExists(String),
+    #[error("dataset {0:?} is archived: it takes no new items")]
+    DatasetArchived(String),
+    /// Evaluations, optimizations or gates refer to the dataset.
+    #[error("{0}")]
+    DatasetInUse(DatasetUse),
     /// An upload's item could not be read; nothing of the upload was kept.
     #[error("{0}")]
     InvalidItem(ItemError),

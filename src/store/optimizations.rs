@@ -7,10 +7,12 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{NewVersion, StoreResult};
+use super::{NewVersion, PageRequest, StoreResult};
 use crate::domain::auth::Actor;
-use crate::domain::optimization::{NewOptimization, Optimization, OptimizationState};
-use crate::domain::{ProjectId, PromptName};
+use crate::domain::optimization::{
+    NewOptimization, Optimization, OptimizationFilter, OptimizationState,
+};
+use crate::domain::{Page, ProjectId, PromptName};
 
 #[async_trait]
 pub trait OptimizationStore: Send + Sync {
@@ -22,6 +24,13 @@ pub trait OptimizationStore: Send + Sync {
         actor: &Actor,
     ) -> StoreResult<Optimization>;
     async fn get_optimization(&self, project: ProjectId, id: Uuid) -> StoreResult<Optimization>;
+    /// The optimizations of `project` that `filter` lets through, newest first.
+    async fn list_optimizations(
+        &self,
+        project: ProjectId,
+        filter: &OptimizationFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<Optimization>>;
     /// The optimization a job runs.
     async fn get_optimization_of_job(&self, job_id: Uuid) -> StoreResult<Optimization>;
     /// Saves how far an optimization got, with its job's progress, in one transaction.
@@ -59,10 +68,15 @@ macro_rules! impl_sql {
 
         use crate::domain::auth::Actor;
         use crate::domain::jobs::OPTIMIZATION_JOB;
-        use crate::domain::optimization::{NewOptimization, Optimization, OptimizationState};
-        use crate::domain::{ProjectId, PromptName};
-        use crate::store::rows::{parse_semver, OptimizationRow};
-        use crate::store::{now, NewVersion, OptimizationStore, StoreError, StoreResult};
+        use crate::domain::optimization::{
+            NewOptimization, Optimization, OptimizationFilter, OptimizationState,
+        };
+        use crate::domain::{Page, ProjectId, PromptName};
+        use crate::store::rows::{parse_semver, JobOwner, OptimizationRow};
+        use crate::store::{
+            now, page_from_overfetch, NewVersion, OptimizationStore, PageKey, PageRequest,
+            StoreError, StoreResult,
+        };
 
         use super::$store;
 
@@ -102,6 +116,22 @@ macro_rules! impl_sql {
                 self.find_with_job::<OptimizationRow>("where o.id = $1 and o.project_id = $2", &[id, project])
                     .await?
                     .ok_or(StoreError::OptimizationNotFound)
+            }
+
+            async fn list_optimizations(&self, project: ProjectId, filter: &OptimizationFilter, page: PageRequest) -> StoreResult<Page<Optimization>> {
+                let mut query = sqlx::QueryBuilder::<$db>::new(OptimizationRow::SELECT);
+                query.push(" join job j on j.id = o.job_id where o.project_id = ").push_bind(project);
+                query.push(" and o.id < ").push_bind(page.after_id().unwrap_or(Uuid::max()));
+                if let Some(prompt) = &filter.prompt {
+                    query.push(" and p.name = ").push_bind(prompt.to_string());
+                }
+                if let Some(status) = filter.status {
+                    query.push(" and j.status = ").push_bind(status.as_str());
+                }
+                query.push(" order by o.id desc limit ").push_bind(page.overfetch());
+                let rows: Vec<OptimizationRow> = query.build_query_as().fetch_all(self.reader()).await?;
+                let rows = page_from_overfetch(rows, page.limit, |row| PageKey::Id(row.id));
+                Ok(Page { items: self.with_jobs(rows.items).await?, next_cursor: rows.next_cursor })
             }
 
             async fn get_optimization_of_job(&self, job_id: Uuid) -> StoreResult<Optimization> {

@@ -88,6 +88,11 @@ impl PostgresStore {
     const LOCK_ROW: &'static str = " for update";
     const SKIP_LOCKED: &'static str = " for update skip locked";
     const TAG_MATCH: (&'static str, &'static str) = ("p.tags @> jsonb_build_array(", "::text)");
+    /// The numeric scores of each result `r` as `(evaluation_id, metric,
+    /// score)`, ending in a `where` a caller may add to.
+    const NUMERIC_SCORES: &'static str = "select r.evaluation_id, s.key as metric, \
+         (s.value #>> '{}')::float8 as score from evaluation_result r, jsonb_each(r.scores) s \
+         where jsonb_typeof(s.value) = 'number'";
 
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
         let shown = redact_url(url);

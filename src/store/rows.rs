@@ -209,7 +209,8 @@ impl TryFrom<LabelMoveRow> for LabelMove {
 pub const PROJECT_SELECT: &str = "select id, name, created_at from project";
 
 pub const DATASET_SELECT: &str = "select d.id, d.project_id, d.name, d.description, \
-     d.item_count, d.created_at, d.updated_at from dataset d";
+     d.item_count, (d.archived_at is not null) as archived, d.created_at, d.updated_at \
+     from dataset d";
 
 pub const ITEM_SELECT: &str =
     "select id, seq, input, expected, metadata, created_at from dataset_item";

@@ -13,7 +13,8 @@ macro_rules! impl_shared {
 
         use crate::domain::auth::Actor;
         use crate::domain::{next_version, ProjectId, PromptName, Version};
-        use crate::store::rows::{JobOwner, PromptRow, VersionRow, PROMPT_COLUMNS, VERSION_SELECT};
+        use crate::domain::jobs::Job;
+        use crate::store::rows::{JobOwner, PromptRow, VersionRow, JOB_COLUMNS, PROMPT_COLUMNS, VERSION_SELECT};
         use crate::store::{
             is_unique_violation, now, CreatedVersion, Invalidation, JobStore, NewVersion, StoreError,
             StoreResult,
@@ -395,6 +396,29 @@ macro_rules! impl_shared {
                 .execute(&mut *conn)
                 .await?;
                 Ok(())
+            }
+
+            /// Evaluations or optimizations (`R`) joined with the jobs that run
+            /// them, in their order, reading every job in one query.
+            pub(super) async fn with_jobs<R: JobOwner>(&self, rows: Vec<R>) -> StoreResult<Vec<R::Joined>> {
+                if rows.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut query = sqlx::QueryBuilder::<$db>::new(format!("select {JOB_COLUMNS} from job where id in ("));
+                let mut ids = query.separated(", ");
+                for row in &rows {
+                    ids.push_bind(row.job_key().1);
+                }
+                query.push(")");
+                let jobs: Vec<Job> = query.build_query_as().fetch_all(self.reader()).await?;
+                let mut jobs: std::collections::HashMap<Uuid, Job> = jobs.into_iter().map(|job| (job.id, job)).collect();
+                rows.into_iter()
+                    .map(|row| {
+                        let job_id = row.job_key().1;
+                        let job = jobs.remove(&job_id).ok_or_else(|| StoreError::Corrupt(format!("job {job_id} is missing")))?;
+                        row.with_job(job)
+                    })
+                    .collect()
             }
 
             /// The first evaluation or optimization (`R`) that `R::SELECT`

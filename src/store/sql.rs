@@ -12,6 +12,9 @@
 //!   another transaction holds;
 //! - `const TAG_MATCH: (&str, &str)`, the SQL around a bound tag that tests
 //!   whether `p.tags` (a JSON array) holds it;
+//! - `const NUMERIC_SCORES: &str`, a select of each evaluation result's
+//!   numeric scores as `(evaluation_id, metric, score)` (a JSON object's
+//!   entries, which each backend reads its own way), ending in a `where`;
 //! - `fn pool_stats(&self) -> PoolConnections`;
 //! - `fn health(&self) -> Option<&Health>`: the probe's view of the
 //!   database, which every use-case is guarded by (`None`: never down);

@@ -26,6 +26,11 @@ impl SqliteStore {
         "exists (select 1 from json_each(p.tags) where json_each.value = ",
         ")",
     );
+    /// The numeric scores of each result `r` as `(evaluation_id, metric,
+    /// score)`, ending in a `where` a caller may add to.
+    const NUMERIC_SCORES: &'static str = "select r.evaluation_id, s.key as metric, \
+         cast(s.value as real) as score from evaluation_result r, json_each(r.scores) s \
+         where s.type in ('integer', 'real')";
 
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
         let options = SqliteConnectOptions::from_str(url)

@@ -188,8 +188,251 @@ async fn one_request_takes_a_hundred_thousand_items(app: TestApp) {
     assert_eq!(first.body["items"][0]["input"]["n"], 0);
 }
 
+fn names(list: &TestResponse) -> Vec<String> {
+    assert_eq!(list.status, 200, "{}", list.body);
+    list.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|d| d["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The audit log's entries with this action, newest first.
+async fn audited(app: &TestApp, action: &str) -> Vec<Value> {
+    let log = app.get("/v1/audit?limit=100").await;
+    assert_eq!(log.status, 200, "{}", log.body);
+    log.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|e| e["action"] == action)
+        .cloned()
+        .collect()
+}
+
+async fn datasets_are_renamed_described_archived_and_restored(app: TestApp) {
+    create(&app, "support/faq").await;
+    create(&app, "other").await;
+    let path = format!("/v1/datasets/{}", enc("support/faq"));
+    app.upload(
+        "support/faq",
+        "application/x-ndjson",
+        "{\"input\": {\"q\": \"a\"}}\n",
+    )
+    .await;
+
+    let renamed = app
+        .patch(
+            &path,
+            json!({"name": "support/faq-2024", "description": "Questions of 2024"}),
+        )
+        .await;
+    assert_eq!(renamed.status, 200, "{}", renamed.body);
+    assert_eq!(renamed.body["name"], "support/faq-2024");
+    assert_eq!(renamed.body["description"], "Questions of 2024");
+    assert_eq!(renamed.body["item_count"], 1);
+    assert_eq!(renamed.body["archived"], false);
+    app.get(&path)
+        .await
+        .assert_problem(404, "dataset_not_found");
+    let path = format!("/v1/datasets/{}", enc("support/faq-2024"));
+    assert_eq!(
+        app.get(&path).await.body["description"],
+        "Questions of 2024"
+    );
+    let items = all_items(&app, "support/faq-2024").await;
+    assert_eq!(items.len(), 1);
+    let rename = audited(&app, "dataset.rename").await;
+    assert_eq!(rename.len(), 1);
+    assert_eq!(rename[0]["target"], "datasets/support/faq-2024");
+    assert_eq!(rename[0]["before"]["name"], "support/faq");
+    assert_eq!(rename[0]["after"]["name"], "support/faq-2024");
+
+    // Only the description: the name stays.
+    let described = app.patch(&path, json!({"description": "2024"})).await;
+    assert_eq!(described.body["name"], "support/faq-2024");
+    assert_eq!(described.body["description"], "2024");
+    assert_eq!(audited(&app, "dataset.update").await.len(), 1);
+
+    app.patch(&path, json!({"name": "other"}))
+        .await
+        .assert_problem(409, "dataset_exists");
+    app.patch(&path, json!({"name": "Bad Name"}))
+        .await
+        .assert_problem(422, "invalid_name");
+    app.patch(&path, json!({"colour": "red"}))
+        .await
+        .assert_problem(422, "validation_failed");
+    app.patch(&path, json!({"description": "x".repeat(4097)}))
+        .await
+        .assert_problem(422, "validation_failed");
+    app.patch("/v1/datasets/nope", json!({"description": "x"}))
+        .await
+        .assert_problem(404, "dataset_not_found");
+    // Nothing of the refused changes was kept.
+    let unchanged = app.get(&path).await;
+    assert_eq!(unchanged.body["description"], "2024");
+    assert_eq!(
+        names(&app.get("/v1/datasets").await),
+        ["other", "support/faq-2024"]
+    );
+
+    let archived = app.patch(&path, json!({"archived": true})).await;
+    assert_eq!(archived.status, 200, "{}", archived.body);
+    assert_eq!(archived.body["archived"], true);
+    assert_eq!(audited(&app, "dataset.archive").await.len(), 1);
+    assert_eq!(names(&app.get("/v1/datasets").await), ["other"]);
+    assert_eq!(
+        names(&app.get("/v1/datasets?archived=false").await),
+        ["other"]
+    );
+    let everything = app.get("/v1/datasets?archived=true").await;
+    assert_eq!(names(&everything), ["other", "support/faq-2024"]);
+    assert_eq!(everything.body["items"][1]["archived"], true);
+    assert_eq!(everything.body["items"][0]["archived"], false);
+    let paged = app.get("/v1/datasets?archived=true&limit=1").await;
+    let cursor = paged.body["next_cursor"].as_str().expect("a second page");
+    let second = app
+        .get(&format!(
+            "/v1/datasets?archived=true&limit=1&cursor={cursor}"
+        ))
+        .await;
+    assert_eq!(names(&second), ["support/faq-2024"]);
+    app.get("/v1/datasets?archived=maybe")
+        .await
+        .assert_problem(422, "validation_failed");
+    // Still readable, but it takes no new items.
+    assert_eq!(app.get(&path).await.body["archived"], true);
+    assert_eq!(all_items(&app, "support/faq-2024").await.len(), 1);
+    app.upload(
+        "support/faq-2024",
+        "application/x-ndjson",
+        "{\"input\": {\"q\": \"b\"}}\n",
+    )
+    .await
+    .assert_problem(409, "dataset_archived");
+
+    let restored = app.patch(&path, json!({"archived": false})).await;
+    assert_eq!(restored.body["archived"], false);
+    assert_eq!(audited(&app, "dataset.restore").await.len(), 1);
+    assert_eq!(
+        names(&app.get("/v1/datasets").await),
+        ["other", "support/faq-2024"]
+    );
+    let added = app
+        .upload(
+            "support/faq-2024",
+            "application/x-ndjson",
+            "{\"input\": {\"q\": \"b\"}}\n",
+        )
+        .await;
+    assert_eq!(added.status, 200, "{}", added.body);
+    assert_eq!(added.body["dataset"]["item_count"], 2);
+}
+
+async fn a_dataset_in_use_is_archived_not_deleted(app: TestApp) {
+    app.seed_prompt("geo").await;
+    app.seed_version("geo", "Capital of {{country}}?").await;
+    create(&app, "used").await;
+    create(&app, "gated").await;
+    create(&app, "spare").await;
+    app.upload(
+        "spare",
+        "application/x-ndjson",
+        "{\"input\": {\"country\": \"Peru\"}}\n",
+    )
+    .await;
+    let mut evaluations = Vec::new();
+    for _ in 0..2 {
+        let created = app
+            .post(
+                "/v1/evaluations",
+                json!({"prompt": "geo", "ref": "1.0.0", "dataset": "used", "provider": "walk",
+                       "metrics": ["exact_match"]}),
+            )
+            .await;
+        assert_eq!(created.status, 202, "{}", created.body);
+        evaluations.push(created.body["id"].as_str().expect("id").to_owned());
+    }
+    let gate = app
+        .put(
+            "/v1/prompts/geo/gates/production",
+            json!({"dataset": "gated", "rules": [{"metric": "exact_match", "min": 0.5}]}),
+        )
+        .await;
+    assert_eq!(gate.status, 200, "{}", gate.body);
+
+    let refused = app.delete("/v1/datasets/used").await;
+    let detail = refused.assert_problem(409, "dataset_in_use")["detail"]
+        .as_str()
+        .expect("detail")
+        .to_owned();
+    for id in &evaluations {
+        assert!(detail.contains(id.as_str()), "{detail}");
+    }
+    assert!(detail.contains("2 evaluations"), "{detail}");
+    assert!(detail.contains("archive"), "{detail}");
+    let refused = app.delete("/v1/datasets/gated").await;
+    let detail = refused.assert_problem(409, "dataset_in_use")["detail"].clone();
+    assert!(
+        detail
+            .as_str()
+            .is_some_and(|d| d.contains("geo:production")),
+        "{detail}"
+    );
+
+    // Archiving is the way out: the evaluations keep their dataset.
+    let archived = app
+        .patch("/v1/datasets/used", json!({"archived": true}))
+        .await;
+    assert_eq!(archived.status, 200, "{}", archived.body);
+    app.delete("/v1/datasets/used")
+        .await
+        .assert_problem(409, "dataset_in_use");
+    let evaluation = app
+        .get(&format!("/v1/evaluations/{}", evaluations[0]))
+        .await;
+    assert_eq!(evaluation.body["dataset"], "used");
+    // A rename shows in the evaluations, which refer to the dataset itself.
+    app.patch("/v1/datasets/used", json!({"name": "used-2024"}))
+        .await;
+    let evaluation = app
+        .get(&format!("/v1/evaluations/{}", evaluations[0]))
+        .await;
+    assert_eq!(evaluation.body["dataset"], "used-2024");
+    assert_eq!(audited(&app, "dataset.delete").await.len(), 0);
+
+    // One nothing uses goes, with its items; the name is free again.
+    let deleted = app.delete("/v1/datasets/spare").await;
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    app.get("/v1/datasets/spare")
+        .await
+        .assert_problem(404, "dataset_not_found");
+    app.get("/v1/datasets/spare/items")
+        .await
+        .assert_problem(404, "dataset_not_found");
+    app.delete("/v1/datasets/spare")
+        .await
+        .assert_problem(404, "dataset_not_found");
+    let entries = audited(&app, "dataset.delete").await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["target"], "datasets/spare");
+    assert_eq!(entries[0]["before"]["item_count"], 1);
+    assert_eq!(entries[0]["after"], Value::Null);
+    let again = create(&app, "spare").await;
+    assert_eq!(again.status, 201, "{}", again.body);
+    assert_eq!(again.body["item_count"], 0);
+    assert_eq!(
+        names(&app.get("/v1/datasets?archived=true").await),
+        ["spare", "gated", "used-2024"]
+    );
+}
+
 backend_tests!(
     datasets_are_created_listed_and_unique,
+    datasets_are_renamed_described_archived_and_restored,
+    a_dataset_in_use_is_archived_not_deleted,
     items_upload_as_json_jsonl_and_csv_in_order,
     a_bad_item_keeps_nothing_of_its_upload,
     one_request_takes_a_hundred_thousand_items,

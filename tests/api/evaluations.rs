@@ -734,7 +734,97 @@ async fn an_evaluation_whose_every_call_fails_fails(url: String) {
     );
 }
 
+/// The list sums results in the database; each item must read as the
+/// evaluation's own page does, which sums them item by item.
+async fn the_list_sums_each_evaluation_as_its_own_page_does(url: String) {
+    let Setup { app, fake } = setup(&url, |_| {}).await;
+    fake.set_usage(10, 2);
+    // Three capitals are known however the question is put: scores vary.
+    fake.set_default(|request| {
+        let asked = request.last_user_text().unwrap_or_default();
+        let answer = CAPITALS
+            .iter()
+            .enumerate()
+            .find(|(i, (country, _))| {
+                asked.contains(country) && (*i < 3 || asked.contains("briefly"))
+            })
+            .map_or("I am not sure", |(_, (_, capital))| capital);
+        Reply::text(answer)
+    });
+    let vague = start(&app, "1.0.0", json!({})).await;
+    let brief = start(
+        &app,
+        "1.0.1",
+        json!({"metrics": ["exact_match", "token_f1"]}),
+    )
+    .await;
+    drain(&worker(&app)).await;
+
+    let list = app.get("/v1/evaluations?status=succeeded").await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    let items = list.body["items"].as_array().expect("items");
+    assert_eq!(items.len(), 2, "{}", list.body);
+    assert_eq!(items[0]["id"], brief["id"]);
+    assert_eq!(items[1]["id"], vague["id"]);
+    for item in items {
+        let id = item["id"].as_str().expect("id");
+        let single = app.get(&format!("/v1/evaluations/{id}")).await;
+        let (listed, read) = (&item["metrics"], &single.body["metrics"]);
+        let metrics = read.as_object().expect("metrics");
+        assert_eq!(
+            listed.as_object().map(|m| m.keys().collect::<Vec<_>>()),
+            Some(metrics.keys().collect::<Vec<_>>())
+        );
+        for (metric, summary) in metrics {
+            assert_eq!(listed[metric]["n"], summary["n"], "{metric}");
+            for (value, expected) in [
+                (&listed[metric]["mean"], &summary["mean"]),
+                (&listed[metric]["std"], &summary["std"]),
+                (&listed[metric]["ci95"][0], &summary["ci95"][0]),
+                (&listed[metric]["ci95"][1], &summary["ci95"][1]),
+            ] {
+                let (value, expected) = (
+                    value.as_f64().expect("a number"),
+                    expected.as_f64().expect("a number"),
+                );
+                assert!(
+                    (value - expected).abs() < 1e-9,
+                    "{metric}: {value} against {expected}"
+                );
+            }
+        }
+        for field in ["usage", "errors", "progress", "status", "finished_at"] {
+            if field == "usage" {
+                assert_eq!(
+                    item[field]["input_tokens"],
+                    single.body[field]["input_tokens"]
+                );
+                assert_eq!(
+                    item[field]["output_tokens"],
+                    single.body[field]["output_tokens"]
+                );
+                let (listed, read) = (
+                    item[field]["cost_usd"].as_f64().expect("cost"),
+                    single.body[field]["cost_usd"].as_f64().expect("cost"),
+                );
+                assert!((listed - read).abs() < 1e-12, "{listed} against {read}");
+            } else {
+                assert_eq!(item[field], single.body[field], "{field}");
+            }
+        }
+    }
+    let vague = &items[1];
+    assert_eq!(vague["metrics"]["exact_match"]["mean"], 0.375);
+    assert_eq!(vague["metrics"]["exact_match"]["n"], CAPITALS.len());
+    assert!(vague["metrics"]["exact_match"]["std"]
+        .as_f64()
+        .is_some_and(|s| s > 0.3));
+    assert_eq!(vague["usage"]["input_tokens"], 80);
+    assert_eq!(items[0]["metrics"]["exact_match"]["mean"], 1.0);
+}
+
 backend_url_tests!(
+    the_list_sums_each_evaluation_as_its_own_page_does,
     workers_sharing_a_database_never_run_one_job_twice,
     an_llm_judge_scores_with_a_versioned_registry_prompt,
     an_evaluation_whose_every_call_fails_fails,

@@ -17,6 +17,7 @@ mod gate_paths;
 mod hostile_input;
 mod labels;
 mod langfuse;
+mod lists;
 mod mlflow;
 mod observability;
 mod optimizations;
