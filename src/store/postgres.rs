@@ -88,6 +88,10 @@ impl PostgresStore {
     const LOCK_ROW: &'static str = " for update";
     const SKIP_LOCKED: &'static str = " for update skip locked";
     const TAG_MATCH: (&'static str, &'static str) = ("p.tags @> jsonb_build_array(", "::text)");
+    const HOUR_BUCKET: &'static str =
+        "to_char(date_trunc('hour', f.created_at at time zone 'UTC'), 'YYYY-MM-DD\"T\"HH24\":00:00Z\"')";
+    const DAY_BUCKET: &'static str =
+        "to_char(date_trunc('day', f.created_at at time zone 'UTC'), 'YYYY-MM-DD\"T00:00:00Z\"')";
 
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
         let shown = redact_url(url);

@@ -12,6 +12,8 @@
 //!   another transaction holds;
 //! - `const TAG_MATCH: (&str, &str)`, the SQL around a bound tag that tests
 //!   whether `p.tags` (a JSON array) holds it;
+//! - `const HOUR_BUCKET: &str` and `const DAY_BUCKET: &str`: the start of
+//!   the UTC hour or day of `f.created_at`, as RFC 3339 text (`…T13:00:00Z`);
 //! - `fn pool_stats(&self) -> PoolConnections`;
 //! - `fn health(&self) -> Option<&Health>`: the probe's view of the
 //!   database, which every use-case is guarded by (`None`: never down);
@@ -45,7 +47,7 @@ macro_rules! impl_store {
         }
         crate::store::sql::impl_resources!(
             $store, $db, $backend:
-            backend prompts labels datasets jobs evaluations optimizations gates admin webhooks users experiments
+            backend prompts labels datasets jobs evaluations optimizations gates admin webhooks users experiments monitors
         );
     };
 }

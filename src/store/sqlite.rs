@@ -26,6 +26,9 @@ impl SqliteStore {
         "exists (select 1 from json_each(p.tags) where json_each.value = ",
         ")",
     );
+    // Timestamps are RFC 3339 text, which strftime reads (offset included).
+    const HOUR_BUCKET: &'static str = "strftime('%Y-%m-%dT%H:00:00Z', f.created_at)";
+    const DAY_BUCKET: &'static str = "strftime('%Y-%m-%dT00:00:00Z', f.created_at)";
 
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
         let options = SqliteConnectOptions::from_str(url)

@@ -18,6 +18,7 @@ mod hostile_input;
 mod labels;
 mod langfuse;
 mod mlflow;
+mod monitors;
 mod observability;
 mod optimizations;
 mod outage;
