@@ -229,6 +229,7 @@ fn service_parts(err: &ServiceError) -> (StatusCode, &'static str, &'static str)
             "Render limit reached",
         ),
         E::GateNotFound(_) => (S::NOT_FOUND, "gate_not_found", "Gate not found"),
+        E::MonitorNotFound(_) => (S::NOT_FOUND, "monitor_not_found", "Monitor not found"),
         E::ProviderNotFound(_) => (
             S::UNPROCESSABLE_ENTITY,
             "provider_not_found",

@@ -1,21 +1,24 @@
 //! Feedback from production on the versions served: one value or a batch
 //! (all or nothing), each citing a render's `served_id` or a prompt and
-//! version. A client-supplied `id` makes a retry harmless.
+//! version. A client-supplied `id` makes a retry harmless. And a prompt's
+//! feedback summarized per version and hour or day.
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::auth::{scope, Auth};
-use super::extract::{prompt_name, semver, Json};
+use super::extract::{prompt_name, semver, Json, Path, PromptPath, Query};
 use super::AppState;
 use crate::domain::experiments::parse_served_id;
 use crate::domain::json_kind;
+use crate::domain::monitors::Bucket;
 use crate::error::{ApiError, FieldError, Problem};
-use crate::services::feedback;
+use crate::services::feedback::{self, FeedbackSummary, SummaryRequest};
 use crate::store::experiments::{FeedbackTarget, NewFeedback, StoredFeedback};
 
 /// Longest client id, unit, trace id and feedback name.
@@ -244,4 +247,151 @@ pub async fn create_feedback_batch(
     Ok(axum::Json(FeedbackBatchResponse {
         items: stored.into_iter().map(FeedbackResponse::from).collect(),
     }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SummaryParams {
+    /// The feedback name summarized (required), e.g. `thumbs_up`.
+    name: Option<String>,
+    /// `hour` (the default) or `day`: buckets start on the UTC hour or day.
+    bucket: Option<String>,
+    /// RFC 3339, inclusive. Default: `to` minus 7 days (hour) or 90 days
+    /// (day); a range spans at most 31 days of hours or 366 of days.
+    from: Option<String>,
+    /// RFC 3339, exclusive. Default: now.
+    to: Option<String>,
+}
+
+/// One version's feedback in one bucket.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SummaryPoint {
+    /// The bucket's start (UTC).
+    pub start: DateTime<Utc>,
+    pub n: i64,
+    pub mean: f64,
+}
+
+/// One version's buckets, oldest first; buckets without feedback are left out.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SummarySeries {
+    #[schema(example = "1.0.1")]
+    pub version: String,
+    pub buckets: Vec<SummaryPoint>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FeedbackSummaryResponse {
+    #[schema(example = "support/greeting")]
+    pub prompt: String,
+    #[schema(example = "thumbs_up")]
+    pub name: String,
+    #[schema(example = "hour")]
+    pub bucket: String,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// Per version, in the order the versions were made.
+    pub versions: Vec<SummarySeries>,
+}
+
+impl FeedbackSummaryResponse {
+    fn new(prompt: String, summary: FeedbackSummary) -> Result<Self, ApiError> {
+        let mut versions: Vec<SummarySeries> = Vec::new();
+        for row in summary.rows {
+            let start = DateTime::parse_from_rfc3339(&row.bucket)
+                .map_err(|e| {
+                    ApiError::from(crate::services::ServiceError::Internal(anyhow::anyhow!(
+                        "a summary bucket {:?} is not RFC 3339: {e}",
+                        row.bucket
+                    )))
+                })?
+                .with_timezone(&Utc);
+            let point = SummaryPoint {
+                start,
+                n: row.n,
+                mean: row.mean,
+            };
+            match versions.iter_mut().find(|s| s.version == row.version) {
+                Some(series) => series.buckets.push(point),
+                None => versions.push(SummarySeries {
+                    version: row.version,
+                    buckets: vec![point],
+                }),
+            }
+        }
+        Ok(Self {
+            prompt,
+            name: summary.name,
+            bucket: summary.bucket.as_str().to_owned(),
+            from: summary.from,
+            to: summary.to,
+            versions,
+        })
+    }
+}
+
+fn timestamp(
+    field: &str,
+    raw: Option<&str>,
+    errors: &mut Vec<FieldError>,
+) -> Option<DateTime<Utc>> {
+    let raw = raw?;
+    match DateTime::parse_from_rfc3339(raw) {
+        Ok(at) => Some(at.with_timezone(&Utc)),
+        Err(_) => {
+            errors.push(FieldError::new(
+                field,
+                format!("{raw:?} is not an RFC 3339 time such as 2026-01-31T09:00:00Z"),
+            ));
+            None
+        }
+    }
+}
+
+/// A prompt's feedback on one name: n and mean per version and hour or day.
+#[utoipa::path(get, path = "/v1/prompts/{name}/feedback/summary", tag = "experiments",
+    security(("bearer" = ["read"])),
+    params(PromptPath, SummaryParams),
+    responses(
+        (status = 200, description = "Per version, its buckets with feedback", body = FeedbackSummaryResponse),
+        (status = 404, description = "`prompt_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: `name` missing, `bucket` not hour or day, `from`/`to` not RFC 3339, out of order or too far apart", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn feedback_summary(
+    State(state): State<AppState>,
+    auth: Auth<scope::Read>,
+    Path(name): Path<String>,
+    Query(params): Query<SummaryParams>,
+) -> Result<axum::Json<FeedbackSummaryResponse>, ApiError> {
+    let prompt = prompt_name(&name)?;
+    let mut errors = Vec::new();
+    let bucket = match params.bucket.as_deref() {
+        None => None,
+        Some(raw) => {
+            let parsed = Bucket::parse(raw);
+            if parsed.is_none() {
+                errors.push(FieldError::new(
+                    "bucket",
+                    format!("{raw:?} is not hour or day"),
+                ));
+            }
+            parsed
+        }
+    };
+    let from = timestamp("from", params.from.as_deref(), &mut errors);
+    let to = timestamp("to", params.to.as_deref(), &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(errors));
+    }
+    let request = SummaryRequest {
+        name: params.name,
+        bucket,
+        from,
+        to,
+    };
+    let summary = feedback::summary(&state.registry, auth.project, &prompt, request).await?;
+    Ok(axum::Json(FeedbackSummaryResponse::new(
+        prompt.to_string(),
+        summary,
+    )?))
 }

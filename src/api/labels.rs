@@ -61,7 +61,8 @@ pub struct LabelMoveResponse {
     /// Whether this move was a rollback.
     pub rollback: bool,
     /// What an online experiment did to the label (started, changed its
-    /// split, ended): such an entry moves nothing.
+    /// split, ended), or what its monitor saw when it fired: such an entry
+    /// moves nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }

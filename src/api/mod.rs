@@ -34,6 +34,7 @@ mod jobs;
 mod labels;
 mod langfuse;
 mod mlflow;
+mod monitors;
 mod optimizations;
 pub(crate) mod prompts;
 mod providers;
@@ -394,6 +395,13 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(experiments::stop_experiment))
         .routes(routes!(feedback::create_feedback))
         .routes(routes!(feedback::create_feedback_batch))
+        .routes(routes!(feedback::feedback_summary))
+        .routes(routes!(monitors::list_monitors))
+        .routes(routes!(
+            monitors::put_monitor,
+            monitors::get_monitor,
+            monitors::delete_monitor
+        ))
         .routes(routes!(gates::list_gates))
         .routes(routes!(gates::put_gate, gates::delete_gate))
         .routes(routes!(admin::list_keys, admin::create_key))

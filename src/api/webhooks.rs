@@ -29,7 +29,8 @@ pub struct CreateWebhookRequest {
     url: Option<String>,
     /// Event types (`prompt.created`, `prompt.updated`, `version.created`,
     /// `label.moved`, `label.deleted`, `evaluation.finished`,
-    /// `optimization.finished`, `gate.failed`), or `["*"]` for all.
+    /// `optimization.finished`, `gate.failed`, `monitor.fired`), or `["*"]`
+    /// for all.
     events: Option<Vec<String>>,
     description: Option<String>,
     /// Only events about prompts whose names start with one of these

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod content;
 pub mod experiments;
 pub mod jobs;
+pub mod monitors;
 pub mod names;
 pub mod optimization;
 pub mod text;
@@ -94,7 +95,8 @@ pub struct LabelMove {
     pub rollback: bool,
     pub at: DateTime<Utc>,
     pub by: Option<String>,
-    /// What an experiment did to the label (such an entry moves nothing).
+    /// What an experiment did to the label, or why its monitor fired (such
+    /// an entry moves nothing).
     pub note: Option<String>,
 }
 

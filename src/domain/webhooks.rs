@@ -23,6 +23,7 @@ pub const EVENT_TYPES: &[&str] = &[
     EVALUATION_FINISHED,
     OPTIMIZATION_FINISHED,
     GATE_FAILED,
+    MONITOR_FIRED,
     WEBHOOK_TEST,
 ];
 
@@ -34,6 +35,8 @@ pub const LABEL_DELETED: &str = "label.deleted";
 pub const EVALUATION_FINISHED: &str = "evaluation.finished";
 pub const OPTIMIZATION_FINISHED: &str = "optimization.finished";
 pub const GATE_FAILED: &str = "gate.failed";
+/// A label's monitor saw its version's feedback drop (and maybe rolled it back).
+pub const MONITOR_FIRED: &str = "monitor.fired";
 /// Sent only by `POST /v1/webhooks/{id}/test`, to that endpoint alone.
 pub const WEBHOOK_TEST: &str = "webhook.test";
 

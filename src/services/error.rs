@@ -106,6 +106,8 @@ pub enum ServiceError {
     },
     #[error("label {0:?} has no gate")]
     GateNotFound(String),
+    #[error("label {0:?} has no monitor")]
+    MonitorNotFound(String),
     #[error("{0}")]
     ProviderNotFound(String),
     #[error("label {label:?} is gated: {reason}")]

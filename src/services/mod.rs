@@ -13,6 +13,7 @@ pub mod experiments;
 pub mod feedback;
 pub mod jobs;
 pub mod labels;
+pub mod monitors;
 pub mod optimizations;
 pub mod prompts;
 pub mod registry;

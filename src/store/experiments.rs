@@ -62,6 +62,9 @@ pub struct StoredFeedback {
     pub duplicate: bool,
     /// The experiment it counts for, if any.
     pub experiment: Option<Uuid>,
+    /// The prompt and version it is about (what monitors watch).
+    pub prompt_id: Uuid,
+    pub version_id: Uuid,
 }
 
 /// One variant's feedback on a metric, summed.
@@ -516,16 +519,17 @@ macro_rules! impl_sql {
                     .rows_affected()
                         == 1;
                     stored.push(if inserted {
-                        StoredFeedback { id, duplicate: false, experiment }
+                        StoredFeedback { id, duplicate: false, experiment, prompt_id, version_id }
                     } else {
-                        let (id, experiment): (Uuid, Option<Uuid>) = sqlx::query_as(
-                            "select id, experiment_id from feedback where project_id = $1 and client_id = $2",
+                        let (id, experiment, prompt_id, version_id): (Uuid, Option<Uuid>, Uuid, Uuid) = sqlx::query_as(
+                            "select id, experiment_id, prompt_id, version_id from feedback \
+                             where project_id = $1 and client_id = $2",
                         )
                         .bind(project)
                         .bind(&feedback.client_id)
                         .fetch_one(&mut *tx)
                         .await?;
-                        StoredFeedback { id, duplicate: true, experiment }
+                        StoredFeedback { id, duplicate: true, experiment, prompt_id, version_id }
                     });
                 }
                 tx.commit().await?;

@@ -1,6 +1,6 @@
 //! Persistence. The use-cases are split by resource into one trait each
 //! (`PromptStore`, `LabelStore`, `DatasetStore`, `JobStore`, `EvaluationStore`,
-//! `OptimizationStore`, `GateStore`, `AdminStore`, `UserStore`, `ExperimentStore`, and `BackendStore` for what
+//! `OptimizationStore`, `GateStore`, `AdminStore`, `UserStore`, `ExperimentStore`, `MonitorStore`, and `BackendStore` for what
 //! a backend answers about itself); `Store` bundles them and is what the app
 //! holds, as `Arc<dyn Store>`. Each multi-statement write is one transaction
 //! inside one method. This is the only module with SQL and it never sees HTTP
@@ -20,6 +20,7 @@ mod gates;
 pub(crate) mod health;
 mod jobs;
 mod labels;
+pub mod monitors;
 mod optimizations;
 mod postgres;
 mod prompts;
@@ -38,6 +39,7 @@ pub use experiments::ExperimentStore;
 pub use gates::GateStore;
 pub use jobs::{JobCount, JobStore};
 pub use labels::LabelStore;
+pub use monitors::MonitorStore;
 pub use optimizations::OptimizationStore;
 pub use postgres::PostgresStore;
 pub use prompts::{
@@ -79,6 +81,7 @@ store_of!(
     WebhookStore,
     UserStore,
     ExperimentStore,
+    MonitorStore,
 );
 
 /// What went wrong, with its subject named, so that every front door can

@@ -93,6 +93,10 @@ impl PostgresStore {
     const NUMERIC_SCORES: &'static str = "select r.evaluation_id, s.key as metric, \
          (s.value #>> '{}')::float8 as score from evaluation_result r, jsonb_each(r.scores) s \
          where jsonb_typeof(s.value) = 'number'";
+    const HOUR_BUCKET: &'static str =
+        "to_char(date_trunc('hour', f.created_at at time zone 'UTC'), 'YYYY-MM-DD\"T\"HH24\":00:00Z\"')";
+    const DAY_BUCKET: &'static str =
+        "to_char(date_trunc('day', f.created_at at time zone 'UTC'), 'YYYY-MM-DD\"T00:00:00Z\"')";
 
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
         let shown = redact_url(url);

@@ -15,6 +15,8 @@
 //! - `const NUMERIC_SCORES: &str`, a select of each evaluation result's
 //!   numeric scores as `(evaluation_id, metric, score)` (a JSON object's
 //!   entries, which each backend reads its own way), ending in a `where`;
+//! - `const HOUR_BUCKET: &str` and `const DAY_BUCKET: &str`: the start of
+//!   the UTC hour or day of `f.created_at`, as RFC 3339 text (`…T13:00:00Z`);
 //! - `fn pool_stats(&self) -> PoolConnections`;
 //! - `fn health(&self) -> Option<&Health>`: the probe's view of the
 //!   database, which every use-case is guarded by (`None`: never down);
@@ -48,7 +50,7 @@ macro_rules! impl_store {
         }
         crate::store::sql::impl_resources!(
             $store, $db, $backend:
-            backend prompts labels datasets jobs evaluations optimizations gates admin webhooks users experiments
+            backend prompts labels datasets jobs evaluations optimizations gates admin webhooks users experiments monitors
         );
     };
 }

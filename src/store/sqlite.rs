@@ -31,6 +31,9 @@ impl SqliteStore {
     const NUMERIC_SCORES: &'static str = "select r.evaluation_id, s.key as metric, \
          cast(s.value as real) as score from evaluation_result r, json_each(r.scores) s \
          where s.type in ('integer', 'real')";
+    // Timestamps are RFC 3339 text, which strftime reads (offset included).
+    const HOUR_BUCKET: &'static str = "strftime('%Y-%m-%dT%H:00:00Z', f.created_at)";
+    const DAY_BUCKET: &'static str = "strftime('%Y-%m-%dT00:00:00Z', f.created_at)";
 
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
         let options = SqliteConnectOptions::from_str(url)

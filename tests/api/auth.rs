@@ -78,6 +78,10 @@ fn scoped_routes() -> Vec<(Method, String, String, Scheme)> {
     routes
 }
 
+fn walk_monitor() -> Value {
+    json!({"feedback": "thumbs_up", "window": "24h", "min_samples": 10, "max_drop": 0.1, "action": "alert"})
+}
+
 /// Makes the state `route` needs to succeed for an authorized caller, and
 /// returns the concrete path and body. `n` keeps names unique.
 async fn prepare(
@@ -296,6 +300,30 @@ async fn prepare(
                 json!({"items": [{"prompt": "walk", "version": "1.0.0", "name": "thumbs_up", "value": 1}]}),
             ),
         ),
+        ("GET", "/v1/prompts/{name}/feedback/summary") => (
+            format!("{}/feedback/summary?name=thumbs_up", seeded("walk")),
+            None,
+        ),
+        ("PUT", "/v1/prompts/{name}/monitors/{label}") => (
+            format!("{}/monitors/production", seeded("walk")),
+            Some(walk_monitor()),
+        ),
+        ("GET", "/v1/prompts/{name}/monitors/{label}") => {
+            app.put(
+                &format!("{}/monitors/watched", seeded("walk")),
+                walk_monitor(),
+            )
+            .await;
+            (format!("{}/monitors/watched", seeded("walk")), None)
+        }
+        ("DELETE", "/v1/prompts/{name}/monitors/{label}") => {
+            app.put(
+                &format!("{}/monitors/doomed-monitor", seeded("walk")),
+                walk_monitor(),
+            )
+            .await;
+            (format!("{}/monitors/doomed-monitor", seeded("walk")), None)
+        }
         ("GET", webhook) if webhook.starts_with("/v1/webhooks/{id}") => {
             (webhook.replace("{id}", &walk_webhook(app).await), None)
         }

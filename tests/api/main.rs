@@ -19,6 +19,7 @@ mod labels;
 mod langfuse;
 mod lists;
 mod mlflow;
+mod monitors;
 mod observability;
 mod optimizations;
 mod outage;

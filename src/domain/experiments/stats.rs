@@ -50,6 +50,17 @@ impl Sample {
         }
     }
 
+    /// The same values each raised by `delta` (the spread is unchanged):
+    /// how a monitor asks whether a drop exceeds a margin.
+    pub fn shifted(&self, delta: f64) -> Self {
+        let n = self.n as f64;
+        Self {
+            n: self.n,
+            sum: self.sum + n * delta,
+            sum_sq: self.sum_sq + 2.0 * delta * self.sum + n * delta * delta,
+        }
+    }
+
     /// Mean ± 1.96 standard errors: a fixed-sample 95% interval, shown per
     /// variant (decisions use the confidence sequence, not this).
     pub fn ci95(&self) -> Option<(f64, f64)> {
