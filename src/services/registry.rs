@@ -31,11 +31,18 @@ use crate::telemetry::metrics;
 /// How long `/readyz` waits for the database before answering 503.
 pub const READY_WITHIN: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// A prompt's label (and `latest`) resolutions; `None` for a label it does
-/// not have. Removed from the cache as a whole on invalidation; a reader that
-/// raced the removal fills a detached copy, so a stale answer can never land
-/// in the live cache.
-type Resolutions = Arc<RwLock<HashMap<LabelName, Option<Resolved>>>>;
+/// What is cached of one prompt while it does not change: its label (and
+/// `latest`) resolutions, `None` for a label it does not have, and its
+/// summary (labels, tags, latest version). Removed from the cache as a whole
+/// on invalidation; a reader that raced the removal fills a detached copy, so
+/// a stale answer can never land in the live cache.
+type Resolutions = Arc<RwLock<PromptState>>;
+
+#[derive(Default)]
+struct PromptState {
+    labels: HashMap<LabelName, Option<Resolved>>,
+    summary: Option<PromptSummary>,
+}
 
 /// A label's version, and the experiment splitting the label, if one runs.
 #[derive(Clone)]
@@ -195,12 +202,27 @@ impl Registry {
         })
     }
 
+    /// A prompt with its labels, from memory when possible: the Langfuse
+    /// SDK's prompt read answers the labels and tags on every call.
     pub async fn get_prompt(
         &self,
         project: ProjectId,
         name: &PromptName,
     ) -> StoreResult<PromptSummary> {
-        self.store.get_prompt(project, name).await
+        let Some(id) = self.prompt_ids.get(&(project, name.clone())) else {
+            let summary = self.store.get_prompt(project, name).await?;
+            self.prompt_ids
+                .insert((project, name.clone()), summary.prompt.id);
+            return Ok(summary);
+        };
+        let entry = self.resolutions.get_with(id, Resolutions::default);
+        if let Some(summary) = read(&entry).summary.clone() {
+            return Ok(summary);
+        }
+        // Fetched with the entry in hand, as for labels.
+        let summary = self.store.get_prompt(project, name).await?;
+        write(&entry).summary = Some(summary.clone());
+        Ok(summary)
     }
 
     pub async fn list_prompts(
@@ -219,7 +241,12 @@ impl Registry {
         patch: PromptPatch,
         actor: &Actor,
     ) -> StoreResult<PromptSummary> {
-        self.store.update_prompt(project, name, patch, actor).await
+        let summary = self
+            .store
+            .update_prompt(project, name, patch, actor)
+            .await?;
+        self.invalidate(summary.prompt.id);
+        Ok(summary)
     }
 
     /// See [`OptimizationStore::finish_optimization`](crate::store::OptimizationStore::finish_optimization); `prompt_id` is the optimized prompt's.
@@ -320,7 +347,7 @@ impl Registry {
             return self.resolved(project, name, prompt_id, label, found).await;
         };
         let entry = self.resolutions.get_with(id, Resolutions::default);
-        let hit = read(&entry).get(label).cloned();
+        let hit = read(&entry).labels.get(label).cloned();
         metrics::cache_lookup(metrics::Cache::Label, hit.is_some());
         match hit {
             Some(Some(resolved)) => return Ok(resolved),
@@ -337,11 +364,13 @@ impl Registry {
         match self.store.get_label_version(project, name, label).await {
             Ok(found) => {
                 let resolved = self.resolved(project, name, id, label, found).await?;
-                write(&entry).insert(label.clone(), Some(resolved.clone()));
+                write(&entry)
+                    .labels
+                    .insert(label.clone(), Some(resolved.clone()));
                 Ok(resolved)
             }
             Err(unset @ StoreError::LabelNotFound { .. }) => {
-                write(&entry).insert(label.clone(), None);
+                write(&entry).labels.insert(label.clone(), None);
                 Err(unset)
             }
             Err(other) => Err(other),

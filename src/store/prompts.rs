@@ -140,7 +140,7 @@ macro_rules! impl_sql {
         use crate::store::sql::like_pattern;
         use crate::store::{
             is_unique_violation, now, page_from_overfetch, CreatedVersion, NewPrompt, NewVersion,
-            LabelVersion, PageKey, PageRequest, PromptFilter, PromptPatch, PromptStore, StoreError,
+            Invalidation, LabelVersion, PageKey, PageRequest, PromptFilter, PromptPatch, PromptStore, StoreError,
             StoreResult,
         };
 
@@ -382,6 +382,8 @@ macro_rules! impl_sql {
                     json!({"id": row.id, "name": row.name, "before": before, "after": after, "by": actor.key_name}),
                 );
                 Self::emit(&mut tx, project, &event).await?;
+                // Its summary (tags, description) is cached beside its labels.
+                Self::notify(&mut tx, Invalidation::Prompt(row.id)).await?;
                 tx.commit().await?;
                 self.get_prompt(project, name).await
             }
