@@ -216,6 +216,8 @@ pub(super) struct PromptPage<'a> {
     section: &'static str,
     name: String,
     url: String,
+    /// The evaluations list filtered to this prompt.
+    evaluations_url: String,
     description: String,
     tags: Vec<String>,
     archived: bool,
@@ -361,6 +363,7 @@ pub(super) fn prompt_page(
         me: Me::of(session),
         section: "prompts",
         url: prompt_url(&prompt.name),
+        evaluations_url: super::with_query("/ui/evaluations", &[("prompt", &prompt.name)]),
         name: prompt.name,
         description: prompt.description,
         tags: prompt.tags,
