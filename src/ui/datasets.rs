@@ -178,12 +178,10 @@ pub async fn show_dataset(
         .items
         .next_cursor
         .map(|cursor| with_query(&url, &DatasetParams { cursor }));
-    let more_evaluations = overview.evaluations.next_cursor.map(|_| {
-        with_query(
-            "/ui/evaluations",
-            &[("dataset", dataset.name.as_str())],
-        )
-    });
+    let more_evaluations = overview
+        .evaluations
+        .next_cursor
+        .map(|_| with_query("/ui/evaluations", &[("dataset", dataset.name.as_str())]));
     let context = DatasetPage {
         me: Me::of(&session),
         section: "datasets",

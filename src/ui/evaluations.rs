@@ -328,7 +328,11 @@ fn result_row(row: ResultWithItem, columns: &[String]) -> ResultRow {
                     .collect()
             })
             .unwrap_or_default(),
-        expected: row.item.as_ref().and_then(|i| i.expected.as_ref()).map(shown),
+        expected: row
+            .item
+            .as_ref()
+            .and_then(|i| i.expected.as_ref())
+            .map(shown),
         output: result.output,
         scores: columns
             .iter()
@@ -361,7 +365,8 @@ pub async fn show_evaluation(
     Query(params): Query<DetailParams>,
 ) -> Result<Response, UiError> {
     authorize(&state, &session, Scope::Read)?;
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::validation("id", "not an evaluation id"))?;
+    let id =
+        Uuid::parse_str(&id).map_err(|_| ApiError::validation("id", "not an evaluation id"))?;
     let only_failures = matches!(params.failures.as_str(), "true" | "1" | "on");
     let detail = evaluations::detail(
         &state.registry,

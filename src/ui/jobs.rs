@@ -98,9 +98,11 @@ pub async fn list_jobs(
             "" => None,
             kind if JOB_KINDS.contains(&kind) => Some(kind.to_owned()),
             _ => {
-                return Err(
-                    ApiError::validation("kind", format!("one of {}", JOB_KINDS.join(", "))).into(),
+                return Err(ApiError::validation(
+                    "kind",
+                    format!("one of {}", JOB_KINDS.join(", ")),
                 )
+                .into())
             }
         },
         status: match params.status.as_str() {

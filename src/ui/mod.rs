@@ -136,7 +136,10 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("eval_rows.html", include_str!("templates/eval_rows.html")),
         ("datasets.html", include_str!("templates/datasets.html")),
         ("dataset.html", include_str!("templates/dataset.html")),
-        ("evaluations.html", include_str!("templates/evaluations.html")),
+        (
+            "evaluations.html",
+            include_str!("templates/evaluations.html"),
+        ),
         ("evaluation.html", include_str!("templates/evaluation.html")),
         ("jobs.html", include_str!("templates/jobs.html")),
     ] {

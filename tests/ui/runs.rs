@@ -127,12 +127,20 @@ async fn a_viewer_sees_datasets_an_evaluation_and_its_job(url: String) {
     browser.wait_for_heading("Datasets").await;
     let main = browser.main_text().await;
     assert!(main.contains("<i>Capitals</i> & more"), "escaped: {main}");
-    assert_eq!(all_texts(&browser, "main tbody td:nth-child(2)").await, ["3"]);
+    assert_eq!(
+        all_texts(&browser, "main tbody td:nth-child(2)").await,
+        ["3"]
+    );
 
     follow(&browser, "capitals").await;
     browser.wait_for_heading("capitals").await;
     let main = browser.main_text().await;
-    for shown in [MARKUP, "<b>Nowhere</b>", "\"region\": \"europe\"", "geo 1.0.0"] {
+    for shown in [
+        MARKUP,
+        "<b>Nowhere</b>",
+        "\"region\": \"europe\"",
+        "geo 1.0.0",
+    ] {
         assert!(main.contains(shown), "{shown}: {main}");
     }
     assert!(browser.client.get_alert_text().await.is_err(), "no dialog");
@@ -170,7 +178,10 @@ async fn a_viewer_sees_datasets_an_evaluation_and_its_job(url: String) {
     browser.wait_for_heading("Evaluation of geo 1.0.0").await;
     let rows = all_texts(&browser, "table.results tbody tr").await;
     assert_eq!(rows.len(), 1, "{rows:?}");
-    assert!(rows[0].contains("Atlantis") && rows[0].contains("I am not sure"), "{rows:?}");
+    assert!(
+        rows[0].contains("Atlantis") && rows[0].contains("I am not sure"),
+        "{rows:?}"
+    );
 
     // The list, filtered as a GET form; the prompt page links to it.
     browser.goto(&format!("{base}/ui/prompts/geo")).await;
@@ -186,14 +197,19 @@ async fn a_viewer_sees_datasets_an_evaluation_and_its_job(url: String) {
         .await;
     assert!(browser.main_text().await.contains("No evaluations match"));
     browser
-        .goto(&format!("{base}/ui/evaluations?dataset=capitals&prompt=geo"))
+        .goto(&format!(
+            "{base}/ui/evaluations?dataset=capitals&prompt=geo"
+        ))
         .await;
     assert_eq!(count(&browser, "main tbody tr").await, 1);
 
     follow(&browser, "Jobs").await;
     browser.wait_for_heading("Jobs").await;
     let main = browser.main_text().await;
-    assert!(main.contains("evaluation") && main.contains("succeeded 3/3"), "{main}");
+    assert!(
+        main.contains("evaluation") && main.contains("succeeded 3/3"),
+        "{main}"
+    );
     browser
         .client
         .find(Locator::LinkText(&format!("evaluation {id}")))
