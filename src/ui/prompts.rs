@@ -9,13 +9,12 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::highlight::{pieces, Piece};
 use super::session::{Posted, Signed};
-use super::{prompt_url, render, Me, UiError};
+use super::{prompt_url, render, time, Me, UiError};
 use crate::api::extract::{label_name, prompt_name, semver, version_ref, Path, Query};
 use crate::api::AppState;
 use crate::domain::auth::Scope;
@@ -204,10 +203,6 @@ fn prompt_row(summary: PromptSummary) -> (String, PromptRow) {
         archived: prompt.archived,
     };
     (folder, row)
-}
-
-fn time(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
 #[derive(Serialize)]
