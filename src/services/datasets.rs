@@ -396,3 +396,44 @@ fn csv_error(item: u64, e: &csv::Error) -> ItemError {
         _ => item_error(item, line, format!("not valid CSV: {e}")),
     }
 }
+
+/// A dataset as its page shows it: one page of items and the latest
+/// evaluations that ran on it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetOverview {
+    pub dataset: Dataset,
+    pub items: Page<DatasetItem>,
+    pub evaluations: Page<super::evaluations::EvaluationSummary>,
+}
+
+/// Dataset `name`, a page of its items and its latest evaluations (up to
+/// `evaluations`, newest first).
+pub async fn overview(
+    registry: &Registry,
+    project: ProjectId,
+    name: &str,
+    items: PageRequest,
+    evaluations: u32,
+) -> ServiceResult<DatasetOverview> {
+    let dataset = registry.store.get_dataset(project, name).await?;
+    let items = registry.store.list_items(project, name, items).await?;
+    let filter = crate::domain::jobs::EvaluationFilter {
+        dataset: Some(dataset.name.clone()),
+        ..Default::default()
+    };
+    let evaluations = super::evaluations::list(
+        registry,
+        project,
+        &filter,
+        PageRequest {
+            limit: evaluations,
+            after: None,
+        },
+    )
+    .await?;
+    Ok(DatasetOverview {
+        dataset,
+        items,
+        evaluations,
+    })
+}

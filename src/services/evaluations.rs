@@ -298,3 +298,107 @@ pub async fn compare(
     let metrics = a_scores.compare(&b_scores);
     Ok((a, b, metrics))
 }
+
+/// Below this a score counts as failed, for pages that show failures only.
+pub const FAILING_BELOW: f64 = 0.5;
+
+/// Whether `result` failed: it carries an error, or a metric scored it
+/// below [`FAILING_BELOW`].
+pub fn is_failure(result: &crate::domain::jobs::ItemResult) -> bool {
+    result.error.is_some()
+        || result
+            .scores
+            .values()
+            .filter_map(Value::as_f64)
+            .any(|score| score < FAILING_BELOW)
+}
+
+/// A stored result with the dataset item it scored (absent only if the
+/// item could not be read back).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultWithItem {
+    pub stored: StoredResult,
+    pub item: Option<crate::domain::DatasetItem>,
+}
+
+/// An evaluation as its page shows it: every score (for summaries and
+/// histograms) and one page of results with their items.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvaluationDetail {
+    pub evaluation: Evaluation,
+    pub scores: Scores,
+    pub results: Page<ResultWithItem>,
+}
+
+/// Results read at once while looking for failures.
+const RESULT_SCAN: u32 = 500;
+/// The widest run of item positions read back for one page of results.
+const MAX_ITEM_SPAN: i64 = 5000;
+
+/// Evaluation `id` with its scores and a page of results (only failures,
+/// as [`is_failure`] tells, when `only_failures`), each with its item.
+pub async fn detail(
+    registry: &Registry,
+    project: ProjectId,
+    id: Uuid,
+    page: PageRequest,
+    only_failures: bool,
+) -> ServiceResult<EvaluationDetail> {
+    let (evaluation, scores) = get(registry, project, id).await?;
+    let mut after = page.after_int().unwrap_or(0);
+    let mut kept = Vec::new();
+    // Filtering happens here, so read on until the page is full (one more
+    // than it holds tells whether another follows) or the results end.
+    loop {
+        let batch = registry
+            .store
+            .list_results(evaluation.id, after, RESULT_SCAN)
+            .await?;
+        let Some(last) = batch.last() else { break };
+        after = last.id;
+        let ended = batch.len() < RESULT_SCAN as usize;
+        kept.extend(
+            batch
+                .into_iter()
+                .filter(|r| !only_failures || is_failure(&r.result)),
+        );
+        if ended || kept.len() > page.limit as usize {
+            break;
+        }
+    }
+    let results = page_from_overfetch(kept, page.limit, |r| PageKey::Int(r.id));
+    let seqs = results.items.iter().map(|r| r.result.item_seq);
+    let items = match (seqs.clone().min(), seqs.max()) {
+        (Some(first), Some(last)) => {
+            let span = (last - first + 1).clamp(1, MAX_ITEM_SPAN);
+            registry
+                .store
+                .list_items_for_run(
+                    evaluation.dataset_id,
+                    first - 1,
+                    first - 1 + span,
+                    u32::try_from(span).unwrap_or(u32::MAX),
+                )
+                .await?
+        }
+        _ => Vec::new(),
+    };
+    let mut by_seq: BTreeMap<i64, crate::domain::DatasetItem> =
+        items.into_iter().map(|item| (item.seq, item)).collect();
+    let results = Page {
+        next_cursor: results.next_cursor,
+        items: results
+            .items
+            .into_iter()
+            .map(|stored| ResultWithItem {
+                item: by_seq.remove(&stored.result.item_seq),
+                stored,
+            })
+            .collect(),
+    };
+    Ok(EvaluationDetail {
+        evaluation,
+        scores,
+        results,
+    })
+}

@@ -8,9 +8,12 @@
 //! carry the session's CSRF token. Nothing here touches the store.
 
 mod about;
+mod datasets;
 mod diff;
 mod editor;
+mod evaluations;
 mod highlight;
+mod jobs;
 mod pages;
 mod playground;
 mod prompts;
@@ -91,8 +94,11 @@ pub fn router() -> Router<AppState> {
             "/ui/prompts/{name}/labels/{label}/rollback",
             post(prompts::rollback_label),
         )
-        .route("/ui/datasets", get(pages::not_yet))
-        .route("/ui/evaluations", get(pages::not_yet))
+        .route("/ui/datasets", get(datasets::list_datasets))
+        .route("/ui/datasets/{name}", get(datasets::show_dataset))
+        .route("/ui/evaluations", get(evaluations::list_evaluations))
+        .route("/ui/evaluations/{id}", get(evaluations::show_evaluation))
+        .route("/ui/jobs", get(jobs::list_jobs))
         .route("/ui/optimizations", get(pages::not_yet))
         .route("/ui/audit", get(pages::not_yet))
         .route("/ui/{*rest}", get(pages::page_not_found))
@@ -127,6 +133,15 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("edit.html", include_str!("templates/edit.html")),
         ("new_prompt.html", include_str!("templates/new_prompt.html")),
         ("playground.html", include_str!("templates/playground.html")),
+        ("eval_rows.html", include_str!("templates/eval_rows.html")),
+        ("datasets.html", include_str!("templates/datasets.html")),
+        ("dataset.html", include_str!("templates/dataset.html")),
+        (
+            "evaluations.html",
+            include_str!("templates/evaluations.html"),
+        ),
+        ("evaluation.html", include_str!("templates/evaluation.html")),
+        ("jobs.html", include_str!("templates/jobs.html")),
     ] {
         if let Err(err) = env.add_template(name, source) {
             tracing::error!(template = name, error = %err, "a built-in template does not compile");
@@ -258,4 +273,29 @@ fn wants_html(headers: &HeaderMap) -> bool {
 /// `/ui/prompts/{name}` with the name's folder slashes percent-encoded.
 pub fn prompt_url(name: &str) -> String {
     format!("/ui/prompts/{}", name.replace('/', "%2F"))
+}
+
+/// A time as pages show it.
+fn time(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// A page of `limit` starting after `cursor` (none when empty).
+fn page_request(limit: u32, cursor: &str) -> Result<crate::store::PageRequest, UiError> {
+    let after = match cursor {
+        "" => None,
+        raw => Some(
+            crate::store::cursor::decode(raw)
+                .ok_or_else(|| ApiError::validation("cursor", "not a cursor"))?,
+        ),
+    };
+    Ok(crate::store::PageRequest { limit, after })
+}
+
+/// `path` with `params` as its query string.
+fn with_query(path: &str, params: &impl Serialize) -> String {
+    match serde_urlencoded::to_string(params) {
+        Ok(query) if !query.is_empty() => format!("{path}?{query}"),
+        _ => path.to_owned(),
+    }
 }

@@ -69,8 +69,6 @@ struct NotYet<'a> {
 pub async fn not_yet(Signed(session): Signed, OriginalUri(uri): OriginalUri) -> Response {
     let section = uri.path().trim_start_matches("/ui/");
     let (title, api) = match section {
-        "datasets" => ("Datasets", "/v1/datasets"),
-        "evaluations" => ("Evaluations", "/v1/evaluations"),
         "optimizations" => ("Optimizations", "/v1/optimizations"),
         _ => ("Audit", "/v1/audit"),
     };

@@ -9,13 +9,12 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::highlight::{pieces, Piece};
 use super::session::{Posted, Signed};
-use super::{prompt_url, render, Me, UiError};
+use super::{prompt_url, render, time, Me, UiError};
 use crate::api::extract::{label_name, prompt_name, semver, version_ref, Path, Query};
 use crate::api::AppState;
 use crate::domain::auth::Scope;
@@ -206,16 +205,14 @@ fn prompt_row(summary: PromptSummary) -> (String, PromptRow) {
     (folder, row)
 }
 
-fn time(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%d %H:%M UTC").to_string()
-}
-
 #[derive(Serialize)]
 pub(super) struct PromptPage<'a> {
     me: Me<'a>,
     section: &'static str,
     name: String,
     url: String,
+    /// The evaluations list filtered to this prompt.
+    evaluations_url: String,
     description: String,
     tags: Vec<String>,
     archived: bool,
@@ -361,6 +358,7 @@ pub(super) fn prompt_page(
         me: Me::of(session),
         section: "prompts",
         url: prompt_url(&prompt.name),
+        evaluations_url: super::with_query("/ui/evaluations", &[("prompt", &prompt.name)]),
         name: prompt.name,
         description: prompt.description,
         tags: prompt.tags,

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
-use super::{setup, support, Browser};
+use super::{setup_with, support, Browser};
 
 /// The axe-core release line the tests use.
 const AXE_PACKAGE: &str = "axe-core@4";
@@ -21,7 +21,8 @@ const AXE_PACKAGE: &str = "axe-core@4";
 const WIDTHS: [u32; 2] = [1280, 390];
 
 /// (what the page is, its path) for every page a signed-in releaser can
-/// reach; `seed` below creates what they show.
+/// reach; `seed` below and `runs::seed_runs` create what they show
+/// (`{evaluation}` is the finished evaluation's id, `{queued}` a queued one's).
 const PAGES: &[(&str, &str)] = &[
     ("prompts list", "/ui/prompts"),
     ("prompts list, searched", "/ui/prompts?q=greet&tag=demo"),
@@ -49,8 +50,15 @@ const PAGES: &[(&str, &str)] = &[
     ("new prompt", "/ui/prompts/new"),
     ("error page", "/ui/prompts/no-such-prompt"),
     ("unknown page", "/ui/nowhere"),
-    ("datasets (not built yet)", "/ui/datasets"),
-    ("evaluations (not built yet)", "/ui/evaluations"),
+    ("datasets", "/ui/datasets"),
+    ("datasets with archived", "/ui/datasets?archived=true"),
+    ("dataset", "/ui/datasets/capitals"),
+    ("evaluations", "/ui/evaluations"),
+    ("evaluations, filtered", "/ui/evaluations?prompt=geo&dataset=capitals&status=succeeded"),
+    ("evaluation", "/ui/evaluations/{evaluation}"),
+    ("evaluation, failures", "/ui/evaluations/{evaluation}?failures=true"),
+    ("evaluation, queued", "/ui/evaluations/{queued}"),
+    ("jobs", "/ui/jobs"),
     ("optimizations (not built yet)", "/ui/optimizations"),
     ("audit (not built yet)", "/ui/audit"),
 ];
@@ -223,14 +231,20 @@ pub(super) async fn seed(app: &support::TestApp) {
 
 async fn every_page_is_accessible_at_both_widths(url: String) {
     let Some(axe) = axe_source() else { return };
-    let Some((app, base, browser)) = setup(&url).await else {
+    let fake = super::runs::fake_provider().await;
+    let Some((app, base, browser)) = setup_with(&url, super::runs::with_fake(&fake)).await else {
         return;
     };
     seed(&app).await;
+    let evaluation = super::runs::seed_runs(&app).await;
+    let queued = super::runs::start(&app, "capitals").await;
     let mut found = check(&browser, &base, &axe, "sign-in page", "/ui/signin").await;
     browser.sign_in(&base, "rita").await;
     for (what, path) in PAGES {
-        found.extend(check(&browser, &base, &axe, what, path).await);
+        let path = path
+            .replace("{evaluation}", &evaluation)
+            .replace("{queued}", &queued);
+        found.extend(check(&browser, &base, &axe, what, &path).await);
     }
     browser.close().await;
     assert!(

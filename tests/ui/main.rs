@@ -12,6 +12,7 @@ mod fake_llm;
 mod support;
 
 mod accessibility;
+mod runs;
 mod screenshots;
 mod store_calls;
 mod viewing;
@@ -245,9 +246,18 @@ async fn serve(app: &TestApp) -> String {
 /// A served app over plain HTTP (cookies without `Secure`), a browser, and
 /// users `vera` (viewer) and `rita` (releaser) in project `default`.
 async fn setup(url: &str) -> Option<(TestApp, String, Browser)> {
+    setup_with(url, |_| {}).await
+}
+
+/// [`setup`] with the configuration changed by `tune` first.
+async fn setup_with(
+    url: &str,
+    tune: impl FnOnce(&mut promptreg::config::Config),
+) -> Option<(TestApp, String, Browser)> {
     let browser = Browser::start().await?;
     let mut config = support::test_config(url);
     config.ui.secure_cookies = false;
+    tune(&mut config);
     let app = support::app_with(config).await;
     for (name, role) in [("vera", "viewer"), ("rita", "releaser")] {
         let created = app
