@@ -55,7 +55,7 @@ impl Browser {
         let texts = self
             .client
             .execute(
-                "return Array.from(document.querySelectorAll(arguments[0]), e => e.innerText.trim());",
+                "return Array.from(document.querySelectorAll(arguments[0]), e => e.innerText);",
                 vec![json!(css)],
             )
             .await
