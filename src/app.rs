@@ -6,18 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::error_handling::HandleErrorLayer;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tower::ServiceBuilder;
-use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
-use tower_http::trace::TraceLayer;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::api::{self, AppState, Services};
@@ -25,6 +19,7 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::domain::auth::KeySecret;
 use crate::domain::LabelName;
+use crate::envelope::{EnvelopeLayer, REQUEST_ID};
 use crate::error::ApiError;
 use crate::providers::Providers;
 use crate::services;
@@ -32,10 +27,7 @@ use crate::services::render::Renderer;
 use crate::services::Registry;
 use crate::store::{self, Store};
 use crate::telemetry;
-use crate::telemetry::http::RequestMetricsLayer;
 use crate::worker::Worker;
-
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Connects to the database (applying migrations), prepares the caches and
 /// makes sure an admin key exists. Returns the state and, when it had to
@@ -177,69 +169,14 @@ pub fn build_app(state: AppState) -> Router {
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(
             ServiceBuilder::new()
-                // Outermost, so every answer is counted, 408s and panics included.
-                .option_layer(state.metrics.as_ref().map(|_| RequestMetricsLayer))
-                .layer(SetRequestIdLayer::new(REQUEST_ID, NewRequestId))
-                .layer(
-                    TraceLayer::new_for_http()
-                        .make_span_with(request_span)
-                        .on_response(on_response),
-                )
-                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-                // A bug (say, a template parser's panic on odd input) costs one
-                // request a 500, not the connection.
-                .layer(CatchPanicLayer::custom(|_| {
-                    ApiError::from(crate::services::ServiceError::Internal(anyhow::anyhow!(
-                        "a request handler panicked"
-                    )))
-                    .into_response()
-                }))
-                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
-                    ApiError::Timeout
-                }))
-                .timeout(timeout)
+                .layer(EnvelopeLayer {
+                    timeout,
+                    metrics: state.metrics.is_some(),
+                })
                 .layer(DefaultBodyLimit::max(http.body_limit_bytes))
-                .option_layer(cors(&http.cors_allowed_origins))
-                .layer(axum::middleware::map_response(default_headers)),
+                .option_layer(cors(&http.cors_allowed_origins)),
         )
         .with_state(state)
-}
-
-/// A random (v4) uuid for each request without an id of its own, written
-/// straight into the header value rather than through `Display`, which
-/// costs more than drawing the uuid.
-#[derive(Debug, Clone, Copy)]
-struct NewRequestId;
-
-impl MakeRequestId for NewRequestId {
-    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
-        let mut buffer = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
-        HeaderValue::from_str(id).ok().map(RequestId::new)
-    }
-}
-
-/// What every answer carries unless its handler said otherwise. Answers may
-/// carry secrets (a new key), so none is stored; only versions say otherwise.
-const DEFAULT_HEADERS: [(HeaderName, HeaderValue); 4] = [
-    (
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    ),
-    (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
-    (
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    ),
-    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-];
-
-async fn default_headers(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    for (name, value) in DEFAULT_HEADERS {
-        headers.entry(name).or_insert(value);
-    }
-    response
 }
 
 /// Swagger UI answers a file it does not have with an empty 404; answer it
@@ -284,56 +221,6 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
             ])
             .max_age(Duration::from_secs(3600)),
     )
-}
-
-/// The matched route template (`/v1/prompts/{name}`), never the raw path:
-/// low cardinality, and no prompt name in a label or span name.
-fn route_of(request: &Request) -> &str {
-    request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-}
-
-/// One server span per request, named and attributed as OpenTelemetry's
-/// HTTP conventions say, joined to the caller's trace when the request
-/// carries a `traceparent`; the response adds the status.
-fn request_span(request: &Request) -> tracing::Span {
-    let route = route_of(request);
-    let request_id = request
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    // OpenTelemetry's name for a method outside the standard ones.
-    let method = telemetry::metrics::standard_method(request.method()).unwrap_or("_OTHER");
-    let span = tracing::info_span!(
-        "request",
-        otel.name = format_args!("{method} {route}"),
-        otel.kind = "server",
-        otel.status_code = tracing::field::Empty,
-        http.request.method = method,
-        http.route = route,
-        url.path = request.uri().path(),
-        http.response.status_code = tracing::field::Empty,
-        request_id
-    );
-    telemetry::trace::continue_trace(&span, request.headers());
-    span
-}
-
-/// Records the status on the request span and logs the answer.
-fn on_response<B>(response: &axum::http::Response<B>, latency: Duration, span: &tracing::Span) {
-    let status = response.status();
-    span.record("http.response.status_code", i64::from(status.as_u16()));
-    if status.is_server_error() {
-        span.record("otel.status_code", "ERROR");
-    }
-    tracing::info!(
-        status = status.as_u16(),
-        latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
-        "finished processing request"
-    );
 }
 
 /// A job worker over this state's store, providers and renderer, with the

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod domain;
+pub mod envelope;
 pub mod error;
 pub mod eval;
 pub mod optimize;

@@ -11,7 +11,6 @@
 //!
 //! Metrics: Prometheus names and labels in [`metrics`].
 
-pub mod http;
 pub mod metrics;
 pub mod trace;
 
