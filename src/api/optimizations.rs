@@ -289,7 +289,7 @@ fn bounded(
 }
 
 /// Checks every field and names each one that is wrong.
-fn parse_spec(
+pub(crate) fn parse_spec(
     providers: &Providers,
     body: &CreateOptimizationRequest,
 ) -> Result<OptimizationSpec, ApiError> {

@@ -5,12 +5,16 @@
 use uuid::Uuid;
 
 use crate::domain::auth::Actor;
+use crate::domain::jobs::{Evaluation, Job};
 use crate::domain::optimization::{
     NewOptimization, Optimization, OptimizationFilter, OptimizationSpec,
 };
 use crate::domain::{Page, ProjectId, PromptName, VersionRef};
+use crate::providers::Providers;
 use crate::store::PageRequest;
 
+use super::drafts::Changes;
+use super::evaluations::{self, EvaluationSpec};
 use super::{Registry, ServiceError, ServiceResult};
 
 /// Tries per optimization job before it counts as failed.
@@ -67,4 +71,95 @@ pub async fn list(
         .store
         .list_optimizations(project, filter, page)
         .await?)
+}
+
+/// An optimization with how its result version differs from its base.
+pub struct OptimizationDetail {
+    pub optimization: Optimization,
+    /// Base → result, once the job wrote a result version.
+    pub result_changes: Option<Changes>,
+}
+
+/// An optimization and, when it has a result version, the diff of that
+/// version against the base it started from.
+pub async fn detail(
+    registry: &Registry,
+    project: ProjectId,
+    id: Uuid,
+) -> ServiceResult<OptimizationDetail> {
+    let optimization = registry.store.get_optimization(project, id).await?;
+    let result_changes = match &optimization.result_version {
+        Some(result) => {
+            let name = prompt_of(&optimization)?;
+            let base = registry
+                .get_version(
+                    project,
+                    &name,
+                    &VersionRef::Exact(optimization.version.clone()),
+                )
+                .await?;
+            let result = registry
+                .get_version(project, &name, &VersionRef::Exact(result.clone()))
+                .await?;
+            Some(Changes::between(&base, &result))
+        }
+        None => None,
+    };
+    Ok(OptimizationDetail {
+        optimization,
+        result_changes,
+    })
+}
+
+/// Queues an evaluation of an optimization's result version on its whole
+/// dataset, with the target model and metric the optimization scored with.
+pub async fn evaluate_result(
+    registry: &Registry,
+    providers: &Providers,
+    project: ProjectId,
+    actor: &Actor,
+    id: Uuid,
+) -> ServiceResult<Evaluation> {
+    let optimization = registry.store.get_optimization(project, id).await?;
+    let Some(result) = optimization.result_version.clone() else {
+        return Err(ServiceError::validation(
+            "result_version",
+            "this optimization has no result version to evaluate",
+        ));
+    };
+    let spec = optimization.spec.clone();
+    evaluations::start(
+        registry,
+        providers,
+        project,
+        actor,
+        EvaluationSpec {
+            prompt: prompt_of(&optimization)?,
+            reference: VersionRef::Exact(result),
+            dataset: optimization.dataset_name,
+            provider: spec.target.provider,
+            model: spec.target.model,
+            params: spec.target.params,
+            metrics: vec![spec.metric],
+            concurrency: Some(spec.concurrency),
+        },
+    )
+    .await
+}
+
+fn prompt_of(optimization: &Optimization) -> ServiceResult<PromptName> {
+    PromptName::parse(&optimization.prompt_name)
+        .map_err(|e| ServiceError::Internal(anyhow::anyhow!("a stored prompt name: {e}")))
+}
+
+/// Cancels the optimization's job: a queued one at once, a running one at
+/// its next step (as `POST /v1/jobs/{id}/cancel` does).
+pub async fn cancel(
+    registry: &Registry,
+    project: ProjectId,
+    actor: &Actor,
+    id: Uuid,
+) -> ServiceResult<Job> {
+    let optimization = registry.store.get_optimization(project, id).await?;
+    super::jobs::cancel_job(registry, project, actor, optimization.job.id).await
 }

@@ -8,13 +8,14 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::evaluations::evaluation_url;
+use super::optimizations::optimization_url;
 use super::prompts::authorize;
 use super::session::Signed;
 use super::{page_request, render, time, with_query, Me, UiError};
 use crate::api::extract::Query;
 use crate::api::AppState;
 use crate::domain::auth::Scope;
-use crate::domain::jobs::{Job, JobFilter, JobStatus, EVALUATION_JOB, JOB_KINDS};
+use crate::domain::jobs::{Job, JobFilter, JobStatus, EVALUATION_JOB, JOB_KINDS, OPTIMIZATION_JOB};
 use crate::error::ApiError;
 use crate::services::jobs;
 
@@ -67,7 +68,11 @@ fn subject(job: &Job) -> Option<(String, Option<String>)> {
         .get(&field)
         .and_then(|v| v.as_str())
         .and_then(|raw| Uuid::parse_str(raw).ok())?;
-    let link = (job.kind == EVALUATION_JOB).then(|| evaluation_url(id));
+    let link = match job.kind.as_str() {
+        EVALUATION_JOB => Some(evaluation_url(id)),
+        OPTIMIZATION_JOB => Some(optimization_url(id)),
+        _ => None,
+    };
     Some((format!("{} {id}", job.kind), link))
 }
 

@@ -14,6 +14,7 @@ mod editor;
 mod evaluations;
 mod highlight;
 mod jobs;
+mod optimizations;
 mod pages;
 mod playground;
 mod prompts;
@@ -99,7 +100,27 @@ pub fn router() -> Router<AppState> {
         .route("/ui/evaluations", get(evaluations::list_evaluations))
         .route("/ui/evaluations/{id}", get(evaluations::show_evaluation))
         .route("/ui/jobs", get(jobs::list_jobs))
-        .route("/ui/optimizations", get(pages::not_yet))
+        .route(
+            "/ui/optimizations",
+            get(optimizations::list_optimizations).post(optimizations::start_optimization),
+        )
+        .route(
+            "/ui/optimizations/new",
+            get(optimizations::new_optimization_page),
+        )
+        .route(
+            "/ui/optimizations/{id}",
+            get(optimizations::show_optimization),
+        )
+        .route("/ui/optimizations/{id}/live", get(optimizations::show_live))
+        .route(
+            "/ui/optimizations/{id}/cancel",
+            post(optimizations::cancel_optimization),
+        )
+        .route(
+            "/ui/optimizations/{id}/evaluate",
+            post(optimizations::evaluate_result),
+        )
         .route("/ui/audit", get(pages::not_yet))
         .route("/ui/{*rest}", get(pages::page_not_found))
         .layer(axum::middleware::map_response(page_headers));
@@ -142,6 +163,22 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ),
         ("evaluation.html", include_str!("templates/evaluation.html")),
         ("jobs.html", include_str!("templates/jobs.html")),
+        (
+            "optimizations.html",
+            include_str!("templates/optimizations.html"),
+        ),
+        (
+            "optimization_new.html",
+            include_str!("templates/optimization_new.html"),
+        ),
+        (
+            "optimization.html",
+            include_str!("templates/optimization.html"),
+        ),
+        (
+            "optimization_live.html",
+            include_str!("templates/optimization_live.html"),
+        ),
     ] {
         if let Err(err) = env.add_template(name, source) {
             tracing::error!(template = name, error = %err, "a built-in template does not compile");

@@ -68,10 +68,7 @@ struct NotYet<'a> {
 /// where the same is found in the API.
 pub async fn not_yet(Signed(session): Signed, OriginalUri(uri): OriginalUri) -> Response {
     let section = uri.path().trim_start_matches("/ui/");
-    let (title, api) = match section {
-        "optimizations" => ("Optimizations", "/v1/optimizations"),
-        _ => ("Audit", "/v1/audit"),
-    };
+    let (title, api) = ("Audit", "/v1/audit");
     render(
         StatusCode::OK,
         "not_yet.html",

@@ -213,6 +213,8 @@ pub(super) struct PromptPage<'a> {
     url: String,
     /// The evaluations list filtered to this prompt.
     evaluations_url: String,
+    /// The optimizations list filtered to this prompt.
+    optimizations_url: String,
     description: String,
     tags: Vec<String>,
     archived: bool,
@@ -359,6 +361,7 @@ pub(super) fn prompt_page(
         section: "prompts",
         url: prompt_url(&prompt.name),
         evaluations_url: super::with_query("/ui/evaluations", &[("prompt", &prompt.name)]),
+        optimizations_url: super::with_query("/ui/optimizations", &[("prompt", &prompt.name)]),
         name: prompt.name,
         description: prompt.description,
         tags: prompt.tags,

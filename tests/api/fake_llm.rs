@@ -121,6 +121,8 @@ type Responder = Arc<dyn Fn(&RecordedRequest) -> Reply + Send + Sync>;
 struct Script {
     queue: VecDeque<Reply>,
     default: Responder,
+    /// Requests it picks wait for a permit of its gate before they are answered.
+    hold: Option<(Arc<dyn Fn(&RecordedRequest) -> bool + Send + Sync>, Gate)>,
     latency: Duration,
     usage: (u64, u64),
     requests: Vec<RecordedRequest>,
@@ -162,6 +164,7 @@ impl FakeLlm {
             script: Mutex::new(Script {
                 queue: VecDeque::new(),
                 default: Arc::new(|_: &RecordedRequest| Reply::text(DEFAULT_TEXT)),
+                hold: None,
                 latency: Duration::ZERO,
                 usage: (
                     u64::from(DEFAULT_INPUT_TOKENS),
@@ -211,6 +214,15 @@ impl FakeLlm {
     /// What to answer once the queue is empty.
     pub fn set_default(&self, respond: impl Fn(&RecordedRequest) -> Reply + Send + Sync + 'static) {
         self.shared.script().default = Arc::new(respond);
+    }
+
+    /// Holds every request `which` picks until the returned gate lets it
+    /// through (one request per permit), so a test decides when a job
+    /// moves on without waiting on the clock.
+    pub fn hold(&self, which: impl Fn(&RecordedRequest) -> bool + Send + Sync + 'static) -> Gate {
+        let gate = Gate::default();
+        self.shared.script().hold = Some((Arc::new(which), gate.clone()));
+        gate
     }
 
     /// A delay before every reply (on top of any `Reply::Delay`).
@@ -276,6 +288,43 @@ fn kind_name(kind: ProviderKind) -> &'static str {
     }
 }
 
+/// Lets held requests through: see [`FakeLlm::hold`].
+#[derive(Clone)]
+pub struct Gate {
+    permits: Arc<tokio::sync::Semaphore>,
+    waiting: Arc<AtomicUsize>,
+}
+
+impl Default for Gate {
+    /// Closed: no request passes until [`Gate::let_through`].
+    fn default() -> Self {
+        Self {
+            permits: Arc::new(tokio::sync::Semaphore::new(0)),
+            waiting: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+}
+
+impl Gate {
+    /// Lets `n` more held requests through.
+    pub fn let_through(&self, n: usize) {
+        self.permits.add_permits(n);
+    }
+
+    /// How many requests are held now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    async fn pass(&self) {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        if let Ok(permit) = self.permits.acquire().await {
+            permit.forget();
+        }
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Counts a request in flight until dropped (also when the client hangs up).
 struct InFlight<'a>(&'a Shared);
 
@@ -338,7 +387,7 @@ async fn answer(
         headers,
         body: serde_json::from_slice(body).unwrap_or(Value::Null),
     };
-    let (queued, default, latency, usage) = {
+    let (queued, default, latency, usage, hold) = {
         let mut script = shared.script();
         script.requests.push(request.clone());
         let queued = script.queue.pop_front();
@@ -347,8 +396,14 @@ async fn answer(
             Arc::clone(&script.default),
             script.latency,
             script.usage,
+            script.hold.clone(),
         )
     };
+    if let Some((which, gate)) = hold {
+        if which(&request) {
+            gate.pass().await;
+        }
+    }
     // The responder runs outside the lock: it may call back into the fake.
     let mut reply = queued.unwrap_or_else(|| default(&request));
     if !latency.is_zero() {

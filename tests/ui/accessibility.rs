@@ -21,8 +21,9 @@ const AXE_PACKAGE: &str = "axe-core@4";
 const WIDTHS: [u32; 2] = [1280, 390];
 
 /// (what the page is, its path) for every page a signed-in releaser can
-/// reach; `seed` below and `runs::seed_runs` create what they show
-/// (`{evaluation}` is the finished evaluation's id, `{queued}` a queued one's).
+/// reach; `seed` below, `runs::seed_runs` and `optimizations::seed_optimization`
+/// create what they show (`{evaluation}` is the finished evaluation's id,
+/// `{queued}` a queued one's, `{optimization}` a finished optimization's).
 const PAGES: &[(&str, &str)] = &[
     ("prompts list", "/ui/prompts"),
     ("prompts list, searched", "/ui/prompts?q=greet&tag=demo"),
@@ -59,12 +60,14 @@ const PAGES: &[(&str, &str)] = &[
     ("evaluation, failures", "/ui/evaluations/{evaluation}?failures=true"),
     ("evaluation, queued", "/ui/evaluations/{queued}"),
     ("jobs", "/ui/jobs"),
-    ("optimizations (not built yet)", "/ui/optimizations"),
+    ("optimizations", "/ui/optimizations"),
+    ("optimizations, filtered", "/ui/optimizations?prompt=sentiment&status=succeeded"),
+    ("optimization", "/ui/optimizations/{optimization}"),
     ("audit (not built yet)", "/ui/audit"),
 ];
 
 /// axe.min.js, installing it when it is missing and npm is there.
-fn axe_source() -> Option<String> {
+pub(super) fn axe_source() -> Option<String> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/axe");
     let file = root.join("node_modules/axe-core/axe.min.js");
     if !file.is_file() && super::on_path("npm") {
@@ -166,7 +169,13 @@ async fn set_width(browser: &Browser, width: u32) {
 }
 
 /// Checks the page at `path` at every width; answers its problems.
-async fn check(browser: &Browser, base: &str, axe: &str, what: &str, path: &str) -> Vec<String> {
+pub(super) async fn check(
+    browser: &Browser,
+    base: &str,
+    axe: &str,
+    what: &str,
+    path: &str,
+) -> Vec<String> {
     let mut found = Vec::new();
     for width in WIDTHS {
         set_width(browser, width).await;
@@ -232,18 +241,30 @@ pub(super) async fn seed(app: &support::TestApp) {
 async fn every_page_is_accessible_at_both_widths(url: String) {
     let Some(axe) = axe_source() else { return };
     let fake = super::runs::fake_provider().await;
-    let Some((app, base, browser)) = setup_with(&url, super::runs::with_fake(&fake)).await else {
+    let fakes = super::optimizations::fakes().await;
+    let (with_fake, with_fakes) = (
+        super::runs::with_fake(&fake),
+        super::optimizations::with_fakes(&fakes),
+    );
+    let Some((app, base, browser)) = setup_with(&url, |config| {
+        with_fake(config);
+        with_fakes(config);
+    })
+    .await
+    else {
         return;
     };
     seed(&app).await;
     let evaluation = super::runs::seed_runs(&app).await;
     let queued = super::runs::start(&app, "capitals").await;
+    let optimization = super::optimizations::seed_optimization(&app).await;
     let mut found = check(&browser, &base, &axe, "sign-in page", "/ui/signin").await;
     browser.sign_in(&base, "rita").await;
     for (what, path) in PAGES {
         let path = path
             .replace("{evaluation}", &evaluation)
-            .replace("{queued}", &queued);
+            .replace("{queued}", &queued)
+            .replace("{optimization}", &optimization);
         found.extend(check(&browser, &base, &axe, what, &path).await);
     }
     browser.close().await;
