@@ -48,7 +48,7 @@ pub struct Changes {
 }
 
 impl Changes {
-    fn between(from: &Version, to: &Version) -> Self {
+    pub fn between(from: &Version, to: &Version) -> Self {
         let label = |v: &Version| format!("{}@{}", v.prompt_name, v.version);
         Self {
             fields: diff_contents(&from.content, &to.content, &label(from), &label(to)).changes,

@@ -8,10 +8,12 @@
 //! carry the session's CSRF token. Nothing here touches the store.
 
 mod about;
+mod compare;
 mod datasets;
 mod diff;
 mod editor;
 mod evaluations;
+mod gates;
 mod highlight;
 mod jobs;
 mod pages;
@@ -99,6 +101,15 @@ pub fn router() -> Router<AppState> {
         .route("/ui/evaluations", get(evaluations::list_evaluations))
         .route("/ui/evaluations/{id}", get(evaluations::show_evaluation))
         .route("/ui/jobs", get(jobs::list_jobs))
+        .route("/ui/evaluations/compare", get(compare::compare_evaluations))
+        .route(
+            "/ui/prompts/{name}/gates",
+            get(gates::show_gates).post(gates::set_gate),
+        )
+        .route(
+            "/ui/prompts/{name}/gates/{label}/remove",
+            post(gates::remove_gate),
+        )
         .route("/ui/optimizations", get(pages::not_yet))
         .route("/ui/audit", get(pages::not_yet))
         .route("/ui/{*rest}", get(pages::page_not_found))
@@ -142,6 +153,8 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ),
         ("evaluation.html", include_str!("templates/evaluation.html")),
         ("jobs.html", include_str!("templates/jobs.html")),
+        ("compare.html", include_str!("templates/compare.html")),
+        ("gates.html", include_str!("templates/gates.html")),
     ] {
         if let Err(err) = env.add_template(name, source) {
             tracing::error!(template = name, error = %err, "a built-in template does not compile");

@@ -22,7 +22,8 @@ const WIDTHS: [u32; 2] = [1280, 390];
 
 /// (what the page is, its path) for every page a signed-in releaser can
 /// reach; `seed` below and `runs::seed_runs` create what they show
-/// (`{evaluation}` is the finished evaluation's id, `{queued}` a queued one's).
+/// (`{evaluation}` is the finished evaluation's id, `{queued}` a queued one's,
+/// `{second}` the one `compare::seed_second_run` makes).
 const PAGES: &[(&str, &str)] = &[
     ("prompts list", "/ui/prompts"),
     ("prompts list, searched", "/ui/prompts?q=greet&tag=demo"),
@@ -61,6 +62,9 @@ const PAGES: &[(&str, &str)] = &[
     ("jobs", "/ui/jobs"),
     ("optimizations (not built yet)", "/ui/optimizations"),
     ("audit (not built yet)", "/ui/audit"),
+    ("evaluation comparison", "/ui/evaluations/compare?a={evaluation}&b={second}"),
+    ("evaluations, one picked to compare", "/ui/evaluations?dataset=capitals&a={evaluation}"),
+    ("gates", "/ui/prompts/geo/gates"),
 ];
 
 /// axe.min.js, installing it when it is missing and npm is there.
@@ -237,13 +241,15 @@ async fn every_page_is_accessible_at_both_widths(url: String) {
     };
     seed(&app).await;
     let evaluation = super::runs::seed_runs(&app).await;
+    let second = super::compare::seed_second_run(&app).await;
     let queued = super::runs::start(&app, "capitals").await;
     let mut found = check(&browser, &base, &axe, "sign-in page", "/ui/signin").await;
     browser.sign_in(&base, "rita").await;
     for (what, path) in PAGES {
         let path = path
             .replace("{evaluation}", &evaluation)
-            .replace("{queued}", &queued);
+            .replace("{queued}", &queued)
+            .replace("{second}", &second);
         found.extend(check(&browser, &base, &axe, what, &path).await);
     }
     browser.close().await;
