@@ -130,7 +130,9 @@ async fn two_evaluations_are_picked_from_the_list_and_compared(url: String) {
     assert_eq!(rows.len(), 2, "only capitals' evaluations: {rows:?}");
     let picked = browser
         .client
-        .find(Locator::Css(&format!("input[type=radio][name=a][value='{a}']")))
+        .find(Locator::Css(&format!(
+            "input[type=radio][name=a][value='{a}']"
+        )))
         .await
         .expect("A's radio");
     assert!(picked.is_selected().await.expect("checked"), "A is picked");
