@@ -468,8 +468,13 @@ pub struct DiffBlock {
 /// The template or messages of `from` against `to`: a line diff, then a
 /// word diff inside each pair of replaced lines.
 pub fn diff_text_blocks(from: &PromptContent, to: &PromptContent) -> Vec<DiffBlock> {
-    let (old_text, new_text) = (diffable_text(from), diffable_text(to));
-    let diff = similar::TextDiff::from_lines(&old_text, &new_text);
+    diff_lines(&diffable_text(from), &diffable_text(to))
+}
+
+/// Two texts (say, two model outputs) compared as [`diff_text_blocks`]
+/// compares templates: by line, then by word inside replaced lines.
+pub fn diff_lines(old_text: &str, new_text: &str) -> Vec<DiffBlock> {
+    let diff = similar::TextDiff::from_lines(old_text, new_text);
     let old_lines: Vec<&str> = diff.old_slices().iter().map(|l| trim_eol(l)).collect();
     let new_lines: Vec<&str> = diff.new_slices().iter().map(|l| trim_eol(l)).collect();
     let whole = |lines: &[&str], start: usize, len: usize, changed: bool| -> Vec<DiffLine> {
@@ -615,6 +620,16 @@ mod diff_tests {
         assert!(blocks[3].old.is_empty());
         assert_eq!(marked(&blocks[3].new[0].spans), "[PS]");
         assert_eq!(blocks[3].new[0].number, 4);
+    }
+
+    #[test]
+    fn two_outputs_are_diffed_word_by_word() {
+        let blocks = diff_lines("The capital is Rome", "The capital is Paris");
+        assert_eq!(blocks.len(), 1, "{blocks:?}");
+        assert!(blocks[0].changed);
+        assert_eq!(marked(&blocks[0].old[0].spans), "The capital is [Rome]");
+        assert_eq!(marked(&blocks[0].new[0].spans), "The capital is [Paris]");
+        assert!(diff_lines("", "").is_empty());
     }
 
     #[test]

@@ -80,20 +80,47 @@ impl Scores {
         out
     }
 
-    /// Every rule the means break, by rule index.
-    pub fn gate_violations(&self, rules: &[GateRule]) -> Vec<(usize, Breach)> {
+    /// How the means meet each rule of a gate, in rule order.
+    pub fn rule_checks(&self, rules: &[GateRule]) -> Vec<RuleCheck> {
         let summaries = self.summaries();
         rules
             .iter()
-            .enumerate()
-            .filter_map(|(i, rule)| match summaries.get(&rule.metric) {
-                None => Some((i, Breach::NoScores)),
-                Some(summary) => rule
-                    .violation(summary.mean)
-                    .map(|_| (i, Breach::Mean(summary.mean))),
+            .map(|rule| match summaries.get(&rule.metric) {
+                None => RuleCheck {
+                    mean: None,
+                    breach: Some(Breach::NoScores),
+                },
+                Some(summary) => RuleCheck {
+                    mean: Some(summary.mean),
+                    breach: rule
+                        .violation(summary.mean)
+                        .map(|_| Breach::Mean(summary.mean)),
+                },
             })
             .collect()
     }
+
+    /// Every rule the means break, by rule index.
+    pub fn gate_violations(&self, rules: &[GateRule]) -> Vec<(usize, Breach)> {
+        violations(&self.rule_checks(rules))
+    }
+}
+
+/// The checks that fail, by rule index.
+fn violations(checks: &[RuleCheck]) -> Vec<(usize, Breach)> {
+    checks
+        .iter()
+        .enumerate()
+        .filter_map(|(i, check)| check.breach.map(|breach| (i, breach)))
+        .collect()
+}
+
+/// One gate rule against an evaluation: the metric's mean (none without
+/// scores) and how it breaks the rule, if it does.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RuleCheck {
+    pub mean: Option<f64>,
+    pub breach: Option<Breach>,
 }
 
 /// How an evaluation breaks one gate rule.
@@ -108,14 +135,28 @@ pub enum Breach {
 /// What a label's gate says of a version.
 #[derive(Debug, Clone, PartialEq)]
 pub enum GateVerdict {
-    Passed,
     /// The version has no succeeded evaluation on the gate's dataset.
     NotEvaluated,
-    /// The newest such evaluation breaks rules: (rule index, how) each.
-    Broken {
+    /// The newest such evaluation, and how it meets each rule (in rule order).
+    Evaluated {
         evaluation: Uuid,
-        violations: Vec<(usize, Breach)>,
+        checks: Vec<RuleCheck>,
     },
+}
+
+impl GateVerdict {
+    /// Every rule broken, by rule index (none when not evaluated).
+    pub fn violations(&self) -> Vec<(usize, Breach)> {
+        match self {
+            Self::NotEvaluated => Vec::new(),
+            Self::Evaluated { checks, .. } => violations(checks),
+        }
+    }
+
+    /// Whether the version may take the label: evaluated, and no rule broken.
+    pub fn passed(&self) -> bool {
+        matches!(self, Self::Evaluated { checks, .. } if checks.iter().all(|c| c.breach.is_none()))
+    }
 }
 
 /// Checks `version` against `gate`: its newest succeeded evaluation on the
@@ -131,15 +172,11 @@ pub async fn check_gate(
     else {
         return Ok(GateVerdict::NotEvaluated);
     };
-    let violations = Scores::load(store, &evaluation)
+    let checks = Scores::load(store, &evaluation)
         .await?
-        .gate_violations(&gate.rules);
-    Ok(if violations.is_empty() {
-        GateVerdict::Passed
-    } else {
-        GateVerdict::Broken {
-            evaluation: evaluation.id,
-            violations,
-        }
+        .rule_checks(&gate.rules);
+    Ok(GateVerdict::Evaluated {
+        evaluation: evaluation.id,
+        checks,
     })
 }

@@ -9,9 +9,9 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::domain::auth::Actor;
-use crate::domain::content::PromptBody;
+use crate::domain::content::{diff_lines, DiffBlock, PromptBody};
 use crate::domain::jobs::{
-    Evaluation, EvaluationFilter, MetricSpec, NewEvaluation, ResultTotals, StoredResult,
+    Evaluation, EvaluationFilter, ItemResult, MetricSpec, NewEvaluation, ResultTotals, StoredResult,
 };
 use crate::domain::names::LATEST;
 use crate::domain::{
@@ -23,6 +23,7 @@ use crate::eval::stats::{summarize_moments, Comparison, Summary};
 use crate::providers::Providers;
 use crate::store::{page_from_overfetch, NewPrompt, NewVersion, PageKey, PageRequest, StoreError};
 
+use super::drafts::Changes;
 use super::{Registry, ServiceError, ServiceResult};
 
 const DEFAULT_CONCURRENCY: u32 = 8;
@@ -284,6 +285,25 @@ pub async fn compare(
     a: Uuid,
     b: Uuid,
 ) -> ServiceResult<(Evaluation, Evaluation, BTreeMap<String, Comparison>)> {
+    let paired = load_pair(registry, project, a, b).await?;
+    let metrics = paired.a_scores.compare(&paired.b_scores);
+    Ok((paired.a, paired.b, metrics))
+}
+
+/// Two evaluations with every score, refused unless they ran on one dataset.
+struct Pair {
+    a: Evaluation,
+    a_scores: Scores,
+    b: Evaluation,
+    b_scores: Scores,
+}
+
+async fn load_pair(
+    registry: &Registry,
+    project: ProjectId,
+    a: Uuid,
+    b: Uuid,
+) -> ServiceResult<Pair> {
     let (a, a_scores) = get(registry, project, a).await?;
     let (b, b_scores) = get(registry, project, b).await?;
     if a.dataset_id != b.dataset_id {
@@ -295,8 +315,155 @@ pub async fn compare(
             ),
         ));
     }
-    let metrics = a_scores.compare(&b_scores);
-    Ok((a, b, metrics))
+    Ok(Pair {
+        a,
+        a_scores,
+        b,
+        b_scores,
+    })
+}
+
+/// One item both evaluations scored, where they disagree: both results,
+/// the item, and the metric whose scores differ most.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Disagreement {
+    pub item: Option<crate::domain::DatasetItem>,
+    pub a: ItemResult,
+    pub b: ItemResult,
+    pub metric: String,
+    /// b's score minus a's on `metric`.
+    pub difference: f64,
+    /// a's output against b's, by line and word.
+    pub outputs: Vec<DiffBlock>,
+}
+
+/// Two evaluations compared as a page shows them: [`compare`]'s numbers,
+/// the items they disagree on most, and how their prompt versions differ.
+pub struct ComparisonDetail {
+    pub a: Evaluation,
+    pub b: Evaluation,
+    pub metrics: BTreeMap<String, Comparison>,
+    /// Largest score difference first.
+    pub disagreements: Vec<Disagreement>,
+    /// a's version against b's.
+    pub versions: Changes,
+}
+
+/// Scores closer than this are the same (as the comparison's ties).
+const SAME_SCORE: f64 = crate::eval::stats::TIE_TOLERANCE;
+
+/// [`compare`], with the `most` items whose scores differ most (on any
+/// metric both scored) and the diff of the two prompt versions.
+pub async fn compare_detail(
+    registry: &Registry,
+    project: ProjectId,
+    a: Uuid,
+    b: Uuid,
+    most: usize,
+) -> ServiceResult<ComparisonDetail> {
+    let paired = load_pair(registry, project, a, b).await?;
+    let metrics = paired.a_scores.compare(&paired.b_scores);
+    // Per item, the metric with the largest difference.
+    let mut widest: BTreeMap<Uuid, (String, f64)> = BTreeMap::new();
+    for (metric, a_scores) in &paired.a_scores.by_metric {
+        let Some(b_scores) = paired.b_scores.by_metric.get(metric) else {
+            continue;
+        };
+        for (item, a_score) in a_scores {
+            let Some(b_score) = b_scores.get(item) else {
+                continue;
+            };
+            let difference = b_score - a_score;
+            if difference.abs() <= SAME_SCORE {
+                continue;
+            }
+            let wider = widest
+                .get(item)
+                .is_none_or(|(_, known)| difference.abs() > known.abs());
+            if wider {
+                widest.insert(*item, (metric.clone(), difference));
+            }
+        }
+    }
+    let mut ranked: Vec<(Uuid, String, f64)> = widest
+        .into_iter()
+        .map(|(item, (metric, difference))| (item, metric, difference))
+        .collect();
+    ranked.sort_by(|x, y| y.2.abs().total_cmp(&x.2.abs()));
+    ranked.truncate(most);
+    let wanted: std::collections::BTreeSet<Uuid> = ranked.iter().map(|(item, ..)| *item).collect();
+    let mut a_results = results_of_items(registry, &paired.a, &wanted).await?;
+    let mut b_results = results_of_items(registry, &paired.b, &wanted).await?;
+    let mut disagreements = Vec::with_capacity(ranked.len());
+    for (item, metric, difference) in ranked {
+        let (Some(a), Some(b)) = (a_results.remove(&item), b_results.remove(&item)) else {
+            continue;
+        };
+        let item = registry
+            .store
+            .list_items_for_run(paired.a.dataset_id, a.item_seq - 1, a.item_seq, 1)
+            .await?
+            .into_iter()
+            .next();
+        disagreements.push(Disagreement {
+            outputs: diff_lines(
+                a.output.as_deref().unwrap_or_default(),
+                b.output.as_deref().unwrap_or_default(),
+            ),
+            item,
+            a,
+            b,
+            metric,
+            difference,
+        });
+    }
+    let version_of = |e: &Evaluation| VersionRef::Exact(e.version.clone());
+    let prompt_of = |e: &Evaluation| {
+        PromptName::parse(&e.prompt_name)
+            .map_err(|err| ServiceError::Internal(anyhow::anyhow!("stored prompt name: {err}")))
+    };
+    let a_version = registry
+        .get_version(project, &prompt_of(&paired.a)?, &version_of(&paired.a))
+        .await?;
+    let b_version = registry
+        .get_version(project, &prompt_of(&paired.b)?, &version_of(&paired.b))
+        .await?;
+    Ok(ComparisonDetail {
+        versions: Changes::between(&a_version, &b_version),
+        a: paired.a,
+        b: paired.b,
+        metrics,
+        disagreements,
+    })
+}
+
+/// The results `evaluation` stored for the items in `wanted`, read page by
+/// page (results are kept in the order they completed, not by item).
+async fn results_of_items(
+    registry: &Registry,
+    evaluation: &Evaluation,
+    wanted: &std::collections::BTreeSet<Uuid>,
+) -> ServiceResult<BTreeMap<Uuid, ItemResult>> {
+    let mut found = BTreeMap::new();
+    let mut after = 0;
+    while found.len() < wanted.len() {
+        let batch = registry
+            .store
+            .list_results(evaluation.id, after, RESULT_SCAN)
+            .await?;
+        let Some(last) = batch.last() else { break };
+        after = last.id;
+        let ended = batch.len() < RESULT_SCAN as usize;
+        for stored in batch {
+            if wanted.contains(&stored.result.item_id) {
+                found.insert(stored.result.item_id, stored.result);
+            }
+        }
+        if ended {
+            break;
+        }
+    }
+    Ok(found)
 }
 
 /// Below this a score counts as failed, for pages that show failures only.

@@ -2,7 +2,8 @@
 //! gates that guard them. [`move_label`] is the only way a label moves to a
 //! chosen version, and [`check_gate`] the only place a gate is decided, so
 //! every caller (the label route, a version post with labels, the Langfuse
-//! routes, an optimization's promotion) gets the same answer.
+//! routes, an optimization's promotion) gets the same answer;
+//! [`gate_standings`] shows that same verdict for each label's version.
 
 use crate::domain::auth::Actor;
 use crate::domain::jobs::{Gate, GateRule};
@@ -191,8 +192,10 @@ pub async fn check_gate(
             .map_or_else(|| format!("rule {i}"), ToString::to_string);
         FieldError::new(format!("rules[{i}]"), format!("{rule}: {why}"))
     };
-    match verdict {
-        GateVerdict::Passed => Ok(()),
+    if verdict.passed() {
+        return Ok(());
+    }
+    match &verdict {
         GateVerdict::NotEvaluated => {
             let why = format!("{subject} has no succeeded evaluation on dataset {dataset:?}");
             let errors = (0..gate.rules.len())
@@ -200,10 +203,8 @@ pub async fn check_gate(
                 .collect();
             Err(failed(why, errors))
         }
-        GateVerdict::Broken {
-            evaluation,
-            violations,
-        } => {
+        GateVerdict::Evaluated { evaluation, .. } => {
+            let violations = verdict.violations();
             let reason = format!(
                 "{subject} breaks {} of {} rules on dataset {dataset:?} (evaluation {evaluation})",
                 violations.len(),
@@ -229,6 +230,61 @@ pub async fn check_gate(
             Err(failed(reason, errors))
         }
     }
+}
+
+/// A label, or a gate on a label not set yet, with what its gate says of
+/// the version the label points at now.
+#[derive(Debug, Clone)]
+pub struct GateStanding {
+    pub label: String,
+    /// The label's version; none while the label is not set.
+    pub version: Option<semver::Version>,
+    pub gate: Option<Gate>,
+    /// The gate's verdict on `version`, decided as [`check_gate`] decides
+    /// a move; none without a gate or a version.
+    pub verdict: Option<GateVerdict>,
+}
+
+/// Every label of `name` and every gate, each with its gate's verdict on
+/// the label's current version: set labels first (by name), then gates on
+/// labels not set.
+pub async fn gate_standings(
+    registry: &Registry,
+    project: ProjectId,
+    name: &PromptName,
+) -> ServiceResult<Vec<GateStanding>> {
+    let store = &registry.store;
+    let labels = registry.list_labels(project, name).await?;
+    let mut gates = store.list_gates(project, name).await?;
+    let mut standings = Vec::with_capacity(labels.len() + gates.len());
+    for label in labels {
+        let gate = gates
+            .iter()
+            .position(|g| g.label == label.name)
+            .map(|i| gates.remove(i));
+        let verdict = match &gate {
+            Some(gate) => {
+                let version = registry
+                    .get_version(project, name, &VersionRef::Exact(label.version.clone()))
+                    .await?;
+                Some(report::check_gate(store, gate, &version).await?)
+            }
+            None => None,
+        };
+        standings.push(GateStanding {
+            label: label.name,
+            version: Some(label.version),
+            gate,
+            verdict,
+        });
+    }
+    standings.extend(gates.into_iter().map(|gate| GateStanding {
+        label: gate.label.clone(),
+        version: None,
+        gate: Some(gate),
+        verdict: None,
+    }));
+    Ok(standings)
 }
 
 /// Creates or replaces the gate on `label`.

@@ -37,6 +37,7 @@ pub fn evaluation_url(id: Uuid) -> String {
 /// An evaluation as a list row.
 #[derive(Serialize)]
 pub(super) struct EvaluationRow {
+    id: String,
     url: String,
     prompt: String,
     prompt_url: String,
@@ -71,6 +72,7 @@ fn progress_text(job: &Job) -> Option<String> {
 pub(super) fn evaluation_row(summary: EvaluationSummary) -> EvaluationRow {
     let e = summary.evaluation;
     EvaluationRow {
+        id: e.id.to_string(),
         url: evaluation_url(e.id),
         prompt_url: prompt_url(&e.prompt_name),
         dataset_url: dataset_url(&e.dataset_name),
@@ -98,6 +100,9 @@ pub struct ListParams {
     dataset: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     status: String,
+    /// The evaluation picked as A for a comparison.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    a: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     cursor: String,
 }
@@ -111,6 +116,8 @@ struct ListPage<'a> {
     status: &'a str,
     statuses: [&'static str; 5],
     evaluations: Vec<EvaluationRow>,
+    /// The evaluation preselected as A ("" for none).
+    picked: &'a str,
     /// The chosen prompt's page, to go back to.
     prompt_link: Option<String>,
     next: Option<String>,
@@ -165,6 +172,7 @@ pub async fn list_evaluations(
         status: &params.status,
         statuses: STATUSES,
         evaluations: page.items.into_iter().map(evaluation_row).collect(),
+        picked: params.a.trim(),
         next,
     };
     Ok(render(StatusCode::OK, "evaluations.html", context))
@@ -191,6 +199,8 @@ struct DetailPage<'a> {
     version_url: String,
     dataset: String,
     dataset_url: String,
+    /// The list of this dataset's evaluations, this one picked as A.
+    compare_url: String,
     model: String,
     status: &'static str,
     running: bool,
@@ -428,6 +438,10 @@ pub async fn show_evaluation(
         prompt_url: prompt_url(&e.prompt_name),
         version_url: format!("{}/versions/{}", prompt_url(&e.prompt_name), e.version),
         dataset_url: dataset_url(&e.dataset_name),
+        compare_url: with_query(
+            "/ui/evaluations",
+            &[("dataset", e.dataset_name.clone()), ("a", e.id.to_string())],
+        ),
         model: model_of(&e.provider, e.model.as_deref()),
         status: job.status.as_str(),
         running: !job.status.is_final(),

@@ -8,10 +8,12 @@
 //! carry the session's CSRF token. Nothing here touches the store.
 
 mod about;
+mod compare;
 mod datasets;
 mod diff;
 mod editor;
 mod evaluations;
+mod gates;
 mod highlight;
 mod jobs;
 mod optimizations;
@@ -121,6 +123,16 @@ pub fn router() -> Router<AppState> {
             "/ui/optimizations/{id}/evaluate",
             post(optimizations::evaluate_result),
         )
+        .route("/ui/evaluations/compare", get(compare::compare_evaluations))
+        .route(
+            "/ui/prompts/{name}/gates",
+            get(gates::show_gates).post(gates::set_gate),
+        )
+        .route(
+            "/ui/prompts/{name}/gates/{label}/remove",
+            post(gates::remove_gate),
+        )
+        .route("/ui/optimizations", get(pages::not_yet))
         .route("/ui/audit", get(pages::not_yet))
         .route("/ui/{*rest}", get(pages::page_not_found))
         .layer(axum::middleware::map_response(page_headers));
@@ -179,6 +191,8 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             "optimization_live.html",
             include_str!("templates/optimization_live.html"),
         ),
+        ("compare.html", include_str!("templates/compare.html")),
+        ("gates.html", include_str!("templates/gates.html")),
     ] {
         if let Err(err) = env.add_template(name, source) {
             tracing::error!(template = name, error = %err, "a built-in template does not compile");

@@ -21,9 +21,10 @@ const AXE_PACKAGE: &str = "axe-core@4";
 const WIDTHS: [u32; 2] = [1280, 390];
 
 /// (what the page is, its path) for every page a signed-in releaser can
-/// reach; `seed` below, `runs::seed_runs` and `optimizations::seed_optimization`
-/// create what they show (`{evaluation}` is the finished evaluation's id,
-/// `{queued}` a queued one's, `{optimization}` a finished optimization's).
+/// reach; `seed` below, `runs::seed_runs`, `compare::seed_second_run` and
+/// `optimizations::seed_optimization` create what they show (`{evaluation}`
+/// is the finished evaluation's id, `{queued}` a queued one's, `{second}` the
+/// second evaluation's, `{optimization}` a finished optimization's).
 const PAGES: &[(&str, &str)] = &[
     ("prompts list", "/ui/prompts"),
     ("prompts list, searched", "/ui/prompts?q=greet&tag=demo"),
@@ -64,6 +65,9 @@ const PAGES: &[(&str, &str)] = &[
     ("optimizations, filtered", "/ui/optimizations?prompt=sentiment&status=succeeded"),
     ("optimization", "/ui/optimizations/{optimization}"),
     ("audit (not built yet)", "/ui/audit"),
+    ("evaluation comparison", "/ui/evaluations/compare?a={evaluation}&b={second}"),
+    ("evaluations, one picked to compare", "/ui/evaluations?dataset=capitals&a={evaluation}"),
+    ("gates", "/ui/prompts/geo/gates"),
 ];
 
 /// axe.min.js, installing it when it is missing and npm is there.
@@ -256,6 +260,7 @@ async fn every_page_is_accessible_at_both_widths(url: String) {
     };
     seed(&app).await;
     let evaluation = super::runs::seed_runs(&app).await;
+    let second = super::compare::seed_second_run(&app).await;
     let queued = super::runs::start(&app, "capitals").await;
     let optimization = super::optimizations::seed_optimization(&app).await;
     let mut found = check(&browser, &base, &axe, "sign-in page", "/ui/signin").await;
@@ -264,7 +269,8 @@ async fn every_page_is_accessible_at_both_widths(url: String) {
         let path = path
             .replace("{evaluation}", &evaluation)
             .replace("{queued}", &queued)
-            .replace("{optimization}", &optimization);
+            .replace("{optimization}", &optimization)
+            .replace("{second}", &second);
         found.extend(check(&browser, &base, &axe, what, &path).await);
     }
     browser.close().await;

@@ -13,6 +13,7 @@ mod support;
 
 mod accessibility;
 mod optimizations;
+mod compare;
 mod runs;
 mod screenshots;
 mod store_calls;
