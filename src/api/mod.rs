@@ -39,7 +39,7 @@ mod optimizations;
 pub(crate) mod prompts;
 mod providers;
 mod render;
-mod scores;
+pub(crate) mod scores;
 pub(crate) mod served;
 mod users;
 pub(crate) mod versions;

@@ -20,8 +20,8 @@ const AXE_PACKAGE: &str = "axe-core@4";
 /// Widths every page is checked at, in CSS pixels.
 const WIDTHS: [u32; 2] = [1280, 390];
 
-/// (what the page is, its path) for every page a signed-in releaser can
-/// reach; `seed` below and `runs::seed_runs` create what they show
+/// (what the page is, its path) for every page a signed-in evaluator (who
+/// also writes and promotes) can reach; `seed` below and `runs::seed_runs` create what they show
 /// (`{evaluation}` is the finished evaluation's id, `{queued}` a queued one's).
 const PAGES: &[(&str, &str)] = &[
     ("prompts list", "/ui/prompts"),
@@ -58,13 +58,20 @@ const PAGES: &[(&str, &str)] = &[
     ("evaluation", "/ui/evaluations/{evaluation}"),
     ("evaluation, failures", "/ui/evaluations/{evaluation}?failures=true"),
     ("evaluation, queued", "/ui/evaluations/{queued}"),
+    ("evaluation, sorted by a score", "/ui/evaluations/{evaluation}?sort=exact_match&dir=asc"),
+    (
+        "evaluation, failures sorted",
+        "/ui/evaluations/{evaluation}?failures=true&sort=exact_match&dir=desc",
+    ),
+    ("evaluations of a prompt, with the start form", "/ui/evaluations?prompt=geo"),
+    ("dataset after an upload", "/ui/datasets/capitals?added=3"),
     ("jobs", "/ui/jobs"),
     ("optimizations (not built yet)", "/ui/optimizations"),
     ("audit (not built yet)", "/ui/audit"),
 ];
 
 /// axe.min.js, installing it when it is missing and npm is there.
-fn axe_source() -> Option<String> {
+pub(super) fn axe_source() -> Option<String> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/axe");
     let file = root.join("node_modules/axe-core/axe.min.js");
     if !file.is_file() && super::on_path("npm") {
@@ -93,7 +100,7 @@ fn axe_source() -> Option<String> {
 
 /// What is wrong with the page open in `browser` at its current width:
 /// serious and critical axe violations and sideways overflow, in words.
-async fn problems(browser: &Browser, axe: &str) -> Vec<String> {
+pub(super) async fn problems(browser: &Browser, axe: &str) -> Vec<String> {
     let mut found = Vec::new();
     let widths = browser
         .client
@@ -238,8 +245,15 @@ async fn every_page_is_accessible_at_both_widths(url: String) {
     seed(&app).await;
     let evaluation = super::runs::seed_runs(&app).await;
     let queued = super::runs::start(&app, "capitals").await;
+    let evaluator = app
+        .post(
+            "/v1/users",
+            json!({"name": "eve", "password": super::PASSWORD, "roles": {"default": "evaluator"}}),
+        )
+        .await;
+    assert_eq!(evaluator.status, 201, "{}", evaluator.body);
     let mut found = check(&browser, &base, &axe, "sign-in page", "/ui/signin").await;
-    browser.sign_in(&base, "rita").await;
+    browser.sign_in(&base, "eve").await;
     for (what, path) in PAGES {
         let path = path
             .replace("{evaluation}", &evaluation)
