@@ -146,6 +146,60 @@ pub async fn append_items(
     Ok((dataset, added))
 }
 
+/// Bad items a preview lists at most; the rest are only counted.
+pub const PREVIEW_ERRORS: usize = 100;
+
+/// What an upload would store, read without writing anything: its first
+/// items, how many items parse, and every bad item's error (the first
+/// [`PREVIEW_ERRORS`] of them listed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UploadPreview {
+    pub first: Vec<NewItem>,
+    /// Items that parse, in all.
+    pub valid: u64,
+    pub errors: Vec<ItemError>,
+    /// Bad items beyond those listed.
+    pub more_errors: u64,
+}
+
+impl UploadPreview {
+    pub fn is_clean(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+/// Parses `upload` as [`append_items`] would, keeping the first `shown`
+/// items and reading on past bad items to report each of them. A JSON
+/// array that is not well-formed JSON cannot be read past its first syntax
+/// error, which is then the last error listed.
+pub fn preview_items(format: UploadFormat, upload: &[u8], shown: usize) -> UploadPreview {
+    let mut preview = UploadPreview {
+        first: Vec::new(),
+        valid: 0,
+        errors: Vec::new(),
+        more_errors: 0,
+    };
+    let mut emit = |item: Result<NewItem, ItemError>| -> bool {
+        match item {
+            Ok(item) => {
+                preview.valid += 1;
+                if preview.first.len() < shown {
+                    preview.first.push(item);
+                }
+            }
+            Err(e) if preview.errors.len() < PREVIEW_ERRORS => preview.errors.push(e),
+            Err(_) => preview.more_errors += 1,
+        }
+        true
+    };
+    match format {
+        UploadFormat::JsonLines => json_lines(upload, &mut emit),
+        UploadFormat::JsonArray => json_array(upload, &mut emit),
+        UploadFormat::Csv => csv_rows(upload, &mut emit),
+    };
+    preview
+}
+
 /// Reads every item of an upload, sending full batches as they fill up.
 /// Stops at the first bad item (sending its error) or when nobody listens.
 fn parse_items(
@@ -436,4 +490,42 @@ pub async fn overview(
         items,
         evaluations,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_preview_lists_every_bad_item_and_the_first_good_ones() {
+        let upload = b"{\"input\": {\"q\": \"a\"}}\nnot json\n\n{\"input\": 3}\n{\"input\": {\"q\": \"b\"}}\n";
+        let preview = preview_items(UploadFormat::JsonLines, upload, 1);
+        assert_eq!(preview.valid, 2);
+        assert_eq!(preview.first.len(), 1, "only as many as asked for");
+        let found: Vec<(u64, Option<u64>)> =
+            preview.errors.iter().map(|e| (e.item, e.line)).collect();
+        assert_eq!(found, [(2, Some(2)), (3, Some(4))]);
+        assert!(preview.errors[1]
+            .message
+            .contains("`input` must be an object"));
+        assert!(!preview.is_clean());
+    }
+
+    #[test]
+    fn a_preview_reads_csv_and_json_arrays() {
+        let csv = preview_items(UploadFormat::Csv, b"q,expected\nx,y\nonly-one\n", 5);
+        assert_eq!(csv.valid, 1);
+        assert_eq!(csv.errors.len(), 1, "{:?}", csv.errors);
+        assert_eq!(csv.errors[0].item, 2);
+
+        let array = preview_items(
+            UploadFormat::JsonArray,
+            br#"[{"input": {"q": 1}}, {"nope": 1}, {"input": {"q": 2}}]"#,
+            5,
+        );
+        assert_eq!(array.valid, 2);
+        assert_eq!(array.errors.len(), 1);
+        assert_eq!(array.errors[0].item, 2);
+        assert!(preview_items(UploadFormat::JsonArray, b"[]", 5).is_clean());
+    }
 }

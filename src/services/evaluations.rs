@@ -499,57 +499,68 @@ pub struct EvaluationDetail {
 
 /// Results read at once while looking for failures.
 const RESULT_SCAN: u32 = 500;
-/// The widest run of item positions read back for one page of results.
-const MAX_ITEM_SPAN: i64 = 5000;
+/// The widest run of item positions read back in one query.
+const ITEM_WINDOW: i64 = 200;
+
+/// The order a page of results is shown in.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ResultOrder {
+    /// As the results were stored.
+    #[default]
+    Stored,
+    /// By one metric's score, lowest (or highest, when `descending`) first;
+    /// results without that score come last, ties in stored order.
+    ByScore { metric: String, descending: bool },
+}
 
 /// Evaluation `id` with its scores and a page of results (only failures,
-/// as [`is_failure`] tells, when `only_failures`), each with its item.
+/// as [`is_failure`] tells, when `only_failures`) in `order`, each with
+/// its item. A page's cursor is the id of its last result, in either order.
 pub async fn detail(
     registry: &Registry,
     project: ProjectId,
     id: Uuid,
     page: PageRequest,
     only_failures: bool,
+    order: &ResultOrder,
 ) -> ServiceResult<EvaluationDetail> {
     let (evaluation, scores) = get(registry, project, id).await?;
-    let mut after = page.after_int().unwrap_or(0);
-    let mut kept = Vec::new();
-    // Filtering happens here, so read on until the page is full (one more
-    // than it holds tells whether another follows) or the results end.
-    loop {
-        let batch = registry
-            .store
-            .list_results(evaluation.id, after, RESULT_SCAN)
-            .await?;
-        let Some(last) = batch.last() else { break };
-        after = last.id;
-        let ended = batch.len() < RESULT_SCAN as usize;
-        kept.extend(
-            batch
-                .into_iter()
-                .filter(|r| !only_failures || is_failure(&r.result)),
-        );
-        if ended || kept.len() > page.limit as usize {
-            break;
+    let results = match order {
+        ResultOrder::Stored => stored_order(registry, evaluation.id, page, only_failures).await?,
+        ResultOrder::ByScore { metric, descending } => {
+            let known = scores.by_metric.contains_key(metric)
+                || evaluation.metrics.iter().any(|m| &m.name == metric);
+            if !known {
+                let mut names: Vec<&str> =
+                    evaluation.metrics.iter().map(|m| m.name.as_str()).collect();
+                names.extend(scores.by_metric.keys().map(String::as_str));
+                names.sort_unstable();
+                names.dedup();
+                return Err(ServiceError::validation(
+                    "sort",
+                    format!(
+                        "this evaluation has no metric {metric:?}; it has {}",
+                        names.join(", ")
+                    ),
+                ));
+            }
+            score_order(
+                registry,
+                evaluation.id,
+                page,
+                only_failures,
+                metric,
+                *descending,
+            )
+            .await?
         }
-    }
-    let results = page_from_overfetch(kept, page.limit, |r| PageKey::Int(r.id));
-    let seqs = results.items.iter().map(|r| r.result.item_seq);
-    let items = match (seqs.clone().min(), seqs.max()) {
-        (Some(first), Some(last)) => {
-            let span = (last - first + 1).clamp(1, MAX_ITEM_SPAN);
-            registry
-                .store
-                .list_items_for_run(
-                    evaluation.dataset_id,
-                    first - 1,
-                    first - 1 + span,
-                    u32::try_from(span).unwrap_or(u32::MAX),
-                )
-                .await?
-        }
-        _ => Vec::new(),
     };
+    let items = items_by_seq(
+        registry,
+        evaluation.dataset_id,
+        results.items.iter().map(|r| r.result.item_seq).collect(),
+    )
+    .await?;
     let mut by_seq: BTreeMap<i64, crate::domain::DatasetItem> =
         items.into_iter().map(|item| (item.seq, item)).collect();
     let results = Page {
@@ -568,4 +579,159 @@ pub async fn detail(
         scores,
         results,
     })
+}
+
+/// A page of results in stored order.
+async fn stored_order(
+    registry: &Registry,
+    evaluation: Uuid,
+    page: PageRequest,
+    only_failures: bool,
+) -> ServiceResult<Page<StoredResult>> {
+    let mut after = page.after_int().unwrap_or(0);
+    let mut kept = Vec::new();
+    // Filtering happens here, so read on until the page is full (one more
+    // than it holds tells whether another follows) or the results end.
+    loop {
+        let batch = registry
+            .store
+            .list_results(evaluation, after, RESULT_SCAN)
+            .await?;
+        let Some(last) = batch.last() else { break };
+        after = last.id;
+        let ended = batch.len() < RESULT_SCAN as usize;
+        kept.extend(
+            batch
+                .into_iter()
+                .filter(|r| !only_failures || is_failure(&r.result)),
+        );
+        if ended || kept.len() > page.limit as usize {
+            break;
+        }
+    }
+    Ok(page_from_overfetch(kept, page.limit, |r| {
+        PageKey::Int(r.id)
+    }))
+}
+
+/// A page of results ordered by `metric`'s score. Reads the results twice:
+/// once for every score (only ids and scores are kept), then for the page's.
+async fn score_order(
+    registry: &Registry,
+    evaluation: Uuid,
+    page: PageRequest,
+    only_failures: bool,
+    metric: &str,
+    descending: bool,
+) -> ServiceResult<Page<StoredResult>> {
+    let mut keys: Vec<(Option<f64>, i64)> = Vec::new();
+    let mut after = 0;
+    loop {
+        let batch = registry
+            .store
+            .list_results(evaluation, after, RESULT_SCAN)
+            .await?;
+        let Some(last) = batch.last() else { break };
+        after = last.id;
+        let ended = batch.len() < RESULT_SCAN as usize;
+        keys.extend(
+            batch
+                .iter()
+                .filter(|r| !only_failures || is_failure(&r.result))
+                .map(|r| (r.result.scores.get(metric).and_then(Value::as_f64), r.id)),
+        );
+        if ended {
+            break;
+        }
+    }
+    keys.sort_by(|(a, a_id), (b, b_id)| {
+        let by_score = match (a, b) {
+            (Some(a), Some(b)) if descending => b.total_cmp(a),
+            (Some(a), Some(b)) => a.total_cmp(b),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        };
+        by_score.then(a_id.cmp(b_id))
+    });
+    let start = match page.after_int() {
+        None => 0,
+        Some(last) => keys
+            .iter()
+            .position(|(_, id)| *id == last)
+            .map_or(keys.len(), |at| at + 1),
+    };
+    let wanted: Vec<i64> = keys
+        .iter()
+        .skip(start)
+        .take(page.limit as usize + 1)
+        .map(|(_, id)| *id)
+        .collect();
+    let mut found: BTreeMap<i64, StoredResult> = BTreeMap::new();
+    if let (Some(first), Some(last)) = (wanted.iter().min(), wanted.iter().max()) {
+        let mut after = first - 1;
+        while after < *last {
+            let batch = registry
+                .store
+                .list_results(evaluation, after, RESULT_SCAN)
+                .await?;
+            let Some(end) = batch.last() else { break };
+            after = end.id;
+            found.extend(
+                batch
+                    .into_iter()
+                    .filter(|r| wanted.contains(&r.id))
+                    .map(|r| (r.id, r)),
+            );
+        }
+    }
+    let ordered = wanted.iter().filter_map(|id| found.remove(id)).collect();
+    Ok(page_from_overfetch(ordered, page.limit, |r| {
+        PageKey::Int(r.id)
+    }))
+}
+
+/// The dataset items at positions `seqs`, read in windows of nearby
+/// positions (a page sorted by score may hold items far apart).
+async fn items_by_seq(
+    registry: &Registry,
+    dataset: Uuid,
+    mut seqs: Vec<i64>,
+) -> ServiceResult<Vec<crate::domain::DatasetItem>> {
+    seqs.sort_unstable();
+    seqs.dedup();
+    let mut items = Vec::with_capacity(seqs.len());
+    let mut rest = seqs.as_slice();
+    while let Some(&first) = rest.first() {
+        let window = rest.partition_point(|&seq| seq < first + ITEM_WINDOW);
+        let last = rest[window - 1];
+        let span = last - first + 1;
+        let read = registry
+            .store
+            .list_items_for_run(
+                dataset,
+                first - 1,
+                last,
+                u32::try_from(span).unwrap_or(u32::MAX),
+            )
+            .await?;
+        items.extend(
+            read.into_iter()
+                .filter(|item| rest[..window].contains(&item.seq)),
+        );
+        rest = &rest[window..];
+    }
+    Ok(items)
+}
+
+/// Cancels evaluation `id`'s job, as `POST /v1/jobs/{id}/cancel` does: a
+/// queued one at once, a running one at its next step.
+pub async fn cancel(
+    registry: &Registry,
+    project: ProjectId,
+    actor: &Actor,
+    id: Uuid,
+) -> ServiceResult<crate::domain::jobs::Job> {
+    let evaluation = registry.store.get_evaluation(project, id).await?;
+    super::jobs::cancel_job(registry, project, actor, evaluation.job.id).await
 }

@@ -278,13 +278,13 @@ impl Draft {
 /// Problems, each under the form field it names (`by_field`, keyed as the
 /// template looks them up), or above the form when no field shows it.
 #[derive(Serialize, Default)]
-struct Problems {
+pub(super) struct Problems {
     by_field: BTreeMap<String, Vec<String>>,
     general: Vec<String>,
 }
 
 impl Problems {
-    fn of(errors: Vec<FieldError>, shown: impl Fn(&str) -> Option<String>) -> Self {
+    pub(super) fn of(errors: Vec<FieldError>, shown: impl Fn(&str) -> Option<String>) -> Self {
         let mut problems = Self::default();
         for e in errors {
             let text = match (e.line, e.column) {
@@ -303,7 +303,7 @@ impl Problems {
     }
 
     /// The field errors of a refusal; a server fault stays an error page.
-    fn of_refusal(
+    pub(super) fn of_refusal(
         err: impl Into<ApiError>,
         shown: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, UiError> {
@@ -321,7 +321,7 @@ impl Problems {
         Ok(Self::of(problem.errors, shown))
     }
 
-    fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.by_field.is_empty() && self.general.is_empty()
     }
 }

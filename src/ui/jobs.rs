@@ -1,9 +1,15 @@
 //! The jobs page: running and recent jobs of every kind, newest first, with
-//! their status, progress and a link to what they work on.
+//! their status, progress and a link to what they work on; and a job's
+//! events for the live pages, the stream `GET /v1/jobs/{id}/events` sends,
+//! here with the session's authority.
+
+use std::convert::Infallible;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::Response;
+use futures::Stream;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -12,7 +18,7 @@ use super::optimizations::optimization_url;
 use super::prompts::authorize;
 use super::session::Signed;
 use super::{page_request, render, time, with_query, Me, UiError};
-use crate::api::extract::Query;
+use crate::api::extract::{Path, Query};
 use crate::api::AppState;
 use crate::domain::auth::Scope;
 use crate::domain::jobs::{Job, JobFilter, JobStatus, EVALUATION_JOB, JOB_KINDS, OPTIMIZATION_JOB};
@@ -144,4 +150,34 @@ pub async fn list_jobs(
         next,
     };
     Ok(render(StatusCode::OK, "jobs.html", context))
+}
+
+/// `GET /ui/jobs/{id}/events`: the job's progress as server-sent events,
+/// from the same service as `GET /v1/jobs/{id}/events` (`progress`,
+/// `item`, `iteration`, then `done`); `Last-Event-ID` resumes.
+pub async fn job_events(
+    State(state): State<AppState>,
+    Signed(session): Signed,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, UiError> {
+    authorize(&state, &session, Scope::Read)?;
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::validation("id", "not a job id"))?;
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(0);
+    let follow = jobs::follow(&state.registry, session.caller.project, id, last_event_id).await?;
+    let stream = futures::stream::unfold(follow, |mut follow| async move {
+        let event = follow.next().await?;
+        let mut sse = Event::default()
+            .event(event.name)
+            .data(event.data.to_string());
+        if let Some(id) = event.id {
+            sse = sse.id(id);
+        }
+        Some((Ok(sse), follow))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

@@ -97,10 +97,23 @@ pub fn router() -> Router<AppState> {
             "/ui/prompts/{name}/labels/{label}/rollback",
             post(prompts::rollback_label),
         )
-        .route("/ui/datasets", get(datasets::list_datasets))
+        .route(
+            "/ui/datasets",
+            get(datasets::list_datasets).post(datasets::create_dataset),
+        )
         .route("/ui/datasets/{name}", get(datasets::show_dataset))
-        .route("/ui/evaluations", get(evaluations::list_evaluations))
+        .route("/ui/datasets/{name}/items", post(datasets::upload_items))
+        .route(
+            "/ui/evaluations",
+            get(evaluations::list_evaluations).post(evaluations::start_evaluation),
+        )
         .route("/ui/evaluations/{id}", get(evaluations::show_evaluation))
+        .route(
+            "/ui/evaluations/{id}/cancel",
+            post(evaluations::cancel_evaluation),
+        )
+        .route("/ui/jobs/{id}/events", get(jobs::job_events))
+        .route("/ui/live.js", get(pages::live_script))
         .route("/ui/jobs", get(jobs::list_jobs))
         .route(
             "/ui/optimizations",
@@ -193,6 +206,27 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ),
         ("compare.html", include_str!("templates/compare.html")),
         ("gates.html", include_str!("templates/gates.html")),
+        (
+            "upload_form.html",
+            include_str!("templates/upload_form.html"),
+        ),
+        (
+            "dataset_upload.html",
+            include_str!("templates/dataset_upload.html"),
+        ),
+        (
+            "new_dataset.html",
+            include_str!("templates/new_dataset.html"),
+        ),
+        (
+            "new_dataset_form.html",
+            include_str!("templates/new_dataset_form.html"),
+        ),
+        ("start_form.html", include_str!("templates/start_form.html")),
+        (
+            "new_evaluation.html",
+            include_str!("templates/new_evaluation.html"),
+        ),
     ] {
         if let Err(err) = env.add_template(name, source) {
             tracing::error!(template = name, error = %err, "a built-in template does not compile");
@@ -210,6 +244,8 @@ struct Me<'a> {
     csrf_token: &'a str,
     /// May create prompts and versions (pages show Edit and New only then).
     can_write: bool,
+    /// May start and cancel evaluations.
+    can_evaluate: bool,
 }
 
 impl<'a> Me<'a> {
@@ -220,6 +256,7 @@ impl<'a> Me<'a> {
             projects: &session.projects,
             csrf_token: &session.csrf_token,
             can_write: session.caller.has(crate::domain::auth::Scope::Write),
+            can_evaluate: session.caller.has(crate::domain::auth::Scope::Evaluate),
         }
     }
 }

@@ -45,6 +45,15 @@ pub async fn htmx() -> Response {
     )
 }
 
+/// Our own script for live pages: follows a job's events into a running
+/// evaluation's progress bar, and reads a chosen file into the upload form.
+pub async fn live_script() -> Response {
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("assets/live.js"),
+    )
+}
+
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     (
         [

@@ -50,6 +50,37 @@ pub enum Reply {
     Malformed,
     /// This status and JSON body exactly.
     Json(u16, Value),
+    /// Waits for one permit of the gate (the test hands them out), then
+    /// answers the inner reply: progress a test can watch step by step.
+    Gated(Gate, Box<Reply>),
+}
+
+/// Permits a test hands out one by one to let gated replies through.
+#[derive(Debug, Clone)]
+pub struct Gate(Arc<tokio::sync::Semaphore>);
+
+impl Default for Gate {
+    /// A closed gate.
+    fn default() -> Self {
+        Self(Arc::new(tokio::sync::Semaphore::new(0)))
+    }
+}
+
+impl Gate {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Lets `replies` more gated replies through.
+    pub fn open(&self, replies: usize) {
+        self.0.add_permits(replies);
+    }
+}
+
+impl PartialEq for Gate {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl Reply {
@@ -409,10 +440,21 @@ async fn answer(
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    while let Reply::Delay(by, inner) = reply {
-        tokio::time::sleep(by).await;
-        reply = *inner;
-    }
+    let reply = loop {
+        reply = match reply {
+            Reply::Delay(by, inner) => {
+                tokio::time::sleep(by).await;
+                *inner
+            }
+            Reply::Gated(gate, inner) => {
+                if let Ok(permit) = gate.0.acquire().await {
+                    permit.forget();
+                }
+                *inner
+            }
+            other => break other,
+        };
+    };
     let model = request.model().unwrap_or_default();
     match reply {
         Reply::Text(text) => Json(success(wire, &model, &text, usage)).into_response(),
@@ -435,7 +477,7 @@ async fn answer(
             let status = StatusCode::from_u16(status).expect("a valid status");
             (status, Json(body)).into_response()
         }
-        Reply::Delay(..) => unreachable!("delays are unwrapped above"),
+        Reply::Delay(..) | Reply::Gated(..) => unreachable!("delays and gates are passed above"),
     }
 }
 

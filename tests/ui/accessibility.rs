@@ -20,11 +20,12 @@ const AXE_PACKAGE: &str = "axe-core@4";
 /// Widths every page is checked at, in CSS pixels.
 const WIDTHS: [u32; 2] = [1280, 390];
 
-/// (what the page is, its path) for every page a signed-in releaser can
-/// reach; `seed` below, `runs::seed_runs`, `compare::seed_second_run` and
-/// `optimizations::seed_optimization` create what they show (`{evaluation}`
-/// is the finished evaluation's id, `{queued}` a queued one's, `{second}` the
-/// second evaluation's, `{optimization}` a finished optimization's).
+/// (what the page is, its path) for every page a signed-in evaluator (who
+/// also writes and promotes) can reach; `seed` below, `runs::seed_runs`,
+/// `compare::seed_second_run` and `optimizations::seed_optimization` create
+/// what they show (`{evaluation}` is the finished evaluation's id, `{queued}`
+/// a queued one's, `{second}` the second evaluation's, `{optimization}` a
+/// finished optimization's).
 const PAGES: &[(&str, &str)] = &[
     ("prompts list", "/ui/prompts"),
     ("prompts list, searched", "/ui/prompts?q=greet&tag=demo"),
@@ -60,6 +61,13 @@ const PAGES: &[(&str, &str)] = &[
     ("evaluation", "/ui/evaluations/{evaluation}"),
     ("evaluation, failures", "/ui/evaluations/{evaluation}?failures=true"),
     ("evaluation, queued", "/ui/evaluations/{queued}"),
+    ("evaluation, sorted by a score", "/ui/evaluations/{evaluation}?sort=exact_match&dir=asc"),
+    (
+        "evaluation, failures sorted",
+        "/ui/evaluations/{evaluation}?failures=true&sort=exact_match&dir=desc",
+    ),
+    ("evaluations of a prompt, with the start form", "/ui/evaluations?prompt=geo"),
+    ("dataset after an upload", "/ui/datasets/capitals?added=3"),
     ("jobs", "/ui/jobs"),
     ("optimizations", "/ui/optimizations"),
     ("optimizations, filtered", "/ui/optimizations?prompt=sentiment&status=succeeded"),
@@ -100,7 +108,7 @@ pub(super) fn axe_source() -> Option<String> {
 
 /// What is wrong with the page open in `browser` at its current width:
 /// serious and critical axe violations and sideways overflow, in words.
-async fn problems(browser: &Browser, axe: &str) -> Vec<String> {
+pub(super) async fn problems(browser: &Browser, axe: &str) -> Vec<String> {
     let mut found = Vec::new();
     let widths = browser
         .client
@@ -263,8 +271,15 @@ async fn every_page_is_accessible_at_both_widths(url: String) {
     let second = super::compare::seed_second_run(&app).await;
     let queued = super::runs::start(&app, "capitals").await;
     let optimization = super::optimizations::seed_optimization(&app).await;
+    let evaluator = app
+        .post(
+            "/v1/users",
+            json!({"name": "eve", "password": super::PASSWORD, "roles": {"default": "evaluator"}}),
+        )
+        .await;
+    assert_eq!(evaluator.status, 201, "{}", evaluator.body);
     let mut found = check(&browser, &base, &axe, "sign-in page", "/ui/signin").await;
-    browser.sign_in(&base, "rita").await;
+    browser.sign_in(&base, "eve").await;
     for (what, path) in PAGES {
         let path = path
             .replace("{evaluation}", &evaluation)

@@ -14,6 +14,7 @@ mod support;
 mod accessibility;
 mod optimizations;
 mod compare;
+mod eval_run;
 mod runs;
 mod screenshots;
 mod store_calls;
