@@ -468,8 +468,13 @@ pub struct DiffBlock {
 /// The template or messages of `from` against `to`: a line diff, then a
 /// word diff inside each pair of replaced lines.
 pub fn diff_text_blocks(from: &PromptContent, to: &PromptContent) -> Vec<DiffBlock> {
-    let (old_text, new_text) = (diffable_text(from), diffable_text(to));
-    let diff = similar::TextDiff::from_lines(&old_text, &new_text);
+    diff_lines(&diffable_text(from), &diffable_text(to))
+}
+
+/// Two texts compared line by line, then word by word inside each pair of
+/// replaced lines.
+pub fn diff_lines(old_text: &str, new_text: &str) -> Vec<DiffBlock> {
+    let diff = similar::TextDiff::from_lines(old_text, new_text);
     let old_lines: Vec<&str> = diff.old_slices().iter().map(|l| trim_eol(l)).collect();
     let new_lines: Vec<&str> = diff.new_slices().iter().map(|l| trim_eol(l)).collect();
     let whole = |lines: &[&str], start: usize, len: usize, changed: bool| -> Vec<DiffLine> {

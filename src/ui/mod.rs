@@ -8,6 +8,8 @@
 //! carry the session's CSRF token. Nothing here touches the store.
 
 mod about;
+mod admin;
+mod audit;
 mod datasets;
 mod diff;
 mod editor;
@@ -100,7 +102,23 @@ pub fn router() -> Router<AppState> {
         .route("/ui/evaluations/{id}", get(evaluations::show_evaluation))
         .route("/ui/jobs", get(jobs::list_jobs))
         .route("/ui/optimizations", get(pages::not_yet))
-        .route("/ui/audit", get(pages::not_yet))
+        .route("/ui/audit", get(audit::list_audit))
+        .route("/ui/admin", get(admin::show_admin))
+        .route(
+            "/ui/admin/keys",
+            get(admin::to_admin).post(admin::create_key),
+        )
+        .route("/ui/admin/keys/{id}/revoke", post(admin::revoke_key))
+        .route(
+            "/ui/admin/users",
+            get(admin::to_admin).post(admin::create_user),
+        )
+        .route("/ui/admin/users/{name}/roles", post(admin::change_roles))
+        .route("/ui/admin/users/{name}/delete", post(admin::delete_user))
+        .route(
+            "/ui/admin/projects",
+            get(admin::to_admin).post(admin::create_project),
+        )
         .route("/ui/{*rest}", get(pages::page_not_found))
         .layer(axum::middleware::map_response(page_headers));
     Router::new().route("/", get(pages::root)).merge(pages)
@@ -142,6 +160,8 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ),
         ("evaluation.html", include_str!("templates/evaluation.html")),
         ("jobs.html", include_str!("templates/jobs.html")),
+        ("admin.html", include_str!("templates/admin.html")),
+        ("audit.html", include_str!("templates/audit.html")),
     ] {
         if let Err(err) = env.add_template(name, source) {
             tracing::error!(template = name, error = %err, "a built-in template does not compile");
@@ -159,6 +179,8 @@ struct Me<'a> {
     csrf_token: &'a str,
     /// May create prompts and versions (pages show Edit and New only then).
     can_write: bool,
+    /// May administer the project (the Admin and Audit links show only then).
+    can_admin: bool,
 }
 
 impl<'a> Me<'a> {
@@ -169,6 +191,7 @@ impl<'a> Me<'a> {
             projects: &session.projects,
             csrf_token: &session.csrf_token,
             can_write: session.caller.has(crate::domain::auth::Scope::Write),
+            can_admin: session.caller.has(crate::domain::auth::Scope::Admin),
         }
     }
 }

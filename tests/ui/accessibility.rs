@@ -20,7 +20,7 @@ const AXE_PACKAGE: &str = "axe-core@4";
 /// Widths every page is checked at, in CSS pixels.
 const WIDTHS: [u32; 2] = [1280, 390];
 
-/// (what the page is, its path) for every page a signed-in releaser can
+/// (what the page is, its path) for every page a signed-in admin can
 /// reach; `seed` below and `runs::seed_runs` create what they show
 /// (`{evaluation}` is the finished evaluation's id, `{queued}` a queued one's).
 const PAGES: &[(&str, &str)] = &[
@@ -60,7 +60,13 @@ const PAGES: &[(&str, &str)] = &[
     ("evaluation, queued", "/ui/evaluations/{queued}"),
     ("jobs", "/ui/jobs"),
     ("optimizations (not built yet)", "/ui/optimizations"),
-    ("audit (not built yet)", "/ui/audit"),
+    ("audit", "/ui/audit"),
+    (
+        "audit, filtered",
+        "/ui/audit?action=version.create&prompt=support&from=2000-01-01T00%3A00&to=2999-01-01T00%3A00",
+    ),
+    ("audit, nothing matches", "/ui/audit?action=no.such"),
+    ("admin", "/ui/admin"),
 ];
 
 /// axe.min.js, installing it when it is missing and npm is there.
@@ -239,7 +245,8 @@ async fn every_page_is_accessible_at_both_widths(url: String) {
     let evaluation = super::runs::seed_runs(&app).await;
     let queued = super::runs::start(&app, "capitals").await;
     let mut found = check(&browser, &base, &axe, "sign-in page", "/ui/signin").await;
-    browser.sign_in(&base, "rita").await;
+    super::admin::add_admin(&app).await;
+    browser.sign_in(&base, "ada").await;
     for (what, path) in PAGES {
         let path = path
             .replace("{evaluation}", &evaluation)

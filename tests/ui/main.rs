@@ -12,6 +12,7 @@ mod fake_llm;
 mod support;
 
 mod accessibility;
+mod admin;
 mod runs;
 mod screenshots;
 mod store_calls;
