@@ -6,14 +6,14 @@ use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::auth::{scope, Auth};
-use super::extract::{Json, PageParams, Path, Query};
+use super::extract::{filter_text, page_request, Json, Path, Query};
 use super::AppState;
 use crate::domain::auth::Scope;
-use crate::domain::{ApiKey, AuditEntry, Project};
+use crate::domain::{ApiKey, AuditEntry, AuditFilter, Project};
 use crate::error::{ApiError, Problem};
 use crate::services::{admin, ServiceError};
 use crate::store::StoreError;
@@ -250,18 +250,54 @@ pub async fn list_projects(
     }))
 }
 
-/// Every write in the caller's project, newest first.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditListParams {
+    /// Only writes by this actor, exactly as entries name it: a key's name
+    /// or `user:NAME`.
+    #[param(example = "ci", max_length = 200)]
+    actor: Option<String>,
+    /// Only this action.
+    #[param(example = "label.set", max_length = 200)]
+    action: Option<String>,
+    /// Only this target and what lies below it (`prompts/support` matches
+    /// `prompts/support/greeting/labels/production`).
+    #[param(example = "prompts/support/greeting", max_length = 200)]
+    target: Option<String>,
+    /// Only entries at or after this time (RFC 3339).
+    from: Option<DateTime<Utc>>,
+    /// Only entries before this time (RFC 3339).
+    to: Option<DateTime<Utc>>,
+    /// Items per page, 1 to 100.
+    #[param(default = 20, minimum = 1, maximum = 100)]
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// Every write in the caller's project, newest first, optionally filtered.
 #[utoipa::path(get, path = "/v1/audit", tag = "admin",
     security(("bearer" = ["admin"])),
-    params(PageParams),
+    params(AuditListParams),
     responses(
         (status = 200, description = "A page of audit entries", body = AuditPage),
+        (status = 422, description = "`validation_failed` (a filter, limit or cursor)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_audit(
     State(state): State<AppState>,
     auth: Auth<scope::Admin>,
-    Query(page): Query<PageParams>,
+    Query(params): Query<AuditListParams>,
 ) -> Result<axum::Json<AuditPage>, ApiError> {
-    let page = admin::list_audit(&state.registry, auth.project, page.to_request()?).await?;
+    let page = page_request(params.limit, params.cursor.as_deref())?;
+    let filter = AuditFilter {
+        actor: filter_text("actor", params.actor)?,
+        action: filter_text("action", params.action)?,
+        target: filter_text("target", params.target)?
+            .map(|t| t.trim_end_matches('/').to_owned())
+            .filter(|t| !t.is_empty()),
+        from: params.from,
+        to: params.to,
+    };
+    let page = admin::list_audit(&state.registry, auth.project, &filter, page).await?;
     Ok(axum::Json(page.into()))
 }

@@ -194,3 +194,19 @@ pub struct AuditEntry {
     #[sqlx(json(nullable))]
     pub after: Option<Value>,
 }
+
+/// Which audit entries a list shows; every field left `None` matches all.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditFilter {
+    /// Who acted, exactly as the log names them: a key's name or `user:NAME`.
+    pub actor: Option<String>,
+    /// A dotted action name, exactly: `key.create`.
+    pub action: Option<String>,
+    /// A target and everything below it: `prompts/support` matches
+    /// `prompts/support/greeting/labels/production`, not `prompts/supporter`.
+    pub target: Option<String>,
+    /// Entries at or after this time.
+    pub from: Option<DateTime<Utc>>,
+    /// Entries before this time.
+    pub to: Option<DateTime<Utc>>,
+}

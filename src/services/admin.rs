@@ -7,7 +7,8 @@ use uuid::Uuid;
 use crate::auth::Authenticator;
 use crate::domain::auth::{Actor, KeySecret, Scope};
 use crate::domain::names::parse_project_name;
-use crate::domain::{ApiKey, AuditEntry, Page, Project, ProjectId};
+use crate::domain::users::User;
+use crate::domain::{ApiKey, AuditEntry, AuditFilter, Page, Project, ProjectId};
 use crate::store::PageRequest;
 
 use super::{Registry, ServiceError, ServiceResult};
@@ -48,6 +49,23 @@ pub async fn create_key(
     Ok(auth.create_key(project, name, scopes, actor).await?)
 }
 
+/// What an administrator looks after: the project's keys (newest first),
+/// every user (by name) and every project (by name).
+#[derive(Debug, Clone)]
+pub struct Overview {
+    pub keys: Vec<ApiKey>,
+    pub users: Vec<User>,
+    pub projects: Vec<Project>,
+}
+
+pub async fn overview(registry: &Registry, project: ProjectId) -> ServiceResult<Overview> {
+    Ok(Overview {
+        keys: registry.store.list_keys(project).await?,
+        users: registry.store.list_users().await?,
+        projects: registry.store.list_projects().await?,
+    })
+}
+
 pub async fn list_keys(registry: &Registry, project: ProjectId) -> ServiceResult<Vec<ApiKey>> {
     Ok(registry.store.list_keys(project).await?)
 }
@@ -74,10 +92,17 @@ pub async fn list_projects(registry: &Registry) -> ServiceResult<Vec<Project>> {
     Ok(registry.store.list_projects().await?)
 }
 
+/// The audit entries of `project` that `filter` matches, newest first.
 pub async fn list_audit(
     registry: &Registry,
     project: ProjectId,
+    filter: &AuditFilter,
     page: PageRequest,
 ) -> ServiceResult<Page<AuditEntry>> {
-    Ok(registry.store.list_audit(project, page).await?)
+    if let (Some(from), Some(to)) = (filter.from, filter.to) {
+        if from >= to {
+            return Err(ServiceError::validation("to", "must be after `from`"));
+        }
+    }
+    Ok(registry.store.list_audit(project, filter, page).await?)
 }

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{PageRequest, StoreResult};
 use crate::domain::auth::{Actor, Scope};
-use crate::domain::{ApiKey, AuditEntry, Page, Project, ProjectId};
+use crate::domain::{ApiKey, AuditEntry, AuditFilter, Page, Project, ProjectId};
 
 #[async_trait]
 pub trait AdminStore: Send + Sync {
@@ -28,9 +28,11 @@ pub trait AdminStore: Send + Sync {
     async fn revoke_key(&self, project: ProjectId, id: Uuid, actor: &Actor) -> StoreResult<ApiKey>;
     async fn count_keys(&self) -> StoreResult<i64>;
 
+    /// The entries of `project` that `filter` matches, newest first.
     async fn list_audit(
         &self,
         project: ProjectId,
+        filter: &AuditFilter,
         page: PageRequest,
     ) -> StoreResult<Page<AuditEntry>>;
 }
@@ -60,7 +62,7 @@ macro_rules! impl_sql {
         use uuid::Uuid;
 
         use crate::domain::auth::Actor;
-        use crate::domain::{ApiKey, AuditEntry, Page, Project, ProjectId};
+        use crate::domain::{ApiKey, AuditEntry, AuditFilter, Page, Project, ProjectId};
         use crate::store::rows::{KeyRow, AUDIT_SELECT, KEY_SELECT, PROJECT_SELECT};
         use crate::store::{
             is_unique_violation, now, page_from_overfetch, AdminStore, Invalidation, NewKey,
@@ -194,15 +196,32 @@ macro_rules! impl_sql {
                 Ok(sqlx::query_scalar::<_, i64>("select count(*) from api_key").fetch_one(self.reader()).await?)
             }
 
-            async fn list_audit(&self, project: ProjectId, page: PageRequest) -> StoreResult<Page<AuditEntry>> {
-                let items: Vec<AuditEntry> = sqlx::query_as(&format!(
-                    "{AUDIT_SELECT} where project_id = $1 and id < $2 order by id desc limit $3"
-                ))
-                .bind(project)
-                .bind(page.after_int().unwrap_or(i64::MAX))
-                .bind(page.overfetch())
-                .fetch_all(self.reader())
-                .await?;
+            async fn list_audit(&self, project: ProjectId, filter: &AuditFilter, page: PageRequest) -> StoreResult<Page<AuditEntry>> {
+                let mut query = sqlx::QueryBuilder::<$db>::new(format!("{AUDIT_SELECT} where project_id = "));
+                query.push_bind(project);
+                query.push(" and id < ").push_bind(page.after_int().unwrap_or(i64::MAX));
+                if let Some(actor) = &filter.actor {
+                    query.push(" and key_name = ").push_bind(actor.clone());
+                }
+                if let Some(action) = &filter.action {
+                    query.push(" and action = ").push_bind(action.clone());
+                }
+                if let Some(target) = &filter.target {
+                    // A plain prefix comparison (no `like`): both backends agree
+                    // on case and on `_` and `%` in names.
+                    let below = format!("{target}/");
+                    query.push(" and (target = ").push_bind(target.clone());
+                    query.push(" or substr(target, 1, length(").push_bind(below.clone());
+                    query.push(")) = ").push_bind(below).push(")");
+                }
+                if let Some(from) = filter.from {
+                    query.push(" and at >= ").push_bind(from);
+                }
+                if let Some(to) = filter.to {
+                    query.push(" and at < ").push_bind(to);
+                }
+                query.push(" order by id desc limit ").push_bind(page.overfetch());
+                let items: Vec<AuditEntry> = query.build_query_as().fetch_all(self.reader()).await?;
                 Ok(page_from_overfetch(items, page.limit, |e| PageKey::Int(e.id)))
             }
         }

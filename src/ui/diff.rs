@@ -73,7 +73,7 @@ struct SplitRow {
 }
 
 #[derive(Serialize)]
-struct UnifiedLine {
+pub(super) struct UnifiedLine {
     /// `same`, `del` or `ins`.
     kind: &'static str,
     old_number: Option<usize>,
@@ -148,7 +148,7 @@ fn split_rows(blocks: &[DiffBlock]) -> Vec<SplitRow> {
     rows
 }
 
-fn unified_lines(blocks: &[DiffBlock]) -> Vec<UnifiedLine> {
+pub(super) fn unified_lines(blocks: &[DiffBlock]) -> Vec<UnifiedLine> {
     let mut lines = Vec::new();
     for block in blocks {
         if !block.changed {

@@ -8,6 +8,8 @@
 //! carry the session's CSRF token. Nothing here touches the store.
 
 mod about;
+mod admin;
+mod audit;
 mod compare;
 mod datasets;
 mod diff;
@@ -145,8 +147,23 @@ pub fn router() -> Router<AppState> {
             "/ui/prompts/{name}/gates/{label}/remove",
             post(gates::remove_gate),
         )
-        .route("/ui/optimizations", get(pages::not_yet))
-        .route("/ui/audit", get(pages::not_yet))
+        .route("/ui/audit", get(audit::list_audit))
+        .route("/ui/admin", get(admin::show_admin))
+        .route(
+            "/ui/admin/keys",
+            get(admin::to_admin).post(admin::create_key),
+        )
+        .route("/ui/admin/keys/{id}/revoke", post(admin::revoke_key))
+        .route(
+            "/ui/admin/users",
+            get(admin::to_admin).post(admin::create_user),
+        )
+        .route("/ui/admin/users/{name}/roles", post(admin::change_roles))
+        .route("/ui/admin/users/{name}/delete", post(admin::delete_user))
+        .route(
+            "/ui/admin/projects",
+            get(admin::to_admin).post(admin::create_project),
+        )
         .route("/ui/{*rest}", get(pages::page_not_found))
         .layer(axum::middleware::map_response(page_headers));
     Router::new().route("/", get(pages::root)).merge(pages)
@@ -167,7 +184,6 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("layout.html", include_str!("templates/layout.html")),
         ("error.html", include_str!("templates/error.html")),
         ("sign_in.html", include_str!("templates/sign_in.html")),
-        ("not_yet.html", include_str!("templates/not_yet.html")),
         ("prompts.html", include_str!("templates/prompts.html")),
         ("prompt.html", include_str!("templates/prompt.html")),
         ("version.html", include_str!("templates/version.html")),
@@ -227,6 +243,8 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             "new_evaluation.html",
             include_str!("templates/new_evaluation.html"),
         ),
+        ("admin.html", include_str!("templates/admin.html")),
+        ("audit.html", include_str!("templates/audit.html")),
     ] {
         if let Err(err) = env.add_template(name, source) {
             tracing::error!(template = name, error = %err, "a built-in template does not compile");
@@ -246,6 +264,8 @@ struct Me<'a> {
     can_write: bool,
     /// May start and cancel evaluations.
     can_evaluate: bool,
+    /// May administer the project (the Admin and Audit links show only then).
+    can_admin: bool,
 }
 
 impl<'a> Me<'a> {
@@ -257,6 +277,7 @@ impl<'a> Me<'a> {
             csrf_token: &session.csrf_token,
             can_write: session.caller.has(crate::domain::auth::Scope::Write),
             can_evaluate: session.caller.has(crate::domain::auth::Scope::Evaluate),
+            can_admin: session.caller.has(crate::domain::auth::Scope::Admin),
         }
     }
 }

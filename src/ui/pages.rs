@@ -1,13 +1,11 @@
 //! The pages around the others: `/` for browsers and for JSON clients, the
 //! UI's home, its stylesheet, unknown pages, and the sections not built yet.
 
-use axum::extract::OriginalUri;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Serialize;
 
-use super::session::Signed;
-use super::{render, wants_html, Me};
+use super::{render, wants_html};
 
 /// `GET /`: a browser goes to the UI; other clients get links to start from.
 pub async fn root(headers: HeaderMap) -> Response {
@@ -63,31 +61,6 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         body,
     )
         .into_response()
-}
-
-#[derive(Serialize)]
-struct NotYet<'a> {
-    me: Me<'a>,
-    section: &'a str,
-    title: &'a str,
-    api: &'a str,
-}
-
-/// A section of the navigation whose pages are not built yet: says so, and
-/// where the same is found in the API.
-pub async fn not_yet(Signed(session): Signed, OriginalUri(uri): OriginalUri) -> Response {
-    let section = uri.path().trim_start_matches("/ui/");
-    let (title, api) = ("Audit", "/v1/audit");
-    render(
-        StatusCode::OK,
-        "not_yet.html",
-        NotYet {
-            me: Me::of(&session),
-            section,
-            title,
-            api,
-        },
-    )
 }
 
 #[derive(Serialize)]

@@ -55,34 +55,6 @@ pub enum Reply {
     Gated(Gate, Box<Reply>),
 }
 
-/// Permits a test hands out one by one to let gated replies through.
-#[derive(Debug, Clone)]
-pub struct Gate(Arc<tokio::sync::Semaphore>);
-
-impl Default for Gate {
-    /// A closed gate.
-    fn default() -> Self {
-        Self(Arc::new(tokio::sync::Semaphore::new(0)))
-    }
-}
-
-impl Gate {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Lets `replies` more gated replies through.
-    pub fn open(&self, replies: usize) {
-        self.0.add_permits(replies);
-    }
-}
-
-impl PartialEq for Gate {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
 impl Reply {
     pub fn text(text: impl Into<String>) -> Self {
         Self::Text(text.into())
@@ -319,15 +291,16 @@ fn kind_name(kind: ProviderKind) -> &'static str {
     }
 }
 
-/// Lets held requests through: see [`FakeLlm::hold`].
-#[derive(Clone)]
+/// Permits a test hands out one by one to let held requests ([`FakeLlm::hold`])
+/// or gated replies ([`Reply::Gated`]) through.
+#[derive(Debug, Clone)]
 pub struct Gate {
     permits: Arc<tokio::sync::Semaphore>,
     waiting: Arc<AtomicUsize>,
 }
 
 impl Default for Gate {
-    /// Closed: no request passes until [`Gate::let_through`].
+    /// Closed: no request passes until [`Gate::open`].
     fn default() -> Self {
         Self {
             permits: Arc::new(tokio::sync::Semaphore::new(0)),
@@ -336,9 +309,19 @@ impl Default for Gate {
     }
 }
 
+impl PartialEq for Gate {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.permits, &other.permits)
+    }
+}
+
 impl Gate {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
     /// Lets `n` more held requests through.
-    pub fn let_through(&self, n: usize) {
+    pub fn open(&self, n: usize) {
         self.permits.add_permits(n);
     }
 
@@ -447,9 +430,7 @@ async fn answer(
                 *inner
             }
             Reply::Gated(gate, inner) => {
-                if let Ok(permit) = gate.0.acquire().await {
-                    permit.forget();
-                }
+                gate.pass().await;
                 *inner
             }
             other => break other,

@@ -20,10 +20,9 @@ const AXE_PACKAGE: &str = "axe-core@4";
 /// Widths every page is checked at, in CSS pixels.
 const WIDTHS: [u32; 2] = [1280, 390];
 
-/// (what the page is, its path) for every page a signed-in evaluator (who
-/// also writes and promotes) can reach; `seed` below, `runs::seed_runs`,
-/// `compare::seed_second_run` and `optimizations::seed_optimization` create
-/// what they show (`{evaluation}` is the finished evaluation's id, `{queued}`
+/// (what the page is, its path) for every page a signed-in admin can
+/// reach; `seed` below, `runs::seed_runs`, `compare::seed_second_run` and
+/// `optimizations::seed_optimization` create what they show (`{evaluation}` is the finished evaluation's id, `{queued}`
 /// a queued one's, `{second}` the second evaluation's, `{optimization}` a
 /// finished optimization's).
 const PAGES: &[(&str, &str)] = &[
@@ -72,10 +71,16 @@ const PAGES: &[(&str, &str)] = &[
     ("optimizations", "/ui/optimizations"),
     ("optimizations, filtered", "/ui/optimizations?prompt=sentiment&status=succeeded"),
     ("optimization", "/ui/optimizations/{optimization}"),
-    ("audit (not built yet)", "/ui/audit"),
     ("evaluation comparison", "/ui/evaluations/compare?a={evaluation}&b={second}"),
     ("evaluations, one picked to compare", "/ui/evaluations?dataset=capitals&a={evaluation}"),
     ("gates", "/ui/prompts/geo/gates"),
+    ("audit", "/ui/audit"),
+    (
+        "audit, filtered",
+        "/ui/audit?action=version.create&prompt=support&from=2000-01-01T00%3A00&to=2999-01-01T00%3A00",
+    ),
+    ("audit, nothing matches", "/ui/audit?action=no.such"),
+    ("admin", "/ui/admin"),
 ];
 
 /// axe.min.js, installing it when it is missing and npm is there.
@@ -271,15 +276,9 @@ async fn every_page_is_accessible_at_both_widths(url: String) {
     let second = super::compare::seed_second_run(&app).await;
     let queued = super::runs::start(&app, "capitals").await;
     let optimization = super::optimizations::seed_optimization(&app).await;
-    let evaluator = app
-        .post(
-            "/v1/users",
-            json!({"name": "eve", "password": super::PASSWORD, "roles": {"default": "evaluator"}}),
-        )
-        .await;
-    assert_eq!(evaluator.status, 201, "{}", evaluator.body);
     let mut found = check(&browser, &base, &axe, "sign-in page", "/ui/signin").await;
-    browser.sign_in(&base, "eve").await;
+    super::admin::add_admin(&app).await;
+    browser.sign_in(&base, "ada").await;
     for (what, path) in PAGES {
         let path = path
             .replace("{evaluation}", &evaluation)

@@ -12,9 +12,10 @@ mod fake_llm;
 mod support;
 
 mod accessibility;
-mod optimizations;
+mod admin;
 mod compare;
 mod eval_run;
+mod optimizations;
 mod runs;
 mod screenshots;
 mod store_calls;

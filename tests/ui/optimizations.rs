@@ -322,7 +322,7 @@ async fn an_optimization_started_from_the_form_grows_a_point_per_iteration(url: 
     let worker = promptreg::app::worker(&app.state);
     let run = tokio::spawn(async move { worker.run_once().await });
     for n in 1..=3 {
-        gate.let_through(1);
+        gate.open(1);
         wait_for_points(&browser, n).await;
         let rows = browser
             .client
