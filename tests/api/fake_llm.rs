@@ -125,7 +125,7 @@ struct Script {
     queue: VecDeque<Reply>,
     default: Responder,
     /// Requests it picks wait for a permit of its gate before they are answered.
-    hold: Option<(Arc<dyn Fn(&RecordedRequest) -> bool + Send + Sync>, Gate)>,
+    hold: Option<(HoldWhen, Gate)>,
     latency: Duration,
     usage: (u64, u64),
     requests: Vec<RecordedRequest>,
@@ -290,6 +290,9 @@ fn kind_name(kind: ProviderKind) -> &'static str {
         ProviderKind::Gemini => "gemini",
     }
 }
+
+/// Which requests [`FakeLlm::hold`] holds back.
+type HoldWhen = Arc<dyn Fn(&RecordedRequest) -> bool + Send + Sync>;
 
 /// Permits a test hands out one by one to let held requests ([`FakeLlm::hold`])
 /// or gated replies ([`Reply::Gated`]) through.
