@@ -13,6 +13,8 @@
 #
 # Usage: bench/load.sh [sqlite] [postgres]      (default: both)
 #        DURATION=30s ROUNDS=5 bench/load.sh postgres
+#        BIN=path/to/promptreg BARE_BIN=path/to/bare_axum bench/load.sh
+#        (given binaries are measured as they are; nothing is built)
 #
 # Progress goes to stderr; the machine facts and markdown tables to stdout.
 set -euo pipefail
@@ -25,8 +27,12 @@ THREADS=1
 CONNECTIONS=64
 PG_DB=promptreg_bench
 PGBENCH_DB=promptreg_pgbench
-BIN=target/release/promptreg
-BARE_BIN=target/release/examples/bare_axum
+BUILD=false
+if [ -z "${BIN:-}" ] || [ -z "${BARE_BIN:-}" ]; then
+    BUILD=true
+fi
+BIN="${BIN:-target/release/promptreg}"
+BARE_BIN="${BARE_BIN:-target/release/examples/bare_axum}"
 LABEL_PATH="/v1/prompts/bench%2Fgreeting/versions/production"
 RENDER_PATH="/v1/prompts/bench%2Fgreeting/render"
 CHAT_PATH="/v1/prompts/bench%2Fchat/render"
@@ -94,8 +100,10 @@ for tool in curl jq; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is required"
 done
 
-log "building $BIN and $BARE_BIN"
-cargo build --release --bin promptreg --example bare_axum >&2
+if [ "$BUILD" = true ]; then
+    log "building $BIN and $BARE_BIN"
+    cargo build --release --bin promptreg --example bare_axum >&2
+fi
 
 # ---- helpers ----------------------------------------------------------------
 port_in_use() {
