@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # MLflow's load_prompt against promptreg and against a real `mlflow server`,
-# both on SQLite, on this machine, side by side in one run.
+# both on SQLite, on the same machine, side by side in one run.
 #
 # Usage: bench/mlflow.sh                 (CALLS=500 ROUNDS=3 by default)
 #        CALLS=1000 ROUNDS=5 bench/mlflow.sh

@@ -1,7 +1,7 @@
 """Times MLflow's `load_prompt` against two servers, alternating between them.
 
 Started by bench/mlflow.sh, which serves promptreg and a real `mlflow server`
-(both on SQLite) on this machine and passes their URLs. For each server this
+(both on SQLite) on the same machine and passes their URLs. For each server this
 registers the prompt `bench-greeting` (one version, alias `production`), then
 runs ROUNDS rounds of CALLS calls to each of
 
