@@ -382,6 +382,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             optimizations::create_optimization
         ))
         .routes(routes!(optimizations::get_optimization))
+        .routes(routes!(optimizations::adopt_candidate))
         .routes(routes!(jobs::list_jobs))
         .routes(routes!(jobs::get_job))
         .routes(routes!(jobs::cancel_job))

@@ -19,9 +19,11 @@ use super::AppState;
 use crate::domain::auth::Scope;
 use crate::domain::content::PromptBody;
 use crate::domain::jobs::{JobStatus, MetricSpec};
+use crate::domain::objective::{Constraint, Measure, Measures, Objective, Point, WeightedMetric};
 use crate::domain::optimization::{
-    Budget, Candidate, Iteration, ModelChoice, Optimization, OptimizationFilter, OptimizationSpec,
-    Promotion, Split, SplitScores, StopReason, StrategyName,
+    Budget, Candidate, FrontKey, Iteration, ModelChoice, Optimization, OptimizationFilter,
+    OptimizationSpec, OptimizationState, Promotion, Split, SplitScores, StopReason, StrategyName,
+    DEFAULT_MAX_DROP,
 };
 use crate::domain::PromptName;
 use crate::error::{ApiError, FieldError, Problem};
@@ -59,7 +61,12 @@ pub struct CreateOptimizationRequest {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub split: Option<Split>,
     /// A deterministic metric (see `GET /v1/metrics`), not `llm_judge`.
-    pub metric: MetricRequest,
+    /// Give this or `objective`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metric: Option<MetricRequest>,
+    /// Several metrics with weights, and constraints on cost. Give this or `metric`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub objective: Option<ObjectiveRequest>,
     /// The model the prompt is for: it answers every scored item.
     pub target: ModelChoice,
     /// The model that proposes candidates (`opro`, `critique`); `fewshot` needs none.
@@ -90,9 +97,45 @@ pub struct CreateOptimizationRequest {
     /// on validation and the label's gate passes. Needs the `promote` scope.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub promote_to: Option<String>,
-    /// Default 0: any improvement.
+    /// Default 0: any improvement. (`compress` promotes within `max_drop` instead.)
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_improvement: Option<f64>,
+    /// `compress` only: how far below the baseline's validation score a
+    /// shorter candidate may fall, 0 to 1 (default 0.01).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_drop: Option<f64>,
+}
+
+/// What to optimize: the weighted mean of `metrics`, among candidates that
+/// meet every constraint on validation.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "metrics": [
+        {"name": "exact_match", "weight": 0.8},
+        {"name": "length", "params": {"max": 3, "unit": "words"}, "weight": 0.2}
+    ],
+    "constraints": [{"measure": "input_tokens", "max_ratio": 0.7}]
+}))]
+pub struct ObjectiveRequest {
+    /// Deterministic metrics, at least one.
+    pub metrics: Vec<WeightedMetricRequest>,
+    /// Bounds on `input_tokens`, `output_tokens`, `cost_usd`, `latency_ms`,
+    /// `latency_p90_ms` (per item, on the target model) or `template_tokens`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<Constraint>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedMetricRequest {
+    #[schema(example = "exact_match")]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<serde_json::Value>,
+    /// Positive (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<f64>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -103,6 +146,55 @@ pub struct OptimizationUsage {
     pub cost_usd: f64,
 }
 
+/// One measure's Pareto front.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FrontResponse {
+    pub measure: Measure,
+    /// Cheapest first.
+    pub points: Vec<FrontPoint>,
+}
+
+/// A template on a front: the baseline (iteration 0) or a candidate.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FrontPoint {
+    /// 0 for the baseline.
+    pub iteration: u32,
+    /// The candidate's position in its iteration's `candidates`.
+    pub candidate: u32,
+    pub val_score: f64,
+    /// The measure's value on validation.
+    pub value: f64,
+    /// It breaks no constraint: it could be the result.
+    pub feasible: bool,
+}
+
+impl FrontResponse {
+    fn of(measure: Measure, points: Vec<Point<FrontKey>>, state: &OptimizationState) -> Self {
+        let feasible = |(iteration, index): FrontKey| match iteration {
+            0 => state.baseline.feasible(),
+            n => state
+                .iterations
+                .iter()
+                .find(|i| i.number == n)
+                .and_then(|i| i.candidates.get(index as usize))
+                .is_some_and(Candidate::feasible),
+        };
+        Self {
+            measure,
+            points: points
+                .into_iter()
+                .map(|p| FrontPoint {
+                    iteration: p.key.0,
+                    candidate: p.key.1,
+                    val_score: p.score,
+                    value: p.value,
+                    feasible: feasible(p.key),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// The best candidate so far: its template and scores.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Best {
@@ -111,6 +203,10 @@ pub struct Best {
     pub val_score: Option<f64>,
     /// The iteration that proposed it.
     pub iteration: u32,
+    /// Its position in that iteration's `candidates`.
+    pub candidate: u32,
+    pub template_tokens: u32,
+    pub val_measures: Option<Measures>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -135,8 +231,13 @@ pub struct OptimizationResponse {
     /// The base version, scored like every candidate.
     pub baseline: SplitScores,
     pub iterations: Vec<Iteration>,
-    /// The candidate with the best validation score, if any was scored.
+    /// The result so far: the best validation score among candidates that
+    /// break no constraint (`compress`: the shortest within `max_drop`).
     pub best: Option<Best>,
+    /// For each measure, the templates scored on validation that no other
+    /// beats on both score and that measure, cheapest first: the choices
+    /// worth a person's look when a cheaper prompt is wanted.
+    pub pareto_front: Vec<FrontResponse>,
     /// The version created from the best candidate; `null` while running,
     /// when cancelled, or when no candidate beat the baseline.
     pub result_version: Option<String>,
@@ -152,15 +253,29 @@ impl From<Optimization> for OptimizationResponse {
     fn from(o: Optimization) -> Self {
         let spec = o.spec;
         let state = o.state;
-        let best = state.best().map(|best: &Candidate| Best {
-            template: best.template.clone(),
-            train_score: best.train_score,
-            val_score: best.val_score,
-            iteration: state
+        let pareto_front = state
+            .pareto_fronts()
+            .into_iter()
+            .map(|(measure, points)| FrontResponse::of(measure, points, &state))
+            .collect();
+        let best = state.best(spec.strategy).map(|best: &Candidate| {
+            let (iteration, candidate) = state
                 .iterations
                 .iter()
-                .find(|i| i.candidates.iter().any(|c| std::ptr::eq(c, best)))
-                .map_or(0, |i| i.number),
+                .find_map(|i| {
+                    let index = i.candidates.iter().position(|c| std::ptr::eq(c, best))?;
+                    Some((i.number, index as u32))
+                })
+                .unwrap_or_default();
+            Best {
+                template: best.template.clone(),
+                train_score: best.train_score,
+                val_score: best.val_score,
+                iteration,
+                candidate,
+                template_tokens: best.template_tokens,
+                val_measures: best.val_measures,
+            }
         });
         let (train, val) =
             split_sizes(usize::try_from(o.item_count).unwrap_or(0), spec.split.train);
@@ -177,6 +292,7 @@ impl From<Optimization> for OptimizationResponse {
             progress: Progress::of(&o.job),
             baseline: state.baseline,
             best,
+            pareto_front,
             result_version: o.result_version.map(|v| v.to_string()),
             stop_reason: state.stop_reason,
             promotion: state.promotion.clone(),
@@ -235,8 +351,8 @@ impl From<Optimization> for OptimizationSummaryResponse {
             strategy: o.spec.strategy,
             metric: o.spec.metric,
             progress: Progress::of(&o.job),
-            baseline: o.state.baseline,
             best_val_score: o.state.best_val_score(),
+            baseline: o.state.baseline,
             result_version: o.result_version.map(|v| v.to_string()),
             stop_reason: o.state.stop_reason,
             usage: OptimizationUsage {
@@ -301,17 +417,7 @@ pub(crate) fn parse_spec(
             "a share strictly between 0 and 1",
         ));
     }
-    let metric = match parse_metrics("metric", vec![body.metric.clone()], false) {
-        Ok((mut specs, _)) => specs.pop(),
-        Err(ApiError::Service(ServiceError::Validation(found))) => {
-            errors.extend(found.into_iter().map(|e| FieldError {
-                field: "metric".to_owned(),
-                ..e
-            }));
-            None
-        }
-        Err(other) => return Err(other),
-    };
+    let objective = parse_objective(providers, body, &mut errors)?;
     let max_iterations = bounded(&mut errors, "max_iterations", body.max_iterations, 5, 100);
     let candidates_per_iteration = bounded(
         &mut errors,
@@ -348,7 +454,7 @@ pub(crate) fn parse_spec(
         }
     }
     match (&body.optimizer, body.strategy) {
-        (None, StrategyName::Opro | StrategyName::Critique) => errors.push(FieldError::new(
+        (None, strategy) if strategy.needs_optimizer() => errors.push(FieldError::new(
             "optimizer",
             format!("{} needs an optimizer model", body.strategy.as_str()),
         )),
@@ -358,7 +464,16 @@ pub(crate) fn parse_spec(
             "optimizer.provider",
             &optimizer.provider,
         ),
-        (None, StrategyName::Fewshot) => {}
+        (None, _) => {}
+    }
+    let max_drop = body.max_drop.unwrap_or(DEFAULT_MAX_DROP);
+    if body.max_drop.is_some() && body.strategy != StrategyName::Compress {
+        errors.push(FieldError::new(
+            "max_drop",
+            "only the compress strategy uses it",
+        ));
+    } else if !(0.0..=1.0).contains(&max_drop) {
+        errors.push(FieldError::new("max_drop", "0 to 1"));
     }
     check_provider(
         providers,
@@ -382,10 +497,17 @@ pub(crate) fn parse_spec(
             }
         }
     }
-    match metric {
-        Some(metric) if errors.is_empty() => Ok(OptimizationSpec {
+    match objective {
+        Some(objective) if errors.is_empty() => Ok(OptimizationSpec {
             split,
-            metric,
+            metric: objective
+                .metrics
+                .first()
+                .map(|m| m.metric.clone())
+                .ok_or_else(|| {
+                    ApiError::validation("objective.metrics", "give at least one metric")
+                })?,
+            objective,
             target: body.target.clone(),
             optimizer: body.optimizer.clone(),
             strategy: body.strategy,
@@ -398,9 +520,133 @@ pub(crate) fn parse_spec(
             num_demos,
             promote_to: body.promote_to.clone(),
             min_improvement,
+            max_drop,
         }),
         _ => Err(ApiError::invalid(errors)),
     }
+}
+
+/// The objective from `metric` or `objective` (exactly one of them), its
+/// metrics checked as evaluations check theirs; `None` with the problems
+/// added to `errors`.
+fn parse_objective(
+    providers: &Providers,
+    body: &CreateOptimizationRequest,
+    errors: &mut Vec<FieldError>,
+) -> Result<Option<Objective>, ApiError> {
+    let (field, requests, weights, constraints) = match (&body.metric, &body.objective) {
+        (Some(metric), None) => ("metric", vec![metric.clone()], vec![1.0], Vec::new()),
+        (None, Some(objective)) => {
+            let mut weights = Vec::new();
+            for (i, m) in objective.metrics.iter().enumerate() {
+                let weight = m.weight.unwrap_or(1.0);
+                if !(weight > 0.0 && weight.is_finite()) {
+                    errors.push(FieldError::new(
+                        format!("objective.metrics[{i}].weight"),
+                        "a positive number",
+                    ));
+                }
+                weights.push(weight);
+            }
+            let requests = objective
+                .metrics
+                .iter()
+                .map(|m| MetricRequest::Spec {
+                    name: m.name.clone(),
+                    params: m.params.clone(),
+                })
+                .collect();
+            (
+                "objective.metrics",
+                requests,
+                weights,
+                objective.constraints.clone(),
+            )
+        }
+        (Some(_), Some(_)) => {
+            errors.push(FieldError::new(
+                "objective",
+                "give metric or objective, not both",
+            ));
+            return Ok(None);
+        }
+        (None, None) => {
+            errors.push(FieldError::new(
+                "metric",
+                "give a metric, or an objective with metrics",
+            ));
+            return Ok(None);
+        }
+    };
+    for (i, constraint) in constraints.iter().enumerate() {
+        if let Some(why) = constraint_problem(providers, body, constraint) {
+            errors.push(FieldError::new(format!("objective.constraints[{i}]"), why));
+        }
+    }
+    let specs = match parse_metrics(field, requests, false) {
+        Ok((specs, _)) => specs,
+        Err(ApiError::Service(ServiceError::Validation(found))) => {
+            // A lone metric's problem is the field's; a list names the entry.
+            errors.extend(found.into_iter().map(|e| match field {
+                "metric" => FieldError {
+                    field: "metric".to_owned(),
+                    ..e
+                },
+                _ => e,
+            }));
+            return Ok(None);
+        }
+        Err(other) => return Err(other),
+    };
+    Ok(Some(Objective {
+        metrics: specs
+            .into_iter()
+            .zip(weights)
+            .map(|(metric, weight)| WeightedMetric { metric, weight })
+            .collect(),
+        constraints,
+    }))
+}
+
+/// What is wrong with a constraint, if anything.
+fn constraint_problem(
+    providers: &Providers,
+    body: &CreateOptimizationRequest,
+    constraint: &Constraint,
+) -> Option<String> {
+    let bounds = [constraint.max, constraint.max_ratio, constraint.min];
+    if bounds.iter().all(Option::is_none) {
+        return Some("give max, max_ratio or min".to_owned());
+    }
+    if bounds
+        .iter()
+        .flatten()
+        .any(|b| !(b.is_finite() && *b >= 0.0))
+    {
+        return Some("bounds are numbers of at least 0".to_owned());
+    }
+    if constraint.max_ratio == Some(0.0) {
+        return Some("max_ratio must be above 0".to_owned());
+    }
+    if let (Some(min), Some(max)) = (constraint.min, constraint.max) {
+        if min > max {
+            return Some(format!("min {min} is above max {max}"));
+        }
+    }
+    if constraint.measure == Measure::CostUsd {
+        let target = &body.target.provider;
+        let priced = providers
+            .list()
+            .iter()
+            .find(|p| &p.name == target)
+            .is_none_or(|p| !p.models.is_empty());
+        if !priced {
+            return Some(format!(
+                "provider {target:?} has no prices configured, so cost_usd is not known; configure [providers.{target}.prices]"
+            ));
+        }
+    }
+    None
 }
 
 fn check_provider(providers: &Providers, errors: &mut Vec<FieldError>, field: &str, name: &str) {
@@ -494,4 +740,64 @@ pub async fn get_optimization(
 ) -> Result<axum::Json<OptimizationResponse>, ApiError> {
     let optimization = optimizations::get(&state.registry, auth.project, id).await?;
     Ok(axum::Json(optimization.into()))
+}
+
+/// Which candidate to adopt, and the label to point at it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"iteration": 2, "candidate": 0, "label": "staging"}))]
+pub struct AdoptCandidateRequest {
+    /// The iteration's `number`.
+    pub iteration: u32,
+    /// The candidate's position in the iteration's `candidates` (as the
+    /// `pareto_front` names it).
+    pub candidate: u32,
+    /// Point this label at the new version, once its gate passes (needs `promote`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+/// Adopt a candidate: write one scored on validation as a new version of
+/// the prompt, with its lineage in the metadata: a cheaper point of the
+/// Pareto front, say, instead of the job's result.
+#[utoipa::path(post, path = "/v1/optimizations/{id}/adopt", tag = "optimizations",
+    security(("bearer" = ["write"])),
+    params(("id" = Uuid, Path, description = "The optimization's id")),
+    request_body = AdoptCandidateRequest,
+    responses(
+        (status = 201, description = "The new version", body = crate::api::versions::VersionResponse,
+            headers(("location" = String, description = "URL of the version"))),
+        (status = 200, description = "Identical to the latest version: that version, nothing created", body = crate::api::versions::VersionResponse),
+        (status = 403, description = "`insufficient_scope`: the key lacks `write`, or `label` is set and it lacks `promote`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`optimization_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`gate_failed`: the label is gated, and a new version has no evaluation", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed` (no such candidate, or not scored on validation) or `invalid_label`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn adopt_candidate(
+    State(state): State<AppState>,
+    auth: Auth<scope::Write>,
+    Path(id): Path<Uuid>,
+    Json(body): Json<AdoptCandidateRequest>,
+) -> Result<axum::response::Response, ApiError> {
+    let label = body
+        .label
+        .as_deref()
+        .map(|l| label_name("label", l))
+        .transpose()?;
+    if label.is_some() {
+        auth.also_require(&state, Scope::Promote)?;
+    }
+    let created = optimizations::adopt_candidate(
+        &state.registry,
+        &state.renderer,
+        auth.project,
+        &auth.actor(),
+        id,
+        body.iteration,
+        body.candidate,
+        label,
+    )
+    .await?;
+    let name = prompt_name(&created.version.prompt_name)?;
+    Ok(super::versions::created_version_response(&name, &created))
 }

@@ -17,11 +17,11 @@ use super::served::{self, UnitParams};
 use super::{prompt_path, AppState};
 use crate::domain::auth::Scope;
 use crate::domain::content::{content_fields_of, diff_contents, parse_content};
-use crate::domain::ProjectId;
 use crate::domain::{Bump, ChatMessage, Engine, LabelName, PromptType, Version, VersionRef};
+use crate::domain::{ProjectId, PromptName};
 use crate::error::{ApiError, FieldError, Problem};
 use crate::services::versions;
-use crate::store::NewVersion;
+use crate::store::{CreatedVersion, NewVersion};
 
 const MAX_MESSAGE_LEN: usize = 4096;
 
@@ -258,16 +258,22 @@ pub async fn create_version(
         allow_type_change,
     )
     .await?;
+    Ok(created_version_response(&name, &result))
+}
+
+/// 201 with the version and its location, or 200 when an identical
+/// latest version was answered instead.
+pub(crate) fn created_version_response(name: &PromptName, result: &CreatedVersion) -> Response {
     let body = axum::Json(VersionResponse::from(&result.version));
     if !result.created {
-        return Ok((StatusCode::OK, body).into_response());
+        return (StatusCode::OK, body).into_response();
     }
     let location = format!(
         "{}/versions/{}",
         prompt_path(name.as_str()),
         result.version.version
     );
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], body).into_response())
+    (StatusCode::CREATED, [(header::LOCATION, location)], body).into_response()
 }
 
 /// List a prompt's versions, newest first.

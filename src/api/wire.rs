@@ -9,7 +9,8 @@ pub use super::gates::{GateList, GateResponse};
 pub use super::jobs::{JobResponse, Progress};
 pub use super::labels::{LabelMovePage, LabelMoveResponse, LabelResponse, SetLabelRequest};
 pub use super::optimizations::{
-    Best, CreateOptimizationRequest, OptimizationResponse, OptimizationUsage,
+    Best, CreateOptimizationRequest, FrontPoint, FrontResponse, ObjectiveRequest,
+    OptimizationResponse, OptimizationUsage, WeightedMetricRequest,
 };
 pub use super::prompts::{CreatePromptRequest, PromptPage, PromptResponse, UpdatePromptRequest};
 pub use super::scores::MetricRequest;
@@ -36,10 +37,46 @@ mod tests {
     const AT: &str = "2025-01-02T03:04:05.123456Z";
 
     fn optimization() -> Value {
+        let mut answer = optimization_without_front();
+        answer["iterations"] = json!([{
+            "number": 1,
+            "candidates": [
+                {"template": "Classify: {{text}}", "train_score": 0.75, "train_items": 6,
+                 "val_score": 1.0, "discarded": null, "minibatch_score": 0.5,
+                 "template_tokens": 7,
+                 "val_measures": {"items": 4, "input_tokens": 20.25, "output_tokens": 1.0,
+                                  "cost_usd": 0.0001, "latency_ms": 150.5,
+                                  "latency_p90_ms": 170.0},
+                 "val_metric_scores": [1.0, 0.5],
+                 "violations": ["input_tokens 20.25 is above max 20"],
+                 "combination": {"instruction": 1, "demo_set": 0}},
+                {"template": [{"role": "user", "content": "{{text}}"}], "train_score": null,
+                 "train_items": 0, "val_score": null,
+                 "discarded": "drops the variable `text`", "minibatch_score": null,
+                 "template_tokens": 5}
+            ],
+            "diagnosis": "too terse",
+            "complete": true, "calls": 12, "cost_usd": 0.0125
+        }, {
+            "number": 2, "candidates": [], "complete": false, "calls": 12, "cost_usd": 0.0125
+        }]);
+        answer["pareto_front"] = json!([{"measure": "input_tokens", "points": [
+            {"iteration": 0, "candidate": 0, "val_score": 0.5, "value": 40.5, "feasible": true},
+            {"iteration": 1, "candidate": 0, "val_score": 1.0, "value": 20.25, "feasible": false}
+        ]}]);
+        answer
+    }
+
+    fn optimization_without_front() -> Value {
         json!({
             "id": ID, "job_id": ID, "status": "succeeded", "prompt": "sentiment",
             "version": "1.0.0", "dataset": "reviews", "strategy": "opro",
             "metric": {"name": "exact_match", "params": {"trim": true}},
+            "objective": {
+                "metrics": [{"name": "exact_match", "params": {"trim": true}, "weight": 1.0}],
+                "constraints": [{"measure": "input_tokens", "max_ratio": 0.7}]
+            },
+            "max_drop": 0.01,
             "split": {"train": 0.6, "seed": 7},
             "target": {"provider": "target"},
             "optimizer": {"provider": "optimizer", "model": "m", "params": {"temperature": 0.0}},
@@ -47,23 +84,12 @@ mod tests {
             "target_score": null, "budget": {"max_calls": 100}, "concurrency": 8,
             "num_demos": 3, "promote_to": "staging", "min_improvement": 0.0,
             "train_items": 6, "val_items": 4, "progress": {"done": 2, "total": 2},
-            "baseline": {"train_score": 0.5, "val_score": null},
-            "iterations": [{
-                "number": 1,
-                "candidates": [
-                    {"template": "Classify: {{text}}", "train_score": 0.75, "train_items": 6,
-                     "val_score": 1.0, "discarded": null, "minibatch_score": 0.5},
-                    {"template": [{"role": "user", "content": "{{text}}"}], "train_score": null,
-                     "train_items": 0, "val_score": null,
-                     "discarded": "drops the variable `text`", "minibatch_score": null}
-                ],
-                "diagnosis": "too terse",
-                "complete": true, "calls": 12, "cost_usd": 0.0125
-            }, {
-                "number": 2, "candidates": [], "complete": false, "calls": 12, "cost_usd": 0.0125
-            }],
+            "baseline": {"train_score": 0.5, "val_score": null, "template_tokens": 12,
+                         "train_measures": {"items": 6, "input_tokens": 40.5, "output_tokens": 1.0,
+                                            "cost_usd": null, "latency_ms": 210.0,
+                                            "latency_p90_ms": 300.0}},
             "best": {"template": "Classify: {{text}}", "train_score": 0.75, "val_score": 1.0,
-                     "iteration": 1},
+                     "iteration": 1, "candidate": 0, "template_tokens": 7, "val_measures": null},
             "result_version": "1.0.1", "stop_reason": "max_iterations",
             "promotion": {"label": "staging", "moved": false, "reason": "the gate failed"},
             "usage": {"calls": 12, "cost_usd": 0.0125}, "error": null,

@@ -9,9 +9,13 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::http::{Client, ClientError};
-use crate::api::wire::{CreateOptimizationRequest, MetricRequest, OptimizationResponse};
+use crate::api::wire::{
+    CreateOptimizationRequest, MetricRequest, ObjectiveRequest, OptimizationResponse,
+    WeightedMetricRequest,
+};
 use crate::domain::jobs::JobStatus;
-use crate::domain::optimization::{Budget, ModelChoice, Split, StrategyName};
+use crate::domain::objective::{Constraint, Measure};
+use crate::domain::optimization::{Budget, ModelChoice, Split, StopReason, StrategyName};
 
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct OptimizeOptions {
@@ -23,13 +27,33 @@ pub struct OptimizeOptions {
     /// The dataset, split into training and validation items.
     #[arg(long)]
     pub dataset: String,
-    /// A deterministic metric, e.g. exact_match.
-    #[arg(long)]
-    pub metric: String,
-    /// The metric's parameters as JSON, e.g. '{"case_sensitive": false}'.
-    #[arg(long, value_parser = parse_json_object)]
+    /// A deterministic metric, e.g. exact_match; repeat it for several
+    /// (their weighted mean is the score).
+    #[arg(long, conflicts_with = "objective")]
+    pub metric: Vec<String>,
+    /// The metric's parameters as JSON, e.g. '{"case_sensitive": false}'
+    /// (one metric only; use --objective for several with parameters).
+    #[arg(long, value_parser = parse_json_object, conflicts_with = "objective")]
     pub metric_params: Option<serde_json::Map<String, Value>>,
-    /// opro, critique or fewshot.
+    /// A metric's weight, NAME=WEIGHT (default 1); adds the metric if
+    /// --metric did not name it. Repeatable.
+    #[arg(long, value_parser = parse_weight, conflicts_with = "objective")]
+    pub metric_weight: Vec<(String, f64)>,
+    /// A constraint, MEASURE:BOUND=VALUE with BOUND max, max_ratio or min,
+    /// e.g. input_tokens:max_ratio=0.7. Measures: input_tokens,
+    /// output_tokens, cost_usd, latency_ms, latency_p90_ms, template_tokens.
+    /// Repeatable.
+    #[arg(long, value_parser = parse_constraint, conflicts_with = "objective")]
+    pub constraint: Vec<Constraint>,
+    /// The objective as a JSON file: {"metrics": [{"name", "params",
+    /// "weight"}], "constraints": [{"measure", "max" | "max_ratio" | "min"}]}.
+    #[arg(long)]
+    pub objective: Option<std::path::PathBuf>,
+    /// compress: how far below the baseline's score a shorter candidate may
+    /// fall (default 0.01).
+    #[arg(long)]
+    pub max_drop: Option<f64>,
+    /// opro, critique, fewshot, compress or joint.
     #[arg(long)]
     pub strategy: String,
     /// The provider of the model the prompt is for.
@@ -114,23 +138,71 @@ impl super::report::JobReport for OptimizeReport {
             o.spec.strategy.as_str(),
             o.status.as_str()
         );
+        out.push_str(&format!("  objective: {}", o.spec.objective.describe()));
+        for c in &o.spec.objective.constraints {
+            let bounds: Vec<String> = [("max", c.max), ("max_ratio", c.max_ratio), ("min", c.min)]
+                .into_iter()
+                .filter_map(|(bound, value)| value.map(|v| format!("{bound} {v}")))
+                .collect();
+            out.push_str(&format!("; {} {}", c.measure.as_str(), bounds.join(", ")));
+        }
+        out.push('\n');
         out.push_str(&format!(
-            "  {:<10} {:>8} {:>8}   ({})\n",
-            "", "train", "val", o.spec.metric.name
+            "  {:<10} {:>8} {:>8} {:>14} {:>9}\n",
+            "", "train", "val", "input tok/item", "template"
         ));
         let best = o.best.as_ref();
-        for (name, train, val) in [
-            ("baseline", o.baseline.train_score, o.baseline.val_score),
+        let tokens = |m: Option<&crate::domain::objective::Measures>| {
+            m.map_or("-".to_owned(), |m| format!("{:.1}", m.input_tokens))
+        };
+        let rows = [
+            (
+                "baseline",
+                o.baseline.train_score,
+                o.baseline.val_score,
+                tokens(o.baseline.val_measures.as_ref()),
+                o.baseline.template_tokens,
+            ),
             (
                 "best",
                 best.and_then(|b| b.train_score),
                 best.and_then(|b| b.val_score),
+                tokens(best.and_then(|b| b.val_measures.as_ref())),
+                best.map(|b| b.template_tokens),
             ),
-        ] {
+        ];
+        for (name, train, val, input, template) in rows {
             out.push_str(&format!(
-                "  {name:<10} {:>8} {:>8}\n",
+                "  {name:<10} {:>8} {:>8} {input:>14} {:>9}\n",
                 score(train),
-                score(val)
+                score(val),
+                template.map_or("-".to_owned(), |t| t.to_string())
+            ));
+        }
+        for front in &o.pareto_front {
+            if front.points.len() < 2 {
+                continue;
+            }
+            let points: Vec<String> = front
+                .points
+                .iter()
+                .map(|p| {
+                    let who = match p.iteration {
+                        0 => "baseline".to_owned(),
+                        n => format!("{n}.{}", p.candidate + 1),
+                    };
+                    let mark = if p.feasible {
+                        ""
+                    } else {
+                        " (breaks a constraint)"
+                    };
+                    format!("{who} {:.3} at {:.1}{mark}", p.val_score, p.value)
+                })
+                .collect();
+            out.push_str(&format!(
+                "  front by {}: {}\n",
+                front.measure.as_str(),
+                points.join(", ")
             ));
         }
         let discarded = o
@@ -150,6 +222,9 @@ impl super::report::JobReport for OptimizeReport {
         ));
         match &o.result_version {
             Some(version) => out.push_str(&format!("  new version: {version}\n")),
+            None if o.stop_reason == Some(StopReason::NoFeasibleCandidate) => {
+                out.push_str("  no candidate met the constraints: no new version\n")
+            }
             None if o.status == JobStatus::Succeeded => {
                 out.push_str("  no candidate beat the baseline: no new version\n")
             }
@@ -201,15 +276,14 @@ fn request_body(options: &OptimizeOptions) -> Result<CreateOptimizationRequest, 
             max_calls: options.max_calls,
             max_cost_usd: options.max_cost_usd,
         });
+    let (metric, objective) = objective_of(options)?;
     Ok(CreateOptimizationRequest {
         prompt: options.name.clone(),
         reference: options.reference.clone(),
         dataset: options.dataset.clone(),
         split,
-        metric: MetricRequest::Spec {
-            name: options.metric.clone(),
-            params: options.metric_params.clone().map(Value::Object),
-        },
+        metric,
+        objective,
         target: model(&options.target_provider, &options.target_model),
         optimizer: options
             .optimizer_provider
@@ -225,7 +299,122 @@ fn request_body(options: &OptimizeOptions) -> Result<CreateOptimizationRequest, 
         num_demos: options.num_demos,
         promote_to: options.promote_to.clone(),
         min_improvement: options.min_improvement,
+        max_drop: options.max_drop,
     })
+}
+
+/// `metric` for one metric with no weights or constraints (the request's
+/// simple form), else `objective`: from `--objective FILE`, or built from
+/// `--metric`, `--metric-weight` and `--constraint`.
+fn objective_of(
+    options: &OptimizeOptions,
+) -> Result<(Option<MetricRequest>, Option<ObjectiveRequest>), ClientError> {
+    let invalid = |what: &str, reason: String| ClientError::Invalid {
+        what: what.to_owned(),
+        reason,
+    };
+    if let Some(path) = &options.objective {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| invalid("--objective", format!("{}: {e}", path.display())))?;
+        let objective: ObjectiveRequest = serde_json::from_str(&text)
+            .map_err(|e| invalid("--objective", format!("{}: {e}", path.display())))?;
+        return Ok((None, Some(objective)));
+    }
+    let mut metrics: Vec<WeightedMetricRequest> = options
+        .metric
+        .iter()
+        .map(|name| WeightedMetricRequest {
+            name: name.clone(),
+            params: None,
+            weight: None,
+        })
+        .collect();
+    for (name, weight) in &options.metric_weight {
+        match metrics.iter_mut().find(|m| &m.name == name) {
+            Some(metric) => metric.weight = Some(*weight),
+            None => metrics.push(WeightedMetricRequest {
+                name: name.clone(),
+                params: None,
+                weight: Some(*weight),
+            }),
+        }
+    }
+    if let Some(params) = &options.metric_params {
+        match metrics.as_mut_slice() {
+            [one] => one.params = Some(Value::Object(params.clone())),
+            _ => {
+                return Err(invalid(
+                    "--metric-params",
+                    "takes one metric; give the parameters of several in --objective FILE"
+                        .to_owned(),
+                ))
+            }
+        }
+    }
+    if metrics.is_empty() {
+        return Err(invalid(
+            "--metric",
+            "give --metric, --metric-weight or --objective".to_owned(),
+        ));
+    }
+    let simple = metrics.len() == 1 && metrics[0].weight.is_none() && options.constraint.is_empty();
+    if simple {
+        let metric = metrics.remove(0);
+        return Ok((
+            Some(MetricRequest::Spec {
+                name: metric.name,
+                params: metric.params,
+            }),
+            None,
+        ));
+    }
+    Ok((
+        None,
+        Some(ObjectiveRequest {
+            metrics,
+            constraints: options.constraint.clone(),
+        }),
+    ))
+}
+
+/// `NAME=WEIGHT`.
+fn parse_weight(raw: &str) -> Result<(String, f64), String> {
+    let (name, weight) = raw
+        .split_once('=')
+        .ok_or_else(|| format!("{raw:?} is not NAME=WEIGHT"))?;
+    let weight: f64 = weight
+        .trim()
+        .parse()
+        .map_err(|_| format!("the weight in {raw:?} is not a number"))?;
+    Ok((name.trim().to_owned(), weight))
+}
+
+/// `MEASURE:BOUND=VALUE`, e.g. `input_tokens:max_ratio=0.7`.
+fn parse_constraint(raw: &str) -> Result<Constraint, String> {
+    let shape = || format!("{raw:?} is not MEASURE:BOUND=VALUE (e.g. input_tokens:max_ratio=0.7)");
+    let (measure, bound) = raw.split_once(':').ok_or_else(shape)?;
+    let (bound, value) = bound.split_once('=').ok_or_else(shape)?;
+    let measure = Measure::parse(measure.trim()).ok_or_else(|| {
+        let known: Vec<&str> = Measure::ALL.iter().map(|m| m.as_str()).collect();
+        format!("unknown measure {measure:?}; one of {}", known.join(", "))
+    })?;
+    let value: f64 = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("the value in {raw:?} is not a number"))?;
+    let mut constraint = Constraint {
+        measure,
+        max: None,
+        max_ratio: None,
+        min: None,
+    };
+    match bound.trim() {
+        "max" => constraint.max = Some(value),
+        "max_ratio" => constraint.max_ratio = Some(value),
+        "min" => constraint.min = Some(value),
+        other => return Err(format!("unknown bound {other:?}; max, max_ratio or min")),
+    }
+    Ok(constraint)
 }
 
 pub async fn optimize(
@@ -287,7 +476,7 @@ mod tests {
         OptimizeOptions {
             name: "sentiment".into(),
             dataset: "reviews".into(),
-            metric: "exact_match".into(),
+            metric: vec!["exact_match".into()],
             strategy: "opro".into(),
             target_provider: "target".into(),
             ..OptimizeOptions::default()

@@ -10,6 +10,7 @@ pub mod experiments;
 pub mod jobs;
 pub mod monitors;
 pub mod names;
+pub mod objective;
 pub mod optimization;
 pub mod text;
 pub mod users;

@@ -10,6 +10,9 @@ use uuid::Uuid;
 
 use super::content::PromptBody;
 use super::jobs::{Job, MetricSpec};
+use super::objective::{
+    pareto_front, template_tokens, Measure, Measured, Measures, Objective, Point,
+};
 use super::ProjectId;
 
 /// How candidates are proposed.
@@ -22,14 +25,44 @@ pub enum StrategyName {
     Critique,
     /// Demonstrations from the training split, chosen by score.
     Fewshot,
+    /// The optimizer shortens the instruction; candidates must keep the
+    /// baseline's score within `max_drop`; the shortest wins.
+    Compress,
+    /// Instructions from the optimizer and demonstration sets searched
+    /// together (after DSPy's MIPROv2).
+    Joint,
 }
 
 impl StrategyName {
+    pub const ALL: [StrategyName; 5] = [
+        Self::Opro,
+        Self::Critique,
+        Self::Fewshot,
+        Self::Compress,
+        Self::Joint,
+    ];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// Whether it asks an optimizer model for candidates.
+    pub fn needs_optimizer(self) -> bool {
+        !matches!(self, Self::Fewshot)
+    }
+
+    /// Whether it uses demonstrations from the training split.
+    pub fn uses_demos(self) -> bool {
+        matches!(self, Self::Fewshot | Self::Joint)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Opro => "opro",
             Self::Critique => "critique",
             Self::Fewshot => "fewshot",
+            Self::Compress => "compress",
+            Self::Joint => "joint",
         }
     }
 }
@@ -84,7 +117,11 @@ pub struct Budget {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct OptimizationSpec {
     pub split: Split,
+    /// The objective's first metric (the only one unless `objective` lists more).
     pub metric: MetricSpec,
+    /// The metrics with their weights and the constraints on cost.
+    #[serde(default)]
+    pub objective: Objective,
     pub target: ModelChoice,
     /// Proposes candidates; `fewshot` needs none.
     pub optimizer: Option<ModelChoice>,
@@ -98,6 +135,25 @@ pub struct OptimizationSpec {
     pub num_demos: u32,
     pub promote_to: Option<String>,
     pub min_improvement: f64,
+    /// `compress`: how far below the baseline's score a candidate may fall.
+    #[serde(default = "default_max_drop")]
+    pub max_drop: f64,
+}
+
+pub const DEFAULT_MAX_DROP: f64 = 0.01;
+
+fn default_max_drop() -> f64 {
+    DEFAULT_MAX_DROP
+}
+
+impl OptimizationSpec {
+    /// As stored before objectives existed: the single metric as the objective.
+    pub fn normalized(mut self) -> Self {
+        if self.objective.metrics.is_empty() {
+            self.objective = Objective::single(self.metric.clone());
+        }
+        self
+    }
 }
 
 /// Why the loop ended.
@@ -108,6 +164,9 @@ pub enum StopReason {
     Patience,
     MaxIterations,
     Budget,
+    /// No scored candidate met the constraints (or, for `compress`, kept
+    /// the score): nothing to write.
+    NoFeasibleCandidate,
 }
 
 impl StopReason {
@@ -118,15 +177,58 @@ impl StopReason {
             Self::Patience => "patience",
             Self::MaxIterations => "max_iterations",
             Self::Budget => "budget",
+            Self::NoFeasibleCandidate => "no_feasible_candidate",
         }
     }
 }
 
-/// Train and validation scores; `None` until measured.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+/// The base version's scores and measures; `None` until measured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SplitScores {
     pub train_score: Option<f64>,
     pub val_score: Option<f64>,
+    /// The base template's length (see `Candidate::template_tokens`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_measures: Option<Measures>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_measures: Option<Measures>,
+    /// Each metric's validation mean, in the objective's order (several metrics only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub val_metric_scores: Vec<f64>,
+    /// The constraints the base itself breaks on validation: a result then
+    /// need not beat its score, only meet them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub violations: Vec<String>,
+}
+
+impl SplitScores {
+    /// What its constraints are checked against, on training or validation.
+    pub fn measured(&self, validation: bool) -> Measured {
+        Measured {
+            measures: if validation {
+                self.val_measures
+            } else {
+                self.train_measures
+            },
+            template_tokens: self.template_tokens,
+        }
+    }
+
+    /// Scored on validation and breaking no constraint.
+    pub fn feasible(&self) -> bool {
+        self.val_score.is_some() && self.violations.is_empty()
+    }
+}
+
+/// Which instruction and which demonstration set a `joint` candidate combines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub struct Combination {
+    /// Index into the job's instructions; 0 is the base's own.
+    pub instruction: u32,
+    /// Index into the job's demonstration sets; set 0 is empty.
+    pub demo_set: u32,
 }
 
 /// One proposed template and how far successive halving took it.
@@ -146,18 +248,74 @@ pub struct Candidate {
     /// is scored on the whole training split.
     #[serde(default)]
     pub minibatch_score: Option<f64>,
+    /// Its own length in tokens: each run of letters and digits, and every
+    /// other character that is not white space, counts one; a chat
+    /// template counts every message.
+    #[serde(default)]
+    pub template_tokens: u32,
+    /// What its calls cost on the training minibatch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_measures: Option<Measures>,
+    /// What its calls cost on the validation split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_measures: Option<Measures>,
+    /// Each metric's validation mean, in the objective's order (several metrics only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub val_metric_scores: Vec<f64>,
+    /// The constraints it breaks on validation: it is never the result.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub violations: Vec<String>,
+    /// `joint`: the instruction and demonstration set it combines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub combination: Option<Combination>,
+}
+
+/// A template's length as `template_tokens` counts it, every message of a
+/// chat template included.
+pub fn body_tokens(body: &PromptBody) -> u32 {
+    match body {
+        PromptBody::Text(text) => template_tokens(text),
+        PromptBody::Chat(messages) => messages
+            .iter()
+            .filter_map(super::ChatMessage::content)
+            .map(template_tokens)
+            .sum(),
+    }
 }
 
 impl Candidate {
     pub fn new(template: PromptBody) -> Self {
         Self {
+            template_tokens: body_tokens(&template),
             template,
             train_score: None,
             train_items: 0,
             val_score: None,
             discarded: None,
             minibatch_score: None,
+            train_measures: None,
+            val_measures: None,
+            val_metric_scores: Vec::new(),
+            violations: Vec::new(),
+            combination: None,
         }
+    }
+
+    /// What its constraints are checked against, on training or validation.
+    pub fn measured(&self, validation: bool) -> Measured {
+        Measured {
+            measures: if validation {
+                self.val_measures
+            } else {
+                self.train_measures
+            },
+            template_tokens: Some(self.template_tokens),
+        }
+    }
+
+    /// Scored on validation and breaking no constraint: it may be the result.
+    pub fn feasible(&self) -> bool {
+        self.val_score.is_some() && self.violations.is_empty() && self.discarded.is_none()
     }
 
     pub fn discarded(template: PromptBody, why: String) -> Self {
@@ -217,38 +375,139 @@ pub struct OptimizationState {
     /// `fewshot`'s demonstrations, from the baseline's training run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub demos: Vec<Demo>,
+    /// `joint`: the instructions searched, the base's own first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instructions: Vec<String>,
+    /// `joint`: the demonstration sets searched, as indices into `demos`;
+    /// the first is empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub demo_sets: Vec<Vec<u32>>,
     /// The loop is over; only the result is left to write.
     pub finished: bool,
 }
 
+/// How results rank: by score, or (`compress`) by length first.
+fn rank(strategy: StrategyName, score: f64, tokens: u32) -> (f64, f64) {
+    match strategy {
+        StrategyName::Compress => (-f64::from(tokens), score),
+        _ => (score, 0.0),
+    }
+}
+
+/// Scores closer than this are equal.
+const EPSILON: f64 = 1e-9;
+
+fn ahead(a: (f64, f64), b: (f64, f64)) -> bool {
+    a.0 > b.0 + EPSILON || ((a.0 - b.0).abs() <= EPSILON && a.1 > b.1 + EPSILON)
+}
+
+/// A point of the front: which template (iteration 0 is the baseline) and
+/// which candidate of the iteration.
+pub type FrontKey = (u32, u32);
+
 impl OptimizationState {
-    /// The candidate with the highest validation score, first found on ties.
-    pub fn best(&self) -> Option<&Candidate> {
+    /// The result so far: among candidates scored on validation that break
+    /// no constraint, the best score (`compress`: the shortest, then the
+    /// best score); the first found on ties.
+    pub fn best(&self, strategy: StrategyName) -> Option<&Candidate> {
+        self.best_through(u32::MAX, strategy)
+    }
+
+    fn best_through(&self, number: u32, strategy: StrategyName) -> Option<&Candidate> {
         let mut best: Option<&Candidate> = None;
-        for candidate in self.iterations.iter().flat_map(|i| &i.candidates) {
-            if let Some(val) = candidate.val_score {
-                if best.and_then(|b| b.val_score).is_none_or(|b| val > b) {
-                    best = Some(candidate);
-                }
+        for candidate in self
+            .iterations
+            .iter()
+            .filter(|i| i.number <= number)
+            .flat_map(|i| &i.candidates)
+            .filter(|c| c.feasible())
+        {
+            let key = |c: &Candidate| rank(strategy, c.val_score.unwrap_or(0.0), c.template_tokens);
+            if best.is_none_or(|b| ahead(key(candidate), key(b))) {
+                best = Some(candidate);
             }
         }
         best
     }
 
-    /// The best validation score so far, the baseline's included.
+    /// Whether iteration `number` found a better result than all before it
+    /// (the baseline, when it meets the constraints, included).
+    pub fn improved_in(&self, number: u32, strategy: StrategyName) -> bool {
+        let key = |c: &Candidate| rank(strategy, c.val_score.unwrap_or(0.0), c.template_tokens);
+        let before = self
+            .best_through(number.saturating_sub(1), strategy)
+            .map(key)
+            .or_else(|| {
+                let b = &self.baseline;
+                b.feasible().then(|| {
+                    rank(
+                        strategy,
+                        b.val_score.unwrap_or(0.0),
+                        b.template_tokens.unwrap_or(u32::MAX),
+                    )
+                })
+            });
+        let now = self.best_through(number, strategy).map(key);
+        match (now, before) {
+            (Some(now), Some(before)) => ahead(now, before),
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
+
+    /// The best validation score of a template that meets the
+    /// constraints, the baseline's included.
     pub fn best_val_score(&self) -> Option<f64> {
         self.best_val_score_through(u32::MAX)
     }
 
-    /// The best validation score once iteration `number` was done.
+    /// The best such score once iteration `number` was done.
     pub fn best_val_score_through(&self, number: u32) -> Option<f64> {
         self.iterations
             .iter()
             .filter(|i| i.number <= number)
             .flat_map(|i| &i.candidates)
+            .filter(|c| c.feasible())
             .filter_map(|c| c.val_score)
-            .chain(self.baseline.val_score)
+            .chain(self.baseline.val_score.filter(|_| self.baseline.feasible()))
             .reduce(f64::max)
+    }
+
+    /// For each measure, the templates scored on validation that no other
+    /// beats on both score and that measure, cheapest first: the
+    /// baseline as iteration 0, each candidate as (iteration, index).
+    pub fn pareto_fronts(&self) -> Vec<(Measure, Vec<Point<FrontKey>>)> {
+        let mut scored: Vec<(FrontKey, f64, Measured)> = Vec::new();
+        if let Some(score) = self.baseline.val_score {
+            scored.push(((0, 0), score, self.baseline.measured(true)));
+        }
+        for iteration in &self.iterations {
+            for (index, candidate) in iteration.candidates.iter().enumerate() {
+                if let Some(score) = candidate.val_score {
+                    scored.push((
+                        (iteration.number, index as u32),
+                        score,
+                        candidate.measured(true),
+                    ));
+                }
+            }
+        }
+        Measure::ALL
+            .into_iter()
+            .filter_map(|measure| {
+                let points: Vec<Point<FrontKey>> = scored
+                    .iter()
+                    .filter_map(|(key, score, measured)| {
+                        measured.get(measure).map(|value| Point {
+                            key: *key,
+                            score: *score,
+                            value,
+                        })
+                    })
+                    .collect();
+                (!points.is_empty()).then(|| (measure, pareto_front(&points)))
+            })
+            .collect()
     }
 }
 
@@ -309,6 +568,7 @@ mod tests {
             baseline: SplitScores {
                 train_score: Some(0.5),
                 val_score: Some(0.5),
+                ..Default::default()
             },
             iterations: vec![Iteration {
                 number: 1,
@@ -321,23 +581,86 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            state.best().map(|c| &c.template),
+            state.best(StrategyName::Opro).map(|c| &c.template),
             Some(&PromptBody::Text("first".into()))
         );
         assert_eq!(state.best_val_score(), Some(0.8));
+    }
+
+    fn iteration(number: u32, candidates: Vec<Candidate>) -> Iteration {
+        Iteration {
+            number,
+            candidates,
+            diagnosis: None,
+            complete: true,
+            calls: 0,
+            cost_usd: 0.0,
+        }
+    }
+
+    #[test]
+    fn a_candidate_that_breaks_a_constraint_is_never_best() {
+        let mut high = scored(Some(0.9));
+        high.violations = vec!["input_tokens 100 is above max 50".into()];
+        let low = scored(Some(0.6));
+        let state = OptimizationState {
+            baseline: SplitScores {
+                val_score: Some(0.7),
+                violations: vec!["too long".into()],
+                ..Default::default()
+            },
+            iterations: vec![iteration(1, vec![high, low])],
+            ..Default::default()
+        };
+        assert_eq!(
+            state.best(StrategyName::Opro).and_then(|c| c.val_score),
+            Some(0.6)
+        );
+        // The baseline breaks a constraint too: 0.6 is the best there is.
+        assert_eq!(state.best_val_score(), Some(0.6));
+        assert!(state.improved_in(1, StrategyName::Opro));
+    }
+
+    #[test]
+    fn compress_ranks_by_length_then_score() {
+        let with = |text: &str, val: f64| Candidate {
+            val_score: Some(val),
+            ..Candidate::new(PromptBody::Text(text.into()))
+        };
+        let state = OptimizationState {
+            baseline: SplitScores {
+                val_score: Some(0.9),
+                template_tokens: Some(10),
+                ..Default::default()
+            },
+            iterations: vec![
+                iteration(1, vec![with("a b c", 0.9), with("a b c d", 0.95)]),
+                iteration(2, vec![with("x y z", 0.95), with("x y z w", 1.0)]),
+            ],
+            ..Default::default()
+        };
+        let best = state.best(StrategyName::Compress).expect("a best");
+        assert_eq!(best.template, PromptBody::Text("x y z".into()));
+        assert!(state.improved_in(1, StrategyName::Compress));
+        assert!(state.improved_in(2, StrategyName::Compress));
+        // By score, the longest of them wins.
+        assert_eq!(
+            state.best(StrategyName::Opro).map(|c| &c.template),
+            Some(&PromptBody::Text("x y z w".into()))
+        );
     }
 
     #[test]
     fn the_baseline_counts_toward_the_best_score() {
         let state = OptimizationState {
             baseline: SplitScores {
-                train_score: None,
                 val_score: Some(0.9),
+                ..Default::default()
             },
             ..Default::default()
         };
         assert_eq!(state.best_val_score(), Some(0.9));
-        assert!(state.best().is_none());
+        assert!(state.best(StrategyName::Opro).is_none());
     }
 
     #[test]
@@ -347,6 +670,7 @@ mod tests {
             StopReason::Patience,
             StopReason::MaxIterations,
             StopReason::Budget,
+            StopReason::NoFeasibleCandidate,
         ] {
             assert_eq!(
                 serde_json::to_value(reason).expect("a stop reason serializes"),

@@ -4,21 +4,15 @@
 //! templates edited to fix that.
 
 use async_trait::async_trait;
-use rand::seq::IndexedRandom;
 
 use super::{
-    candidates_from_reply, format_input, instruction, placeholders, rng, Context, Proposal,
-    StepError, Strategy,
+    candidates_from_reply, instruction, placeholders, shown_failures, Context, Proposal, StepError,
+    Strategy,
 };
 use crate::domain::content::PromptBody;
-use crate::domain::DatasetItem;
 
 /// Templates kept in the beam: the best by validation score.
 const BEAM: usize = 3;
-/// Training items scored to find failures.
-const MINIBATCH: usize = 8;
-/// Failures shown to the optimizer.
-const SHOWN: usize = 5;
 const PURPOSE_MINIBATCH: u64 = 2;
 
 pub struct Critique;
@@ -62,36 +56,7 @@ impl Strategy for Critique {
             .unwrap_or(context.base);
         let text = instruction(current).to_owned();
 
-        let items: Vec<&DatasetItem> = context
-            .train
-            .choose_multiple(
-                &mut rng(context.seed, context.iteration, PURPOSE_MINIBATCH),
-                MINIBATCH,
-            )
-            .collect();
-        let outcomes = context.scorer.score(current, &items).await?;
-        let failures: Vec<String> = items
-            .iter()
-            .zip(&outcomes)
-            .filter(|(_, outcome)| outcome.score < 1.0)
-            .take(SHOWN)
-            .map(|(item, outcome)| {
-                format!(
-                    "<failure>\nInput: {}\nExpected: {}\nOutput: {}\nScore: {:.3}\n</failure>",
-                    format_input(&item.input),
-                    item.expected
-                        .as_ref()
-                        .map(crate::eval::text_of)
-                        .unwrap_or_default(),
-                    outcome
-                        .output
-                        .as_deref()
-                        .or(outcome.error.as_deref())
-                        .unwrap_or_default(),
-                    outcome.score
-                )
-            })
-            .collect();
+        let (items, failures) = shown_failures(context, current, PURPOSE_MINIBATCH).await?;
 
         let task = format!(
             "This prompt template is filled in with each example's input (placeholders: {vars}) \
@@ -101,10 +66,7 @@ impl Strategy for Critique {
             metric = context.metric,
         );
         let diagnosis = if failures.is_empty() {
-            format!(
-                "No failures on {} training items; make the template more robust.",
-                items.len()
-            )
+            format!("No failures on {items} training items; make the template more robust.")
         } else {
             optimizer
                 .ask(
@@ -132,6 +94,7 @@ impl Strategy for Critique {
         Ok(Proposal {
             candidates: candidates_from_reply(&reply, context),
             diagnosis: Some(diagnosis),
+            ..Proposal::default()
         })
     }
 }

@@ -24,8 +24,6 @@ pub struct FewShot;
 impl Strategy for FewShot {
     async fn propose(&self, context: &Context<'_>) -> Result<Proposal, StepError> {
         let demos = &context.state.demos;
-        let (bootstrapped, labelled): (Vec<&Demo>, Vec<&Demo>) =
-            demos.iter().partition(|d| d.bootstrapped);
         let k = context.num_demos.min(demos.len());
         let tried: Vec<&PromptBody> = context
             .state
@@ -37,25 +35,21 @@ impl Strategy for FewShot {
         let mut random = rng(context.seed, context.iteration, PURPOSE_DEMOS);
         let mut candidates = Vec::new();
         let mut seen: Vec<PromptBody> = Vec::new();
-        for _ in 0..context.count * DRAWS_PER_CANDIDATE {
+        for draw in 0..context.count * DRAWS_PER_CANDIDATE {
             if candidates.len() == context.count || k == 0 {
                 break;
             }
-            let mut set: Vec<&Demo> = if bootstrapped.len() >= k {
-                bootstrapped
-                    .choose_multiple(&mut random, k)
-                    .copied()
-                    .collect()
+            // Every demonstration is paid for in every call: when the
+            // objective bounds that cost, smaller sets are tried as well.
+            let size = if context.objective.bounds_prompt_cost() {
+                1 + (candidates.len() + draw) % k
             } else {
-                let mut set = bootstrapped.clone();
-                set.extend(
-                    labelled
-                        .choose_multiple(&mut random, k - set.len())
-                        .copied(),
-                );
-                set
+                k
             };
-            set.sort_by_key(|d| format_input(&d.input));
+            let set: Vec<&Demo> = draw_set(demos, size, &mut random)
+                .into_iter()
+                .filter_map(|i| demos.get(i as usize))
+                .collect();
             let body = with_demos(context.base, context.engine, &set);
             if tried.contains(&&body) || seen.contains(&body) {
                 continue;
@@ -65,9 +59,29 @@ impl Strategy for FewShot {
         }
         Ok(Proposal {
             candidates,
-            diagnosis: None,
+            ..Proposal::default()
         })
     }
+}
+
+/// `size` demonstrations drawn from `demos` (as indices, ordered by their
+/// input): the model's own right answers first, labelled items to fill up.
+pub fn draw_set(demos: &[Demo], size: usize, random: &mut impl rand::Rng) -> Vec<u32> {
+    let (bootstrapped, labelled): (Vec<u32>, Vec<u32>) =
+        (0..demos.len() as u32).partition(|&i| demos[i as usize].bootstrapped);
+    let size = size.min(demos.len());
+    let mut set: Vec<u32> = if bootstrapped.len() >= size {
+        bootstrapped
+            .choose_multiple(random, size)
+            .copied()
+            .collect()
+    } else {
+        let mut set = bootstrapped;
+        set.extend(labelled.choose_multiple(random, size - set.len()).copied());
+        set
+    };
+    set.sort_by_key(|&i| format_input(&demos[i as usize].input));
+    set
 }
 
 /// The demonstrations `fewshot` may use: every training item the baseline

@@ -6,12 +6,30 @@
 use rand::seq::SliceRandom;
 
 use super::runner::{Run, EPSILON, MIN_MINIBATCH};
-use super::scoring::mean;
+use super::scoring::{mean, measures, metric_means};
 use super::{rng, Outcome, StepError};
 use crate::domain::content::PromptBody;
-use crate::domain::optimization::{Candidate, Iteration};
+use crate::domain::optimization::{Candidate, Iteration, StrategyName};
 use crate::domain::DatasetItem;
 use crate::worker::JobError;
+
+/// How halving orders candidates: those that meet the constraints first,
+/// then (`compress`) the shorter, then the better score.
+#[derive(Debug, Clone, Copy)]
+struct Preference {
+    fits: bool,
+    shortness: f64,
+    score: f64,
+}
+
+impl Preference {
+    fn cmp_key(&self, other: &Self) -> std::cmp::Ordering {
+        self.fits
+            .cmp(&other.fits)
+            .then(self.shortness.total_cmp(&other.shortness))
+            .then(self.score.total_cmp(&other.score))
+    }
+}
 
 /// Which shuffle picks an iteration's minibatch.
 const PURPOSE_MINIBATCH: u64 = 1;
@@ -43,10 +61,10 @@ impl Run<'_> {
     pub(super) async fn score_iteration(&mut self) -> Result<(), StepError> {
         let iteration = self.last()?;
         let number = iteration.number;
-        let previous = number
-            .checked_sub(1)
-            .ok_or_else(|| inconsistent("an iteration is numbered 0".to_owned()))?;
-        let before = self.state.best_val_score_through(previous);
+        if number == 0 {
+            return Err(inconsistent("an iteration is numbered 0".to_owned()));
+        }
+        let strategy = self.optimization.spec.strategy;
         // Owned handles: the items stay borrowed while candidates are updated.
         let (train, val) = (self.train.clone(), self.val.clone());
         let live: Vec<usize> = iteration
@@ -81,14 +99,15 @@ impl Run<'_> {
                 candidate.minibatch_score = Some(score);
                 candidate.train_score = Some(score);
                 candidate.train_items = batch.len() as u32;
+                candidate.train_measures = measures(&outcomes);
             }
             self.save().await?;
         }
 
         // Rung 2: the better half on the rest of the training split.
-        let mut ranked = self.scores(&live, |c| c.minibatch_score)?;
-        // Stable: equal scores keep the earlier candidate first.
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let mut ranked = self.preferences(&live, |c| c.minibatch_score)?;
+        // Stable: equal keys keep the earlier candidate first.
+        ranked.sort_by(|a, b| b.1.cmp_key(&a.1));
         ranked.truncate(live.len().div_ceil(2));
         let ranked: Vec<usize> = ranked.into_iter().map(|(i, _)| i).collect();
         let rest: Vec<&DatasetItem> = rest.iter().filter_map(|&i| train.get(i)).collect();
@@ -114,33 +133,28 @@ impl Run<'_> {
 
         // Rung 3: the iteration's best on training, on validation.
         let leader = self
-            .scores(&ranked, |c| c.train_score)?
+            .preferences(&ranked, |c| c.train_score)?
             .into_iter()
             // Ties go to the earlier candidate.
-            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
+            .max_by(|a, b| a.1.cmp_key(&b.1).then(b.0.cmp(&a.0)))
             .map(|(i, _)| i);
         if let Some(leader) = leader {
             if self.candidate(leader)?.val_score.is_none() {
                 let val: Vec<&DatasetItem> = val.iter().collect();
                 let scored = self.score(&[leader], &val).await?;
-                self.candidate_mut(leader)?.val_score = scored.first().map(|o| mean(o));
+                let outcomes = scored.into_iter().next().unwrap_or_default();
+                let metrics = self.optimization.spec.objective.metrics.len();
+                let candidate = self.candidate_mut(leader)?;
+                candidate.val_score = Some(mean(&outcomes));
+                candidate.val_measures = measures(&outcomes);
+                candidate.val_metric_scores = metric_means(&outcomes, metrics);
+                let violations = self.violations(self.candidate(leader)?, true);
+                self.candidate_mut(leader)?.violations = violations;
                 self.save().await?;
             }
         }
 
-        let best_now = self
-            .last()?
-            .candidates
-            .iter()
-            .filter_map(|c| c.val_score)
-            .fold(None, |best: Option<f64>, v| {
-                Some(best.map_or(v, |b| b.max(v)))
-            });
-        let improved = match (best_now, before) {
-            (Some(now), Some(before)) => now > before + EPSILON,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
+        let improved = self.state.improved_in(number, strategy);
         self.state.stale_iterations = if improved {
             0
         } else {
@@ -178,16 +192,61 @@ impl Run<'_> {
             .ok_or_else(|| no_candidate(number, index))
     }
 
-    /// Each of candidates `indices` with its `score` (0 when it has none).
-    fn scores(
+    /// Each of candidates `indices` with how much halving prefers it by
+    /// `score` (0 when it has none).
+    fn preferences(
         &self,
         indices: &[usize],
         score: impl Fn(&Candidate) -> Option<f64>,
-    ) -> Result<Vec<(usize, f64)>, StepError> {
+    ) -> Result<Vec<(usize, Preference)>, StepError> {
+        let compress = self.optimization.spec.strategy == StrategyName::Compress;
         indices
             .iter()
-            .map(|&i| Ok((i, score(self.candidate(i)?).unwrap_or(0.0))))
+            .map(|&i| {
+                let candidate = self.candidate(i)?;
+                let score = score(candidate).unwrap_or(0.0);
+                Ok((
+                    i,
+                    Preference {
+                        fits: self.violations(candidate, false).is_empty(),
+                        shortness: if compress {
+                            -f64::from(candidate.template_tokens)
+                        } else {
+                            0.0
+                        },
+                        score,
+                    },
+                ))
+            })
             .collect()
+    }
+
+    /// The constraints `candidate` breaks on validation or (as far as its
+    /// minibatch tells) on training; for `compress`, also a score more
+    /// than `max_drop` below the baseline's on the same split.
+    fn violations(&self, candidate: &Candidate, validation: bool) -> Vec<String> {
+        let spec = &self.optimization.spec;
+        let baseline = &self.state.baseline;
+        let mut broken = spec.objective.violations(
+            &candidate.measured(validation),
+            &baseline.measured(validation),
+        );
+        if spec.strategy == StrategyName::Compress {
+            let (score, base) = if validation {
+                (candidate.val_score, baseline.val_score)
+            } else {
+                (candidate.train_score, baseline.train_score)
+            };
+            if let (Some(score), Some(base)) = (score, base) {
+                if score + spec.max_drop + EPSILON < base {
+                    broken.push(format!(
+                        "the score {score:.4} is more than max_drop {} below the baseline's {base:.4}",
+                        spec.max_drop
+                    ));
+                }
+            }
+        }
+        broken
     }
 
     /// Outcomes of the last iteration's candidates `indices` on `items`.

@@ -1,6 +1,7 @@
 //! Optimization: propose candidate templates for a prompt version, score
-//! them against a dataset with the target model, keep the best. The
-//! strategies (`opro`, `critique`, `fewshot`) only propose; `scoring` runs
+//! them against a dataset with the target model, keep the best that meets
+//! the objective's constraints. The strategies (`opro`, `critique`,
+//! `fewshot`, `compress`, `joint`) only propose; `scoring` runs
 //! the target model and the metric; `halving` scores an iteration's
 //! candidates; `runner` is the job that drives the loop and saves every
 //! step; `result` writes the result version and moves the label.
@@ -10,9 +11,11 @@
 //! of a text prompt, or the first system message of a chat prompt (the last
 //! user message when there is none).
 
+mod compress;
 mod critique;
 mod fewshot;
 mod halving;
+mod joint;
 mod opro;
 mod result;
 pub mod runner;
@@ -25,6 +28,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::domain::content::PromptBody;
+use crate::domain::objective::Objective;
 use crate::domain::optimization::{Candidate, OptimizationState, StrategyName};
 use crate::domain::{ChatMessage, DatasetItem, Engine};
 use crate::providers::{CallMeter, CompletionRequest, LlmProvider, ProviderError};
@@ -54,6 +58,9 @@ impl From<JobError> for StepError {
 pub struct Proposal {
     pub candidates: Vec<Candidate>,
     pub diagnosis: Option<String>,
+    /// `joint`: the instructions and demonstration sets to search, once drawn.
+    pub instructions: Option<Vec<String>>,
+    pub demo_sets: Option<Vec<Vec<u32>>>,
 }
 
 /// What a strategy may look at and use.
@@ -70,7 +77,9 @@ pub struct Context<'a> {
     pub iteration: u32,
     pub seed: u64,
     pub num_demos: usize,
+    /// How meta prompts name the score (the metric, or the weighted mean).
     pub metric: &'a str,
+    pub objective: &'a Objective,
     pub scorer: &'a Scorer,
     pub optimizer: Option<&'a Optimizer>,
 }
@@ -85,6 +94,8 @@ pub fn strategy(name: StrategyName) -> Box<dyn Strategy> {
         StrategyName::Opro => Box::new(opro::Opro),
         StrategyName::Critique => Box::new(critique::Critique),
         StrategyName::Fewshot => Box::new(fewshot::FewShot),
+        StrategyName::Compress => Box::new(compress::Compress),
+        StrategyName::Joint => Box::new(joint::Joint),
     }
 }
 
@@ -244,6 +255,52 @@ pub fn candidates_from_reply(reply: &str, context: &Context<'_>) -> Vec<Candidat
             check_candidate(body, context.engine, context.variables)
         })
         .collect()
+}
+
+/// Training items scored to find failures to show the optimizer.
+const FAILURE_MINIBATCH: usize = 8;
+/// Failures shown to the optimizer.
+const FAILURES_SHOWN: usize = 5;
+
+/// Scores `template` on a seeded sample of training items; answers how
+/// many were scored and the failures among them, written for a meta prompt.
+pub async fn shown_failures(
+    context: &Context<'_>,
+    template: &PromptBody,
+    purpose: u64,
+) -> Result<(usize, Vec<String>), StepError> {
+    use rand::seq::IndexedRandom;
+    let items: Vec<&DatasetItem> = context
+        .train
+        .choose_multiple(
+            &mut rng(context.seed, context.iteration, purpose),
+            FAILURE_MINIBATCH,
+        )
+        .collect();
+    let outcomes = context.scorer.score(template, &items).await?;
+    let failures = items
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, outcome)| outcome.score < 1.0)
+        .take(FAILURES_SHOWN)
+        .map(|(item, outcome)| {
+            format!(
+                "<failure>\nInput: {}\nExpected: {}\nOutput: {}\nScore: {:.3}\n</failure>",
+                format_input(&item.input),
+                item.expected
+                    .as_ref()
+                    .map(crate::eval::text_of)
+                    .unwrap_or_default(),
+                outcome
+                    .output
+                    .as_deref()
+                    .or(outcome.error.as_deref())
+                    .unwrap_or_default(),
+                outcome.score
+            )
+        })
+        .collect();
+    Ok((items.len(), failures))
 }
 
 /// An item's input as the optimizer and demonstrations show it: a single

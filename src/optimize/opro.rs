@@ -31,7 +31,7 @@ impl Strategy for Opro {
         let reply = optimizer.ask(SYSTEM, meta_prompt(context)).await?;
         Ok(Proposal {
             candidates: candidates_from_reply(&reply, context),
-            diagnosis: None,
+            ..Proposal::default()
         })
     }
 }

@@ -1,14 +1,12 @@
 //! The end of an optimization: the best candidate written as a version
 //! (once, with its lineage) and the label moved when the result earns it.
 
-use serde_json::{json, Map};
-
 use super::runner::{step_error, Run, EPSILON};
 use super::StepError;
 use crate::domain::auth::Actor;
-use crate::domain::optimization::{Candidate, Promotion};
+use crate::domain::optimization::{Candidate, Promotion, StopReason, StrategyName};
 use crate::domain::{LabelName, PromptName};
-use crate::services::{labels, ServiceError};
+use crate::services::{labels, optimizations, ServiceError};
 use crate::store::NewVersion;
 use crate::worker::JobError;
 
@@ -18,16 +16,29 @@ impl Run<'_> {
     pub(super) async fn finish(&mut self, name: &PromptName) -> Result<(), StepError> {
         let optimization = self.optimization;
         let spec = &optimization.spec;
-        let baseline = self.state.baseline.val_score;
-        let winner = self
-            .state
-            .best()
-            .filter(|best| match (best.val_score, baseline) {
-                (Some(best), Some(baseline)) => best > baseline + EPSILON,
-                (Some(_), None) => true,
-                _ => false,
+        let strategy = spec.strategy;
+        let baseline = &self.state.baseline;
+        let best = self.state.best(strategy);
+        let winner = best
+            .filter(|best| {
+                // `compress` candidates are shorter and within `max_drop`
+                // by construction; a base that breaks the constraints is no
+                // score to beat.
+                if strategy == StrategyName::Compress || !baseline.feasible() {
+                    return true;
+                }
+                match (best.val_score, baseline.val_score) {
+                    (Some(best), Some(baseline)) => best > baseline + EPSILON,
+                    (Some(_), None) => true,
+                    _ => false,
+                }
             })
             .cloned();
+        let constrained =
+            !spec.objective.constraints.is_empty() || strategy == StrategyName::Compress;
+        if best.is_none() && constrained && self.state.stop_reason != Some(StopReason::Budget) {
+            self.state.stop_reason = Some(StopReason::NoFeasibleCandidate);
+        }
         let actor = Actor {
             key_id: None,
             key_name: optimization
@@ -69,49 +80,15 @@ impl Run<'_> {
     }
 
     fn new_version(&self, winner: &Candidate) -> Result<NewVersion, JobError> {
-        let optimization = self.optimization;
-        let spec = &optimization.spec;
-        let body = winner.template.clone();
-        let content = crate::domain::PromptContent {
-            body,
-            ..self.base.content.clone()
-        };
-        let variables = crate::template::variables(content.engine, &content.body)
-            .map_err(|e| JobError::permanent(format!("the best candidate: {e}")))?;
-        let (baseline, best) = (
-            self.state.baseline.val_score.unwrap_or(0.0),
-            winner.val_score.unwrap_or(0.0),
-        );
-        let mut metadata = Map::new();
-        for (key, value) in [
-            ("optimization_id", json!(optimization.id)),
-            ("job_id", json!(optimization.job.id)),
-            ("strategy", json!(spec.strategy.as_str())),
-            ("metric", json!(spec.metric.name)),
-            ("dataset", json!(optimization.dataset_name)),
-            ("baseline_val_score", json!(baseline)),
-            ("best_val_score", json!(best)),
-        ] {
-            metadata.insert(key.to_owned(), value);
-        }
-        Ok(NewVersion {
-            content,
-            variables,
-            message: Some(format!(
-                "Optimized by {} from {} on {}: validation {} {baseline:.3} -> {best:.3} (optimization {})",
-                spec.strategy.as_str(),
-                optimization.version,
-                optimization.dataset_name,
-                spec.metric.name,
-                optimization.id
-            )),
-            metadata,
-            version: None,
-            bump: None,
-            parent: Some(optimization.version.clone()),
-            expected_latest: None,
-            labels: Vec::new(),
-        })
+        let how = format!("Optimized by {}", self.optimization.spec.strategy.as_str());
+        optimizations::candidate_version(
+            self.optimization,
+            &self.base.content,
+            &self.state.baseline,
+            winner,
+            &how,
+        )
+        .map_err(|e| JobError::permanent(format!("the best candidate: {e}")))
     }
 
     async fn promote(
@@ -129,11 +106,17 @@ impl Run<'_> {
             reason: Some(reason),
         };
         let (Some(version), Some(best)) = (version, winner.and_then(|w| w.val_score)) else {
-            return Ok(not_moved("no candidate beat the baseline".to_owned()));
+            let why = if self.state.stop_reason == Some(StopReason::NoFeasibleCandidate) {
+                "no candidate met the constraints"
+            } else {
+                "no candidate beat the baseline"
+            };
+            return Ok(not_moved(why.to_owned()));
         };
         let gain = best - self.state.baseline.val_score.unwrap_or(0.0);
         let min = optimization.spec.min_improvement;
-        if gain + EPSILON < min {
+        // `compress` trades score for length within `max_drop`, checked already.
+        if optimization.spec.strategy != StrategyName::Compress && gain + EPSILON < min {
             return Ok(not_moved(format!(
                 "the validation score improved by {gain:.4}, less than min_improvement {min}"
             )));

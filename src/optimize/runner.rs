@@ -15,11 +15,11 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 use super::fewshot::demo_pool;
-use super::scoring::mean;
+use super::scoring::{mean, measures, metric_means};
 use super::{strategy, Context, Optimizer, Outcome, Scorer, StepError};
 use crate::domain::jobs::{Job, JobStatus};
 use crate::domain::optimization::{
-    Iteration, Optimization, OptimizationState, StopReason, StrategyName,
+    body_tokens, Candidate, Iteration, Optimization, OptimizationState, StopReason, StrategyName,
 };
 use crate::domain::webhooks::{self, OutboxEvent};
 use crate::domain::{DatasetItem, PromptName, Version, VersionRef};
@@ -118,7 +118,7 @@ impl JobRunner for OptimizationRunner {
                 "result_version": optimization.result_version.as_ref().map(ToString::to_string),
                 "scores": {
                     "baseline": state.baseline.val_score,
-                    "best": state.best().and_then(|c| c.val_score),
+                    "best": state.best(optimization.spec.strategy).and_then(|c| c.val_score),
                 },
                 "stop_reason": state.stop_reason,
             }),
@@ -159,7 +159,7 @@ impl JobRunner for OptimizationRunner {
             })
         };
         let optimizer = match (&spec.optimizer, spec.strategy) {
-            (_, StrategyName::Fewshot) => None,
+            (_, strategy) if !strategy.needs_optimizer() => None,
             (Some(choice), _) => Some(Optimizer {
                 provider: configured(&choice.provider)?,
                 model: choice.model.clone(),
@@ -181,8 +181,16 @@ impl JobRunner for OptimizationRunner {
             target: configured(&spec.target.provider)?,
             model: spec.target.model.clone(),
             params: spec.target.params.clone(),
-            metric: Metric::parse(&spec.metric.name, &spec.metric.params)
-                .map_err(|e| JobError::permanent(e.to_string()))?,
+            metrics: spec
+                .objective
+                .metrics
+                .iter()
+                .map(|m| {
+                    Metric::parse(&m.metric.name, &m.metric.params)
+                        .map(|metric| (metric, m.weight))
+                        .map_err(|e| JobError::permanent(e.to_string()))
+                })
+                .collect::<Result<_, _>>()?,
             meter: meter.clone(),
             concurrency: spec.concurrency as usize,
             stop: stop.clone(),
@@ -303,8 +311,11 @@ impl Run<'_> {
                     "the baseline produced no output on any training item; the first error: {error}"
                 ))));
             }
-            self.state.baseline.train_score = Some(mean(&outcomes));
-            if spec.strategy == StrategyName::Fewshot {
+            let baseline = &mut self.state.baseline;
+            baseline.train_score = Some(mean(&outcomes));
+            baseline.train_measures = measures(&outcomes);
+            baseline.template_tokens = Some(body_tokens(&base));
+            if spec.strategy.uses_demos() {
                 self.state.demos = demo_pool(&self.train, &outcomes);
             }
             self.save().await?;
@@ -312,10 +323,17 @@ impl Run<'_> {
         if self.state.baseline.val_score.is_none() {
             let val: Vec<&DatasetItem> = self.val.iter().collect();
             let outcomes = self.scorer.score(&base, &val).await?;
-            self.state.baseline.val_score = Some(mean(&outcomes));
+            let baseline = &mut self.state.baseline;
+            baseline.val_score = Some(mean(&outcomes));
+            baseline.val_measures = measures(&outcomes);
+            baseline.val_metric_scores = metric_means(&outcomes, spec.objective.metrics.len());
+            baseline.violations = spec
+                .objective
+                .violations(&baseline.measured(true), &baseline.measured(true));
             self.save().await?;
         }
         let strategy = strategy(spec.strategy);
+        let description = spec.objective.describe();
         loop {
             if let Some(reason) = self.stop_reason() {
                 self.state.stop_reason = Some(reason);
@@ -333,11 +351,19 @@ impl Run<'_> {
                     iteration: number,
                     seed: spec.split.seed,
                     num_demos: spec.num_demos as usize,
-                    metric: &spec.metric.name,
+                    metric: &description,
+                    objective: &spec.objective,
                     scorer: &self.scorer,
                     optimizer: self.optimizer.as_ref(),
                 };
-                let proposal = strategy.propose(&context).await?;
+                let mut proposal = strategy.propose(&context).await?;
+                self.screen(&mut proposal.candidates);
+                if let Some(instructions) = proposal.instructions {
+                    self.state.instructions = instructions;
+                }
+                if let Some(sets) = proposal.demo_sets {
+                    self.state.demo_sets = sets;
+                }
                 self.state.iterations.push(Iteration {
                     number,
                     candidates: proposal.candidates,
@@ -349,6 +375,28 @@ impl Run<'_> {
                 self.save().await?;
             }
             self.score_iteration().await?;
+        }
+    }
+
+    /// Discards, before they cost a call, the candidates whose own length
+    /// breaks a constraint, and (`compress`) those not shorter than the base.
+    fn screen(&self, candidates: &mut [Candidate]) {
+        let spec = &self.optimization.spec;
+        let base_tokens = self.state.baseline.template_tokens.unwrap_or(u32::MAX);
+        for candidate in candidates.iter_mut().filter(|c| c.discarded.is_none()) {
+            let broken = spec
+                .objective
+                .template_violations(candidate.template_tokens, base_tokens);
+            if !broken.is_empty() {
+                candidate.discarded = Some(format!("breaks a constraint: {}", broken.join("; ")));
+            } else if spec.strategy == StrategyName::Compress
+                && candidate.template_tokens >= base_tokens
+            {
+                candidate.discarded = Some(format!(
+                    "not shorter than the base ({} tokens, the base has {base_tokens})",
+                    candidate.template_tokens
+                ));
+            }
         }
     }
 

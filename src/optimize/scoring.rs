@@ -1,6 +1,7 @@
 //! Scoring a template: render it with each item's input, ask the target
-//! model, score the output with the metric. Calls for many (template, item)
-//! pairs share one concurrency limit and the job's meter.
+//! model, score the output with the objective's metrics (their weighted
+//! mean) and keep what the call cost. Calls for many (template, item) pairs
+//! share one concurrency limit and the job's meter.
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use serde_json::{Map, Value};
 
 use super::StepError;
 use crate::domain::content::PromptBody;
+use crate::domain::objective::{CallUsage, Measures};
 use crate::domain::{DatasetItem, ProjectId, PromptContent};
 use crate::eval::{Metric, Sample};
 use crate::providers::{CallMeter, CompletionRequest, LlmProvider, ProviderError};
@@ -20,9 +22,15 @@ use crate::worker::StopSignal;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
     pub output: Option<String>,
-    /// 0 when there is no output or the metric could not score it.
+    /// The weighted mean of `metric_scores`; 0 when there is no output.
     pub score: f64,
+    /// Each metric's score, in the objective's order (0 where a metric
+    /// could not score the output).
+    pub metric_scores: Vec<f64>,
+    /// The first error: the call's, or a metric's.
     pub error: Option<String>,
+    /// What the call that answered cost; `None` without an answer.
+    pub usage: Option<CallUsage>,
 }
 
 impl Outcome {
@@ -30,7 +38,9 @@ impl Outcome {
         Self {
             output: None,
             score: 0.0,
+            metric_scores: Vec::new(),
             error: Some(error),
+            usage: None,
         }
     }
 }
@@ -43,6 +53,30 @@ pub fn mean(outcomes: &[Outcome]) -> f64 {
     outcomes.iter().map(|o| o.score).sum::<f64>() / outcomes.len() as f64
 }
 
+/// What the answered calls of `outcomes` cost, per item.
+pub fn measures(outcomes: &[Outcome]) -> Option<Measures> {
+    let calls: Vec<CallUsage> = outcomes.iter().filter_map(|o| o.usage).collect();
+    Measures::of(&calls)
+}
+
+/// Each metric's mean over `outcomes` when there are several metrics
+/// (one metric's mean is the score itself).
+pub fn metric_means(outcomes: &[Outcome], metrics: usize) -> Vec<f64> {
+    if metrics < 2 || outcomes.is_empty() {
+        return Vec::new();
+    }
+    let n = outcomes.len() as f64;
+    (0..metrics)
+        .map(|i| {
+            outcomes
+                .iter()
+                .map(|o| o.metric_scores.get(i).copied().unwrap_or(0.0))
+                .sum::<f64>()
+                / n
+        })
+        .collect()
+}
+
 pub struct Scorer {
     pub renderer: Arc<Renderer>,
     pub project: ProjectId,
@@ -51,7 +85,8 @@ pub struct Scorer {
     pub target: Arc<dyn LlmProvider>,
     pub model: Option<String>,
     pub params: Map<String, Value>,
-    pub metric: Metric,
+    /// The objective's metrics with their weights (positive).
+    pub metrics: Vec<(Metric, f64)>,
     pub meter: Arc<CallMeter>,
     pub concurrency: usize,
     pub stop: StopSignal,
@@ -144,14 +179,42 @@ impl Scorer {
             input: Some(&input),
             output_schema: content.output_schema.as_ref(),
         };
-        let (score, error) = match self.metric.score(&sample) {
-            Ok(score) => (score, None),
-            Err(e) => (0.0, Some(format!("{}: {e}", self.metric.name()))),
+        let mut error = None;
+        let metric_scores: Vec<f64> = self
+            .metrics
+            .iter()
+            .map(|(metric, _)| match metric.score(&sample) {
+                Ok(score) => score,
+                Err(e) => {
+                    error.get_or_insert_with(|| format!("{}: {e}", metric.name()));
+                    0.0
+                }
+            })
+            .collect();
+        let total_weight: f64 = self.metrics.iter().map(|(_, w)| w).sum();
+        let weighted: f64 = self
+            .metrics
+            .iter()
+            .zip(&metric_scores)
+            .map(|((_, weight), score)| weight * score)
+            .sum();
+        let score = if total_weight > 0.0 {
+            weighted / total_weight
+        } else {
+            0.0
+        };
+        let usage = CallUsage {
+            input_tokens: completion.usage.input_tokens,
+            output_tokens: completion.usage.output_tokens,
+            cost_usd: completion.cost_usd,
+            latency_ms: completion.latency_ms,
         };
         Ok(Outcome {
             output: Some(completion.text),
             score,
+            metric_scores,
             error,
+            usage: Some(usage),
         })
     }
 }

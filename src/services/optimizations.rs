@@ -6,15 +6,19 @@ use uuid::Uuid;
 
 use crate::domain::auth::Actor;
 use crate::domain::jobs::{Evaluation, Job};
+use serde_json::{json, Map};
+
 use crate::domain::optimization::{
-    NewOptimization, Optimization, OptimizationFilter, OptimizationSpec,
+    Candidate, NewOptimization, Optimization, OptimizationFilter, OptimizationSpec, SplitScores,
 };
-use crate::domain::{Page, ProjectId, PromptName, VersionRef};
+use crate::domain::{LabelName, Page, ProjectId, PromptContent, PromptName, VersionRef};
 use crate::providers::Providers;
 use crate::store::PageRequest;
+use crate::store::{CreatedVersion, NewVersion};
 
 use super::drafts::Changes;
 use super::evaluations::{self, EvaluationSpec};
+use super::render::Renderer;
 use super::{Registry, ServiceError, ServiceResult};
 
 /// Tries per optimization job before it counts as failed.
@@ -140,7 +144,12 @@ pub async fn evaluate_result(
             provider: spec.target.provider,
             model: spec.target.model,
             params: spec.target.params,
-            metrics: vec![spec.metric],
+            metrics: spec
+                .objective
+                .metrics
+                .into_iter()
+                .map(|m| m.metric)
+                .collect(),
             concurrency: Some(spec.concurrency),
         },
     )
@@ -162,4 +171,123 @@ pub async fn cancel(
 ) -> ServiceResult<Job> {
     let optimization = registry.store.get_optimization(project, id).await?;
     super::jobs::cancel_job(registry, project, actor, optimization.job.id).await
+}
+
+/// A candidate of `optimization` as a new version of its prompt: the base's
+/// content with the candidate's template, its lineage and scores in the
+/// metadata, `how` it came about in the message.
+pub fn candidate_version(
+    optimization: &Optimization,
+    base: &PromptContent,
+    baseline: &SplitScores,
+    candidate: &Candidate,
+    how: &str,
+) -> ServiceResult<NewVersion> {
+    let spec = &optimization.spec;
+    let content = PromptContent {
+        body: candidate.template.clone(),
+        ..base.clone()
+    };
+    let variables = crate::template::variables(content.engine, &content.body)
+        .map_err(|e| ServiceError::validation("candidate", e.to_string()))?;
+    let (before, after) = (
+        baseline.val_score.unwrap_or(0.0),
+        candidate.val_score.unwrap_or(0.0),
+    );
+    let mut metadata = Map::new();
+    for (key, value) in [
+        ("optimization_id", json!(optimization.id)),
+        ("job_id", json!(optimization.job.id)),
+        ("strategy", json!(spec.strategy.as_str())),
+        ("metric", json!(spec.metric.name)),
+        ("objective", json!(spec.objective)),
+        ("template_tokens", json!(candidate.template_tokens)),
+        ("val_measures", json!(candidate.val_measures)),
+        ("dataset", json!(optimization.dataset_name)),
+        ("baseline_val_score", json!(before)),
+        ("best_val_score", json!(after)),
+    ] {
+        metadata.insert(key.to_owned(), value);
+    }
+    Ok(NewVersion {
+        content,
+        variables,
+        message: Some(format!(
+            "{how} from {} on {}: validation {} {before:.3} -> {after:.3} (optimization {})",
+            optimization.version,
+            optimization.dataset_name,
+            spec.objective.describe(),
+            optimization.id
+        )),
+        metadata,
+        version: None,
+        bump: None,
+        parent: Some(optimization.version.clone()),
+        expected_latest: None,
+        labels: Vec::new(),
+    })
+}
+
+/// Writes candidate `index` of iteration `number` as a new version, and
+/// points `label` at it when given (in the same transaction, once the
+/// label's gate passes): for a person who picks another point of the
+/// Pareto front than the job's result, a cheaper one say. Only a candidate
+/// scored on validation can be adopted.
+#[allow(clippy::too_many_arguments)]
+pub async fn adopt_candidate(
+    registry: &Registry,
+    renderer: &Renderer,
+    project: ProjectId,
+    actor: &Actor,
+    id: Uuid,
+    number: u32,
+    index: u32,
+    label: Option<LabelName>,
+) -> ServiceResult<CreatedVersion> {
+    let optimization = registry.store.get_optimization(project, id).await?;
+    let candidate = optimization
+        .state
+        .iterations
+        .iter()
+        .find(|i| i.number == number)
+        .and_then(|i| i.candidates.get(index as usize))
+        .ok_or_else(|| {
+            ServiceError::validation(
+                "candidate",
+                format!("iteration {number} has no candidate {index}"),
+            )
+        })?;
+    if candidate.val_score.is_none() {
+        return Err(ServiceError::validation(
+            "candidate",
+            format!(
+                "candidate {index} of iteration {number} was not scored on validation; adopt one that was (see pareto_front)"
+            ),
+        ));
+    }
+    let name = prompt_of(&optimization)?;
+    let base = registry
+        .get_version(
+            project,
+            &name,
+            &VersionRef::Exact(optimization.version.clone()),
+        )
+        .await?;
+    let how = format!(
+        "Adopted candidate {index} of iteration {number} of a {} optimization",
+        optimization.spec.strategy.as_str()
+    );
+    let mut new = candidate_version(
+        &optimization,
+        &base.content,
+        &optimization.state.baseline,
+        candidate,
+        &how,
+    )?;
+    new.metadata.insert(
+        "adopted".to_owned(),
+        json!({"iteration": number, "candidate": index}),
+    );
+    new.labels = label.into_iter().collect();
+    super::versions::create_version(registry, renderer, project, actor, &name, new, false).await
 }

@@ -372,7 +372,7 @@ impl JobOwner for OptimizationRow {
             dataset_name: self.dataset_name,
             dataset_id: self.dataset_id,
             item_count: self.item_count,
-            spec: self.spec.0,
+            spec: self.spec.0.normalized(),
             state: self.state.0,
             result_version: self
                 .result_version

@@ -138,6 +138,10 @@ pub fn router() -> Router<AppState> {
             "/ui/optimizations/{id}/evaluate",
             post(optimizations::evaluate_result),
         )
+        .route(
+            "/ui/optimizations/{id}/adopt",
+            post(optimizations::adopt_candidate),
+        )
         .route("/ui/evaluations/compare", get(compare::compare_evaluations))
         .route(
             "/ui/prompts/{name}/gates",

@@ -41,7 +41,7 @@ use crate::services::sessions::SignedIn;
 /// Optimizations per list page.
 const OPTIMIZATIONS_PER_PAGE: u32 = 20;
 const STATUSES: [&str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
-const STRATEGIES: [&str; 3] = ["opro", "critique", "fewshot"];
+const STRATEGIES: [&str; 5] = ["opro", "critique", "fewshot", "compress", "joint"];
 /// Templates and critiques longer than this (in characters) are folded.
 const FOLD_ABOVE: usize = 240;
 
@@ -272,7 +272,7 @@ struct StartPage<'a> {
     section: &'static str,
     form: StartForm,
     providers: Vec<String>,
-    strategies: [&'static str; 3],
+    strategies: [&'static str; 5],
     /// API field name → what is wrong with it.
     problems: BTreeMap<String, Vec<String>>,
     /// Problems no field of the form names.
@@ -392,15 +392,10 @@ fn request_of(form: &StartForm) -> (CreateOptimizationRequest, Vec<FieldError>) 
     let mut errors = Vec::new();
     let train: Option<f64> = optional(&mut errors, "split.train", &form.train_share, "a number");
     let seed: Option<u64> = optional(&mut errors, "split.seed", &form.seed, "a whole number");
-    let strategy = match form.strategy.as_str() {
-        "opro" => Some(StrategyName::Opro),
-        "critique" => Some(StrategyName::Critique),
-        "fewshot" => Some(StrategyName::Fewshot),
-        _ => {
-            errors.push(FieldError::new("strategy", STRATEGIES.join(", ")));
-            None
-        }
-    };
+    let strategy = StrategyName::parse(&form.strategy);
+    if strategy.is_none() {
+        errors.push(FieldError::new("strategy", STRATEGIES.join(", ")));
+    }
     let params = match form.metric_params.trim() {
         "" => None,
         raw => match serde_json::from_str::<Value>(raw) {
@@ -423,10 +418,11 @@ fn request_of(form: &StartForm) -> (CreateOptimizationRequest, Vec<FieldError>) 
             train: train.unwrap_or(Split::default().train),
             seed: seed.unwrap_or(0),
         }),
-        metric: MetricRequest::Spec {
+        metric: Some(MetricRequest::Spec {
             name: form.metric.trim().to_owned(),
             params,
-        },
+        }),
+        objective: None,
         target: ModelChoice {
             provider: form.target_provider.trim().to_owned(),
             model: text(&form.target_model),
@@ -465,6 +461,7 @@ fn request_of(form: &StartForm) -> (CreateOptimizationRequest, Vec<FieldError>) 
             &form.min_improvement,
             "a number",
         ),
+        max_drop: None,
     };
     (request, errors)
 }
@@ -774,6 +771,12 @@ struct CandidateView {
     training: String,
     validation: String,
     discarded: Option<String>,
+    /// The constraints it broke on validation, in words.
+    violations: Option<String>,
+    /// Its own length (template tokens).
+    tokens: u32,
+    /// Input tokens per item on validation, else on its minibatch.
+    input_tokens: String,
     best: bool,
 }
 
@@ -807,7 +810,7 @@ fn long(text: &str) -> bool {
 }
 
 fn iteration_views(o: &Optimization) -> Vec<IterationView> {
-    let best = o.state.best();
+    let best = o.state.best(o.spec.strategy);
     o.state
         .iterations
         .iter()
@@ -833,6 +836,12 @@ fn iteration_views(o: &Optimization) -> Vec<IterationView> {
                         },
                         validation: score(c.val_score),
                         discarded: c.discarded.clone(),
+                        violations: (!c.violations.is_empty()).then(|| c.violations.join("; ")),
+                        tokens: c.template_tokens,
+                        input_tokens: c
+                            .val_measures
+                            .or(c.train_measures)
+                            .map_or("–".to_owned(), |m| format!("{:.1}", m.input_tokens)),
                         best: best.is_some_and(|b| std::ptr::eq(b, c)),
                     }
                 })
@@ -860,6 +869,9 @@ fn stop_words(reason: StopReason, o: &Optimization) -> String {
             format!("it ran its maximum of {} iterations", o.spec.max_iterations)
         }
         StopReason::Budget => "its budget was spent".into(),
+        StopReason::NoFeasibleCandidate => {
+            "no candidate met the constraints, so there is no result".into()
+        }
     }
 }
 
@@ -896,9 +908,65 @@ struct Live<'a> {
     /// No result: why, in words (once finished).
     no_result: Option<String>,
     promotion: Option<String>,
+    fronts: Vec<FrontView>,
     can_cancel: bool,
     can_evaluate: bool,
     can_promote: bool,
+    can_adopt: bool,
+}
+
+/// One measure's Pareto front as a table.
+#[derive(Serialize)]
+struct FrontView {
+    measure: &'static str,
+    rows: Vec<FrontRow>,
+}
+
+#[derive(Serialize)]
+struct FrontRow {
+    who: String,
+    score: String,
+    value: String,
+    feasible: bool,
+    /// (iteration, candidate) to adopt; `None` for the baseline.
+    adopt: Option<(u32, u32)>,
+}
+
+fn front_views(o: &Optimization) -> Vec<FrontView> {
+    let feasible = |(iteration, index): (u32, u32)| match iteration {
+        0 => o.state.baseline.feasible(),
+        n => o
+            .state
+            .iterations
+            .iter()
+            .find(|i| i.number == n)
+            .and_then(|i| i.candidates.get(index as usize))
+            .is_some_and(|c| c.feasible()),
+    };
+    o.state
+        .pareto_fronts()
+        .into_iter()
+        .map(|(measure, points)| FrontView {
+            measure: measure.as_str(),
+            rows: points
+                .into_iter()
+                .map(|p| FrontRow {
+                    who: match p.key {
+                        (0, _) => "Baseline".to_owned(),
+                        (n, index) => format!("Iteration {n}, candidate {}", index + 1),
+                    },
+                    score: score(Some(p.score)),
+                    value: if measure == crate::domain::objective::Measure::CostUsd {
+                        cost(p.value)
+                    } else {
+                        format!("{:.1}", p.value)
+                    },
+                    feasible: feasible(p.key),
+                    adopt: (p.key.0 > 0).then_some(p.key),
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 fn live<'a>(session: &'a SignedIn, detail: OptimizationDetail) -> Live<'a> {
@@ -954,6 +1022,9 @@ fn live<'a>(session: &'a SignedIn, detail: OptimizationDetail) -> Live<'a> {
         _ => None,
     };
     let no_result = (result.is_none() && !running).then(|| match job.status {
+        JobStatus::Succeeded if o.state.stop_reason == Some(StopReason::NoFeasibleCandidate) => {
+            "No candidate met the constraints on validation, so no version was written.".to_owned()
+        }
         JobStatus::Succeeded => {
             "No candidate beat the baseline on validation, so no version was written.".to_owned()
         }
@@ -991,6 +1062,8 @@ fn live<'a>(session: &'a SignedIn, detail: OptimizationDetail) -> Live<'a> {
         result,
         no_result,
         promotion,
+        fronts: front_views(&o),
+        can_adopt: session.caller.has(Scope::Write),
         can_cancel: running && session.caller.has(Scope::Evaluate),
         can_evaluate: session.caller.has(Scope::Evaluate),
         can_promote: session.caller.has(Scope::Promote),
@@ -1010,6 +1083,8 @@ struct DetailPage<'a> {
     dataset_url: String,
     strategy: &'static str,
     metric: String,
+    /// The objective's constraints in words; `None` without any.
+    constraints: Option<String>,
     target: String,
     optimizer: Option<String>,
     split: String,
@@ -1055,6 +1130,9 @@ pub async fn show_optimization(
     if let Some(target) = spec.target_score {
         stopping.push(format!("target score {target}"));
     }
+    if spec.strategy == StrategyName::Compress {
+        stopping.push(format!("shorter within max_drop {}", spec.max_drop));
+    }
     if let Some(label) = &spec.promote_to {
         stopping.push(format!(
             "promote to {label} when better by {}",
@@ -1069,7 +1147,8 @@ pub async fn show_optimization(
         version_url: format!("{}/versions/{}", prompt_url(&o.prompt_name), o.version),
         dataset_url: dataset_url(&o.dataset_name),
         strategy: spec.strategy.as_str(),
-        metric: spec.metric.name.clone(),
+        metric: spec.objective.describe(),
+        constraints: constraint_words(&spec.objective),
         target: model_of(&spec.target),
         optimizer: spec.optimizer.as_ref().map(model_of),
         split: format!(
@@ -1105,8 +1184,68 @@ pub async fn show_live(
     ))
 }
 
+/// `input_tokens at most 0.7 × the baseline's; latency_ms at most 800`.
+fn constraint_words(objective: &crate::domain::objective::Objective) -> Option<String> {
+    let words: Vec<String> = objective
+        .constraints
+        .iter()
+        .map(|c| {
+            let name = c.measure.as_str();
+            let mut parts = Vec::new();
+            if let Some(max) = c.max {
+                parts.push(format!("at most {max}"));
+            }
+            if let Some(ratio) = c.max_ratio {
+                parts.push(format!("at most {ratio} × the baseline's"));
+            }
+            if let Some(min) = c.min {
+                parts.push(format!("at least {min}"));
+            }
+            format!("{name} {}", parts.join(" and "))
+        })
+        .collect();
+    (!words.is_empty()).then(|| words.join("; "))
+}
+
 #[derive(Deserialize)]
 pub struct EmptyForm {}
+
+#[derive(Deserialize)]
+pub struct AdoptForm {
+    iteration: u32,
+    candidate: u32,
+}
+
+/// Writes a candidate of the front as a new version, through the same
+/// service as `POST /v1/optimizations/{id}/adopt`; on to that version.
+pub async fn adopt_candidate(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    posted: Posted<AdoptForm>,
+) -> Result<Response, UiError> {
+    let session = &posted.session;
+    authorize(&state, session, Scope::Write)?;
+    let id = optimization_id(&id)?;
+    let form = &posted.form;
+    let created = optimizations::adopt_candidate(
+        &state.registry,
+        &state.renderer,
+        session.caller.project,
+        &session.caller.actor(),
+        id,
+        form.iteration,
+        form.candidate,
+        None,
+    )
+    .await?;
+    let version = &created.version;
+    Ok(Redirect::to(&format!(
+        "{}/versions/{}",
+        prompt_url(&version.prompt_name),
+        version.version
+    ))
+    .into_response())
+}
 
 /// Cancels the optimization's job through the same service as
 /// `POST /v1/jobs/{id}/cancel`, then back to its page.

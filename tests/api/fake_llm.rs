@@ -53,6 +53,9 @@ pub enum Reply {
     /// Waits for one permit of the gate (the test hands them out), then
     /// answers the inner reply: progress a test can watch step by step.
     Gated(Gate, Box<Reply>),
+    /// The inner reply, reporting this usage (input, output tokens) instead
+    /// of the fake's.
+    Usage(u64, u64, Box<Reply>),
 }
 
 impl Reply {
@@ -62,6 +65,11 @@ impl Reply {
 
     pub fn delayed(by: Duration, reply: Reply) -> Self {
         Self::Delay(by, Box::new(reply))
+    }
+
+    /// This text, reporting `input` and `output` tokens.
+    pub fn counted(text: impl Into<String>, input: u64, output: u64) -> Self {
+        Self::Usage(input, output, Box::new(Self::text(text)))
     }
 }
 
@@ -426,8 +434,13 @@ async fn answer(
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
+    let mut usage = usage;
     let reply = loop {
         reply = match reply {
+            Reply::Usage(input, output, inner) => {
+                usage = (input, output);
+                *inner
+            }
             Reply::Delay(by, inner) => {
                 tokio::time::sleep(by).await;
                 *inner
@@ -461,7 +474,9 @@ async fn answer(
             let status = StatusCode::from_u16(status).expect("a valid status");
             (status, Json(body)).into_response()
         }
-        Reply::Delay(..) | Reply::Gated(..) => unreachable!("delays and gates are passed above"),
+        Reply::Delay(..) | Reply::Gated(..) | Reply::Usage(..) => {
+            unreachable!("delays, gates and usage are passed above")
+        }
     }
 }
 

@@ -21,6 +21,7 @@ mod langfuse;
 mod lists;
 mod mlflow;
 mod monitors;
+mod objectives;
 mod observability;
 mod optimizations;
 mod outage;

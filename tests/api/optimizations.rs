@@ -22,12 +22,12 @@ use crate::backend_url_tests;
 use crate::fake_llm::{FakeLlm, RecordedRequest, Reply};
 use crate::support::{app_with, optimization_config, TestApp};
 
-const ITEMS: usize = 10;
-const SEED: u64 = 7;
-const TRAIN_SHARE: f64 = 0.6;
+pub(crate) const ITEMS: usize = 10;
+pub(crate) const SEED: u64 = 7;
+pub(crate) const TRAIN_SHARE: f64 = 0.6;
 
 /// Item `seq` is positive when odd.
-fn label_of(seq: usize) -> &'static str {
+pub(crate) fn label_of(seq: usize) -> &'static str {
     if seq % 2 == 1 {
         "positive"
     } else {
@@ -35,7 +35,7 @@ fn label_of(seq: usize) -> &'static str {
     }
 }
 
-fn text_of(seq: usize) -> String {
+pub(crate) fn text_of(seq: usize) -> String {
     let sentence = if seq % 2 == 1 {
         "I love this product"
     } else {
@@ -45,7 +45,7 @@ fn text_of(seq: usize) -> String {
 }
 
 /// The seqs the job trains on: the same seeded split the worker makes.
-fn train_seqs() -> HashSet<usize> {
+pub(crate) fn train_seqs() -> HashSet<usize> {
     let items: Vec<DatasetItem> = (1..=ITEMS)
         .map(|seq| DatasetItem {
             id: uuid::Uuid::now_v7(),
@@ -62,7 +62,7 @@ fn train_seqs() -> HashSet<usize> {
 
 /// The item a target prompt asks about: the last `item-N` in it (earlier
 /// ones are demonstrations).
-fn asked_seq(prompt: &str) -> Option<usize> {
+pub(crate) fn asked_seq(prompt: &str) -> Option<usize> {
     let at = prompt.rfind("item-")?;
     prompt[at + 5..]
         .split(|c: char| !c.is_ascii_digit())
@@ -105,13 +105,13 @@ fn target_answer(request: &RecordedRequest, train: &HashSet<usize>) -> Reply {
     Reply::text(answer)
 }
 
-struct Setup {
-    app: TestApp,
-    target: FakeLlm,
-    optimizer: FakeLlm,
+pub(crate) struct Setup {
+    pub app: TestApp,
+    pub target: FakeLlm,
+    pub optimizer: FakeLlm,
 }
 
-async fn setup(url: &str, tune: impl FnOnce(&mut promptreg::config::Config)) -> Setup {
+pub(crate) async fn setup(url: &str, tune: impl FnOnce(&mut promptreg::config::Config)) -> Setup {
     let (target, optimizer) = (FakeLlm::start().await, FakeLlm::start().await);
     let train = train_seqs();
     target.set_default(move |request| target_answer(request, &train));
@@ -143,7 +143,7 @@ async fn setup(url: &str, tune: impl FnOnce(&mut promptreg::config::Config)) -> 
 
 /// The optimizer answers each call with the next reply of `script`, then
 /// with its last one.
-fn script_optimizer(optimizer: &FakeLlm, script: Vec<&'static str>) {
+pub(crate) fn script_optimizer(optimizer: &FakeLlm, script: Vec<&'static str>) {
     let calls = Arc::new(AtomicUsize::new(0));
     optimizer.set_default(move |request| {
         let system = request.body["messages"][0]["content"]
@@ -162,7 +162,7 @@ const FIRST: &str = "Ideas:\n<prompt>MEMORIZE then classify: {{text}}</prompt>\n
 const SECOND: &str = "<prompt>GENERAL: answer positive or negative for {{text}}</prompt>";
 const BLAND: &str = "<prompt>Please classify: {{text}}</prompt>";
 
-fn request(strategy: &str, extra: Value) -> Value {
+pub(crate) fn request(strategy: &str, extra: Value) -> Value {
     let mut body = json!({
         "prompt": "sentiment",
         "ref": "1.0.0",
@@ -183,7 +183,7 @@ fn request(strategy: &str, extra: Value) -> Value {
     body
 }
 
-async fn start(app: &TestApp, body: Value) -> Value {
+pub(crate) async fn start(app: &TestApp, body: Value) -> Value {
     let created = app.post("/v1/optimizations", body).await;
     assert_eq!(created.status, 202, "{}", created.body);
     assert_eq!(created.body["status"], "queued");
@@ -191,28 +191,28 @@ async fn start(app: &TestApp, body: Value) -> Value {
     created.body
 }
 
-fn worker(app: &TestApp) -> Worker {
+pub(crate) fn worker(app: &TestApp) -> Worker {
     promptreg::app::worker(&app.state)
 }
 
-async fn drain(worker: &Worker) {
+pub(crate) async fn drain(worker: &Worker) {
     while let Ran::Job(..) = worker.run_once().await.expect("worker") {}
 }
 
-async fn get(app: &TestApp, created: &Value) -> Value {
+pub(crate) async fn get(app: &TestApp, created: &Value) -> Value {
     let id = created["id"].as_str().expect("id");
     let got = app.get(&format!("/v1/optimizations/{id}")).await;
     assert_eq!(got.status, 200, "{}", got.body);
     got.body
 }
 
-async fn versions(app: &TestApp) -> Vec<Value> {
+pub(crate) async fn versions(app: &TestApp) -> Vec<Value> {
     let listed = app.get("/v1/prompts/sentiment/versions").await;
     assert_eq!(listed.status, 200, "{}", listed.body);
     listed.body["items"].as_array().cloned().unwrap_or_default()
 }
 
-fn template_of(candidate: &Value) -> String {
+pub(crate) fn template_of(candidate: &Value) -> String {
     candidate["template"]
         .as_str()
         .unwrap_or_default()
@@ -221,7 +221,7 @@ fn template_of(candidate: &Value) -> String {
 
 /// The baseline answers `positive` to everything: its score on a split is
 /// the share of positive items in it.
-fn baseline_scores() -> (f64, f64) {
+pub(crate) fn baseline_scores() -> (f64, f64) {
     let train = train_seqs();
     let share = |seqs: Vec<usize>| {
         seqs.iter().filter(|s| label_of(**s) == "positive").count() as f64 / seqs.len() as f64
@@ -232,7 +232,7 @@ fn baseline_scores() -> (f64, f64) {
     )
 }
 
-fn close(a: &Value, b: f64) -> bool {
+pub(crate) fn close(a: &Value, b: f64) -> bool {
     a.as_f64().is_some_and(|a| (a - b).abs() < 1e-9)
 }
 
@@ -711,7 +711,7 @@ async fn a_killed_worker_s_job_resumes_and_makes_one_version(url: String) {
 }
 
 /// Runs a worker on the job and kills it once `iterations` are saved.
-async fn kill_after(app: &TestApp, created: &Value, iterations: usize) {
+pub(crate) async fn kill_after(app: &TestApp, created: &Value, iterations: usize) {
     let first = worker(app);
     let killed = tokio::spawn(async move { first.run_once().await });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -728,7 +728,7 @@ async fn kill_after(app: &TestApp, created: &Value, iterations: usize) {
 }
 
 /// Another worker takes the job over once the dead one's lease expires.
-async fn resume(app: &TestApp) {
+pub(crate) async fn resume(app: &TestApp) {
     let second = worker(app);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !matches!(second.run_once().await.expect("worker"), Ran::Job(..)) {

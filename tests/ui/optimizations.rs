@@ -445,7 +445,7 @@ async fn a_viewer_sees_no_optimization_forms_and_forged_posts_are_refused(url: S
 
     let cookie = browser.session_cookie().await;
     let csrf = browser.csrf_token().await;
-    let forged: [(String, Vec<(&str, &str)>); 4] = [
+    let forged: [(String, Vec<(&str, &str)>); 5] = [
         (
             "/ui/optimizations".to_owned(),
             vec![
@@ -458,6 +458,10 @@ async fn a_viewer_sees_no_optimization_forms_and_forged_posts_are_refused(url: S
         ),
         (format!("/ui/optimizations/{queued}/cancel"), vec![]),
         (format!("/ui/optimizations/{id}/evaluate"), vec![]),
+        (
+            format!("/ui/optimizations/{id}/adopt"),
+            vec![("iteration", "1"), ("candidate", "0")],
+        ),
         (
             "/ui/prompts/sentiment/labels".to_owned(),
             vec![("label", "production"), ("version", "1.0.1")],
@@ -495,6 +499,9 @@ async fn a_viewer_sees_no_optimization_forms_and_forged_posts_are_refused(url: S
     app.get("/v1/prompts/sentiment/versions/production")
         .await
         .assert_problem(404, "label_not_found");
+    app.get("/v1/prompts/sentiment/versions/1.0.2")
+        .await
+        .assert_problem(404, "version_not_found");
     browser.close().await;
     drop(fakes);
 }
@@ -524,7 +531,90 @@ async fn the_start_form_is_accessible_at_both_widths(url: String) {
     drop(fakes);
 }
 
+/// The target as [`fakes`] makes it, reporting one input token per word of
+/// the prompt: a longer template costs more.
+fn count_words(fakes: &Fakes) {
+    fakes.target.set_default(|request| {
+        let prompt = prompt_text(request);
+        let words = prompt.split_whitespace().count() as u64;
+        let seq = prompt
+            .rfind("item-")
+            .and_then(|at| {
+                prompt[at + 5..]
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()
+                    .and_then(|n| n.parse::<usize>().ok())
+            })
+            .unwrap_or(1);
+        let answer = if prompt.contains("GENERAL") {
+            label_of(seq)
+        } else {
+            "positive"
+        };
+        Reply::counted(answer, words, 1)
+    });
+}
+
+/// The page shows each measure's Pareto front; a cheaper candidate than the
+/// result is adopted from it as a new version.
+async fn a_cheaper_candidate_is_adopted_from_the_front(url: String) {
+    let fakes = fakes().await;
+    count_words(&fakes);
+    let Some((app, base, browser)) = setup_with(&url, with_fakes(&fakes)).await else {
+        return;
+    };
+    let id = seed_optimization(&app).await;
+    // A releaser may write versions: the Adopt buttons are there.
+    browser.sign_in(&base, "rita").await;
+    browser.goto(&format!("{base}/ui/optimizations/{id}")).await;
+    browser
+        .wait_for_heading("Optimization of sentiment 1.0.0")
+        .await;
+    let front = browser
+        .client
+        .find(Locator::XPath("//table[caption='By input_tokens']"))
+        .await
+        .expect("the input_tokens front")
+        .text()
+        .await
+        .expect("text");
+    // The baseline and "Say …" answer alike at the same length; GENERAL is
+    // right on all and longer; "Answer with one word" is longer than the
+    // baseline and no better, so it is not on the front.
+    assert!(front.contains("Baseline"), "{front}");
+    assert!(front.contains("Iteration 1, candidate 1"), "{front}");
+    assert!(front.contains("Iteration 2, candidate 1"), "{front}");
+    assert!(!front.contains("Iteration 3"), "{front}");
+    let main = browser.main_text().await;
+    assert!(main.contains("Input tokens per item"), "{main}");
+    browser
+        .client
+        .find(Locator::XPath(
+            "//table[caption='By input_tokens']//button[@aria-label='Adopt Iteration 1, candidate 1 as a new version']",
+        ))
+        .await
+        .expect("an Adopt button")
+        .click()
+        .await
+        .expect("click");
+    browser.wait_for_heading("sentiment 1.0.2").await;
+    let adopted = app.get("/v1/prompts/sentiment/versions/1.0.2").await;
+    assert_eq!(adopted.status, 200, "{}", adopted.body);
+    assert_eq!(
+        adopted.body["template"],
+        "Say positive or negative: {{text}}"
+    );
+    assert_eq!(
+        adopted.body["metadata"]["adopted"],
+        json!({"iteration": 1, "candidate": 0})
+    );
+    assert_eq!(adopted.body["parent"], "1.0.0");
+    browser.close().await;
+    drop(fakes);
+}
+
 crate::backend_url_tests!(
+    a_cheaper_candidate_is_adopted_from_the_front,
     an_optimization_started_from_the_form_grows_a_point_per_iteration,
     a_viewer_sees_no_optimization_forms_and_forged_posts_are_refused,
     the_start_form_is_accessible_at_both_widths,
