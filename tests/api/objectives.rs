@@ -443,6 +443,49 @@ async fn compress_returns_a_shorter_candidate_within_max_drop(url: String) {
     assert_eq!(done["max_drop"], 0.01);
 }
 
+/// Killed once its first iteration is saved: another worker finishes the
+/// job, with exactly one (shorter) result version.
+async fn a_killed_compress_job_resumes_with_one_version(url: String) {
+    let Setup {
+        app,
+        target,
+        optimizer,
+    } = setup(&url, |config| config.worker.lease_secs = 1).await;
+    target.set_default(answer);
+    target.set_latency(Duration::from_millis(20));
+    app.seed_version("sentiment", LONG_BASE).await;
+    script_optimizer(
+        &optimizer,
+        vec![
+            "<prompt>GENERAL: classify the review {{text}}</prompt>",
+            "<prompt>GENERAL: classify {{text}}</prompt>",
+        ],
+    );
+    let created = start(
+        &app,
+        request(
+            "compress",
+            json!({"ref": "1.0.1", "concurrency": 2, "max_iterations": 2, "patience": 2}),
+        ),
+    )
+    .await;
+    kill_after(&app, &created, 1).await;
+    resume(&app).await;
+    let done = get(&app, &created).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let job = format!("/v1/jobs/{}", created["job_id"].as_str().expect("job"));
+    assert_eq!(app.get(&job).await.body["attempts"], 2);
+    assert_eq!(
+        template_of(&done["best"]),
+        "GENERAL: classify {{text}}",
+        "{done}"
+    );
+    let all = versions(&app).await;
+    assert_eq!(all.len(), 3, "exactly one result version");
+    assert_eq!(all[0]["metadata"]["optimization_id"], created["id"]);
+    assert_eq!(all[0]["metadata"]["strategy"], "compress");
+}
+
 const INSTRUCTIONS: &str =
     "<prompt>PAIRED: {{text}}</prompt><prompt>Review: {{text}}</prompt><prompt>Label it: {{text}}</prompt>";
 
@@ -743,6 +786,7 @@ backend_url_tests!(
     with_no_feasible_candidate_there_is_no_version,
     weights_pick_what_the_weighted_mean_prefers,
     compress_returns_a_shorter_candidate_within_max_drop,
+    a_killed_compress_job_resumes_with_one_version,
     joint_is_seeded_and_finds_the_best_combination,
     measures_are_counted_once_across_retries_and_resumes,
     bad_objectives_name_the_problem,

@@ -503,7 +503,7 @@ async fn a_target_score_stops_early_and_promotion_follows_the_rules(url: String)
     assert!(!labels.to_string().contains("canary"), "{labels}");
 }
 
-const STRATEGIES: [&str; 3] = ["opro", "critique", "fewshot"];
+const STRATEGIES: [&str; 5] = ["opro", "critique", "fewshot", "compress", "joint"];
 
 /// `fewshot` takes no optimizer.
 fn for_strategy(strategy: &str, extra: Value) -> Value {
@@ -560,7 +560,12 @@ async fn the_budget_stops_the_job_where_it_should(url: String) {
         );
         assert!(done["result_version"].is_null());
     }
-    assert_eq!(optimizer.request_count(), 1, "only opro got to ask");
+    // opro and joint ask first; critique and compress score failures first.
+    assert_eq!(
+        optimizer.request_count(),
+        2,
+        "only opro and joint got to ask"
+    );
     assert_eq!(versions(&app).await.len(), 1);
 }
 
@@ -619,7 +624,14 @@ async fn cancel_stops_the_job_at_any_step_and_creates_no_version(url: String) {
     script_optimizer(&optimizer, vec![FIRST, SECOND, BLAND]);
     target.set_latency(Duration::from_millis(150));
     // In the baseline, then inside the first iterations of each strategy.
-    let steps = [("opro", 0), ("opro", 1), ("critique", 1), ("fewshot", 1)];
+    let steps = [
+        ("opro", 0),
+        ("opro", 1),
+        ("critique", 1),
+        ("fewshot", 1),
+        ("compress", 1),
+        ("joint", 1),
+    ];
     for (strategy, iterations) in steps {
         let created = start(
             &app,
@@ -778,6 +790,10 @@ async fn a_killed_critique_job_resumes_with_one_version(url: String) {
 
 async fn a_killed_fewshot_job_resumes_with_one_version(url: String) {
     killed_and_resumed(url, "fewshot").await;
+}
+
+async fn a_killed_joint_job_resumes_with_one_version(url: String) {
+    killed_and_resumed(url, "joint").await;
 }
 
 async fn events_stream_each_iteration(url: String) {
@@ -1093,6 +1109,7 @@ backend_url_tests!(
     events_stream_each_iteration,
     a_killed_critique_job_resumes_with_one_version,
     a_killed_fewshot_job_resumes_with_one_version,
+    a_killed_joint_job_resumes_with_one_version,
     only_the_lease_holder_finishes_and_cancel_and_result_never_cross,
     bad_optimization_requests_name_the_problem,
 );
