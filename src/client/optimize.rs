@@ -14,7 +14,9 @@ use crate::api::wire::{
     WeightedMetricRequest,
 };
 use crate::domain::jobs::JobStatus;
-use crate::domain::objective::{Constraint, Measure};
+use std::str::FromStr;
+
+use crate::domain::objective::Constraint;
 use crate::domain::optimization::{Budget, ModelChoice, Split, StopReason, StrategyName};
 
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -43,7 +45,7 @@ pub struct OptimizeOptions {
     /// e.g. input_tokens:max_ratio=0.7. Measures: input_tokens,
     /// output_tokens, cost_usd, latency_ms, latency_p90_ms, template_tokens.
     /// Repeatable.
-    #[arg(long, value_parser = parse_constraint, conflicts_with = "objective")]
+    #[arg(long, value_parser = Constraint::from_str, conflicts_with = "objective")]
     pub constraint: Vec<Constraint>,
     /// The objective as a JSON file: {"metrics": [{"name", "params",
     /// "weight"}], "constraints": [{"measure", "max" | "max_ratio" | "min"}]}.
@@ -387,34 +389,6 @@ fn parse_weight(raw: &str) -> Result<(String, f64), String> {
         .parse()
         .map_err(|_| format!("the weight in {raw:?} is not a number"))?;
     Ok((name.trim().to_owned(), weight))
-}
-
-/// `MEASURE:BOUND=VALUE`, e.g. `input_tokens:max_ratio=0.7`.
-fn parse_constraint(raw: &str) -> Result<Constraint, String> {
-    let shape = || format!("{raw:?} is not MEASURE:BOUND=VALUE (e.g. input_tokens:max_ratio=0.7)");
-    let (measure, bound) = raw.split_once(':').ok_or_else(shape)?;
-    let (bound, value) = bound.split_once('=').ok_or_else(shape)?;
-    let measure = Measure::parse(measure.trim()).ok_or_else(|| {
-        let known: Vec<&str> = Measure::ALL.iter().map(|m| m.as_str()).collect();
-        format!("unknown measure {measure:?}; one of {}", known.join(", "))
-    })?;
-    let value: f64 = value
-        .trim()
-        .parse()
-        .map_err(|_| format!("the value in {raw:?} is not a number"))?;
-    let mut constraint = Constraint {
-        measure,
-        max: None,
-        max_ratio: None,
-        min: None,
-    };
-    match bound.trim() {
-        "max" => constraint.max = Some(value),
-        "max_ratio" => constraint.max_ratio = Some(value),
-        "min" => constraint.min = Some(value),
-        other => return Err(format!("unknown bound {other:?}; max, max_ratio or min")),
-    }
-    Ok(constraint)
 }
 
 pub async fn optimize(

@@ -127,6 +127,40 @@ impl Constraint {
     }
 }
 
+/// The short form `MEASURE:BOUND=VALUE`, e.g. `input_tokens:max_ratio=0.7`,
+/// as the CLI and the web form take it.
+impl std::str::FromStr for Constraint {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, String> {
+        let shape =
+            || format!("{raw:?} is not MEASURE:BOUND=VALUE (e.g. input_tokens:max_ratio=0.7)");
+        let (measure, bound) = raw.split_once(':').ok_or_else(shape)?;
+        let (bound, value) = bound.split_once('=').ok_or_else(shape)?;
+        let measure = Measure::parse(measure.trim()).ok_or_else(|| {
+            let known: Vec<&str> = Measure::ALL.iter().map(|m| m.as_str()).collect();
+            format!("unknown measure {measure:?}; one of {}", known.join(", "))
+        })?;
+        let value: f64 = value
+            .trim()
+            .parse()
+            .map_err(|_| format!("the value in {raw:?} is not a number"))?;
+        let mut constraint = Constraint {
+            measure,
+            max: None,
+            max_ratio: None,
+            min: None,
+        };
+        match bound.trim() {
+            "max" => constraint.max = Some(value),
+            "max_ratio" => constraint.max_ratio = Some(value),
+            "min" => constraint.min = Some(value),
+            other => return Err(format!("unknown bound {other:?}; max, max_ratio or min")),
+        }
+        Ok(constraint)
+    }
+}
+
 /// Metrics and their weights, and the constraints every result must meet.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Objective {
@@ -247,6 +281,19 @@ pub struct Measured {
 }
 
 impl Measured {
+    /// The training or validation side of a template's measures.
+    pub fn on(
+        validation: bool,
+        train: Option<Measures>,
+        val: Option<Measures>,
+        template_tokens: Option<u32>,
+    ) -> Self {
+        Self {
+            measures: if validation { val } else { train },
+            template_tokens,
+        }
+    }
+
     pub fn get(&self, measure: Measure) -> Option<f64> {
         let m = self.measures;
         match measure {
@@ -381,6 +428,25 @@ mod tests {
             min: Some(2.0),
         };
         assert!(min.broken(Some(1.0), None).is_some());
+    }
+
+    #[test]
+    fn the_short_form_reads_one_bound() {
+        let c: Constraint = "input_tokens:max_ratio=0.7".parse().expect("reads");
+        assert_eq!(
+            (c.measure, c.max_ratio, c.max),
+            (Measure::InputTokens, Some(0.7), None)
+        );
+        let c: Constraint = " latency_p90_ms : max = 800 ".parse().expect("reads");
+        assert_eq!((c.measure, c.max), (Measure::LatencyP90Ms, Some(800.0)));
+        for bad in [
+            "input_tokens",
+            "vibes:max=1",
+            "input_tokens:under=1",
+            "cost_usd:max=x",
+        ] {
+            assert!(bad.parse::<Constraint>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -206,14 +206,12 @@ pub struct SplitScores {
 impl SplitScores {
     /// What its constraints are checked against, on training or validation.
     pub fn measured(&self, validation: bool) -> Measured {
-        Measured {
-            measures: if validation {
-                self.val_measures
-            } else {
-                self.train_measures
-            },
-            template_tokens: self.template_tokens,
-        }
+        Measured::on(
+            validation,
+            self.train_measures,
+            self.val_measures,
+            self.template_tokens,
+        )
     }
 
     /// Scored on validation and breaking no constraint.
@@ -303,14 +301,12 @@ impl Candidate {
 
     /// What its constraints are checked against, on training or validation.
     pub fn measured(&self, validation: bool) -> Measured {
-        Measured {
-            measures: if validation {
-                self.val_measures
-            } else {
-                self.train_measures
-            },
-            template_tokens: Some(self.template_tokens),
-        }
+        Measured::on(
+            validation,
+            self.train_measures,
+            self.val_measures,
+            Some(self.template_tokens),
+        )
     }
 
     /// Scored on validation and breaking no constraint: it may be the result.

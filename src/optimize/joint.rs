@@ -21,7 +21,7 @@ use rand::seq::SliceRandom;
 
 use super::fewshot::{draw_set, with_demos};
 use super::{
-    check_candidate, extract_prompts, format_input, instruction, placeholders, rng,
+    check_candidate, extract_prompts, instruction, placeholders, rng, task_examples,
     with_instruction, Context, Proposal, StepError, Strategy,
 };
 use crate::domain::content::PromptBody;
@@ -29,8 +29,6 @@ use crate::domain::optimization::{Candidate, Combination, Demo};
 
 const PURPOSE_SETS: u64 = 5;
 const PURPOSE_ORDER: u64 = 6;
-/// Training examples shown to the optimizer.
-const EXAMPLES: usize = 3;
 
 pub struct Joint;
 
@@ -117,16 +115,7 @@ async fn ask_instructions(
         metric = context.metric,
         vars = placeholders(context.variables),
     );
-    for item in context.train.iter().take(EXAMPLES) {
-        question.push_str(&format!(
-            "<example>\nInput: {}\nExpected output: {}\n</example>\n",
-            format_input(&item.input),
-            item.expected
-                .as_ref()
-                .map(crate::eval::text_of)
-                .unwrap_or_default()
-        ));
-    }
+    question.push_str(&task_examples(context));
     question.push_str(&format!(
         "\nWrite {count} different templates for this task, each a complete instruction that \
          works on its own and with worked examples placed before it. Keep every placeholder, \

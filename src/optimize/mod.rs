@@ -257,6 +257,29 @@ pub fn candidates_from_reply(reply: &str, context: &Context<'_>) -> Vec<Candidat
         .collect()
 }
 
+/// Training examples a meta prompt shows the optimizer.
+const TASK_EXAMPLES: usize = 3;
+
+/// The first training examples with their expected outputs, as a meta
+/// prompt shows the task.
+pub fn task_examples(context: &Context<'_>) -> String {
+    context
+        .train
+        .iter()
+        .take(TASK_EXAMPLES)
+        .map(|item| {
+            format!(
+                "<example>\nInput: {}\nExpected output: {}\n</example>\n",
+                format_input(&item.input),
+                item.expected
+                    .as_ref()
+                    .map(crate::eval::text_of)
+                    .unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
 /// Training items scored to find failures to show the optimizer.
 const FAILURE_MINIBATCH: usize = 8;
 /// Failures shown to the optimizer.

@@ -6,14 +6,12 @@
 use async_trait::async_trait;
 
 use super::{
-    candidates_from_reply, format_input, instruction, placeholders, Context, Proposal, StepError,
+    candidates_from_reply, instruction, placeholders, task_examples, Context, Proposal, StepError,
     Strategy,
 };
 
 /// Templates shown to the optimizer at most.
 const HISTORY: usize = 8;
-/// Training examples shown to the optimizer.
-const EXAMPLES: usize = 3;
 
 pub const SYSTEM: &str = "You improve prompt templates for a language model. \
 You answer with new templates, each between <prompt> and </prompt>.";
@@ -71,16 +69,7 @@ fn meta_prompt(context: &Context<'_>) -> String {
         metric = context.metric,
         vars = placeholders(context.variables),
     );
-    for item in context.train.iter().take(EXAMPLES) {
-        out.push_str(&format!(
-            "<example>\nInput: {}\nExpected output: {}\n</example>\n",
-            format_input(&item.input),
-            item.expected
-                .as_ref()
-                .map(crate::eval::text_of)
-                .unwrap_or_default()
-        ));
-    }
+    out.push_str(&task_examples(context));
     out.push_str("\nTemplates so far with their scores, from worst to best:\n");
     for (text, score) in history(context) {
         out.push_str(&format!("<prompt>{text}</prompt>\nScore: {score:.3}\n\n"));

@@ -2,6 +2,8 @@
 //! dataset and writes the best as a version (see `optimize/`). Queued in the
 //! transaction that creates it.
 
+use std::sync::Arc;
+
 use uuid::Uuid;
 
 use crate::domain::auth::Actor;
@@ -11,7 +13,7 @@ use serde_json::{json, Map};
 use crate::domain::optimization::{
     Candidate, NewOptimization, Optimization, OptimizationFilter, OptimizationSpec, SplitScores,
 };
-use crate::domain::{LabelName, Page, ProjectId, PromptContent, PromptName, VersionRef};
+use crate::domain::{LabelName, Page, ProjectId, PromptContent, PromptName, Version, VersionRef};
 use crate::providers::Providers;
 use crate::store::PageRequest;
 use crate::store::{CreatedVersion, NewVersion};
@@ -94,14 +96,7 @@ pub async fn detail(
     let optimization = registry.store.get_optimization(project, id).await?;
     let result_changes = match &optimization.result_version {
         Some(result) => {
-            let name = prompt_of(&optimization)?;
-            let base = registry
-                .get_version(
-                    project,
-                    &name,
-                    &VersionRef::Exact(optimization.version.clone()),
-                )
-                .await?;
+            let (name, base) = base_version(registry, project, &optimization).await?;
             let result = registry
                 .get_version(project, &name, &VersionRef::Exact(result.clone()))
                 .await?;
@@ -154,6 +149,23 @@ pub async fn evaluate_result(
         },
     )
     .await
+}
+
+/// The optimization's prompt and the version it started from.
+async fn base_version(
+    registry: &Registry,
+    project: ProjectId,
+    optimization: &Optimization,
+) -> ServiceResult<(PromptName, Arc<Version>)> {
+    let name = prompt_of(optimization)?;
+    let base = registry
+        .get_version(
+            project,
+            &name,
+            &VersionRef::Exact(optimization.version.clone()),
+        )
+        .await?;
+    Ok((name, base))
 }
 
 fn prompt_of(optimization: &Optimization) -> ServiceResult<PromptName> {
@@ -265,14 +277,7 @@ pub async fn adopt_candidate(
             ),
         ));
     }
-    let name = prompt_of(&optimization)?;
-    let base = registry
-        .get_version(
-            project,
-            &name,
-            &VersionRef::Exact(optimization.version.clone()),
-        )
-        .await?;
+    let (name, base) = base_version(registry, project, &optimization).await?;
     let how = format!(
         "Adopted candidate {index} of iteration {number} of a {} optimization",
         optimization.spec.strategy.as_str()

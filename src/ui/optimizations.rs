@@ -23,12 +23,15 @@ use super::prompts::authorize;
 use super::session::{Posted, Signed};
 use super::{page_request, prompt_url, render, time, with_query, Me, UiError};
 use crate::api::extract::{version_ref, Path, Query};
-use crate::api::optimizations::{parse_spec, CreateOptimizationRequest};
+use crate::api::optimizations::{
+    parse_spec, CreateOptimizationRequest, ObjectiveRequest, WeightedMetricRequest,
+};
 use crate::api::scores::MetricRequest;
 use crate::api::AppState;
 use crate::domain::auth::Scope;
 use crate::domain::content::{ChatMessage, PromptBody};
 use crate::domain::jobs::JobStatus;
+use crate::domain::objective::Constraint;
 use crate::domain::optimization::{
     Budget, Candidate, ModelChoice, Optimization, OptimizationFilter, Split, StopReason,
     StrategyName,
@@ -228,6 +231,9 @@ pub struct StartForm {
     num_demos: String,
     promote_to: String,
     min_improvement: String,
+    /// One `MEASURE:BOUND=VALUE` per line.
+    constraints: String,
+    max_drop: String,
 }
 
 impl Default for StartForm {
@@ -256,6 +262,8 @@ impl Default for StartForm {
             num_demos: "3".into(),
             promote_to: String::new(),
             min_improvement: String::new(),
+            constraints: String::new(),
+            max_drop: String::new(),
         }
     }
 }
@@ -293,6 +301,9 @@ fn start_page<'a>(
         // "optimizer" (missing) and "optimizer.provider" (unknown) are one select.
         let field = match error.field.as_str() {
             "optimizer" => "optimizer.provider".to_owned(),
+            // The objective's metric is the form's one metric.
+            "objective.metrics" | "objective.metrics[0]" => "metric".to_owned(),
+            f if f.starts_with("objective.constraints") => "constraints".to_owned(),
             _ => error.field,
         };
         if FORM_FIELDS.contains(&field.as_str()) {
@@ -314,7 +325,7 @@ fn start_page<'a>(
 }
 
 /// The API's field names the form has an input for (problems go beside it).
-const FORM_FIELDS: [&str; 21] = [
+const FORM_FIELDS: [&str; 23] = [
     "prompt",
     "ref",
     "dataset",
@@ -336,6 +347,8 @@ const FORM_FIELDS: [&str; 21] = [
     "promote_to",
     "min_improvement",
     "target.model",
+    "constraints",
+    "max_drop",
 ];
 
 pub async fn new_optimization_page(
@@ -409,6 +422,18 @@ fn request_of(form: &StartForm) -> (CreateOptimizationRequest, Vec<FieldError>) 
             }
         },
     };
+    let mut constraints = Vec::new();
+    for line in form
+        .constraints
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+    {
+        match line.parse::<Constraint>() {
+            Ok(constraint) => constraints.push(constraint),
+            Err(why) => errors.push(FieldError::new("constraints", why)),
+        }
+    }
     let whole = "a whole number";
     let request = CreateOptimizationRequest {
         prompt: form.prompt.trim().to_owned(),
@@ -418,11 +443,18 @@ fn request_of(form: &StartForm) -> (CreateOptimizationRequest, Vec<FieldError>) 
             train: train.unwrap_or(Split::default().train),
             seed: seed.unwrap_or(0),
         }),
-        metric: Some(MetricRequest::Spec {
+        metric: constraints.is_empty().then(|| MetricRequest::Spec {
             name: form.metric.trim().to_owned(),
-            params,
+            params: params.clone(),
         }),
-        objective: None,
+        objective: (!constraints.is_empty()).then(|| ObjectiveRequest {
+            metrics: vec![WeightedMetricRequest {
+                name: form.metric.trim().to_owned(),
+                params,
+                weight: None,
+            }],
+            constraints,
+        }),
         target: ModelChoice {
             provider: form.target_provider.trim().to_owned(),
             model: text(&form.target_model),
@@ -461,7 +493,7 @@ fn request_of(form: &StartForm) -> (CreateOptimizationRequest, Vec<FieldError>) 
             &form.min_improvement,
             "a number",
         ),
-        max_drop: None,
+        max_drop: optional(&mut errors, "max_drop", &form.max_drop, "a number"),
     };
     (request, errors)
 }

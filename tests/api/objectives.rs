@@ -185,22 +185,19 @@ const LONG_GENERAL: &str = "<prompt>GENERAL: answer with the single word positiv
 and nothing else, after reading the whole of this customer review with great care: {{text}}</prompt>";
 const MOSTLY: &str = "<prompt>MOSTLY: {{text}}</prompt>";
 
-async fn a_constraint_the_best_breaks_makes_the_best_feasible_one_the_result(url: String) {
-    let Setup {
-        app,
-        optimizer,
-        target: _target,
-    } = objective_setup(&url).await;
-    script_optimizer(&optimizer, vec![LONG_GENERAL, MOSTLY]);
+/// An opro run of two iterations with one candidate each (the long
+/// `GENERAL`, then `MOSTLY`) under `constraint` on exact match, promoting
+/// to production; answers the set-up (keep it: it holds the fakes) and the
+/// finished optimization.
+async fn run_constrained(url: &str, constraint: Value) -> (Setup, Value) {
+    let setup = objective_setup(url).await;
+    script_optimizer(&setup.optimizer, vec![LONG_GENERAL, MOSTLY]);
     let done = run(
-        &app,
+        &setup.app,
         asking(
             "opro",
             json!({
-                "objective": {
-                    "metrics": [{"name": "exact_match"}],
-                    "constraints": [{"measure": "input_tokens", "max_ratio": 1.5}]
-                },
+                "objective": {"metrics": [{"name": "exact_match"}], "constraints": [constraint]},
                 "candidates_per_iteration": 1,
                 "max_iterations": 2,
                 "promote_to": "production"
@@ -208,6 +205,13 @@ async fn a_constraint_the_best_breaks_makes_the_best_feasible_one_the_result(url
         ),
     )
     .await;
+    (setup, done)
+}
+
+async fn a_constraint_the_best_breaks_makes_the_best_feasible_one_the_result(url: String) {
+    let (setup, done) =
+        run_constrained(&url, json!({"measure": "input_tokens", "max_ratio": 1.5})).await;
+    let app = &setup.app;
     let all = candidates(&done);
     let general = candidate_with(&all, "GENERAL");
     let mostly = candidate_with(&all, "MOSTLY");
@@ -233,7 +237,7 @@ async fn a_constraint_the_best_breaks_makes_the_best_feasible_one_the_result(url
     // The result is the best that meets it.
     assert!(close(&done["best"]["val_score"], 0.75), "{done}");
     assert!(template_of(&done["best"]).contains("MOSTLY"));
-    let all_versions = versions(&app).await;
+    let all_versions = versions(app).await;
     assert_eq!(all_versions.len(), 2);
     assert!(all_versions[0]["template"]
         .as_str()
@@ -297,32 +301,12 @@ async fn a_constraint_the_best_breaks_makes_the_best_feasible_one_the_result(url
 }
 
 async fn with_no_feasible_candidate_there_is_no_version(url: String) {
-    let Setup {
-        app,
-        optimizer,
-        target: _target,
-    } = objective_setup(&url).await;
-    script_optimizer(&optimizer, vec![LONG_GENERAL, MOSTLY]);
-    let done = run(
-        &app,
-        asking(
-            "opro",
-            json!({
-                "objective": {
-                    "metrics": [{"name": "exact_match"}],
-                    "constraints": [{"measure": "input_tokens", "max": 3}]
-                },
-                "candidates_per_iteration": 1,
-                "max_iterations": 2,
-                "promote_to": "production"
-            }),
-        ),
-    )
-    .await;
+    let (setup, done) = run_constrained(&url, json!({"measure": "input_tokens", "max": 3})).await;
+    let app = &setup.app;
     assert_eq!(done["stop_reason"], "no_feasible_candidate", "{done}");
     assert!(done["result_version"].is_null());
     assert!(done["best"].is_null());
-    assert_eq!(versions(&app).await.len(), 1);
+    assert_eq!(versions(app).await.len(), 1);
     assert_eq!(done["promotion"]["moved"], false);
     assert_eq!(
         done["promotion"]["reason"],

@@ -57,6 +57,25 @@ fn prompt_text(request: &RecordedRequest) -> String {
         .join("\n")
 }
 
+/// The target's answer to `prompt`: right when it says `GENERAL`, else
+/// `positive`.
+fn answer(prompt: &str) -> &'static str {
+    let seq = prompt
+        .rfind("item-")
+        .and_then(|at| {
+            prompt[at + 5..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .and_then(|n| n.parse::<usize>().ok())
+        })
+        .unwrap_or(1);
+    if prompt.contains("GENERAL") {
+        label_of(seq)
+    } else {
+        "positive"
+    }
+}
+
 /// Whether `request` asks the optimizer for new templates (one per iteration).
 fn is_proposal(request: &RecordedRequest) -> bool {
     request.body["messages"][0]["content"]
@@ -66,23 +85,7 @@ fn is_proposal(request: &RecordedRequest) -> bool {
 
 pub(super) async fn fakes() -> Fakes {
     let (target, optimizer) = (FakeLlm::start().await, FakeLlm::start().await);
-    target.set_default(|request| {
-        let prompt = prompt_text(request);
-        let seq = prompt
-            .rfind("item-")
-            .and_then(|at| {
-                prompt[at + 5..]
-                    .split(|c: char| !c.is_ascii_digit())
-                    .next()
-                    .and_then(|n| n.parse::<usize>().ok())
-            })
-            .unwrap_or(1);
-        if prompt.contains("GENERAL") {
-            Reply::text(label_of(seq))
-        } else {
-            Reply::text("positive")
-        }
-    });
+    target.set_default(|request| Reply::text(answer(&prompt_text(request))));
     let proposals = Arc::new(AtomicUsize::new(0));
     optimizer.set_default(move |request| {
         if !is_proposal(request) {
@@ -537,21 +540,7 @@ fn count_words(fakes: &Fakes) {
     fakes.target.set_default(|request| {
         let prompt = prompt_text(request);
         let words = prompt.split_whitespace().count() as u64;
-        let seq = prompt
-            .rfind("item-")
-            .and_then(|at| {
-                prompt[at + 5..]
-                    .split(|c: char| !c.is_ascii_digit())
-                    .next()
-                    .and_then(|n| n.parse::<usize>().ok())
-            })
-            .unwrap_or(1);
-        let answer = if prompt.contains("GENERAL") {
-            label_of(seq)
-        } else {
-            "positive"
-        };
-        Reply::counted(answer, words, 1)
+        Reply::counted(answer(&prompt), words, 1)
     });
 }
 
@@ -613,7 +602,76 @@ async fn a_cheaper_candidate_is_adopted_from_the_front(url: String) {
     drop(fakes);
 }
 
+/// Constraints typed into the start form, one per line, reach the
+/// objective; a line that does not read is shown beside the field.
+async fn constraints_from_the_form_reach_the_objective(url: String) {
+    let fakes = fakes().await;
+    let Some((app, base, browser)) = setup_with(&url, with_fakes(&fakes)).await else {
+        return;
+    };
+    seed_sentiment(&app).await;
+    add_user(&app, "otto", "evaluator").await;
+    browser.sign_in(&base, "otto").await;
+    browser
+        .goto(&format!("{base}/ui/optimizations/new?prompt=sentiment"))
+        .await;
+    browser.wait_for_heading("Start an optimization").await;
+    set(&browser, "#ref", "1.0.0").await;
+    set(&browser, "#dataset", "reviews").await;
+    choose(&browser, "#strategy", "compress").await;
+    choose(&browser, "#target_provider", "target").await;
+    choose(&browser, "#optimizer_provider", "optimizer").await;
+    set(&browser, "#max_drop", "0.05").await;
+    set(
+        &browser,
+        "#constraints",
+        "input_tokens:max_ratio=0.8\nlatency_ms:under=900",
+    )
+    .await;
+    browser.press("Start optimization").await;
+    browser.wait_for_heading("Start an optimization").await;
+    let problem = browser
+        .client
+        .find(Locator::Css("#constraints-error"))
+        .await
+        .expect("a problem beside the constraints")
+        .text()
+        .await
+        .expect("text");
+    assert!(problem.contains("unknown bound \"under\""), "{problem}");
+    assert_eq!(app.get("/v1/optimizations").await.body["items"], json!([]));
+    set(
+        &browser,
+        "#constraints",
+        "input_tokens:max_ratio=0.8\nlatency_ms:max=900",
+    )
+    .await;
+    browser.press("Start optimization").await;
+    browser
+        .wait_for_heading("Optimization of sentiment 1.0.0")
+        .await;
+    let main = browser.main_text().await;
+    assert!(
+        main.contains("input_tokens at most 0.8 × the baseline's; latency_ms at most 900"),
+        "{main}"
+    );
+    let started = app.get("/v1/optimizations").await.body["items"][0].clone();
+    let id = started["id"].as_str().expect("an id");
+    let got = app.get(&format!("/v1/optimizations/{id}")).await.body;
+    assert_eq!(got["strategy"], "compress");
+    assert_eq!(got["max_drop"], 0.05);
+    assert_eq!(
+        got["objective"],
+        json!({"metrics": [{"name": "exact_match", "weight": 1.0}],
+               "constraints": [{"measure": "input_tokens", "max_ratio": 0.8},
+                               {"measure": "latency_ms", "max": 900.0}]})
+    );
+    browser.close().await;
+    drop(fakes);
+}
+
 crate::backend_url_tests!(
+    constraints_from_the_form_reach_the_objective,
     a_cheaper_candidate_is_adopted_from_the_front,
     an_optimization_started_from_the_form_grows_a_point_per_iteration,
     a_viewer_sees_no_optimization_forms_and_forged_posts_are_refused,
