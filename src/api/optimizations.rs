@@ -274,7 +274,7 @@ impl From<Optimization> for OptimizationResponse {
                 iteration,
                 candidate,
                 template_tokens: best.template_tokens,
-                val_measures: best.val_measures,
+                val_measures: best.measurements.val_measures,
             }
         });
         let (train, val) =

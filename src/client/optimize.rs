@@ -162,7 +162,7 @@ impl super::report::JobReport for OptimizeReport {
                 "baseline",
                 o.baseline.train_score,
                 o.baseline.val_score,
-                tokens(o.baseline.val_measures.as_ref()),
+                tokens(o.baseline.measurements.val_measures.as_ref()),
                 o.baseline.template_tokens,
             ),
             (

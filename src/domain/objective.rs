@@ -281,19 +281,6 @@ pub struct Measured {
 }
 
 impl Measured {
-    /// The training or validation side of a template's measures.
-    pub fn on(
-        validation: bool,
-        train: Option<Measures>,
-        val: Option<Measures>,
-        template_tokens: Option<u32>,
-    ) -> Self {
-        Self {
-            measures: if validation { val } else { train },
-            template_tokens,
-        }
-    }
-
     pub fn get(&self, measure: Measure) -> Option<f64> {
         let m = self.measures;
         match measure {

@@ -190,6 +190,19 @@ pub struct SplitScores {
     /// The base template's length (see `Candidate::template_tokens`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template_tokens: Option<u32>,
+    /// When the base itself breaks a constraint, a result need not beat
+    /// its score, only meet them.
+    #[serde(flatten)]
+    pub measurements: Measurements,
+}
+
+/// What a template's calls cost on each split, its metrics' validation
+/// means and the constraints it breaks: the baseline's and every
+/// candidate's alike.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Measurements {
+    /// On the training items it was scored on first (a candidate's
+    /// minibatch, the baseline's whole training split).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train_measures: Option<Measures>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -197,26 +210,34 @@ pub struct SplitScores {
     /// Each metric's validation mean, in the objective's order (several metrics only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub val_metric_scores: Vec<f64>,
-    /// The constraints the base itself breaks on validation: a result then
-    /// need not beat its score, only meet them.
+    /// The constraints broken on validation.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub violations: Vec<String>,
+}
+
+impl Measurements {
+    /// What constraints are checked against, on training or validation.
+    pub fn measured(&self, validation: bool, template_tokens: Option<u32>) -> Measured {
+        Measured {
+            measures: if validation {
+                self.val_measures
+            } else {
+                self.train_measures
+            },
+            template_tokens,
+        }
+    }
 }
 
 impl SplitScores {
     /// What its constraints are checked against, on training or validation.
     pub fn measured(&self, validation: bool) -> Measured {
-        Measured::on(
-            validation,
-            self.train_measures,
-            self.val_measures,
-            self.template_tokens,
-        )
+        self.measurements.measured(validation, self.template_tokens)
     }
 
     /// Scored on validation and breaking no constraint.
     pub fn feasible(&self) -> bool {
-        self.val_score.is_some() && self.violations.is_empty()
+        self.val_score.is_some() && self.measurements.violations.is_empty()
     }
 }
 
@@ -251,18 +272,9 @@ pub struct Candidate {
     /// template counts every message.
     #[serde(default)]
     pub template_tokens: u32,
-    /// What its calls cost on the training minibatch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub train_measures: Option<Measures>,
-    /// What its calls cost on the validation split.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub val_measures: Option<Measures>,
-    /// Each metric's validation mean, in the objective's order (several metrics only).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub val_metric_scores: Vec<f64>,
-    /// The constraints it breaks on validation: it is never the result.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub violations: Vec<String>,
+    /// A candidate that breaks a constraint on validation is never the result.
+    #[serde(flatten)]
+    pub measurements: Measurements,
     /// `joint`: the instruction and demonstration set it combines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub combination: Option<Combination>,
@@ -291,27 +303,22 @@ impl Candidate {
             val_score: None,
             discarded: None,
             minibatch_score: None,
-            train_measures: None,
-            val_measures: None,
-            val_metric_scores: Vec::new(),
-            violations: Vec::new(),
+            measurements: Measurements::default(),
             combination: None,
         }
     }
 
     /// What its constraints are checked against, on training or validation.
     pub fn measured(&self, validation: bool) -> Measured {
-        Measured::on(
-            validation,
-            self.train_measures,
-            self.val_measures,
-            Some(self.template_tokens),
-        )
+        self.measurements
+            .measured(validation, Some(self.template_tokens))
     }
 
     /// Scored on validation and breaking no constraint: it may be the result.
     pub fn feasible(&self) -> bool {
-        self.val_score.is_some() && self.violations.is_empty() && self.discarded.is_none()
+        self.val_score.is_some()
+            && self.measurements.violations.is_empty()
+            && self.discarded.is_none()
     }
 
     pub fn discarded(template: PromptBody, why: String) -> Self {
@@ -597,12 +604,15 @@ mod tests {
     #[test]
     fn a_candidate_that_breaks_a_constraint_is_never_best() {
         let mut high = scored(Some(0.9));
-        high.violations = vec!["input_tokens 100 is above max 50".into()];
+        high.measurements.violations = vec!["input_tokens 100 is above max 50".into()];
         let low = scored(Some(0.6));
         let state = OptimizationState {
             baseline: SplitScores {
                 val_score: Some(0.7),
-                violations: vec!["too long".into()],
+                measurements: Measurements {
+                    violations: vec!["too long".into()],
+                    ..Default::default()
+                },
                 ..Default::default()
             },
             iterations: vec![iteration(1, vec![high, low])],

@@ -99,7 +99,7 @@ impl Run<'_> {
                 candidate.minibatch_score = Some(score);
                 candidate.train_score = Some(score);
                 candidate.train_items = batch.len() as u32;
-                candidate.train_measures = measures(&outcomes);
+                candidate.measurements.train_measures = measures(&outcomes);
             }
             self.save().await?;
         }
@@ -146,10 +146,10 @@ impl Run<'_> {
                 let metrics = self.optimization.spec.objective.metrics.len();
                 let candidate = self.candidate_mut(leader)?;
                 candidate.val_score = Some(mean(&outcomes));
-                candidate.val_measures = measures(&outcomes);
-                candidate.val_metric_scores = metric_means(&outcomes, metrics);
+                candidate.measurements.val_measures = measures(&outcomes);
+                candidate.measurements.val_metric_scores = metric_means(&outcomes, metrics);
                 let violations = self.violations(self.candidate(leader)?, true);
-                self.candidate_mut(leader)?.violations = violations;
+                self.candidate_mut(leader)?.measurements.violations = violations;
                 self.save().await?;
             }
         }

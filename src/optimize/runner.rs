@@ -313,7 +313,7 @@ impl Run<'_> {
             }
             let baseline = &mut self.state.baseline;
             baseline.train_score = Some(mean(&outcomes));
-            baseline.train_measures = measures(&outcomes);
+            baseline.measurements.train_measures = measures(&outcomes);
             baseline.template_tokens = Some(body_tokens(&base));
             if spec.strategy.uses_demos() {
                 self.state.demos = demo_pool(&self.train, &outcomes);
@@ -325,9 +325,10 @@ impl Run<'_> {
             let outcomes = self.scorer.score(&base, &val).await?;
             let baseline = &mut self.state.baseline;
             baseline.val_score = Some(mean(&outcomes));
-            baseline.val_measures = measures(&outcomes);
-            baseline.val_metric_scores = metric_means(&outcomes, spec.objective.metrics.len());
-            baseline.violations = spec
+            baseline.measurements.val_measures = measures(&outcomes);
+            baseline.measurements.val_metric_scores =
+                metric_means(&outcomes, spec.objective.metrics.len());
+            baseline.measurements.violations = spec
                 .objective
                 .violations(&baseline.measured(true), &baseline.measured(true));
             self.save().await?;

@@ -214,7 +214,7 @@ pub fn candidate_version(
         ("metric", json!(spec.metric.name)),
         ("objective", json!(spec.objective)),
         ("template_tokens", json!(candidate.template_tokens)),
-        ("val_measures", json!(candidate.val_measures)),
+        ("val_measures", json!(candidate.measurements.val_measures)),
         ("dataset", json!(optimization.dataset_name)),
         ("baseline_val_score", json!(before)),
         ("best_val_score", json!(after)),

@@ -868,11 +868,13 @@ fn iteration_views(o: &Optimization) -> Vec<IterationView> {
                         },
                         validation: score(c.val_score),
                         discarded: c.discarded.clone(),
-                        violations: (!c.violations.is_empty()).then(|| c.violations.join("; ")),
+                        violations: (!c.measurements.violations.is_empty())
+                            .then(|| c.measurements.violations.join("; ")),
                         tokens: c.template_tokens,
                         input_tokens: c
+                            .measurements
                             .val_measures
-                            .or(c.train_measures)
+                            .or(c.measurements.train_measures)
                             .map_or("–".to_owned(), |m| format!("{:.1}", m.input_tokens)),
                         best: best.is_some_and(|b| std::ptr::eq(b, c)),
                     }
