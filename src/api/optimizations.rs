@@ -430,7 +430,13 @@ pub(crate) fn parse_spec(
     let concurrency = bounded(&mut errors, "concurrency", body.concurrency, 8, 256);
     let num_demos = bounded(&mut errors, "num_demos", body.num_demos, 3, 16);
     if let Some(target) = body.target_score {
-        if !(0.0..=1.0).contains(&target) {
+        if body.strategy == StrategyName::Compress {
+            // The baseline's own score would meet it before anything is shortened.
+            errors.push(FieldError::new(
+                "target_score",
+                "compress keeps the baseline's score rather than raising it; leave target_score out",
+            ));
+        } else if !(0.0..=1.0).contains(&target) {
             errors.push(FieldError::new("target_score", "0 to 1"));
         }
     }

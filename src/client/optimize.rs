@@ -519,4 +519,68 @@ mod tests {
             "{message}"
         );
     }
+
+    #[test]
+    fn weights_and_constraints_make_an_objective() {
+        let weighted = OptimizeOptions {
+            metric: vec!["exact_match".into(), "rouge_l".into()],
+            metric_weight: vec![("rouge_l".into(), 0.25), ("bleu".into(), 2.0)],
+            constraint: vec!["input_tokens:max_ratio=0.7".parse().expect("reads")],
+            strategy: "compress".into(),
+            max_drop: Some(0.02),
+            ..options()
+        };
+        let sent = body(&weighted);
+        assert_eq!(
+            sent["objective"],
+            json!({
+                "metrics": [{"name": "exact_match"}, {"name": "rouge_l", "weight": 0.25},
+                            {"name": "bleu", "weight": 2.0}],
+                "constraints": [{"measure": "input_tokens", "max_ratio": 0.7}]
+            })
+        );
+        assert!(sent.get("metric").is_none(), "{sent}");
+        assert_eq!(sent["max_drop"], 0.02);
+
+        let several_with_params = OptimizeOptions {
+            metric: vec!["exact_match".into(), "rouge_l".into()],
+            metric_params: Some(Map::new()),
+            ..options()
+        };
+        let refused = request_body(&several_with_params)
+            .map(drop)
+            .expect_err("ambiguous");
+        assert!(
+            refused.to_string().starts_with("--metric-params"),
+            "{refused}"
+        );
+        let none = OptimizeOptions {
+            metric: Vec::new(),
+            ..options()
+        };
+        assert!(request_body(&none).is_err());
+    }
+
+    #[test]
+    fn an_objective_file_is_sent_as_it_is() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let path = dir.path().join("objective.json");
+        let objective = json!({
+            "metrics": [{"name": "exact_match", "weight": 0.8},
+                        {"name": "length", "params": {"max": 3, "unit": "words"}, "weight": 0.2}],
+            "constraints": [{"measure": "latency_p90_ms", "max": 800.0}]
+        });
+        std::fs::write(&path, objective.to_string()).expect("written");
+        let from_file = OptimizeOptions {
+            metric: Vec::new(),
+            objective: Some(path.clone()),
+            ..options()
+        };
+        assert_eq!(body(&from_file)["objective"], objective);
+        std::fs::write(&path, "{\"metrics\": [], \"surprise\": 1}").expect("written");
+        let refused = request_body(&from_file)
+            .map(drop)
+            .expect_err("unknown field");
+        assert!(refused.to_string().starts_with("--objective"), "{refused}");
+    }
 }

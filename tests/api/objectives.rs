@@ -648,6 +648,12 @@ async fn bad_objectives_name_the_problem(url: String) {
             "objective.constraints[0]",
         ),
         (json!({"max_drop": 0.1}), "max_drop"),
+        (json!({"strategy": "compress", "max_drop": 1.5}), "max_drop"),
+        (
+            json!({"strategy": "compress", "target_score": 0.9}),
+            "target_score",
+        ),
+        (json!({"strategy": "joint", "optimizer": null}), "optimizer"),
     ];
     for (extra, field) in cases {
         let body = asking("opro", extra.clone());
