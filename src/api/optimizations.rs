@@ -777,7 +777,7 @@ pub struct AdoptCandidateRequest {
         (status = 403, description = "`insufficient_scope`: the key lacks `write`, or `label` is set and it lacks `promote`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`optimization_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`gate_failed`: the label is gated, and a new version has no evaluation", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed` (no such candidate, or not scored on validation) or `invalid_label`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed` (no such candidate, not scored on validation, or a label asked for a candidate that breaks the constraints) or `invalid_label`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn adopt_candidate(
     State(state): State<AppState>,

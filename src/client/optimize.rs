@@ -140,7 +140,9 @@ impl super::report::JobReport for OptimizeReport {
             o.spec.strategy.as_str(),
             o.status.as_str()
         );
-        out.push_str(&format!("  objective: {}", o.spec.objective.describe()));
+        // A server older than objectives answers only `metric`.
+        let objective = o.spec.clone().normalized().objective;
+        out.push_str(&format!("  objective: {}", objective.describe()));
         for c in &o.spec.objective.constraints {
             let bounds: Vec<String> = [("max", c.max), ("max_ratio", c.max_ratio), ("min", c.min)]
                 .into_iter()

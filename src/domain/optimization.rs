@@ -409,6 +409,16 @@ fn ahead(a: (f64, f64), b: (f64, f64)) -> bool {
 pub type FrontKey = (u32, u32);
 
 impl OptimizationState {
+    /// As stored before lengths were kept: each candidate's counted.
+    pub fn normalized(mut self) -> Self {
+        for candidate in self.iterations.iter_mut().flat_map(|i| &mut i.candidates) {
+            if candidate.template_tokens == 0 {
+                candidate.template_tokens = body_tokens(&candidate.template);
+            }
+        }
+        self
+    }
+
     /// The result so far: among candidates scored on validation that break
     /// no constraint, the best score (`compress`: the shortest, then the
     /// best score); the first found on ties.
@@ -437,19 +447,23 @@ impl OptimizationState {
     /// (the baseline, when it meets the constraints, included).
     pub fn improved_in(&self, number: u32, strategy: StrategyName) -> bool {
         let key = |c: &Candidate| rank(strategy, c.val_score.unwrap_or(0.0), c.template_tokens);
-        let before = self
+        let baseline = {
+            let b = &self.baseline;
+            b.feasible().then(|| {
+                rank(
+                    strategy,
+                    b.val_score.unwrap_or(0.0),
+                    b.template_tokens.unwrap_or(u32::MAX),
+                )
+            })
+        };
+        let earlier = self
             .best_through(number.saturating_sub(1), strategy)
-            .map(key)
-            .or_else(|| {
-                let b = &self.baseline;
-                b.feasible().then(|| {
-                    rank(
-                        strategy,
-                        b.val_score.unwrap_or(0.0),
-                        b.template_tokens.unwrap_or(u32::MAX),
-                    )
-                })
-            });
+            .map(key);
+        let before = match (earlier, baseline) {
+            (Some(e), Some(b)) => Some(if ahead(b, e) { b } else { e }),
+            (e, b) => e.or(b),
+        };
         let now = self.best_through(number, strategy).map(key);
         match (now, before) {
             (Some(now), Some(before)) => ahead(now, before),
@@ -625,6 +639,25 @@ mod tests {
         // The baseline breaks a constraint too: 0.6 is the best there is.
         assert_eq!(state.best_val_score(), Some(0.6));
         assert!(state.improved_in(1, StrategyName::Opro));
+    }
+
+    #[test]
+    fn an_iteration_below_the_baseline_is_no_improvement() {
+        let state = OptimizationState {
+            baseline: SplitScores {
+                val_score: Some(0.8),
+                ..Default::default()
+            },
+            iterations: vec![
+                iteration(1, vec![scored(Some(0.5))]),
+                iteration(2, vec![scored(Some(0.6))]),
+                iteration(3, vec![scored(Some(0.9))]),
+            ],
+            ..Default::default()
+        };
+        assert!(!state.improved_in(1, StrategyName::Opro));
+        assert!(!state.improved_in(2, StrategyName::Opro));
+        assert!(state.improved_in(3, StrategyName::Opro));
     }
 
     #[test]

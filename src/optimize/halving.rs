@@ -148,7 +148,7 @@ impl Run<'_> {
                 candidate.val_score = Some(mean(&outcomes));
                 candidate.measurements.val_measures = measures(&outcomes);
                 candidate.measurements.val_metric_scores = metric_means(&outcomes, metrics);
-                let violations = self.violations(self.candidate(leader)?, true);
+                let violations = self.violations(self.candidate(leader)?);
                 self.candidate_mut(leader)?.measurements.violations = violations;
                 self.save().await?;
             }
@@ -193,22 +193,34 @@ impl Run<'_> {
     }
 
     /// Each of candidates `indices` with how much halving prefers it by
-    /// `score` (0 when it has none).
+    /// `score` (0 when it has none). Whether it fits is judged on its
+    /// minibatch measures and, for `compress`, on that same `score`: a
+    /// resumed rung ranks exactly as the first run did.
     fn preferences(
         &self,
         indices: &[usize],
         score: impl Fn(&Candidate) -> Option<f64>,
     ) -> Result<Vec<(usize, Preference)>, StepError> {
-        let compress = self.optimization.spec.strategy == StrategyName::Compress;
+        let spec = &self.optimization.spec;
+        let compress = spec.strategy == StrategyName::Compress;
+        let baseline = &self.state.baseline;
         indices
             .iter()
             .map(|&i| {
                 let candidate = self.candidate(i)?;
                 let score = score(candidate).unwrap_or(0.0);
+                let measured_fit = spec
+                    .objective
+                    .violations(&candidate.measured(false), &baseline.measured(false))
+                    .is_empty();
+                let kept = !compress
+                    || baseline
+                        .train_score
+                        .is_none_or(|base| score + spec.max_drop + EPSILON >= base);
                 Ok((
                     i,
                     Preference {
-                        fits: self.violations(candidate, false).is_empty(),
+                        fits: measured_fit && kept,
                         shortness: if compress {
                             -f64::from(candidate.template_tokens)
                         } else {
@@ -221,23 +233,16 @@ impl Run<'_> {
             .collect()
     }
 
-    /// The constraints `candidate` breaks on validation or (as far as its
-    /// minibatch tells) on training; for `compress`, also a score more
-    /// than `max_drop` below the baseline's on the same split.
-    fn violations(&self, candidate: &Candidate, validation: bool) -> Vec<String> {
+    /// The constraints `candidate` breaks on validation; for `compress`,
+    /// also a score more than `max_drop` below the baseline's.
+    fn violations(&self, candidate: &Candidate) -> Vec<String> {
         let spec = &self.optimization.spec;
         let baseline = &self.state.baseline;
-        let mut broken = spec.objective.violations(
-            &candidate.measured(validation),
-            &baseline.measured(validation),
-        );
+        let mut broken = spec
+            .objective
+            .violations(&candidate.measured(true), &baseline.measured(true));
         if spec.strategy == StrategyName::Compress {
-            let (score, base) = if validation {
-                (candidate.val_score, baseline.val_score)
-            } else {
-                (candidate.train_score, baseline.train_score)
-            };
-            if let (Some(score), Some(base)) = (score, base) {
+            if let (Some(score), Some(base)) = (candidate.val_score, baseline.val_score) {
                 if score + spec.max_drop + EPSILON < base {
                     broken.push(format!(
                         "the score {score:.4} is more than max_drop {} below the baseline's {base:.4}",

@@ -81,19 +81,20 @@ impl Strategy for Joint {
     }
 }
 
-/// Whether a tried pair met the constraints on its minibatch (always, when
-/// the objective does not bound what demonstrations cost).
+/// Whether a tried pair met, on its minibatch, the constraints that
+/// demonstrations make harder to meet (always, without such constraints).
 fn fits(context: &Context<'_>, candidate: &Candidate) -> bool {
-    if !context.objective.bounds_prompt_cost() {
-        return true;
-    }
+    let measured = candidate.measured(false);
+    let baseline = context.state.baseline.measured(false);
     context
         .objective
-        .violations(
-            &candidate.measured(false),
-            &context.state.baseline.measured(false),
-        )
-        .is_empty()
+        .constraints
+        .iter()
+        .filter(|c| c.measure.grows_with_prompt())
+        .all(|c| {
+            c.broken(measured.get(c.measure), baseline.get(c.measure))
+                .is_none()
+        })
 }
 
 /// The base's instruction and those the optimizer proposes that keep every
@@ -182,6 +183,8 @@ fn pick(
                 demo_set,
             })
         })
+        // The base's instruction without demonstrations is the baseline.
+        .filter(|pair| (pair.instruction, pair.demo_set) != (0, 0))
         .filter(|pair| !tried.iter().any(|(t, _, _)| t == pair))
         .collect();
     untried.shuffle(&mut rng(context.seed, context.iteration, PURPOSE_ORDER));

@@ -36,7 +36,19 @@ impl Run<'_> {
             .cloned();
         let constrained =
             !spec.objective.constraints.is_empty() || strategy == StrategyName::Compress;
-        if best.is_none() && constrained && self.state.stop_reason != Some(StopReason::Budget) {
+        // Candidates were scored on validation and every one broke a
+        // constraint: that, not the loop's end, is why there is no result.
+        let validated = self
+            .state
+            .iterations
+            .iter()
+            .flat_map(|i| &i.candidates)
+            .any(|c| c.val_score.is_some());
+        if best.is_none()
+            && validated
+            && constrained
+            && self.state.stop_reason != Some(StopReason::Budget)
+        {
             self.state.stop_reason = Some(StopReason::NoFeasibleCandidate);
         }
         let actor = Actor {

@@ -244,7 +244,8 @@ pub fn candidate_version(
 /// points `label` at it when given (in the same transaction, once the
 /// label's gate passes): for a person who picks another point of the
 /// Pareto front than the job's result, a cheaper one say. Only a candidate
-/// scored on validation can be adopted.
+/// scored on validation can be adopted, and a label moves only to one that
+/// meets the constraints.
 #[allow(clippy::too_many_arguments)]
 pub async fn adopt_candidate(
     registry: &Registry,
@@ -277,9 +278,19 @@ pub async fn adopt_candidate(
             ),
         ));
     }
+    let broken = &candidate.measurements.violations;
+    if label.is_some() && !broken.is_empty() {
+        return Err(ServiceError::validation(
+            "label",
+            format!(
+                "candidate {index} of iteration {number} breaks the optimization's constraints ({}), so no label is moved to it; adopt it without a label to keep it as a version",
+                broken.join("; ")
+            ),
+        ));
+    }
     let (name, base) = base_version(registry, project, &optimization).await?;
     let how = format!(
-        "Adopted candidate {index} of iteration {number} of a {} optimization",
+        "Adopted candidate {index} of iteration {number} ({})",
         optimization.spec.strategy.as_str()
     );
     let mut new = candidate_version(

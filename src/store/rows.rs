@@ -373,7 +373,7 @@ impl JobOwner for OptimizationRow {
             dataset_id: self.dataset_id,
             item_count: self.item_count,
             spec: self.spec.0.normalized(),
-            state: self.state.0,
+            state: self.state.0.normalized(),
             result_version: self
                 .result_version
                 .as_deref()

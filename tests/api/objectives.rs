@@ -262,12 +262,22 @@ async fn a_constraint_the_best_breaks_makes_the_best_feasible_one_the_result(url
     assert_eq!(points[0]["feasible"], true);
     assert_eq!(points[1]["feasible"], false);
 
-    // A person may still choose another point of the front, and promote it.
+    // A person may still keep another point of the front as a version, but
+    // no label moves to one that breaks the constraints.
     let id = done["id"].as_str().expect("id");
-    let adopted = app
+    let refused = app
         .post(
             &format!("/v1/optimizations/{id}/adopt"),
             json!({"iteration": 1, "candidate": 0, "label": "staging"}),
+        )
+        .await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert_eq!(refused.body["errors"][0]["field"], "label");
+    assert_eq!(versions(app).await.len(), 2, "nothing written");
+    let adopted = app
+        .post(
+            &format!("/v1/optimizations/{id}/adopt"),
+            json!({"iteration": 1, "candidate": 0}),
         )
         .await;
     assert_eq!(adopted.status, 201, "{}", adopted.body);
@@ -277,6 +287,15 @@ async fn a_constraint_the_best_breaks_makes_the_best_feasible_one_the_result(url
         adopted.body["metadata"]["adopted"],
         json!({"iteration": 1, "candidate": 0})
     );
+    // A point that meets them may be adopted with a label, which moves.
+    let promoted = app
+        .post(
+            &format!("/v1/optimizations/{id}/adopt"),
+            json!({"iteration": 2, "candidate": 0, "label": "staging"}),
+        )
+        .await;
+    assert_eq!(promoted.status, 201, "{}", promoted.body);
+    assert_eq!(template_of(&promoted.body), "MOSTLY: {{text}}");
     let labels = app.get("/v1/prompts/sentiment/labels").await;
     let staging = labels.body["items"]
         .as_array()
@@ -286,7 +305,7 @@ async fn a_constraint_the_best_breaks_makes_the_best_feasible_one_the_result(url
         .cloned()
         .unwrap_or_default();
     assert_eq!(
-        staging["version"], adopted.body["version"],
+        staging["version"], promoted.body["version"],
         "{}",
         labels.body
     );
@@ -511,6 +530,11 @@ async fn joint_is_seeded_and_finds_the_best_combination(url: String) {
     assert!(close(&first["best"]["val_score"], 1.0), "{first}");
     let pair = &first["best"];
     assert!(pair["template_tokens"].as_u64() > first["baseline"]["template_tokens"].as_u64());
+    // The base's own instruction without demonstrations is the baseline:
+    // never proposed again.
+    assert!(candidates(&first)
+        .iter()
+        .all(|(_, _, c)| template_of(c) != "Classify the sentiment of: {{text}}"));
     // The same seed searches the same way.
     let second = run(&app, body).await;
     assert_eq!(iteration_templates(&first), iteration_templates(&second));
