@@ -8,7 +8,6 @@ use serde_json::{json, Value};
 use crate::support::{app_with, test_config, with_database, Backend, TestApp, ADMIN_KEY};
 
 crate::backend_tests!(
-    every_route_answers_each_kind_of_key_exactly,
     missing_unknown_and_malformed_keys_are_401_with_a_challenge,
     revocation_takes_effect_on_the_next_request,
     key_secret_is_shown_once_and_never_listed,
@@ -17,6 +16,13 @@ crate::backend_tests!(
     version_post_that_moves_labels_needs_promote,
     projects_are_created_once,
 );
+
+/// The route walk runs one optimization to its end (a candidate to adopt),
+/// so its provider is a fake the test starts.
+mod walk {
+    use super::*;
+    crate::backend_url_tests!(every_route_answers_each_kind_of_key_exactly);
+}
 
 /// How a route takes its key: `Bearer pr_…` (/v1), Langfuse's Basic pair,
 /// or a bearer key on the MLflow routes (which answer in MLflow's shape).
@@ -166,6 +172,14 @@ async fn prepare(
         }
         ("POST", "/v1/evaluations") => (template.to_owned(), Some(walk_evaluation())),
         ("POST", "/v1/optimizations") => (template.to_owned(), Some(walk_optimization())),
+        ("POST", "/v1/optimizations/{id}/adopt") => {
+            let listed = app.get("/v1/optimizations?status=succeeded").await;
+            let id = listed.body["items"][0]["id"].as_str().unwrap_or_default();
+            (
+                format!("/v1/optimizations/{id}/adopt"),
+                Some(json!({"iteration": 1, "candidate": 0})),
+            )
+        }
         ("POST", "/v1/scores") => (
             template.to_owned(),
             Some(json!({"metrics": ["exact_match"], "items": [{"output": "a", "expected": "a"}]})),
@@ -424,7 +438,15 @@ async fn walk_ids(app: &TestApp) -> (String, String, String) {
     )
 }
 
-async fn every_route_answers_each_kind_of_key_exactly(app: TestApp) {
+async fn every_route_answers_each_kind_of_key_exactly(url: String) {
+    let provider = crate::fake_llm::FakeLlm::start().await;
+    provider.set_default(|_| crate::fake_llm::Reply::text("a"));
+    let mut config = test_config(&url);
+    config.providers.insert(
+        "walk".to_owned(),
+        provider.config(promptreg::providers::ProviderKind::Openai),
+    );
+    let app = app_with(config).await;
     app.seed_prompt("walk").await;
     app.seed_version("walk", "one").await;
     app.seed_version("walk", "two").await;
@@ -443,6 +465,18 @@ async fn every_route_answers_each_kind_of_key_exactly(app: TestApp) {
         )
         .await;
     assert_eq!(items.status, 200, "{}", items.body);
+    // A finished optimization, for adopting its candidate.
+    let finished = app.post("/v1/optimizations", walk_optimization()).await;
+    assert_eq!(finished.status, 202, "{}", finished.body);
+    let worker = promptreg::app::worker(&app.state);
+    while let promptreg::worker::Ran::Job(..) = worker.run_once().await.expect("worker") {}
+    let id = finished.body["id"].as_str().unwrap_or_default();
+    let done = app.get(&format!("/v1/optimizations/{id}")).await;
+    assert!(
+        done.body["iterations"][0]["candidates"][0]["val_score"].is_number(),
+        "{}",
+        done.body
+    );
     let walk = walk_ids(&app).await;
 
     let mut keys: Vec<(String, String, String)> = Vec::new();
