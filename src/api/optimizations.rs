@@ -170,15 +170,6 @@ pub struct FrontPoint {
 
 impl FrontResponse {
     fn of(measure: Measure, points: Vec<Point<FrontKey>>, state: &OptimizationState) -> Self {
-        let feasible = |(iteration, index): FrontKey| match iteration {
-            0 => state.baseline.feasible(),
-            n => state
-                .iterations
-                .iter()
-                .find(|i| i.number == n)
-                .and_then(|i| i.candidates.get(index as usize))
-                .is_some_and(Candidate::feasible),
-        };
         Self {
             measure,
             points: points
@@ -188,7 +179,7 @@ impl FrontResponse {
                     candidate: p.key.1,
                     val_score: p.score,
                     value: p.value,
-                    feasible: feasible(p.key),
+                    feasible: state.feasible_at(p.key),
                 })
                 .collect(),
         }

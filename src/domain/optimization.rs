@@ -419,6 +419,23 @@ impl OptimizationState {
         self
     }
 
+    /// Candidate `index` of iteration `number`.
+    pub fn candidate(&self, number: u32, index: u32) -> Option<&Candidate> {
+        self.iterations
+            .iter()
+            .find(|i| i.number == number)
+            .and_then(|i| i.candidates.get(index as usize))
+    }
+
+    /// Whether the template a front names (iteration 0: the baseline) meets
+    /// the constraints.
+    pub fn feasible_at(&self, (number, index): FrontKey) -> bool {
+        match number {
+            0 => self.baseline.feasible(),
+            n => self.candidate(n, index).is_some_and(Candidate::feasible),
+        }
+    }
+
     /// The result so far: among candidates scored on validation that break
     /// no constraint, the best score (`compress`: the shortest, then the
     /// best score); the first found on ties.

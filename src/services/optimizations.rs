@@ -258,18 +258,12 @@ pub async fn adopt_candidate(
     label: Option<LabelName>,
 ) -> ServiceResult<CreatedVersion> {
     let optimization = registry.store.get_optimization(project, id).await?;
-    let candidate = optimization
-        .state
-        .iterations
-        .iter()
-        .find(|i| i.number == number)
-        .and_then(|i| i.candidates.get(index as usize))
-        .ok_or_else(|| {
-            ServiceError::validation(
-                "candidate",
-                format!("iteration {number} has no candidate {index}"),
-            )
-        })?;
+    let candidate = optimization.state.candidate(number, index).ok_or_else(|| {
+        ServiceError::validation(
+            "candidate",
+            format!("iteration {number} has no candidate {index}"),
+        )
+    })?;
     if candidate.val_score.is_none() {
         return Err(ServiceError::validation(
             "candidate",

@@ -967,16 +967,6 @@ struct FrontRow {
 }
 
 fn front_views(o: &Optimization) -> Vec<FrontView> {
-    let feasible = |(iteration, index): (u32, u32)| match iteration {
-        0 => o.state.baseline.feasible(),
-        n => o
-            .state
-            .iterations
-            .iter()
-            .find(|i| i.number == n)
-            .and_then(|i| i.candidates.get(index as usize))
-            .is_some_and(|c| c.feasible()),
-    };
     o.state
         .pareto_fronts()
         .into_iter()
@@ -995,7 +985,7 @@ fn front_views(o: &Optimization) -> Vec<FrontView> {
                     } else {
                         format!("{:.1}", p.value)
                     },
-                    feasible: feasible(p.key),
+                    feasible: o.state.feasible_at(p.key),
                     adopt: (p.key.0 > 0).then_some(p.key),
                 })
                 .collect(),

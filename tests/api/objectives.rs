@@ -83,6 +83,11 @@ async fn objective_setup(url: &str) -> Setup {
     setup
 }
 
+/// Exact match under one `constraint`.
+fn bounded(constraint: Value) -> Value {
+    json!({"metrics": [{"name": "exact_match"}], "constraints": [constraint]})
+}
+
 /// An optimization's request with `extra` over the usual one, without `metric`
 /// when `extra` has an objective.
 fn asking(strategy: &str, extra: Value) -> Value {
@@ -197,7 +202,7 @@ async fn run_constrained(url: &str, constraint: Value) -> (Setup, Value) {
         asking(
             "opro",
             json!({
-                "objective": {"metrics": [{"name": "exact_match"}], "constraints": [constraint]},
+                "objective": bounded(constraint),
                 "candidates_per_iteration": 1,
                 "max_iterations": 2,
                 "promote_to": "production"
@@ -547,10 +552,7 @@ async fn joint_is_seeded_and_finds_the_best_combination(url: String) {
         asking(
             "joint",
             json!({
-                "objective": {
-                    "metrics": [{"name": "exact_match"}],
-                    "constraints": [{"measure": "input_tokens", "max_ratio": 1.3}]
-                },
+                "objective": bounded(json!({"measure": "input_tokens", "max_ratio": 1.3})),
                 "num_demos": 3,
                 "candidates_per_iteration": 4,
                 "max_iterations": 3,
@@ -593,10 +595,7 @@ async fn measures_are_counted_once_across_retries_and_resumes(url: String) {
         asking(
             "opro",
             json!({
-                "objective": {
-                    "metrics": [{"name": "exact_match"}],
-                    "constraints": [{"measure": "input_tokens", "max_ratio": 1.5}]
-                },
+                "objective": bounded(json!({"measure": "input_tokens", "max_ratio": 1.5})),
                 "concurrency": 2,
                 "candidates_per_iteration": 1,
                 "max_iterations": 2
@@ -662,8 +661,7 @@ async fn bad_objectives_name_the_problem(url: String) {
             "objective.constraints[0]",
         ),
         (
-            json!({"objective": {"metrics": [{"name": "exact_match"}],
-                   "constraints": [{"measure": "cost_usd", "max": 0.01}]}}),
+            json!({"objective": bounded(json!({"measure": "cost_usd", "max": 0.01}))}),
             "objective.constraints[0]",
         ),
         (
@@ -711,8 +709,7 @@ async fn bad_objectives_name_the_problem(url: String) {
             "/v1/optimizations",
             asking(
                 "opro",
-                json!({"objective": {"metrics": [{"name": "exact_match"}],
-                       "constraints": [{"measure": "vibes", "max": 1}]}}),
+                json!({"objective": bounded(json!({"measure": "vibes", "max": 1}))}),
             ),
         )
         .await;
