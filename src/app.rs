@@ -127,7 +127,7 @@ pub async fn state_with_store(
             timeout: std::time::Duration::from_millis(config.render.timeout_ms),
         },
     ));
-    let encoded_versions = moka::sync::Cache::new(config.cache.max_versions);
+    let encoded_versions = quick_cache::sync::Cache::new(config.cache.max_versions);
     let providers = Arc::new(Providers::from_config(&config.providers)?);
     let metrics = if config.metrics.enabled {
         Some(telemetry::metrics::install()?)

@@ -5,11 +5,11 @@
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
-use moka::sync::Cache;
+use quick_cache::sync::Cache;
 use uuid::Uuid;
 
 use crate::config::{RateLimit, RateLimits};
@@ -138,8 +138,8 @@ const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
 
 pub struct Authenticator {
     store: Arc<dyn Store>,
-    /// Secret's index → a valid (not revoked) key.
-    keys: Cache<u128, Arc<ApiKey>>,
+    /// Secret's index → a valid (not revoked) key, and when it was cached.
+    keys: Cache<u128, (Arc<ApiKey>, Instant)>,
     index: SecretIndex,
     limiters: HashMap<Scope, DefaultKeyedRateLimiter<Uuid>>,
 }
@@ -187,11 +187,7 @@ impl Authenticator {
         }
         Ok(Self {
             store,
-            keys: Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(KEY_CACHE_TTL)
-                .support_invalidation_closures()
-                .build(),
+            keys: Cache::new(10_000),
             index: SecretIndex::random(),
             limiters,
         })
@@ -243,10 +239,13 @@ impl Authenticator {
 
     async fn find_key(&self, secret: &KeySecret) -> Result<Option<Arc<ApiKey>>, StoreError> {
         let index = self.index.of(secret);
-        let hit = self.keys.get(&index);
+        let hit = self
+            .keys
+            .get(&index)
+            .filter(|(_, cached)| cached.elapsed() < KEY_CACHE_TTL);
         metrics::cache_lookup(metrics::Cache::Key, hit.is_some());
-        if let Some(hit) = hit {
-            return Ok(Some(hit));
+        if let Some((key, _)) = hit {
+            return Ok(Some(key));
         }
         let candidates = self
             .store
@@ -258,7 +257,7 @@ impl Authenticator {
             .filter(|stored| !stored.key.revoked)
             .map(|stored| Arc::new(stored.key));
         if let Some(key) = &found {
-            self.keys.insert(index, key.clone());
+            self.keys.insert(index, (key.clone(), Instant::now()));
         }
         Ok(found)
     }
@@ -280,7 +279,7 @@ impl Authenticator {
     pub fn apply(&self, change: Invalidation) {
         match change {
             Invalidation::Key(id) => self.invalidate_key(id),
-            Invalidation::All => self.keys.invalidate_all(),
+            Invalidation::All => self.keys.clear(),
             Invalidation::Prompt(_) => {}
         }
     }
@@ -288,7 +287,7 @@ impl Authenticator {
     /// Forgets a revoked key at once.
     pub fn invalidate_key(&self, id: Uuid) {
         // Revocations are rare; a predicate over the cache is fine.
-        let _ = self.keys.invalidate_entries_if(move |_, key| key.id == id);
+        self.keys.retain(|_, (key, _)| key.id != id);
     }
 
     pub async fn create_key(

@@ -200,11 +200,11 @@ pub struct DatabaseConfig {
 #[serde(deny_unknown_fields)]
 pub struct CacheConfig {
     /// Immutable versions kept in memory, by id and by exact semver.
-    pub max_versions: u64,
+    pub max_versions: usize,
     /// Prompts whose label resolutions are kept in memory.
-    pub max_prompts: u64,
+    pub max_prompts: usize,
     /// Compiled templates kept in memory, by version and partials.
-    pub max_compiled: u64,
+    pub max_compiled: usize,
 }
 
 /// Bounds on every render (API, Langfuse, evaluations, optimizations) and

@@ -180,6 +180,8 @@ where
             }
         };
         let headers = response.headers_mut();
+        // At most one growth of the map for all that follows.
+        headers.reserve(DEFAULT_HEADERS.len() + 1);
         for (name, value) in DEFAULT_HEADERS {
             headers.entry(name).or_insert(value);
         }

@@ -94,7 +94,7 @@ pub struct Services {
     pub sessions: Arc<crate::services::sessions::Sessions>,
     pub config: Arc<Config>,
     /// Versions as their GET answers them, by version id.
-    pub encoded_versions: moka::sync::Cache<uuid::Uuid, Arc<versions::EncodedVersion>>,
+    pub encoded_versions: quick_cache::sync::Cache<uuid::Uuid, Arc<versions::EncodedVersion>>,
     pub providers: Arc<crate::providers::Providers>,
     /// Wakes this process's idle workers when a job is queued here.
     pub jobs_queued: Arc<tokio::sync::Notify>,

@@ -2,7 +2,6 @@
 //! and CI preview), optionally as the request body of a provider's API.
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -182,7 +181,7 @@ pub async fn render_prompt(
     State(state): State<AppState>,
     auth: Auth<scope::Read>,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    unit: served::UnitHeader,
     Json(body): Json<RenderRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let name = prompt_name(&name)?;
@@ -191,7 +190,7 @@ pub async fn render_prompt(
         None => state.renderer.default_ref(),
     };
     let variables = Value::Object(body.variables);
-    let unit = served::unit(body.unit.as_deref(), &headers);
+    let unit = served::unit(body.unit.as_deref(), &unit);
     let (output, served) = state
         .renderer
         .render_served(
@@ -219,7 +218,7 @@ pub async fn render_prompt(
     });
     let mut response = axum::Json(answer).into_response();
     if let VersionRef::Label(_) = reference {
-        response.headers_mut().extend(served::headers(&served));
+        served::add_headers(&served, response.headers_mut());
     }
     Ok(response)
 }

@@ -1,9 +1,12 @@
 //! Versions: immutable, numbered snapshots of a prompt's content, fetched by
 //! semver or label with ETags, and diffed.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::body::Body;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -13,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{scope, Auth};
 use super::extract::{prompt_name, semver, version_ref, Json, PageParams, Path, PromptPath, Query};
-use super::served::{self, UnitParams};
+use super::served::{self, UnitHeader, UnitParams};
 use super::{prompt_path, AppState};
 use crate::domain::auth::Scope;
 use crate::domain::content::{content_fields_of, diff_contents, parse_content};
@@ -331,44 +334,89 @@ pub async fn get_version(
     auth: Auth<scope::Read>,
     Path((name, reference)): Path<(String, String)>,
     Query(params): Query<UnitParams>,
-    headers: HeaderMap,
+    unit_header: UnitHeader,
+    if_none_match: IfNoneMatch,
 ) -> Result<Response, ApiError> {
     let name = prompt_name(&name)?;
     let reference = version_ref("ref", &reference)?;
-    let unit = served::unit(params.unit.as_deref(), &headers);
+    let unit = served::unit(params.unit.as_deref(), &unit_header);
     let served = state
         .registry
         .serve_version(auth.project, &name, &reference, unit)
         .await?;
     let version = &served.version;
-    let encoded = state
-        .encoded_versions
-        .get_with(version.id, || Arc::new(EncodedVersion::of(version)));
+    let encoded = match state.encoded_versions.get_or_insert_with(&version.id, || {
+        Ok::<_, Infallible>(Arc::new(EncodedVersion::of(version)))
+    }) {
+        Ok(encoded) => encoded,
+        Err(never) => match never {},
+    };
+    let not_modified = if_none_match.matches(&encoded.etag);
+    let mut response = if not_modified {
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        response
+    } else {
+        Response::new(Body::from(encoded.body.clone()))
+    };
+    // Room for every header the answer leaves with, the envelope's too, so
+    // that the map is not grown on the way out.
+    let headers = response.headers_mut();
+    *headers = HeaderMap::with_capacity(ANSWER_HEADERS);
+    headers.insert(header::ETAG, encoded.etag.clone());
     // Exact versions never change; labels move, so those answers must be revalidated.
     let cache_control = match reference {
         VersionRef::Exact(_) => "private, max-age=31536000, immutable",
         VersionRef::Label(_) => "private, no-cache",
     };
-    let caching = [
-        (header::ETAG, encoded.etag.clone()),
-        (
-            header::CACHE_CONTROL,
-            HeaderValue::from_static(cache_control),
-        ),
-    ];
-    let mut response = if if_none_match(&headers, &encoded.etag) {
-        (StatusCode::NOT_MODIFIED, caching).into_response()
-    } else {
-        let json = [(
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(cache_control),
+    );
+    if !not_modified {
+        headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
-        )];
-        (caching, json, encoded.body.clone()).into_response()
-    };
+        );
+    }
     if let VersionRef::Label(_) = reference {
-        response.headers_mut().extend(served::headers(&served));
+        served::add_headers(&served, headers);
     }
     Ok(response)
+}
+
+/// How many headers a version's answer carries at most: its own (ETag,
+/// caching, type, length, `Vary` and an experiment's three) and the
+/// envelope's five.
+const ANSWER_HEADERS: usize = 16;
+
+/// `If-None-Match`, the only request header a revalidation looks at.
+pub struct IfNoneMatch(Vec<HeaderValue>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        let values = parts.headers.get_all(header::IF_NONE_MATCH);
+        Ok(Self(values.iter().cloned().collect()))
+    }
+}
+
+impl IfNoneMatch {
+    /// Whether the client's copy is `etag`'s: a weak comparison over every
+    /// listed tag, `*` matching any.
+    fn matches(&self, etag: &HeaderValue) -> bool {
+        let Ok(etag) = etag.to_str() else {
+            return false;
+        };
+        self.0.iter().any(|value| {
+            value.to_str().is_ok_and(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
+            })
+        })
+    }
 }
 
 /// A version's answer, encoded once: versions never change, so neither does
@@ -407,19 +455,6 @@ async fn resolve(
 }
 
 /// RFC 9110 weak comparison against every tag of `If-None-Match` (or `*`).
-fn if_none_match(headers: &HeaderMap, etag: &HeaderValue) -> bool {
-    let Ok(etag) = etag.to_str() else {
-        return false;
-    };
-    headers.get_all(header::IF_NONE_MATCH).iter().any(|value| {
-        value.to_str().is_ok_and(|list| {
-            list.split(',')
-                .map(str::trim)
-                .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
-        })
-    })
-}
-
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DiffParams {
@@ -503,6 +538,14 @@ mod tests {
 
     #[test]
     fn if_none_match_is_a_weak_comparison_over_a_list() {
+        // Tags may also come as separate header lines.
+        let lines = IfNoneMatch(vec![
+            HeaderValue::from_static("\"x\""),
+            HeaderValue::from_static("\"abc\""),
+        ]);
+        assert!(lines.matches(&HeaderValue::from_static("\"abc\"")));
+        assert!(!IfNoneMatch(Vec::new()).matches(&HeaderValue::from_static("\"abc\"")));
+
         let etag = "\"abc\"";
         for (header_value, want) in [
             ("\"abc\"", true),
@@ -512,13 +555,9 @@ mod tests {
             ("\"abcd\"", false),
             ("abc", false),
         ] {
-            let mut headers = HeaderMap::new();
-            headers.insert(
-                header::IF_NONE_MATCH,
-                HeaderValue::from_static(header_value),
-            );
+            let client = IfNoneMatch(vec![HeaderValue::from_static(header_value)]);
             assert_eq!(
-                if_none_match(&headers, &HeaderValue::from_static(etag)),
+                client.matches(&HeaderValue::from_static(etag)),
                 want,
                 "{header_value}"
             );

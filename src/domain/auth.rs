@@ -91,7 +91,7 @@ impl KeySecret {
         let body = raw.strip_prefix(KEY_PREFIX)?;
         (body.len() >= MIN_LEN
             && body.len() <= 256
-            && body.chars().all(|c| c.is_ascii_alphanumeric()))
+            && body.bytes().all(|c| c.is_ascii_alphanumeric()))
         .then(|| Self(raw.to_owned()))
     }
 

@@ -10,10 +10,12 @@
 //! ask for it on every partial that has only `production`.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use moka::sync::Cache;
+use quick_cache::sync::Cache;
+use quick_cache::Equivalent;
 use uuid::Uuid;
 
 use crate::config::CacheConfig;
@@ -122,6 +124,17 @@ impl ChangesPrompt for CreatedVersion {
     }
 }
 
+/// A `(project, name)` key of `prompt_ids` by reference, so that a lookup
+/// does not copy the name. Hashes as the tuple does.
+#[derive(Hash)]
+struct NameKey<'a>(ProjectId, &'a PromptName);
+
+impl Equivalent<(ProjectId, PromptName)> for NameKey<'_> {
+    fn equivalent(&self, key: &(ProjectId, PromptName)) -> bool {
+        self.0 == key.0 && *self.1 == key.1
+    }
+}
+
 pub struct Registry {
     /// Reached only by the use-cases in `services`: no front door sees the store.
     pub(super) store: Arc<dyn Store>,
@@ -164,14 +177,25 @@ impl Registry {
     /// Drops cached resolutions another process announced as stale.
     pub fn apply(&self, change: Invalidation) {
         match change {
-            Invalidation::Prompt(id) => self.resolutions.invalidate(&id),
-            Invalidation::All => self.resolutions.invalidate_all(),
+            Invalidation::Prompt(id) => self.invalidate(id),
+            Invalidation::All => self.resolutions.clear(),
             Invalidation::Key(_) => {}
         }
     }
 
     fn invalidate(&self, prompt_id: Uuid) {
-        self.resolutions.invalidate(&prompt_id);
+        self.resolutions.remove(&prompt_id);
+    }
+
+    /// The prompt's cached state, a fresh one if it has none yet.
+    fn resolutions_of(&self, prompt_id: Uuid) -> Resolutions {
+        match self
+            .resolutions
+            .get_or_insert_with(&prompt_id, || Ok::<_, Infallible>(Resolutions::default()))
+        {
+            Ok(entry) => entry,
+            Err(never) => match never {},
+        }
     }
 
     /// Awaits a write to a prompt's labels or versions, then drops that
@@ -209,13 +233,13 @@ impl Registry {
         project: ProjectId,
         name: &PromptName,
     ) -> StoreResult<PromptSummary> {
-        let Some(id) = self.prompt_ids.get(&(project, name.clone())) else {
+        let Some(id) = self.prompt_ids.get(&NameKey(project, name)) else {
             let summary = self.store.get_prompt(project, name).await?;
             self.prompt_ids
                 .insert((project, name.clone()), summary.prompt.id);
             return Ok(summary);
         };
-        let entry = self.resolutions.get_with(id, Resolutions::default);
+        let entry = self.resolutions_of(id);
         if let Some(summary) = read(&entry).summary.clone() {
             return Ok(summary);
         }
@@ -296,7 +320,7 @@ impl Registry {
         name: &PromptName,
         semver: &semver::Version,
     ) -> StoreResult<Arc<Version>> {
-        let prompt_id = self.prompt_ids.get(&(project, name.clone()));
+        let prompt_id = self.prompt_ids.get(&NameKey(project, name));
         if let Some(hit) = prompt_id.and_then(|id| self.exact.get(&(id, semver.clone()))) {
             return Ok(hit);
         }
@@ -339,14 +363,14 @@ impl Registry {
         name: &PromptName,
         label: &LabelName,
     ) -> StoreResult<Resolved> {
-        let Some(id) = self.prompt_ids.get(&(project, name.clone())) else {
+        let Some(id) = self.prompt_ids.get(&NameKey(project, name)) else {
             metrics::cache_lookup(metrics::Cache::Label, false);
             let found = self.store.get_label_version(project, name, label).await?;
             let prompt_id = found.version.prompt_id;
             self.prompt_ids.insert((project, name.clone()), prompt_id);
             return self.resolved(project, name, prompt_id, label, found).await;
         };
-        let entry = self.resolutions.get_with(id, Resolutions::default);
+        let entry = self.resolutions_of(id);
         let hit = read(&entry).labels.get(label).cloned();
         metrics::cache_lookup(metrics::Cache::Label, hit.is_some());
         match hit {
@@ -499,4 +523,33 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_key_finds_what_its_owned_tuple_filed() {
+        let cache: Cache<(ProjectId, PromptName), Uuid> = Cache::new(10);
+        let project = Uuid::new_v4();
+        let name = PromptName::parse("team/greeting").expect("a valid name");
+        let id = Uuid::new_v4();
+        cache.insert((project, name.clone()), id);
+        assert_eq!(cache.get(&NameKey(project, &name)), Some(id));
+        let other = PromptName::parse("team/other").expect("a valid name");
+        assert_eq!(cache.get(&NameKey(project, &other)), None);
+        assert_eq!(cache.get(&NameKey(Uuid::new_v4(), &name)), None);
+    }
+
+    #[test]
+    fn a_cache_of_no_entries_keeps_nothing() {
+        // `cache.max_prompts = 0` turns the label cache off (bench/load.sh's
+        // cold reads): what is filled must not be found again.
+        let cache: Cache<Uuid, Resolutions> = Cache::new(0);
+        let id = Uuid::new_v4();
+        let first = cache.get_or_insert_with(&id, || Ok::<_, Infallible>(Resolutions::default()));
+        assert!(first.is_ok());
+        assert!(cache.get(&id).is_none());
+    }
 }

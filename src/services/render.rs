@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use moka::sync::Cache;
+use quick_cache::sync::Cache;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -144,7 +144,7 @@ impl Renderer {
     pub fn new(
         registry: Arc<Registry>,
         default_label: LabelName,
-        max_compiled: u64,
+        max_compiled: usize,
         limits: Limits,
     ) -> Self {
         Self {

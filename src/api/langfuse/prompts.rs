@@ -3,8 +3,8 @@
 //! prompts. Each is the `/v1` operation it stands for, through the registry.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use axum::response::{AppendHeaders, IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -62,11 +62,8 @@ pub async fn get_prompt(
     auth: LangfuseAuth<scope::Read>,
     path: std::result::Result<Path<String>, ApiError>,
     params: std::result::Result<Query<GetPromptParams>, ApiError>,
-    headers: HeaderMap,
-) -> Result<(
-    AppendHeaders<Vec<(HeaderName, HeaderValue)>>,
-    axum::Json<LangfusePrompt>,
-)> {
+    unit: served::UnitHeader,
+) -> Result<(HeaderMap, axum::Json<LangfusePrompt>)> {
     let Path(name) = path?;
     let Query(params) = params?;
     if let Some(raw) = params.resolve.as_deref() {
@@ -83,7 +80,7 @@ pub async fn get_prompt(
             LabelName::parse(&raw).map_err(|e| LangfuseError::invalid(format!("label: {}", e.0)))
         })
         .transpose()?;
-    let mut split_headers = Vec::new();
+    let mut split_headers = HeaderMap::new();
     let version = match (params.version, &label) {
         (Some(_), Some(_)) => {
             return Err(LangfuseError::invalid(
@@ -98,7 +95,7 @@ pub async fn get_prompt(
                 Some(label) => VersionRef::Label(label.clone()),
                 None => state.renderer.default_ref(),
             };
-            let unit = served::unit(None, &headers);
+            let unit = served::unit(None, &unit);
             let served = state
                 .registry
                 .serve_version(auth.project, &name, &reference, unit)
@@ -109,7 +106,7 @@ pub async fn get_prompt(
         }
     };
     Ok((
-        AppendHeaders(split_headers),
+        split_headers,
         axum::Json(answer(&state, auth.project, &version, label.as_ref()).await?),
     ))
 }

@@ -3,7 +3,6 @@
 //! stands for, through the same services.
 
 use axum::extract::State;
-use axum::response::AppendHeaders;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -468,11 +467,8 @@ pub async fn get_model_version_by_alias(
     State(state): State<AppState>,
     auth: MlflowAuth<scope::Read>,
     params: std::result::Result<Query<AliasParams>, ApiError>,
-    headers: axum::http::HeaderMap,
-) -> Result<(
-    AppendHeaders<Vec<(axum::http::HeaderName, axum::http::HeaderValue)>>,
-    axum::Json<ModelVersionResponse>,
-)> {
+    unit: crate::api::served::UnitHeader,
+) -> Result<(axum::http::HeaderMap, axum::Json<ModelVersionResponse>)> {
     let Query(params) = params?;
     let name = name_of(&params.name)?;
     let label = LabelName::parse(&params.alias)
@@ -484,11 +480,11 @@ pub async fn get_model_version_by_alias(
             project,
             &name,
             &VersionRef::Label(label.clone()),
-            crate::api::served::unit(None, &headers),
+            crate::api::served::unit(None, &unit),
         )
         .await?;
     Ok((
-        AppendHeaders(crate::api::served::headers(&served)),
+        crate::api::served::headers(&served),
         ModelVersionResponse::new(
             model_version(&state, project, &served.version, Some(&label)).await?,
         ),
