@@ -16,6 +16,8 @@ const INVALIDATION_CHANNEL: &str = "promptreg_invalidate";
 
 /// How long the first connection at start may take before start-up fails.
 const FIRST_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A pooled connection idle longer than this is pinged before it is used.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
 
 /// `url` with its password (in the user part or a `password=` parameter)
 /// replaced by `***`, fit for logs and error messages.
@@ -125,6 +127,21 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(2))
             .acquire_timeout(Duration::from_secs(10))
+            // sqlx pings every connection it hands out, and again when it
+            // takes one back: three round trips for a one-statement read.
+            // The ping on the way back stays; one on the way out only for
+            // a connection that sat idle long enough for the server to have
+            // gone away meanwhile (a failed ping discards it, and the pool
+            // hands out another).
+            .test_before_acquire(false)
+            .before_acquire(|connection, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > IDLE_BEFORE_PING {
+                        connection.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options.clone())
             .await
             .with_context(|| format!("cannot connect to Postgres at {shown}"))?;
