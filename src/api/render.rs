@@ -2,7 +2,8 @@
 //! and CI preview), optionally as the request body of a provider's API.
 
 use axum::extract::State;
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -63,8 +64,40 @@ pub struct RenderTemplateRequest {
 pub struct ResolvedPrompt {
     #[schema(example = "common/safety")]
     prompt: String,
-    #[schema(example = "1.2.0")]
-    version: String,
+    #[schema(value_type = String, example = "1.2.0")]
+    version: VersionText,
+}
+
+/// A version as its text. A plain `major.minor.patch` is written with
+/// `itoa` rather than through `fmt`, which cost a render over a thousand
+/// instructions per version written.
+struct VersionText(semver::Version);
+
+impl Serialize for VersionText {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let version = &self.0;
+        if !version.pre.is_empty() || !version.build.is_empty() {
+            return serializer.collect_str(version);
+        }
+        // Three u64s of at most 20 digits and two dots.
+        let mut text = [0u8; 62];
+        let mut len = 0;
+        for (at, number) in [version.major, version.minor, version.patch]
+            .into_iter()
+            .enumerate()
+        {
+            if at > 0 {
+                text[len] = b'.';
+                len += 1;
+            }
+            let mut digits = itoa::Buffer::new();
+            let digits = digits.format(number).as_bytes();
+            text[len..len + digits.len()].copy_from_slice(digits);
+            len += digits.len();
+        }
+        let text = std::str::from_utf8(&text[..len]).map_err(serde::ser::Error::custom)?;
+        serializer.serialize_str(text)
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -78,7 +111,8 @@ pub struct RenderResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     prompt: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    version: Option<String>,
+    #[schema(value_type = Option<String>)]
+    version: Option<VersionText>,
     #[serde(rename = "type")]
     prompt_type: PromptType,
     /// The rendered text (text prompts).
@@ -98,12 +132,41 @@ pub struct RenderResponse {
     served: Option<ServedVariant>,
 }
 
+/// Room for an answer's JSON besides the rendered text: names, versions,
+/// a typical model config.
+const ANSWER_ROOM: usize = 384;
+
+impl IntoResponse for RenderResponse {
+    /// The answer as JSON, written into a buffer sized for it up front
+    /// (axum's `Json` starts at 128 bytes and grows by copying).
+    fn into_response(self) -> Response {
+        let rendered = self.text.as_ref().map_or(0, String::len)
+            + self
+                .messages
+                .iter()
+                .flatten()
+                .map(|message| message.content.len())
+                .sum::<usize>();
+        let mut body = Vec::with_capacity(ANSWER_ROOM + rendered);
+        if let Err(e) = serde_json::to_writer(&mut body, &self) {
+            return ApiError::from(crate::services::ServiceError::Internal(e.into()))
+                .into_response();
+        }
+        let mut response = Response::new(axum::body::Body::from(body));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+}
+
 /// Which variant an experiment served; feedback cites `served_id`.
 #[derive(Serialize, ToSchema)]
 pub struct ServedVariant {
     experiment: uuid::Uuid,
-    #[schema(example = "1.0.1")]
-    version: String,
+    #[schema(value_type = String, example = "1.0.1")]
+    version: VersionText,
     /// Opaque: the experiment and version, for `POST /v1/feedback`.
     served_id: String,
 }
@@ -117,7 +180,7 @@ pub struct RenderedMessageSchema {
 }
 
 fn response(
-    prompt: Option<(String, String)>,
+    prompt: Option<(String, semver::Version)>,
     content: &PromptContent,
     rendered: Rendered,
     resolved: Vec<(String, semver::Version)>,
@@ -149,7 +212,7 @@ fn response(
     let (prompt, version) = prompt.unzip();
     RenderResponse {
         prompt,
-        version,
+        version: version.map(VersionText),
         prompt_type: content.prompt_type(),
         text,
         messages,
@@ -158,7 +221,7 @@ fn response(
             .into_iter()
             .map(|(prompt, version)| ResolvedPrompt {
                 prompt,
-                version: version.to_string(),
+                version: VersionText(version),
             })
             .collect(),
         request,
@@ -203,7 +266,7 @@ pub async fn render_prompt(
         )
         .await?;
     let version = &output.version;
-    let prompt = Some((version.prompt_name.clone(), version.version.to_string()));
+    let prompt = Some((version.prompt_name.clone(), version.version.clone()));
     let mut answer = response(
         prompt,
         &version.content,
@@ -213,10 +276,10 @@ pub async fn render_prompt(
     );
     answer.served = served.experiment.map(|experiment| ServedVariant {
         experiment,
-        version: version.version.to_string(),
+        version: VersionText(version.version.clone()),
         served_id: served_id(experiment, &version.version),
     });
-    let mut response = axum::Json(answer).into_response();
+    let mut response = answer.into_response();
     if let VersionRef::Label(_) = reference {
         served::add_headers(&served, response.headers_mut());
     }
@@ -235,7 +298,7 @@ pub async fn render_template(
     State(state): State<AppState>,
     auth: Auth<scope::Read>,
     Json(body): Json<RenderTemplateRequest>,
-) -> Result<axum::Json<RenderResponse>, ApiError> {
+) -> Result<RenderResponse, ApiError> {
     let mut errors = Vec::new();
     let content = parse_content(content_fields_of!(body), &mut errors);
     let content = match content {
@@ -251,11 +314,30 @@ pub async fn render_template(
         .renderer
         .render_content(auth.project, &content, &variables, body.format)
         .await?;
-    Ok(axum::Json(response(
-        None,
-        &content,
-        rendered,
-        resolved,
-        body.format,
-    )))
+    Ok(response(None, &content, rendered, resolved, body.format))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::VersionText;
+
+    fn written(raw: &str) -> String {
+        let version = semver::Version::parse(raw).expect("a semver");
+        serde_json::to_string(&VersionText(version)).expect("serializes")
+    }
+
+    #[test]
+    fn a_version_is_written_as_its_text() {
+        for raw in [
+            "0.0.0",
+            "1.2.3",
+            "10.20.300",
+            "18446744073709551615.18446744073709551615.18446744073709551615",
+            "1.0.0-rc.1",
+            "1.0.0+build.5",
+            "2.0.0-beta.2+sha.abc",
+        ] {
+            assert_eq!(written(raw), format!("\"{raw}\""));
+        }
+    }
 }

@@ -41,9 +41,9 @@ impl PromptName {
     /// say which kind of name was refused (`dataset name "Bad Name" …`).
     pub fn parse_as(kind: NameKind, raw: &str) -> Result<Self, NameError> {
         let first_ok = raw
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+            .as_bytes()
+            .first()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
         if !first_ok {
             return Err(NameError(format!(
                 "{kind} name {raw:?} must start with a lower-case letter or a digit"
@@ -55,17 +55,31 @@ impl PromptName {
                 raw.len()
             )));
         }
-        if let Some(bad) = raw.chars().find(|c| {
-            !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '/' | '-'))
-        }) {
-            return Err(NameError(format!(
-                "{kind} name {raw:?} contains {bad:?}; allowed are a-z, 0-9, '.', '_', '/' and '-'"
-            )));
+        // One pass over the bytes (every allowed character is ASCII): a
+        // refused character is reported before a bad folder segment.
+        let bytes = raw.as_bytes();
+        let mut segment_start = 0;
+        let mut bad_segment = false;
+        for (at, &byte) in bytes.iter().enumerate() {
+            match byte {
+                b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-' => {}
+                b'/' => {
+                    bad_segment |= is_bad_segment(&bytes[segment_start..at]);
+                    segment_start = at + 1;
+                }
+                _ => {
+                    // Every byte before `at` is ASCII, so `at` starts a character.
+                    let bad = raw[at..]
+                        .chars()
+                        .next()
+                        .unwrap_or(char::REPLACEMENT_CHARACTER);
+                    return Err(NameError(format!(
+                        "{kind} name {raw:?} contains {bad:?}; allowed are a-z, 0-9, '.', '_', '/' and '-'"
+                    )));
+                }
+            }
         }
-        if raw
-            .split('/')
-            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
-        {
+        if bad_segment || is_bad_segment(&bytes[segment_start..]) {
             return Err(NameError(format!(
                 "{kind} name {raw:?} has an empty, '.' or '..' folder segment"
             )));
@@ -76,6 +90,11 @@ impl PromptName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// A folder segment a name may not have: empty, `.` or `..`.
+fn is_bad_segment(segment: &[u8]) -> bool {
+    matches!(segment, b"" | b"." | b"..")
 }
 
 impl fmt::Display for PromptName {
@@ -93,10 +112,10 @@ pub const LATEST: &str = "latest";
 
 impl LabelName {
     pub fn parse(raw: &str) -> Result<Self, NameError> {
-        let first_ok = raw.chars().next().is_some_and(|c| c.is_ascii_lowercase());
+        let first_ok = raw.as_bytes().first().is_some_and(u8::is_ascii_lowercase);
         let rest_ok = raw
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+            .bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'));
         if !first_ok || !rest_ok || raw.len() > LABEL_NAME_MAX {
             return Err(NameError(format!(
                 "label {raw:?} must match [a-z][a-z0-9_-]{{0,63}}"
@@ -216,6 +235,11 @@ mod tests {
             ("a//b", "empty"),
             ("a/", "empty"),
             ("a/../b", "'..'"),
+            ("a/./b", "'.'"),
+            ("a/..", "'..'"),
+            // A refused character is named before a bad segment.
+            ("a//B", "contains 'B'"),
+            ("a/b€", "contains '€'"),
             (&"a".repeat(129), "at most 128"),
         ];
         for (raw, why) in cases {

@@ -160,13 +160,25 @@ fn set_pool(pool: PoolGauge) {
 
 /// One answered HTTP request. `route` is the matched route template, or
 /// `unmatched`. The hot path: the series' handles are looked up by route in
-/// a map of our own rather than registered anew (labels built, hashed and
-/// allocated) on every request.
+/// a map of our own, under a shared lock, rather than registered anew
+/// (labels built, hashed and allocated) on every request; only a series
+/// seen for the first time takes the lock exclusively.
 pub fn http_request(method: &Method, route: &str, status: u16, elapsed: Duration) {
     let method = standard_method(method).unwrap_or("other");
-    let (counter, histogram) = http_series(method, route, status);
-    counter.increment(1);
-    histogram.record(elapsed.as_secs_f64());
+    let seconds = elapsed.as_secs_f64();
+    {
+        let routes = HTTP_SERIES.read().unwrap_or_else(|p| p.into_inner());
+        if routes
+            .get(route)
+            .is_some_and(|series| series.record(method, status, seconds))
+        {
+            return;
+        }
+    }
+    let mut routes = HTTP_SERIES.write().unwrap_or_else(|p| p.into_inner());
+    let series = routes.entry(route.to_owned()).or_default();
+    series.register(method, route, status);
+    series.record(method, status, seconds);
 }
 
 /// The handles of one route's series, by (method, status) and by method.
@@ -176,43 +188,40 @@ struct RouteSeries {
     durations: Vec<(&'static str, Histogram)>,
 }
 
-static HTTP_SERIES: RwLock<BTreeMap<String, Mutex<RouteSeries>>> = RwLock::new(BTreeMap::new());
-
-fn http_series(method: &'static str, route: &str, status: u16) -> (Counter, Histogram) {
-    let lookup = |series: &Mutex<RouteSeries>| {
-        let mut series = series.lock().unwrap_or_else(|p| p.into_inner());
-        let counter = match series
+impl RouteSeries {
+    /// Counts one request; false when its series are not registered yet.
+    fn record(&self, method: &str, status: u16, seconds: f64) -> bool {
+        let counter = self
             .requests
             .iter()
-            .find(|(m, s, _)| *m == method && *s == status)
+            .find(|(m, s, _)| *m == method && *s == status);
+        let histogram = self.durations.iter().find(|(m, _)| *m == method);
+        let (Some((_, _, counter)), Some((_, histogram))) = (counter, histogram) else {
+            return false;
+        };
+        counter.increment(1);
+        histogram.record(seconds);
+        true
+    }
+
+    fn register(&mut self, method: &'static str, route: &str, status: u16) {
+        if !self
+            .requests
+            .iter()
+            .any(|(m, s, _)| *m == method && *s == status)
         {
-            Some((_, _, counter)) => counter.clone(),
-            None => {
-                let counter = counter!(HTTP_REQUESTS, "method" => method, "route" => route.to_owned(), "status" => status.to_string());
-                series.requests.push((method, status, counter.clone()));
-                counter
-            }
-        };
-        let histogram = match series.durations.iter().find(|(m, _)| *m == method) {
-            Some((_, histogram)) => histogram.clone(),
-            None => {
-                let histogram =
-                    histogram!(HTTP_DURATION, "method" => method, "route" => route.to_owned());
-                series.durations.push((method, histogram.clone()));
-                histogram
-            }
-        };
-        (counter, histogram)
-    };
-    {
-        let routes = HTTP_SERIES.read().unwrap_or_else(|p| p.into_inner());
-        if let Some(series) = routes.get(route) {
-            return lookup(series);
+            let counter = counter!(HTTP_REQUESTS, "method" => method, "route" => route.to_owned(), "status" => status.to_string());
+            self.requests.push((method, status, counter));
+        }
+        if !self.durations.iter().any(|(m, _)| *m == method) {
+            let histogram =
+                histogram!(HTTP_DURATION, "method" => method, "route" => route.to_owned());
+            self.durations.push((method, histogram));
         }
     }
-    let mut routes = HTTP_SERIES.write().unwrap_or_else(|p| p.into_inner());
-    lookup(routes.entry(route.to_owned()).or_default())
 }
+
+static HTTP_SERIES: RwLock<BTreeMap<String, RouteSeries>> = RwLock::new(BTreeMap::new());
 
 /// A standard method's name; `None` for anything else (a client's own
 /// verb), so that a caller can never invent a label value or span name.

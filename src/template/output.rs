@@ -21,10 +21,14 @@ pub(super) struct CappedWriter {
     overflowed: bool,
 }
 
+/// Room the buffer starts with: a typical prompt's output fits, so a render
+/// does not grow it through 8, 16, 32… bytes one write at a time.
+const INITIAL_CAPACITY: usize = 512;
+
 impl CappedWriter {
     pub fn new(limit: usize) -> Self {
         Self {
-            buf: Vec::new(),
+            buf: Vec::with_capacity(limit.min(INITIAL_CAPACITY)),
             limit,
             overflowed: false,
         }
