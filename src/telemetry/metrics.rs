@@ -189,14 +189,25 @@ struct RouteSeries {
 }
 
 impl RouteSeries {
+    fn counter(&self, method: &str, status: u16) -> Option<&Counter> {
+        self.requests
+            .iter()
+            .find(|(m, s, _)| *m == method && *s == status)
+            .map(|(_, _, counter)| counter)
+    }
+
+    fn histogram(&self, method: &str) -> Option<&Histogram> {
+        self.durations
+            .iter()
+            .find(|(m, _)| *m == method)
+            .map(|(_, histogram)| histogram)
+    }
+
     /// Counts one request; false when its series are not registered yet.
     fn record(&self, method: &str, status: u16, seconds: f64) -> bool {
-        let counter = self
-            .requests
-            .iter()
-            .find(|(m, s, _)| *m == method && *s == status);
-        let histogram = self.durations.iter().find(|(m, _)| *m == method);
-        let (Some((_, _, counter)), Some((_, histogram))) = (counter, histogram) else {
+        let (Some(counter), Some(histogram)) =
+            (self.counter(method, status), self.histogram(method))
+        else {
             return false;
         };
         counter.increment(1);
@@ -205,15 +216,11 @@ impl RouteSeries {
     }
 
     fn register(&mut self, method: &'static str, route: &str, status: u16) {
-        if !self
-            .requests
-            .iter()
-            .any(|(m, s, _)| *m == method && *s == status)
-        {
+        if self.counter(method, status).is_none() {
             let counter = counter!(HTTP_REQUESTS, "method" => method, "route" => route.to_owned(), "status" => status.to_string());
             self.requests.push((method, status, counter));
         }
-        if !self.durations.iter().any(|(m, _)| *m == method) {
+        if self.histogram(method).is_none() {
             let histogram =
                 histogram!(HTTP_DURATION, "method" => method, "route" => route.to_owned());
             self.durations.push((method, histogram));
